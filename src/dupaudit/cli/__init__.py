@@ -1,0 +1,41 @@
+"""The command layer: the only package that imports typer and rich.
+
+Each command lives in its own module and registers itself on `app`; `main` maps errors to exit codes
+(design.md section 5): 0 ok, 1 findings failed the gate, 2 bad usage/input, 3 baseline rewritten,
+123 internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+
+app = typer.Typer(
+    name="dupaudit",
+    help="Find duplicated images in a training set: what is duplicated, how uneven it is, and what it costs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command modules register themselves on import (one module per command).
+from . import demo as _demo  # noqa: E402,F401
+from . import scan as _scan  # noqa: E402,F401
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        from .. import __version__
+
+        typer.echo(f"dupaudit {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Entry point of the `dupaudit` command."""
+    logging.basicConfig(level=logging.WARNING, format="dupaudit: %(message)s", stream=sys.stderr)
+    app()

@@ -1,0 +1,81 @@
+"""What every command shares: the stderr console, error-to-exit-code mapping, the rich progress bar."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import DupauditError, MissingExtraError
+
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable)
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_BASELINE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 123, 130
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print a one-line error on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def guarded(command: F) -> F:
+    """Run a command body with dupaudit's exit codes: 2 for user errors, 130 for Ctrl-C, 123 for a bug."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MissingExtraError as exc:
+            raise fail(str(exc)) from None
+        except DupauditError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so, and never exit 1 (that means "findings")
+            raise fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RichProgress:
+    """A ProgressSink that draws a rich bar on stderr (only used on a terminal, without --quiet)."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task = None
+
+    def start(self, stage: str, total: int) -> None:
+        if total <= 0:
+            return
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=err_console, transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task(stage, total=total)
+
+    def advance(self, count: int = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, count)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def progress_sink(quiet: bool):
+    """A rich bar when stderr is a terminal and the user did not ask for quiet; else nothing."""
+    from ..progress import NullProgress
+
+    if quiet or not sys.stderr.isatty():
+        return NullProgress()
+    return RichProgress()

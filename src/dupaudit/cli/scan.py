@@ -1,0 +1,86 @@
+"""`dupaudit scan`: find duplicates, skew, label conflicts and leakage in a dataset folder."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from . import app
+from .common import EXIT_FINDINGS, err_console, guarded, progress_sink
+from .render import print_summary
+
+
+class Method(str, Enum):
+    phash = "phash"
+    dhash = "dhash"
+    ahash = "ahash"
+    whash = "whash"
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    csv = "csv"
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+@app.command()
+@guarded
+def scan(
+    root: Path = typer.Argument(..., help="Dataset folder: ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., "
+                                          "or a flat folder."),
+    against: list[Path] = typer.Option([], "--against", help="An evaluation folder to check for leakage "
+                                                             "(repeatable)."),
+    method: Method = typer.Option(Method.phash, "--method", help="Perceptual hash (imagededup's definitions)."),
+    threshold: Optional[int] = typer.Option(None, "--threshold", min=0, max=64,
+                                            help="Hamming radius for near duplicates (default: see README)."),
+    flips: bool = typer.Option(False, "--flips", help="Also match horizontally mirrored copies."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", envvar="DUPAUDIT_CACHE",
+                                         help="Fingerprint cache file (default ~/.cache/dupaudit/fingerprints.sqlite)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report (schema_version 1)."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member."),
+    output_format: Format = typer.Option(Format.text, "--format", "-f",
+                                         help="What goes to stdout: the text summary, or the json/csv report."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 on: exact, pixel, near, label-conflicts, "
+                                                                  "leakage, skew>X (comma-separated)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Find exact, pixel and near duplicates; report class skew, label conflicts and train/test leakage."""
+    from ..formats import csv as csv_format
+    from ..formats import json as json_format
+    from ..policy import failures, parse_rules
+    from ..scan import scan as run_scan
+
+    rules = parse_rules(fail_on)  # a bad rule is a usage error before any work is done
+    started = time.perf_counter()
+    report = run_scan(root, against, method=method.value, threshold=threshold, flips=flips, jobs=jobs,
+                      cache_path=cache, use_cache=not no_cache, progress=progress_sink(quiet))
+    elapsed = time.perf_counter() - started
+    if json_file:
+        write_text(json_file, json_format.render(report))
+    if csv_file:
+        write_text(csv_file, csv_format.render(report))
+    if output_format is Format.json:
+        typer.echo(json_format.render(report), nl=False)
+    elif output_format is Format.csv:
+        typer.echo(csv_format.render(report), nl=False)
+    if not quiet:
+        console = Console() if output_format is Format.text else err_console
+        print_summary(report, console)
+        console.print(f"[dim]{elapsed:.1f} s · {report.decoded:,} decoded, {report.cache_hits:,} from cache[/]")
+    broken = failures(report, rules)
+    if broken:
+        for line in broken:
+            err_console.print(f"[red]fail:[/] {line}", highlight=False)
+        raise typer.Exit(EXIT_FINDINGS)

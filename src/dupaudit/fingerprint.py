@@ -1,0 +1,148 @@
+"""Decode each file once and derive everything the search needs: digests, perceptual hashes, a thumbnail.
+
+A file is read once; its bytes give the byte digest and are decoded from memory; the decoded pixels give
+the pixel digest and the small grayscale images the hashes need (resized exactly as imagededup resizes,
+so the hashes match it bit for bit). Hashes are computed per batch, one transform call per batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .hashing import HASH_FUNCTIONS, HASH_SIZES
+
+THUMB_SIZE = 32  # the pHash input (32x32 gray, LANCZOS) doubles as the verification thumbnail
+COLOR_SIZE = 4  # a 4x4 RGB average: lets verification tell a red car from a blue one of the same shape
+FINGERPRINT_VERSION = 1  # bump when anything below changes what is stored, so caches are rebuilt
+
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(slots=True)
+class Fingerprint:
+    """What one decoded file contributes to the search (and what the cache stores)."""
+
+    width: int
+    height: int
+    byte_digest: bytes
+    pixel_digest: bytes
+    hashes: dict[str, bytes]  # method -> 8 packed bytes
+    flip_hashes: dict[str, bytes]  # method -> hash of the horizontally mirrored image
+    thumb: bytes  # THUMB_SIZE x THUMB_SIZE grayscale, uint8
+    color: bytes  # COLOR_SIZE x COLOR_SIZE RGB, uint8
+
+
+class BadImage(Exception):
+    """A file that cannot be fingerprinted; its message is the one-line reason shown to the user."""
+
+
+def _open_rgb(data: bytes) -> Image.Image:
+    """Decode bytes to an RGB image the way imagededup does (alpha dropped), EXIF orientation applied."""
+    with warnings.catch_warnings():
+        # Pillow only warns between 1x and 2x its pixel limit; a scan treats both as a bomb.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    # Orientation other than 1 means the pixels are stored rotated or mirrored: compare what people see.
+    # (imagededup ignores EXIF; for files without an orientation tag the result is the same.)
+    if image.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1):
+        image = ImageOps.exif_transpose(image)
+    if image.mode != "RGB":
+        image = image.convert("RGBA").convert("RGB")
+    return image
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"decompression bomb: {exc}".split(" could be")[0]
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (content not recognised)"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, OSError) and "truncated" in str(exc):
+        return "truncated image"
+    if isinstance(exc, (OSError, SyntaxError, ValueError)):
+        return f"corrupt image: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return f"cannot decode: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+
+
+def decode_small(path: str, methods: tuple[str, ...]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read and decode one file; return its facts and the small gray arrays each method needs."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise BadImage(_reason(exc) if isinstance(exc, PermissionError) else f"cannot read: {exc.strerror}")
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        image = _open_rgb(data)
+        pixels = image.tobytes()
+        facts = {
+            "width": image.width,
+            "height": image.height,
+            "byte_digest": hashlib.blake2b(data, digest_size=16).digest(),
+            "pixel_digest": hashlib.blake2b(pixels, digest_size=16, key=b"%dx%d" % image.size).digest(),
+        }
+        del pixels
+        small: dict[str, np.ndarray] = {}
+        for method in dict.fromkeys(("phash", *methods)):
+            small[method] = np.asarray(image.resize(HASH_SIZES[method], Image.LANCZOS).convert("L"), dtype=np.uint8)
+        facts["color"] = np.asarray(image.resize((COLOR_SIZE, COLOR_SIZE), Image.BOX), dtype=np.uint8).tobytes()
+    except BadImage:
+        raise
+    except Exception as exc:  # any decoder failure is a property of the file, never a reason to stop
+        raise BadImage(_reason(exc)) from None
+    return facts, small
+
+
+def fingerprint_paths(paths: list[str], methods: tuple[str, ...]) -> list[Fingerprint | str]:
+    """Fingerprint a batch of files: a Fingerprint per good file, a reason string per bad one."""
+    results: list[Fingerprint | str] = []
+    good: list[tuple[int, dict]] = []
+    arrays: dict[str, list[np.ndarray]] = {}
+    for path in paths:
+        try:
+            facts, small = decode_small(path, methods)
+        except BadImage as exc:
+            results.append(str(exc))
+            continue
+        good.append((len(results), facts))
+        results.append("")
+        for method, array in small.items():
+            arrays.setdefault(method, []).append(array)
+    if not good:
+        return results
+    hashes: dict[str, np.ndarray] = {}
+    flips: dict[str, np.ndarray] = {}
+    for method, stack in arrays.items():
+        batch = np.stack(stack)
+        hashes[method] = HASH_FUNCTIONS[method](batch)
+        flips[method] = HASH_FUNCTIONS[method](np.ascontiguousarray(batch[:, :, ::-1]))
+    thumbs = arrays["phash"]
+    for row, (index, facts) in enumerate(good):
+        results[index] = Fingerprint(
+            width=facts["width"],
+            height=facts["height"],
+            byte_digest=facts["byte_digest"],
+            pixel_digest=facts["pixel_digest"],
+            hashes={m: hashes[m][row].tobytes() for m in hashes},
+            flip_hashes={m: flips[m][row].tobytes() for m in flips},
+            thumb=thumbs[row].tobytes(),
+            color=facts["color"],
+        )
+    return results
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

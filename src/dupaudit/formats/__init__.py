@@ -1,0 +1,1 @@
+"""Output formats: each module renders a ScanReport to text (render(report) -> str)."""

@@ -1,0 +1,154 @@
+"""Typed values that flow between the stages: records, groups, class statistics, the scan report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KINDS = ("exact", "pixel", "near")  # exact ⊂ pixel ⊂ near: same bytes, same pixels, similar pixels
+METHODS = ("phash", "dhash", "ahash", "whash")
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """One folder of images: a split of a dataset (train, test, ...) or a whole unsplit folder."""
+
+    name: str  # unique; also the split name of its images
+    path: str  # absolute
+    labelled: bool  # True when its first-level folders are classes
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One file found by discovery (not yet decoded)."""
+
+    root: str
+    path: str  # POSIX, relative to its root
+    label: str | None
+    size: int
+    mtime_ns: int
+    abspath: str
+
+    @property
+    def split(self) -> str:
+        return self.root
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.root, self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A file that could not be fingerprinted, with a one-line reason."""
+
+    root: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    method: str = "phash"
+    threshold: int = 10
+    flips: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    root: str
+    path: str
+    label: str | None
+    keep: bool
+    width: int = 0
+    height: int = 0
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateGroup:
+    id: int
+    kind: str  # one of KINDS
+    max_distance: int  # largest Hamming distance between two members' hashes
+    members: tuple[GroupMember, ...]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(sorted({m.label for m in self.members if m.label is not None}))
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(sorted({m.root for m in self.members}))
+
+    @property
+    def is_label_conflict(self) -> bool:
+        return len(self.labels) > 1
+
+    @property
+    def is_leak(self) -> bool:
+        return len(self.splits) > 1
+
+    @property
+    def kept(self) -> GroupMember:
+        return next(m for m in self.members if m.keep)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    split: str
+    label: str | None
+    images: int  # n_c
+    distinct: int  # u_c: distinct groups (or lone images) touching the class in this split
+    redundant: int  # r_c = n_c - u_c
+    duplication_rate: float  # r_c / n_c
+    prior: float  # p_c = n_c / N
+    prior_without_duplicates: float  # q_c = u_c / U
+    inflation: float  # p_c / q_c
+
+
+@dataclass(frozen=True, slots=True)
+class SplitStats:
+    split: str
+    role: str  # "train" (what the model learns from) or "eval"
+    images: int
+    distinct: int
+    redundant: int
+    skew: float  # total variation distance between the class priors with and without duplicates
+    wasted_fraction: float  # share of an epoch spent on redundant copies
+    leaked: int  # eval splits: images with a copy in the train split
+    leaked_fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    images: int
+    skipped: int
+    groups: int
+    redundant: int
+    label_conflicts: int
+    leaked: int
+    skew: float
+    wasted_fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReport:
+    tool_version: str
+    roots: tuple[Root, ...]
+    settings: Settings
+    summary: Summary
+    classes: tuple[ClassStats, ...]
+    splits: tuple[SplitStats, ...]
+    groups: tuple[DuplicateGroup, ...]
+    skipped: tuple[Skipped, ...]
+    train_split: str = ""
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+    cache_hits: int = field(default=0, compare=False)
+    decoded: int = field(default=0, compare=False)
+
+    @property
+    def label_conflict_groups(self) -> tuple[DuplicateGroup, ...]:
+        return tuple(g for g in self.groups if g.is_label_conflict)
+
+    @property
+    def leak_groups(self) -> tuple[DuplicateGroup, ...]:
+        return tuple(g for g in self.groups if g.is_leak)

@@ -1,0 +1,166 @@
+"""The scan pipeline: discover -> fingerprint (cached, parallel) -> search -> groups -> analysis -> ScanReport."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .analysis import analyse
+from .cache import FingerprintCache, default_cache_path
+from .discover import discover, resolve_roots
+from .errors import InputError
+from .fingerprint import Fingerprint, default_jobs, fingerprint_paths
+from .groups import build_groups
+from .model import METHODS, ImageRecord, Root, ScanReport, Settings, Skipped
+from .progress import NullProgress, ProgressSink
+from .search import pairs_within
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 10
+BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
+
+
+@dataclass(slots=True)
+class Fingerprinted:
+    """The records that decoded, aligned with their fingerprints, and those that did not."""
+
+    records: list[ImageRecord]
+    fingerprints: list[Fingerprint]
+    skipped: list[Skipped]
+    decoded: int
+    cache_hits: int
+
+
+def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...], *, jobs: int | None = None,
+                        cache: FingerprintCache | None = None,
+                        progress: ProgressSink | None = None) -> Fingerprinted:
+    """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes."""
+    progress = progress or NullProgress()
+    cached = cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records), methods) if cache else {}
+    todo = [r for r in records if r.abspath not in cached]
+    fresh: dict[str, Fingerprint | str] = {}
+    progress.start("fingerprint", len(todo))
+    batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
+    jobs = max(1, jobs or default_jobs())
+    if jobs == 1 or len(batches) <= 1:
+        outputs = (fingerprint_paths([r.abspath for r in batch], methods) for batch in batches)
+        _collect(batches, outputs, fresh, cache, progress)
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
+            outputs = pool.map(fingerprint_paths, [[r.abspath for r in b] for b in batches],
+                               [methods] * len(batches))
+            _collect(batches, outputs, fresh, cache, progress)
+    progress.finish()
+
+    result = Fingerprinted([], [], [], decoded=len(todo), cache_hits=len(cached))
+    for record in records:
+        if record.abspath in cached:
+            row = cached[record.abspath]
+            value: Fingerprint | str = row.error if row.error is not None else row.fingerprint
+        else:
+            value = fresh[record.abspath]
+        if isinstance(value, str):
+            result.skipped.append(Skipped(record.root, record.path, value))
+        else:
+            result.records.append(record)
+            result.fingerprints.append(value)
+    return result
+
+
+def _collect(batches, outputs, fresh, cache, progress) -> None:
+    for batch, output in zip(batches, outputs):
+        for record, value in zip(batch, output):
+            fresh[record.abspath] = value
+        if cache is not None:
+            cache.store((r.abspath, r.size, r.mtime_ns, v) for r, v in zip(batch, output))
+        progress.advance(len(batch))
+
+
+def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, method: str = "phash",
+         threshold: int | None = None, flips: bool = False, jobs: int | None = None,
+         cache_path: str | os.PathLike | None = None, use_cache: bool = True,
+         progress: ProgressSink | None = None) -> ScanReport:
+    """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    if not 0 <= threshold <= 64:
+        raise InputError(f"threshold must be between 0 and 64, not {threshold}")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    roots = resolve_roots(root, list(against))
+    records, problems = discover(roots)
+    order = {r.name: i for i, r in enumerate(roots)}
+    records.sort(key=lambda r: (order[r.root], r.path))
+    if not records and not problems:
+        raise InputError(f"{root}: no images found")
+    timings["discover"] = time.perf_counter() - started
+
+    cache = FingerprintCache(cache_path or default_cache_path()) if use_cache else None
+    try:
+        found = fingerprint_records(records, (method,), jobs=jobs, cache=cache, progress=progress)
+    finally:
+        if cache is not None:
+            cache.close()
+    timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
+
+    mark = time.perf_counter()
+    skipped = sorted([Skipped(*p) for p in problems] + found.skipped, key=lambda s: (order[s.root], s.path))
+    settings = Settings(method=method, threshold=threshold, flips=flips)
+    groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs)
+    timings["search"] = time.perf_counter() - mark
+    train_split = next((r.name for r in roots if r.name == "train"), roots[0].name)
+    summary, classes, splits = analyse(roots, train_split, found.records, groups, len(skipped))
+    timings["total"] = time.perf_counter() - started
+    return ScanReport(
+        tool_version=__version__, roots=roots, settings=settings, summary=summary, classes=classes,
+        splits=splits, groups=groups, skipped=tuple(skipped), train_split=train_split, timings=timings,
+        cache_hits=found.cache_hits, decoded=found.decoded,
+    )
+
+
+def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerprint], roots: Sequence[Root],
+                settings: Settings, jobs: int | None = None):
+    """Exact, pixel and near pairs, joined into groups."""
+    count = len(records)
+    hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8).reshape(count, 8)
+    flip_hashes = None
+    if settings.flips:
+        flip_hashes = np.frombuffer(b"".join(f.flip_hashes[settings.method] for f in fingerprints),
+                                    dtype=np.uint8).reshape(count, 8)
+    pair_a, pair_b = [], []
+    for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
+        a, b = _equal_pairs(digests)
+        pair_a.append(a)
+        pair_b.append(b)
+    near_a, near_b, _ = pairs_within(hashes, settings.threshold, threads=jobs)
+    pair_a.append(near_a)
+    pair_b.append(near_b)
+    if flip_hashes is not None:
+        flip_a, flip_b, _ = pairs_within(hashes, settings.threshold, queries=flip_hashes, threads=jobs)
+        pair_a.append(flip_a)
+        pair_b.append(flip_b)
+    order = {r.name: i for i, r in enumerate(roots)}
+    return build_groups(records, order, np.concatenate(pair_a), np.concatenate(pair_b),
+                        [f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints],
+                        hashes, flip_hashes, [(f.width, f.height) for f in fingerprints])
+
+
+def _equal_pairs(digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (first, other) for every set of equal digests: O(n) by hash table."""
+    first_seen: dict[bytes, int] = {}
+    a, b = [], []
+    for index, digest in enumerate(digests):
+        owner = first_seen.setdefault(digest, index)
+        if owner != index:
+            a.append(owner)
+            b.append(index)
+    return np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
