@@ -50,6 +50,7 @@ def scan(
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report (schema_version 1)."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member."),
+    html_file: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML gallery of the groups."),
     output_format: Format = typer.Option(Format.text, "--format", "-f",
                                          help="What goes to stdout: the text summary, or the json/csv report."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 on: exact, pixel, near, label-conflicts, "
@@ -71,6 +72,10 @@ def scan(
         write_text(json_file, json_format.render(report))
     if csv_file:
         write_text(csv_file, csv_format.render(report))
+    if html_file:
+        from ..formats import html as html_format
+
+        write_text(html_file, html_format.render(report))
     if output_format is Format.json:
         typer.echo(json_format.render(report), nl=False)
     elif output_format is Format.csv:
