@@ -1,0 +1,55 @@
+"""`dupaudit report`: render a saved scan report (and optionally a probe result) as a self-contained HTML page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+from .common import err_console, guarded
+
+
+def _read(path: Path, what: str) -> str:
+    from ..errors import InputError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the {what}: {exc}") from None
+
+
+@app.command()
+@guarded
+def report(
+    scan_json: Path = typer.Argument(..., help="A scan report written by `dupaudit scan --json FILE`."),
+    html_file: Path = typer.Option(..., "--html", help="Write the self-contained HTML report here."),
+    probe_json: Optional[Path] = typer.Option(None, "--probe", help="Also show a probe result "
+                                                                   "(`dupaudit probe --json FILE`)."),
+) -> None:
+    """Render a saved scan report as one HTML file: summary, class charts, every group as thumbnails."""
+    from ..errors import InputError
+    from ..formats import html as html_format
+    from ..formats import json as json_format
+
+    try:
+        scan_report = json_format.loads(_read(scan_json, "scan report"))
+    except InputError as exc:
+        raise InputError(f"{scan_json}: {exc}") from None
+    probe = None
+    if probe_json is not None:
+        try:
+            probe = json.loads(_read(probe_json, "probe result"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{probe_json}: not JSON: {exc}") from None
+        if not isinstance(probe, dict):
+            raise InputError(f"{probe_json}: not a probe result (expected a JSON object)")
+    page = html_format.render(scan_report, probe)
+    html_file.parent.mkdir(parents=True, exist_ok=True)
+    html_file.write_text(page, encoding="utf-8")
+    err_console.print(f"wrote {html_file} ({len(page.encode('utf-8')) / 1e6:.1f} MB, "
+                      f"{len(scan_report.groups):,} groups)", highlight=False, soft_wrap=True)

@@ -1,0 +1,860 @@
+"""A self-contained HTML report: summary, per-class charts, a filterable gallery of every group, the probe.
+
+One file, no network: CSS, JavaScript, SVG charts and base64 thumbnails are all inline. File names, labels
+and reasons are untrusted text. The static parts are escaped here with `html.escape`; the gallery is built
+in the browser from a JSON block (with `<`, `>` and `&` written as \\u escapes, so nothing in it can close
+the block) using `textContent` only. A Content-Security-Policy that allows only this page's own script (by
+hash) and `data:` images backs this up: an injected tag could neither run a script nor load anything.
+
+The gallery renders one page of groups at a time, so a report with 10,000 groups stays responsive.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+
+from .. import palette
+from ..model import KINDS, ClassStats, DuplicateGroup, ScanReport
+
+THUMBNAIL_PX = 96  # longest side of a thumbnail; smaller images are kept at their size (and scaled up by CSS)
+RAW_EMBED_BYTES = 6_000  # a small JPEG/PNG that already fits is embedded as it is (no re-encoding)
+MAX_PREVIEW_PIXELS = 64_000_000  # larger images get a placeholder instead of a full decode
+PAGE_SIZE = 50  # groups per page of the gallery
+MAX_CHART_CLASSES = 40  # per split; the classes that contribute most to the skew are kept
+
+
+# ---------------------------------------------------------------------------------------------- text helpers
+
+def _clean(value: object) -> str:
+    """Text that can be written as UTF-8: undecodable bytes of a file name (surrogate escapes) become U+FFFD."""
+    text = "" if value is None else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates that were not escapes
+    return text
+
+
+def _e(value: object) -> str:
+    """Escape for HTML/SVG text and attribute values (quotes included)."""
+    return html.escape(_clean(value), quote=True)
+
+
+def _script_json(data: object) -> str:
+    """JSON that is safe inside <script type="application/json">: no '<', '>', '&' can end the block."""
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _pct(value: float, digits: int = 1) -> str:
+    return f"{100 * value:.{digits}f}%"
+
+
+def _num(value: float) -> str:
+    return f"{value:,}"
+
+
+def _bytes(size: int) -> str:
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB"
+    if size >= 1_000:
+        return f"{size / 1_000:.1f} KB"
+    return f"{size} B"
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+# ------------------------------------------------------------------------------------------------ thumbnails
+
+def _member_file(root_path: str | None, relative: str) -> Path | None:
+    """The file of a group member, or None when the relative path would leave its root."""
+    if not root_path:
+        return None
+    parts = PurePosixPath(relative).parts
+    if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
+        return None
+    return Path(root_path, *parts)
+
+
+def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, str]:
+    """A `data:` URI of a small JPEG/PNG preview of an image, or (None, reason) when there is none."""
+    if path is None:
+        return None, "path outside its root"
+    try:
+        from PIL import Image, ImageOps
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_PREVIEW_PIXELS:
+                    return None, f"too large for a preview ({width}x{height})"
+                if (image.format in ("JPEG", "PNG") and max(width, height) <= size
+                        and path.stat().st_size <= RAW_EMBED_BYTES):
+                    mime = "image/jpeg" if image.format == "JPEG" else "image/png"
+                    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}", ""
+                if image.format == "JPEG":
+                    image.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that is enough
+                image = ImageOps.exif_transpose(image)
+                alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+                image = image.convert("RGBA" if alpha else "RGB")
+                image.thumbnail((size, size), Image.BILINEAR)
+                buffer = io.BytesIO()
+                if alpha:
+                    image.save(buffer, "PNG", optimize=True)
+                    mime = "image/png"
+                else:
+                    image.save(buffer, "JPEG", quality=75, optimize=True)
+                    mime = "image/jpeg"
+        return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}", ""
+    except FileNotFoundError:
+        return None, "file not found"
+    except PermissionError:
+        return None, "permission denied"
+    except Exception as exc:  # any unreadable file gets a placeholder; the report must still be written
+        return None, f"no preview: {type(exc).__name__}"
+
+
+# ---------------------------------------------------------------------------------------------------- charts
+
+def _nice_step(span: float, target: int = 5) -> float:
+    if span <= 0:
+        return 1.0
+    raw = span / target
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * power:
+            return factor * power
+    return 10 * power
+
+
+def _ticks(low: float, high: float, target: int = 5) -> list[float]:
+    step = _nice_step(high - low, target)
+    start = math.ceil(low / step - 1e-9) * step
+    ticks, value = [], start
+    while value <= high + step * 1e-6:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _fmt_tick(value: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    return f"{value:.{decimals}f}"
+
+
+def skew_drivers(classes: Sequence[ClassStats]) -> set[str | None]:
+    """Labels whose share of the skew, |p_c - q_c|, is above the average share (none when there is no skew)."""
+    shifts = [abs(c.prior - c.prior_without_duplicates) for c in classes]
+    total = sum(shifts)
+    if not classes or total <= 1e-9:
+        return set()
+    mean = total / len(classes)
+    return {c.label for c, shift in zip(classes, shifts) if shift > mean + 1e-12}
+
+
+def _class_chart(split: str, classes: Sequence[ClassStats], skew: float | None) -> str:
+    """Two aligned bar panels per class: duplication rate (%) and prior inflation p/q (x)."""
+    drivers = skew_drivers(classes)
+    rows = list(classes)
+    note = ""
+    if len(rows) > MAX_CHART_CLASSES:
+        rows.sort(key=lambda c: (-abs(c.prior - c.prior_without_duplicates), str(c.label)))
+        rows = rows[:MAX_CHART_CLASSES]
+        note = (f"<p class='note'>Showing the {MAX_CHART_CLASSES} classes whose prior shifts most, "
+                f"of {len(classes):,}.</p>")
+    rows.sort(key=lambda c: (-c.inflation, str(c.label)))
+    label_w, gap, panel_w, row_h, top = 150, 40, 300, 20, 34
+    a_x = label_w + 10
+    b_x = a_x + panel_w + gap
+    width = b_x + panel_w + 70
+    height = top + row_h * len(rows) + 52
+    rate_max = max([c.duplication_rate for c in rows] + [0.0])
+    rate_hi = max(_ticks(0, max(rate_max * 100, 1.0) * 1.05)[-1], rate_max * 100)
+    rate_ticks = _ticks(0, rate_hi)
+    rate_hi = max(rate_hi, rate_ticks[-1])
+    spread = max([abs(c.inflation - 1) for c in rows] + [0.0])
+    spread = max(spread * 1.1, 0.02)
+    inf_ticks = _ticks(1 - spread, 1 + spread, 4)
+    inf_lo, inf_hi = min(inf_ticks[0], 1 - spread), max(inf_ticks[-1], 1 + spread)
+
+    def ax(value: float) -> float:
+        return a_x + panel_w * value / rate_hi
+
+    def bx(value: float) -> float:
+        return b_x + panel_w * (value - inf_lo) / (inf_hi - inf_lo)
+
+    grid, text, muted = palette.NEUTRAL["grid"], palette.NEUTRAL["text"], palette.NEUTRAL["muted"]
+    bottom = top + row_h * len(rows)
+    parts = [f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
+             f"xmlns='http://www.w3.org/2000/svg' aria-label='{_e(f'classes of split {split}')}'>",
+             f"<text x='{a_x}' y='14' class='ptitle'>duplication rate</text>",
+             f"<text x='{b_x}' y='14' class='ptitle'>prior inflation p/q</text>"]
+    step = rate_ticks[1] - rate_ticks[0] if len(rate_ticks) > 1 else 1.0
+    for tick in rate_ticks:
+        x = ax(tick)
+        parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{bottom}' stroke='{grid}'/>"
+                     f"<text x='{x:.1f}' y='{bottom + 14}' text-anchor='middle' class='tick'>"
+                     f"{_fmt_tick(tick, step)}</text>")
+    istep = inf_ticks[1] - inf_ticks[0] if len(inf_ticks) > 1 else 0.1
+    for tick in inf_ticks:
+        x = bx(tick)
+        parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{bottom}' stroke='{grid}'/>"
+                     f"<text x='{x:.1f}' y='{bottom + 14}' text-anchor='middle' class='tick'>"
+                     f"{_fmt_tick(tick, istep)}</text>")
+    for index, c in enumerate(rows):
+        y = top + index * row_h
+        driver = c.label in drivers
+        fill = palette.HIGHLIGHT["skew_driver"] if driver else palette.NEUTRAL["bar"]
+        label = "(unlabelled)" if c.label is None else c.label
+        tip = _e(f"{label}: {c.redundant:,} of {c.images:,} images are redundant copies "
+                 f"({_pct(c.duplication_rate)}); prior {c.prior:.4f} -> {c.prior_without_duplicates:.4f} "
+                 f"without duplicates (x{c.inflation:.3f})" + ("; drives the skew" if driver else ""))
+        weight = " font-weight='bold'" if driver else ""
+        short = label if len(label) <= 22 else label[:21] + "…"
+        parts.append(f"<g class='crow{' driver' if driver else ''}'><title>{tip}</title>"
+                     f"<text x='{label_w}' y='{y + 14}' text-anchor='end' fill='{text}'{weight}>{_e(short)}</text>")
+        rate_w = ax(c.duplication_rate * 100) - a_x
+        parts.append(f"<rect x='{a_x}' y='{y + 3}' width='{rate_w:.1f}' height='{row_h - 6}' fill='{fill}'/>"
+                     f"<text x='{a_x + rate_w + 4:.1f}' y='{y + 14}' class='val'>{_pct(c.duplication_rate)}</text>")
+        one, end = bx(1.0), bx(min(max(c.inflation, inf_lo), inf_hi))
+        left, bar_w = min(one, end), abs(end - one)
+        anchor_x = max(one, end) + 4
+        parts.append(f"<rect x='{left:.1f}' y='{y + 3}' width='{max(bar_w, 0.5):.1f}' height='{row_h - 6}' "
+                     f"fill='{fill}'/><text x='{anchor_x:.1f}' y='{y + 14}' class='val'>×{c.inflation:.3f}</text>"
+                     "</g>")
+    parts.append(f"<line x1='{bx(1.0):.1f}' y1='{top - 4}' x2='{bx(1.0):.1f}' y2='{bottom}' stroke='{muted}'/>")
+    parts.append(f"<text x='{a_x + panel_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
+                 "redundant copies / images in the class (%)</text>"
+                 f"<text x='{b_x + panel_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
+                 "class prior with / without duplicates (×, 1 = unchanged)</text></svg>")
+    skew_text = f" · skew {skew:.4f}" if skew is not None else ""
+    legend = ""
+    if drivers:
+        legend = (f"<span class='key' style='background:{palette.HIGHLIGHT['skew_driver']}'></span> drives the skew "
+                  "(an above-average share of |p − q|) "
+                  f"<span class='key' style='background:{palette.NEUTRAL['bar']}'></span> other classes")
+    return (f"<figure class='classchart'><figcaption><b>{_e(split)}</b>: {len(classes):,} classes{skew_text}"
+            f"<span class='legend'>{legend}</span></figcaption>{''.join(parts)}{note}</figure>")
+
+
+def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
+    """Stacked bars: groups per largest internal distance, by kind, with the threshold marked."""
+    if not groups:
+        return ""
+    top_d = max([g.max_distance for g in groups] + [threshold])
+    counts = {kind: [0] * (top_d + 1) for kind in KINDS}
+    other = [0] * (top_d + 1)
+    for g in groups:
+        (counts[g.kind] if g.kind in counts else other)[g.max_distance] += 1
+    totals = [sum(counts[k][d] for k in KINDS) + other[d] for d in range(top_d + 1)]
+    y_ticks = _ticks(0, max(max(totals), 1), 4)
+    y_hi = max(y_ticks[-1], max(totals), 1)
+    left, width, plot_h, top = 60, 700, 150, 12
+    slot = width / (top_d + 1)
+    parts = [f"<svg class='chart' role='img' viewBox='0 0 {left + width + 20} {top + plot_h + 46}' "
+             f"width='{left + width + 20}' height='{top + plot_h + 46}' xmlns='http://www.w3.org/2000/svg' "
+             "aria-label='groups per distance'>"]
+    for tick in y_ticks:
+        y = top + plot_h - plot_h * tick / y_hi
+        parts.append(f"<line x1='{left}' y1='{y:.1f}' x2='{left + width}' y2='{y:.1f}' "
+                     f"stroke='{palette.NEUTRAL['grid']}'/><text x='{left - 6}' y='{y + 4:.1f}' "
+                     f"text-anchor='end' class='tick'>{int(tick):,}</text>")
+    for d in range(top_d + 1):
+        base = top + plot_h
+        x = left + d * slot
+        for kind in KINDS:
+            n = counts[kind][d]
+            if n:
+                h = plot_h * n / y_hi
+                base -= h
+                parts.append(f"<rect x='{x + 1:.1f}' y='{base:.1f}' width='{max(slot - 2, 1):.1f}' "
+                             f"height='{h:.1f}' fill='{palette.kind_color(kind)}'>"
+                             f"<title>{n:,} {kind} groups at distance {d}</title></rect>")
+        if other[d]:
+            h = plot_h * other[d] / y_hi
+            base -= h
+            parts.append(f"<rect x='{x + 1:.1f}' y='{base:.1f}' width='{max(slot - 2, 1):.1f}' height='{h:.1f}' "
+                         f"fill='{palette.UNKNOWN}'/>")
+        if top_d <= 32 or d % 2 == 0:
+            parts.append(f"<text x='{x + slot / 2:.1f}' y='{top + plot_h + 14}' text-anchor='middle' "
+                         f"class='tick'>{d}</text>")
+    tx = left + (threshold + 1) * slot
+    parts.append(f"<line x1='{tx:.1f}' y1='{top}' x2='{tx:.1f}' y2='{top + plot_h}' "
+                 f"stroke='{palette.NEUTRAL['text']}' stroke-dasharray='4 3'/>"
+                 f"<text x='{tx - 4:.1f}' y='{top + 10}' text-anchor='end' class='tick'>threshold {threshold}</text>")
+    parts.append(f"<text x='{left + width / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"
+                 "largest Hamming distance between two members of the group (bits)</text>"
+                 f"<text transform='translate(14 {top + plot_h / 2}) rotate(-90)' text-anchor='middle' "
+                 "class='axis'>groups</text></svg>")
+    legend = " ".join(f"<span class='key' style='background:{palette.kind_color(k)}'></span> {k}" for k in KINDS)
+    return f"<figure><figcaption>Groups per distance <span class='legend'>{legend}</span></figcaption>" \
+           f"{''.join(parts)}</figure>"
+
+
+# ----------------------------------------------------------------------------------------------------- probe
+
+ARM_NAMES = ("as-is", "deduplicated", "random-removed")
+
+
+def _first(mapping: dict, *keys: str) -> object:
+    for key in keys:
+        if key in mapping and mapping[key] is not None:
+            return mapping[key]
+    return None
+
+
+def _interval(value: object) -> tuple[float, float] | None:
+    if isinstance(value, dict):
+        value = (_first(value, "low", "lo", "lower"), _first(value, "high", "hi", "upper"))
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        low, high = _finite(value[0]), _finite(value[1])
+        if low is not None and high is not None:
+            return (min(low, high), max(low, high))
+    return None
+
+
+def _estimate(entry: object, prefixes: Sequence[str]) -> tuple[float, tuple[float, float] | None] | None:
+    """(mean, 95% interval) from a number, or a dict with mean/ci95 keys, possibly under a metric prefix."""
+    if _finite(entry) is not None:
+        return _finite(entry), None
+    if not isinstance(entry, dict):
+        return None
+    for prefix in prefixes:
+        nested = entry.get(prefix) if prefix else None
+        if isinstance(nested, dict):
+            found = _estimate(nested, ("",))
+            if found:
+                return found
+        p = f"{prefix}_" if prefix else ""
+        mean = _finite(_first(entry, f"{p}mean", f"{p}value", f"{p}estimate", prefix) if prefix
+                       else _first(entry, "mean", "value", "estimate", "accuracy", "difference", "delta", "diff"))
+        if mean is None:
+            continue
+        interval = _interval(_first(entry, f"{p}ci95", f"{p}ci", f"{p}interval", f"{p}ci_95"))
+        if interval is None:
+            low, high = _finite(entry.get(f"{p}ci_low", entry.get(f"{p}low"))), _finite(
+                entry.get(f"{p}ci_high", entry.get(f"{p}high")))
+            if low is not None and high is not None:
+                interval = (min(low, high), max(low, high))
+        return mean, interval
+    return None
+
+
+def _named_entries(value: object, name_keys: Sequence[str]) -> list[tuple[str, object]]:
+    """[(name, entry)] from a dict keyed by name or a list of dicts that carry their name."""
+    if isinstance(value, dict):
+        return [(str(k), v) for k, v in value.items()]
+    out = []
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                name = _first(item, *name_keys)
+                if name is not None:
+                    out.append((str(name), item))
+    return out
+
+
+def probe_arms(probe: dict) -> list[tuple[str, float, tuple[float, float] | None]]:
+    """The accuracy of each arm as (arm, mean, 95% interval), read defensively from a probe JSON."""
+    arms = _named_entries(_first(probe, "arms", "results", "summary") or {}, ("arm", "name"))
+    if not arms:
+        arms = [(name, probe[name]) for name in ARM_NAMES if name in probe]
+    out = []
+    for name, entry in arms:
+        found = _estimate(entry, ("clean_accuracy", "accuracy", "test_accuracy", "acc", "clean"))
+        if found:
+            out.append((name, found[0], found[1]))
+    order = {name: i for i, name in enumerate(ARM_NAMES)}
+    out.sort(key=lambda a: (order.get(a[0], len(order)), a[0]))
+    return out
+
+
+def probe_class_differences(probe: dict) -> list[tuple[str, list[tuple[str, float, tuple[float, float] | None]]]]:
+    """Per-class accuracy differences: [(comparison, [(class, mean, interval)])]."""
+    raw = _first(probe, "per_class", "per_class_differences", "class_differences", "classes")
+    if raw is None:
+        return []
+    comparisons: list[tuple[str, object]]
+    if isinstance(raw, dict) and raw and all(isinstance(v, (dict, list)) for v in raw.values()) and any(
+            isinstance(v, (list, dict)) and any(isinstance(x, dict) for x in (v.values() if isinstance(v, dict)
+                                                                              else v)) for v in raw.values()):
+        comparisons = list(raw.items())  # {"deduplicated - as-is": {...per class...}}
+    else:
+        comparisons = [("", raw)]
+    out = []
+    for title, value in comparisons:
+        rows = []
+        for name, entry in _named_entries(value, ("label", "class", "name")):
+            found = _estimate(entry, ("difference", "delta", "diff", "accuracy_difference", ""))
+            if found:
+                rows.append((name, found[0], found[1]))
+        if rows:
+            out.append((str(title), rows))
+    return out
+
+
+def _as_percent(values: Iterable[float]) -> float:
+    """100 when the numbers look like fractions (all within [-1, 1]), else 1."""
+    return 100.0 if all(-1.0 <= v <= 1.0 for v in values) else 1.0
+
+
+def _interval_chart(rows: Sequence[tuple[str, float, tuple[float, float] | None]], colors: Sequence[str],
+                    axis: str, scale: float, zero_line: bool, unit: str) -> str:
+    values = [v * scale for _, mean, ci in rows for v in ((mean,) + (ci or ()))]
+    low, high = min(values), max(values)
+    if zero_line:
+        low, high = min(low, 0.0), max(high, 0.0)
+    pad = max((high - low) * 0.08, 0.5 if scale == 100 else 0.005)
+    ticks = _ticks(low - pad, high + pad, 5)
+    lo, hi = min(ticks[0], low - pad), max(ticks[-1], high + pad)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    label_w, plot_w, row_h, top = 170, 460, 24, 8
+    width, height = label_w + plot_w + 170, top + row_h * len(rows) + 44
+
+    def x(value: float) -> float:
+        return label_w + 10 + plot_w * (value - lo) / (hi - lo)
+
+    bottom = top + row_h * len(rows)
+    parts = [f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
+             f"xmlns='http://www.w3.org/2000/svg' aria-label='{_e(axis)}'>"]
+    for tick in ticks:
+        parts.append(f"<line x1='{x(tick):.1f}' y1='{top}' x2='{x(tick):.1f}' y2='{bottom}' "
+                     f"stroke='{palette.NEUTRAL['grid']}'/><text x='{x(tick):.1f}' y='{bottom + 14}' "
+                     f"text-anchor='middle' class='tick'>{_fmt_tick(tick, step)}</text>")
+    if zero_line:
+        parts.append(f"<line x1='{x(0):.1f}' y1='{top}' x2='{x(0):.1f}' y2='{bottom}' "
+                     f"stroke='{palette.NEUTRAL['muted']}'/>")
+    digits = 2 if scale == 100 else 4
+    for index, ((name, mean, ci), color) in enumerate(zip(rows, colors)):
+        y = top + index * row_h + row_h / 2
+        m = mean * scale
+        text = f"{m:.{digits}f}{unit}" + (f" [{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]" if ci else "")
+        parts.append(f"<g class='prow'><title>{_e(name)}: {_e(text)}</title>"
+                     f"<text x='{label_w}' y='{y + 4:.1f}' text-anchor='end'>{_e(name)}</text>")
+        if zero_line:
+            parts.append(f"<rect x='{min(x(0), x(m)):.1f}' y='{y - 6:.1f}' width='{abs(x(m) - x(0)):.1f}' "
+                         f"height='12' fill='{color}' opacity='0.55'/>")
+        if ci:
+            parts.append(f"<line x1='{x(ci[0] * scale):.1f}' y1='{y:.1f}' x2='{x(ci[1] * scale):.1f}' "
+                         f"y2='{y:.1f}' stroke='{color}' stroke-width='2'/>"
+                         f"<line x1='{x(ci[0] * scale):.1f}' y1='{y - 5:.1f}' x2='{x(ci[0] * scale):.1f}' "
+                         f"y2='{y + 5:.1f}' stroke='{color}' stroke-width='2'/>"
+                         f"<line x1='{x(ci[1] * scale):.1f}' y1='{y - 5:.1f}' x2='{x(ci[1] * scale):.1f}' "
+                         f"y2='{y + 5:.1f}' stroke='{color}' stroke-width='2'/>")
+        parts.append(f"<circle cx='{x(m):.1f}' cy='{y:.1f}' r='4.5' fill='{color}'/>"
+                     f"<text x='{label_w + plot_w + 20}' y='{y + 4:.1f}' class='val'>{_e(text)}</text></g>")
+    parts.append(f"<text x='{label_w + 10 + plot_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
+                 f"{_e(axis)}</text></svg>")
+    return "".join(parts)
+
+
+def _probe_section(probe: dict) -> str:
+    if not isinstance(probe, dict):
+        return "<section id='probe'><h2>Training probe</h2><p>The probe file is not a JSON object.</p></section>"
+    parts = ["<section id='probe'><h2>Training probe</h2>"]
+    facts = []
+    for key in ("dataset", "epochs", "seeds", "size", "device", "inject", "rate", "adversarial", "removed"):
+        value = probe.get(key)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            facts.append(f"{_e(key)} <b>{_e(value)}</b>")
+    if facts:
+        parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
+    arms = probe_arms(probe)
+    if arms:
+        scale = _as_percent([v for _, m, ci in arms for v in (m,) + (ci or ())])
+        unit = "%" if scale == 100 or all(m > 1 for _, m, _ in arms) else ""
+        parts.append("<figure><figcaption>Clean test accuracy per arm: mean and 95% interval over seeds"
+                     "</figcaption>")
+        parts.append(_interval_chart(arms, [palette.arm_color(a) for a, _, _ in arms],
+                                     f"clean test accuracy ({'%' if unit else 'fraction'})", scale, False, unit))
+        parts.append("</figure>")
+    for title, rows in probe_class_differences(probe):
+        scale = _as_percent([v for _, m, ci in rows for v in (m,) + (ci or ())])
+        unit = " pp" if scale == 100 else ""
+        rows = sorted(rows, key=lambda r: r[1])
+        colors = [palette.HIGHLIGHT["skew_driver"] if (ci and (ci[0] > 0 or ci[1] < 0)) else palette.NEUTRAL["bar"]
+                  for _, _, ci in rows]
+        caption = "Per-class accuracy difference" + (f": {_e(title)}" if title else "")
+        parts.append(f"<figure><figcaption>{caption} (highlighted: the 95% interval excludes 0)</figcaption>")
+        parts.append(_interval_chart(rows, colors, "difference in class accuracy (percentage points)"
+                                     if unit else "difference in class accuracy", scale, True, unit))
+        parts.append("</figure>")
+    if not arms and not probe_class_differences(probe):
+        parts.append("<p>No accuracy per arm was found in the probe file; its content is below.</p>")
+    raw = json.dumps(probe, indent=2, ensure_ascii=True, default=str)
+    if len(raw) > 200_000:
+        raw = raw[:200_000] + "\n…"
+    parts.append(f"<details><summary>Probe JSON</summary><pre>{_e(raw)}</pre></details></section>")
+    return "".join(parts)
+
+
+# -------------------------------------------------------------------------------------------------- sections
+
+def _summary_section(report: ScanReport) -> str:
+    s = report.summary
+    kinds = {k: 0 for k in KINDS}
+    for g in report.groups:
+        kinds[g.kind] = kinds.get(g.kind, 0) + 1
+    kind_text = " · ".join(f"<span class='kind' style='color:{palette.kind_color(k)}'>{_e(k)}</span> {n:,}"
+                           for k, n in kinds.items())
+    evals = [sp for sp in report.splits if sp.role != "train"]
+    leak_detail = "; ".join(f"{_e(sp.split)}: {sp.leaked:,} of {sp.images:,} ({_pct(sp.leaked_fraction, 2)})"
+                            for sp in evals) or "no evaluation split scanned"
+    cards = [
+        ("images", _num(s.images), f"{len(report.roots)} root{'s' if len(report.roots) != 1 else ''}", ""),
+        ("duplicate groups", _num(s.groups), kind_text, ""),
+        ("redundant copies", _num(s.redundant), f"{_pct(s.wasted_fraction)} of a training epoch", ""),
+        ("skew (prior shift)", f"{s.skew:.4f}", "total variation; 0 = duplication even across classes", ""),
+        ("leaked images", _num(s.leaked), f"with a copy in train · {leak_detail}", "leakage" if s.leaked else ""),
+        ("label conflicts", _num(s.label_conflicts), "groups whose members carry different labels",
+         "conflict" if s.label_conflicts else ""),
+        ("skipped files", _num(s.skipped), "<a href='#skipped'>reasons below</a>" if s.skipped else "none",
+         "skipped" if s.skipped else ""),
+    ]
+    html_cards = "".join(f"<div class='card {cls}'><div class='label'>{title}</div><div class='value'>{value}</div>"
+                         f"<div class='detail'>{detail}</div></div>" for title, value, detail, cls in cards)
+    return f"<section id='summary'><h2>Summary</h2><div class='cards'>{html_cards}</div></section>"
+
+
+def _classes_section(report: ScanReport) -> str:
+    by_split: dict[str, list[ClassStats]] = {}
+    for c in report.classes:
+        by_split.setdefault(c.split, []).append(c)
+    if not by_split:
+        return ""
+    skews = {sp.split: sp.skew for sp in report.splits}
+    order = sorted(by_split, key=lambda name: (name != report.train_split, name))
+    charts = []
+    for split in order:
+        classes = by_split[split]
+        if all(c.label is None for c in classes):
+            charts.append(f"<p><b>{_e(split)}</b>: unlabelled, so no per-class statistics.</p>")
+            continue
+        if all(c.redundant == 0 for c in classes):
+            charts.append(f"<p><b>{_e(split)}</b>: {len(classes):,} classes, no redundant copies within the split"
+                          " (copies across splits are leaks, shown in the summary and the groups).</p>")
+            continue
+        charts.append(_class_chart(split, classes, skews.get(split)))
+    return ("<section id='classes'><h2>Classes</h2><p class='note'>Duplication rate: the share of a class's images "
+            "that are redundant copies. Prior inflation: how much more often a model sees the class than it would "
+            "without duplicates (p/q). Classes far from 1 drive the skew.</p>" + "".join(charts) + "</section>")
+
+
+def _skipped_section(report: ScanReport, limit: int = 2_000) -> str:
+    if not report.skipped:
+        return ""
+    rows = "".join(f"<tr><td>{_e(s.root)}</td><td class='path'>{_e(s.path)}</td><td>{_e(s.reason)}</td></tr>"
+                   for s in report.skipped[:limit])
+    more = (f"<p class='note'>… and {len(report.skipped) - limit:,} more (see the JSON report).</p>"
+            if len(report.skipped) > limit else "")
+    return (f"<section id='skipped'><h2>Skipped files ({len(report.skipped):,})</h2><details open>"
+            f"<summary>Files that could not be read, with the reason</summary><table><thead><tr><th>root</th>"
+            f"<th>path</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>{more}</details></section>")
+
+
+def _gallery_data(report: ScanReport, thumb_px: int) -> dict:
+    roots = {r.name: r.path for r in report.roots}
+    root_names = [r.name for r in report.roots]
+    labels = sorted({_clean(m.label) for g in report.groups for m in g.members if m.label is not None})
+    for g in report.groups:
+        for m in g.members:
+            if m.root not in roots:
+                roots[m.root] = None
+                root_names.append(m.root)
+    root_index = {name: i for i, name in enumerate(root_names)}
+    label_index = {name: i for i, name in enumerate(labels)}
+    # Label conflicts and leaks first (conflicts before leaks), then the report's own order.
+    ordered = sorted(report.groups, key=lambda g: (not (g.is_label_conflict or g.is_leak), not g.is_label_conflict))
+    groups = []
+    for g in ordered:
+        members = []
+        for m in g.members:
+            uri, reason = thumbnail(_member_file(roots.get(m.root), m.path), thumb_px)
+            members.append([root_index[m.root], _clean(m.path), -1 if m.label is None else label_index[_clean(m.label)],
+                            1 if m.keep else 0, m.width, m.height, m.size, uri, reason])
+        flags = (1 if g.is_label_conflict else 0) | (2 if g.is_leak else 0)
+        groups.append([g.id, _clean(g.kind), g.max_distance, flags, members])
+    max_distance = max([g.max_distance for g in report.groups] + [report.settings.threshold, 0])
+    return {"roots": [_clean(r) for r in root_names], "labels": labels, "kinds": list(KINDS),
+            "kindColors": {k: palette.kind_color(k) for k in KINDS}, "groups": groups,
+            "maxDistance": max_distance, "threshold": report.settings.threshold, "pageSize": PAGE_SIZE}
+
+
+def _groups_section(report: ScanReport) -> str:
+    kinds = [k for k in KINDS] + sorted({g.kind for g in report.groups} - set(KINDS))
+    kind_boxes = "".join(
+        f"<label class='kind'><input type='checkbox' name='kind' value='{_e(k)}' checked> "
+        f"<span class='badge' style='background:{palette.kind_color(k)}'>{_e(k)}</span></label>" for k in kinds)
+    labels = sorted({_clean(m.label) for g in report.groups for m in g.members if m.label is not None})
+    label_opts = "".join(f"<option value='{_e(label)}'>{_e(label)}</option>" for label in labels)
+    roots = [r.name for r in report.roots]
+    split_opts = "".join(f"<option value='{_e(r)}'>{_e(r)}</option>" for r in roots)
+    max_distance = max([g.max_distance for g in report.groups] + [report.settings.threshold, 0])
+    return f"""<section id='groups'><h2>Duplicate groups</h2>
+<p class='note'>Each row is one group: the member marked <b>keep</b> is the one a dedup keeps (highest resolution,
+then largest file). Label conflicts and leaks come first. Move the distance slider down to see which groups a lower
+threshold would drop.</p>
+<form id='filters' autocomplete='off'>
+<fieldset><legend>kind</legend>{kind_boxes}</fieldset>
+<fieldset><legend>class</legend><select id='f-label'><option value=''>any class</option>{label_opts}</select></fieldset>
+<fieldset><legend>split</legend><select id='f-split'><option value=''>any split</option>{split_opts}</select></fieldset>
+<fieldset><legend>findings</legend><label><input type='checkbox' id='f-conflict'> label conflicts only</label>
+<label><input type='checkbox' id='f-leak'> leakage only</label></fieldset>
+<fieldset class='slider'><legend>max distance ≤ <output id='f-distance-value'>{max_distance}</output></legend>
+<input type='range' id='f-distance' min='0' max='{max_distance}' step='1' value='{max_distance}'>
+<span class='note'>scan threshold {report.settings.threshold}</span></fieldset>
+<fieldset><legend>path</legend><input type='search' id='f-text' placeholder='contains…' size='16'></fieldset>
+<button type='reset' id='f-reset'>reset</button>
+</form>
+<div class='pager'><span id='count' data-matching='0' data-total='{len(report.groups)}'></span>
+<span class='buttons'><button type='button' data-page='first'>« first</button><button type='button'
+data-page='prev'>‹ prev</button><span class='page-label'></span><button type='button' data-page='next'>next ›</button>
+<button type='button' data-page='last'>last »</button></span></div>
+<div id='gallery'><noscript><p>The gallery and its filters need JavaScript.</p></noscript></div>
+<div class='pager bottom'><span class='buttons'><button type='button' data-page='prev'>‹ prev</button>
+<span class='page-label'></span><button type='button' data-page='next'>next ›</button></span></div>
+</section>"""
+
+
+CSS = """
+:root{--text:%(text)s;--muted:%(muted)s;--grid:%(grid)s;--keep:%(keep)s;--conflict:%(conflict)s;--leak:%(leak)s}
+*{box-sizing:border-box}
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--text);margin:0 auto;
+max-width:1280px;padding:16px 24px 48px;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid var(--grid)}
+.meta,.note{color:var(--muted)}.note{font-size:13px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
+.card{border:1px solid var(--grid);border-radius:6px;padding:8px 10px;border-top:4px solid var(--grid)}
+.card .label{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.03em}
+.card .value{font-size:24px;font-weight:600}.card .detail{font-size:12px;color:var(--muted)}
+.card.conflict{border-top-color:var(--conflict)}.card.leakage{border-top-color:var(--leak)}
+.card.skipped{border-top-color:var(--muted)}
+figure{margin:12px 0}figcaption{font-weight:600;margin-bottom:4px}
+.legend{font-weight:normal;color:var(--muted);margin-left:12px;font-size:12px}
+.key{display:inline-block;width:10px;height:10px;margin:0 3px 0 8px;vertical-align:baseline}
+svg.chart{max-width:100%%;height:auto;font-size:12px;fill:var(--text)}
+svg .tick{font-size:11px;fill:var(--muted)}svg .axis{font-size:12px;fill:var(--muted)}
+svg .val{font-size:11px}svg .ptitle{font-size:12px;font-weight:600}
+form#filters{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-end;position:sticky;top:0;background:#fff;
+padding:6px 0;z-index:2;border-bottom:1px solid var(--grid)}
+fieldset{border:1px solid var(--grid);border-radius:6px;padding:2px 8px 6px;margin:0}
+legend{font-size:12px;color:var(--muted)}
+.badge{display:inline-block;color:#fff;border-radius:3px;padding:0 5px;font-size:12px;font-weight:600}
+.badge.conflict{background:var(--conflict)}.badge.leak{background:var(--leak)}
+.badge.keep{background:var(--keep)}.badge.copy{background:var(--muted)}
+.pager{display:flex;justify-content:space-between;align-items:center;margin:8px 0}
+.pager button{margin:0 2px}.page-label{margin:0 8px}
+.group{border:1px solid var(--grid);border-radius:6px;margin:8px 0;padding:6px 8px;border-left:5px solid var(--grid)}
+.group.conflict{border-left-color:var(--conflict)}.group.leak{border-left-color:var(--leak)}
+.group>header{display:flex;gap:8px;align-items:center;flex-wrap:wrap;margin-bottom:4px}
+.group .gid{font-weight:600}.members{display:flex;flex-wrap:wrap;gap:10px}
+.member{margin:0;width:150px;font-size:12px}
+.member .thumb{width:96px;height:96px;object-fit:contain;image-rendering:pixelated;background:#f3f3f3;
+display:block;border:2px solid transparent}
+.member.keep .thumb{border-color:var(--keep)}
+.placeholder{display:flex!important;align-items:center;justify-content:center;text-align:center;color:var(--muted);
+font-size:11px;padding:4px}
+.member .path{word-break:break-all;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11px}
+.member .facts{color:var(--muted)}
+table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid var(--grid);padding:2px 8px;
+text-align:left}td.path{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
+pre{white-space:pre-wrap;font-size:12px}
+""" % {"text": palette.NEUTRAL["text"], "muted": palette.NEUTRAL["muted"], "grid": palette.NEUTRAL["grid"],
+       "keep": palette.HIGHLIGHT["kept"], "conflict": palette.HIGHLIGHT["label_conflict"],
+       "leak": palette.HIGHLIGHT["leakage"]}
+
+# The gallery. Every string from the data is put in the page with textContent or as an attribute value set
+# through the DOM, never parsed as HTML.
+SCRIPT = r"""
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("dupaudit-data").textContent);
+  var form = document.getElementById("filters");
+  var gallery = document.getElementById("gallery");
+  var count = document.getElementById("count");
+  var slider = document.getElementById("f-distance");
+  var sliderValue = document.getElementById("f-distance-value");
+  var page = 0, matching = [];
+  var groups = D.groups.map(function (g) {
+    var labels = {}, splits = {}, paths = [];
+    g[4].forEach(function (m) {
+      if (m[2] >= 0) labels[D.labels[m[2]]] = true;
+      splits[D.roots[m[0]]] = true;
+      paths.push((D.roots[m[0]] + "/" + m[1]).toLowerCase());
+    });
+    return {id: g[0], kind: g[1], distance: g[2], conflict: !!(g[3] & 1), leak: !!(g[3] & 2), members: g[4],
+            labels: labels, splits: splits, text: paths.join("\n")};
+  });
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function bytes(n) {
+    if (n >= 1e6) return (n / 1e6).toFixed(1) + " MB";
+    if (n >= 1e3) return (n / 1e3).toFixed(1) + " KB";
+    return n + " B";
+  }
+  function state() {
+    var kinds = {};
+    Array.prototype.forEach.call(form.querySelectorAll("input[name=kind]"), function (box) {
+      kinds[box.value] = box.checked;
+    });
+    return {kinds: kinds, label: document.getElementById("f-label").value,
+            split: document.getElementById("f-split").value,
+            conflict: document.getElementById("f-conflict").checked,
+            leak: document.getElementById("f-leak").checked,
+            distance: Number(slider.value),
+            text: document.getElementById("f-text").value.trim().toLowerCase()};
+  }
+  function filter() {
+    var s = state();
+    sliderValue.textContent = String(s.distance);
+    matching = groups.filter(function (g) {
+      return s.kinds[g.kind] !== false && g.distance <= s.distance && (!s.conflict || g.conflict) &&
+        (!s.leak || g.leak) && (!s.label || g.labels[s.label]) && (!s.split || g.splits[s.split]) &&
+        (!s.text || g.text.indexOf(s.text) >= 0);
+    });
+  }
+  function member(m) {
+    var fig = el("figure", "member" + (m[3] ? " keep" : ""));
+    var root = D.roots[m[0]], label = m[2] >= 0 ? D.labels[m[2]] : "(unlabelled)";
+    if (m[7]) {
+      var img = el("img", "thumb");
+      img.alt = m[1];
+      img.loading = "lazy";
+      img.src = m[7];
+      fig.appendChild(img);
+    } else {
+      var ph = el("div", "thumb placeholder", m[8] || "no preview");
+      ph.title = m[8] || "no preview";
+      fig.appendChild(ph);
+    }
+    var cap = el("figcaption");
+    cap.appendChild(el("span", "badge " + (m[3] ? "keep" : "copy"), m[3] ? "keep" : "copy"));
+    var path = el("div", "path", m[1]);
+    path.title = root + "/" + m[1];
+    cap.appendChild(path);
+    cap.appendChild(el("div", "facts", label + " · " + root));
+    var facts = (m[4] && m[5] ? m[4] + "×" + m[5] + " px" : "size unknown") + (m[6] ? " · " + bytes(m[6]) : "");
+    cap.appendChild(el("div", "facts", facts));
+    fig.appendChild(cap);
+    return fig;
+  }
+  function card(g) {
+    var art = el("article", "group" + (g.conflict ? " conflict" : "") + (g.leak ? " leak" : ""));
+    art.setAttribute("data-group-id", String(g.id));
+    art.setAttribute("data-distance", String(g.distance));
+    art.setAttribute("data-kind", g.kind);
+    var head = el("header");
+    head.appendChild(el("span", "gid", "group " + g.id));
+    var kind = el("span", "badge", g.kind);
+    kind.style.background = D.kindColors[g.kind] || "#999999";
+    head.appendChild(kind);
+    head.appendChild(el("span", "dist", "distance " + g.distance));
+    head.appendChild(el("span", "n", g.members.length + " images"));
+    if (g.conflict) head.appendChild(el("span", "badge conflict", "label conflict: " +
+                                         Object.keys(g.labels).sort().join(" / ")));
+    if (g.leak) head.appendChild(el("span", "badge leak", "leak: " + Object.keys(g.splits).sort().join(" + ")));
+    art.appendChild(head);
+    var row = el("div", "members");
+    g.members.forEach(function (m) { row.appendChild(member(m)); });
+    art.appendChild(row);
+    return art;
+  }
+  function draw() {
+    var pages = Math.max(1, Math.ceil(matching.length / D.pageSize));
+    page = Math.min(Math.max(page, 0), pages - 1);
+    var start = page * D.pageSize, shown = matching.slice(start, start + D.pageSize);
+    var frag = document.createDocumentFragment();
+    shown.forEach(function (g) { frag.appendChild(card(g)); });
+    if (!shown.length) frag.appendChild(el("p", "note empty", "No group matches these filters."));
+    gallery.replaceChildren(frag);
+    count.setAttribute("data-matching", String(matching.length));
+    count.setAttribute("data-page", String(page + 1));
+    count.textContent = matching.length ? ("groups " + (start + 1).toLocaleString() + "–" +
+      (start + shown.length).toLocaleString() + " of " + matching.length.toLocaleString() + " matching (" +
+      groups.length.toLocaleString() + " in all)") : ("0 of " + groups.length.toLocaleString() + " groups match");
+    Array.prototype.forEach.call(document.querySelectorAll(".page-label"), function (label) {
+      label.textContent = "page " + (page + 1) + " of " + pages;
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-page]"), function (b) {
+      var a = b.getAttribute("data-page");
+      b.disabled = (a === "first" || a === "prev") ? page === 0 : page >= pages - 1;
+    });
+  }
+  function update() { filter(); page = 0; draw(); }
+  var timer = null;
+  form.addEventListener("input", function (event) {
+    if (event.target.id === "f-text") {
+      clearTimeout(timer);
+      timer = setTimeout(update, 150);
+    } else {
+      update();
+    }
+  });
+  form.addEventListener("submit", function (event) { event.preventDefault(); });
+  form.addEventListener("reset", function () { setTimeout(update, 0); });
+  Array.prototype.forEach.call(document.querySelectorAll("[data-page]"), function (b) {
+    b.addEventListener("click", function () {
+      var a = b.getAttribute("data-page");
+      page = a === "first" ? 0 : a === "prev" ? page - 1 : a === "next" ? page + 1 : 1e9;
+      draw();
+      if (b.closest(".bottom")) document.getElementById("groups").scrollIntoView();
+    });
+  });
+  update();
+  document.documentElement.setAttribute("data-ready", "1");
+})();
+"""
+
+
+def render(report: ScanReport, probe: dict | None = None, *, thumb_px: int = THUMBNAIL_PX) -> str:
+    """The report as one self-contained HTML page (thumbnails read from each root's files)."""
+    script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
+           "base-uri 'none'; form-action 'none'")
+    roots = " · ".join(f"<b>{_e(r.name)}</b> <span class='path'>{_e(r.path)}</span>" for r in report.roots)
+    st = report.settings
+    title = "dupaudit report: " + ", ".join(_clean(r.name) for r in report.roots)
+    data = _script_json(_gallery_data(report, thumb_px))
+    body = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<meta http-equiv='Content-Security-Policy' content=\"{_e(csp)}\">",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        "<meta name='generator' content='dupaudit'>",
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
+        f"<header><h1>dupaudit report</h1><p class='meta'>{roots}<br>{_e(st.method)} · threshold "
+        f"{st.threshold} bits{' · flips' if st.flips else ''} · dupaudit {_e(report.tool_version)}</p></header>",
+        _summary_section(report),
+        _classes_section(report),
+    ]
+    if report.groups:
+        body.append(f"<section id='distances'><h2>Distances</h2>{_distance_chart(report.groups, st.threshold)}"
+                    "</section>")
+    if probe is not None:
+        body.append(_probe_section(probe))
+    body.append(_groups_section(report) if report.groups else
+                "<section id='groups'><h2>Duplicate groups</h2><p>No duplicates found.</p></section>")
+    body.append(_skipped_section(report))
+    if report.groups:
+        body.append(f"<script type='application/json' id='dupaudit-data'>{data}</script>")
+        body.append(f"<script>{SCRIPT}</script>")
+    body.append("</body></html>\n")
+    return "".join(body)
