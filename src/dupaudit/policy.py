@@ -57,3 +57,17 @@ def failures(report: ScanReport, rules: tuple[Rule, ...]) -> list[str]:
         elif rule.name == "skew" and report.summary.skew > rule.limit:
             broken.append(f"skew: {report.summary.skew:.4f} > {rule.limit}")
     return broken
+
+
+def finding_breaks(rules: tuple[Rule, ...], kind: str, label_conflict: bool, leakage: bool) -> tuple[str, ...]:
+    """The names of the rules that one duplicate finding breaks (skew is dataset-wide: see `failures`)."""
+    covered = {"exact": ("exact",), "pixel": ("exact", "pixel"), "near": ("exact", "pixel", "near")}
+    broken = []
+    for rule in rules:
+        if rule.name in covered and kind in covered[rule.name]:
+            broken.append(rule.name)
+        elif rule.name == "label-conflicts" and label_conflict:
+            broken.append(rule.name)
+        elif rule.name == "leakage" and leakage:
+            broken.append(rule.name)
+    return tuple(dict.fromkeys(broken))

@@ -1,0 +1,227 @@
+"""Accepted findings (the baseline file) and the subtraction that leaves the new ones.
+
+A baseline lists today's duplicate groups by their members' dataset paths (`train/cat/x.jpg`: root name, then
+the path inside it), sorted, with the kind of finding; no group ids (they shift when files are added) and no
+timestamps, so the file diffs cleanly in git. A current group is accepted when all its members sit in one
+accepted group (a shrunken group is still accepted). Otherwise the members outside the largest accepted part are
+new findings, each reported against the others (`train/cat/x.jpg: near duplicate of train/dog/y.jpg`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BaselineError
+from .model import KINDS, DuplicateGroup, ScanReport, Settings
+
+SCHEMA_VERSION = 1
+
+
+def dataset_path(root: str, path: str) -> str:
+    """How a file is named in messages and baselines: its root (split) name, then its path inside it."""
+    return f"{root}/{path}"
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedFinding:
+    """One accepted duplicate group."""
+
+    members: tuple[str, ...]  # sorted dataset paths
+    kind: str  # exact, pixel or near
+    label_conflict: bool = False
+    leakage: bool = False
+
+    @property
+    def key(self) -> tuple:
+        """A stable identity: the kind of finding and the sorted member paths."""
+        return (self.kind, self.label_conflict, self.leakage, self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    findings: tuple[AcceptedFinding, ...] = ()
+    settings: Settings | None = None  # the scan settings the findings were made with
+    skew: float = 0.0  # the skew accepted with them (a skew>X rule fails only when it grows past this)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A new finding about one file: it duplicates `partners` and no accepted finding covers that."""
+
+    path: str  # dataset path of the file, e.g. train/cat/x.jpg
+    file: str  # its absolute path on disk
+    kind: str  # the kind of the group: exact, pixel or near
+    partners: tuple[str, ...]  # dataset paths of the files it duplicates
+    distance: int  # the group's largest Hamming distance
+    label_conflict: bool  # it and a partner carry different labels
+    leakage: bool  # it and a partner are in different splits
+    splits: tuple[str, ...]  # the splits of the file and its partners (for the leakage message)
+    group_id: int
+
+    @property
+    def message(self) -> str:
+        """One line: `train/cat/x.jpg: near duplicate of train/dog/y.jpg (distance 3, label conflict)`."""
+        relation = {"exact": "exact copy of", "pixel": "same pixels as", "near": "near duplicate of"}[self.kind]
+        shown = ", ".join(self.partners[:3])
+        if len(self.partners) > 3:
+            shown += f" and {len(self.partners) - 3} more"
+        details = []
+        if self.kind == "near":
+            details.append(f"distance {self.distance}")
+        if self.label_conflict:
+            details.append("label conflict")
+        if self.leakage:
+            details.append(f"leakage {'/'.join(self.splits)}")
+        return f"{self.path}: {relation} {shown}" + (f" ({', '.join(details)})" if details else "")
+
+
+def from_report(report: ScanReport) -> Baseline:
+    """Accept every duplicate group of a scan."""
+    findings = sorted(
+        (AcceptedFinding(tuple(sorted(dataset_path(m.root, m.path) for m in g.members)), g.kind,
+                         g.is_label_conflict, g.is_leak) for g in report.groups),
+        key=lambda f: f.members,
+    )
+    return Baseline(tuple(findings), report.settings, round(report.summary.skew, 6))
+
+
+def to_dict(baseline: Baseline) -> dict:
+    data: dict = {"schema_version": SCHEMA_VERSION, "tool": "dupaudit"}
+    if baseline.settings is not None:
+        s = baseline.settings
+        data["settings"] = {"method": s.method, "threshold": s.threshold, "flips": s.flips}
+    data["skew"] = round(baseline.skew, 6)
+    data["findings"] = [
+        {"kind": f.kind, "label_conflict": f.label_conflict, "leakage": f.leakage, "members": list(f.members)}
+        for f in sorted(baseline.findings, key=lambda f: f.members)
+    ]
+    return data
+
+
+def dumps(baseline: Baseline) -> str:
+    return json.dumps(to_dict(baseline), indent=2, ensure_ascii=False) + "\n"
+
+
+def save(baseline: Baseline, path: str | os.PathLike) -> None:
+    """Write the baseline atomically (a half-written baseline would accept nothing, or everything)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(dumps(baseline), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def from_dict(data: object, where: str = "baseline") -> Baseline:
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise BaselineError(f"{where}: not a dupaudit baseline of schema_version {SCHEMA_VERSION}")
+    try:
+        settings = Settings(**data["settings"]) if "settings" in data else None
+        findings = []
+        for entry in data.get("findings", []):
+            members = entry["members"]
+            if entry["kind"] not in KINDS or not isinstance(members, list) or len(members) < 2 or \
+                    not all(isinstance(m, str) and "/" in m for m in members):
+                raise BaselineError(f"{where}: malformed finding {entry!r}")
+            findings.append(AcceptedFinding(tuple(sorted(members)), entry["kind"],
+                                            bool(entry.get("label_conflict", False)),
+                                            bool(entry.get("leakage", False))))
+        return Baseline(tuple(sorted(findings, key=lambda f: f.members)), settings, float(data.get("skew", 0.0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BaselineError(f"{where}: malformed baseline: {exc}") from None
+
+
+def load(path: str | os.PathLike) -> Baseline:
+    """Read a baseline file; BaselineError when it is not one."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read the baseline: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{path}: the baseline is not JSON ({exc})") from None
+    return from_dict(data, str(path))
+
+
+def prune(baseline: Baseline, exists: Callable[[str], bool]) -> tuple[Baseline, int]:
+    """Drop members whose files are gone (and findings left with one member); returns how many were dropped."""
+    kept, dropped = [], 0
+    for finding in baseline.findings:
+        members = tuple(m for m in finding.members if exists(m))
+        dropped += len(finding.members) - len(members)
+        if len(members) >= 2:  # a lone survivor is no longer a finding
+            kept.append(AcceptedFinding(members, finding.kind, finding.label_conflict, finding.leakage))
+    return Baseline(tuple(kept), baseline.settings, baseline.skew), dropped
+
+
+def subtract(report: ScanReport, baseline: Baseline, changed: Collection[str] | None = None) -> list[Finding]:
+    """The findings of `report` that `baseline` does not accept; with `changed`, only those about changed files.
+
+    `changed` holds dataset paths (the files a commit adds or modifies): a group that no accepted finding covers
+    is reported on its changed members, against the rest; a group without a changed member is left out.
+    """
+    owner: dict[str, int] = {}
+    for index, accepted in enumerate(baseline.findings):
+        for member in accepted.members:
+            owner.setdefault(member, index)
+    root_paths = {r.name: r.path for r in report.roots}
+    new: list[Finding] = []
+    for group in report.groups:
+        new.extend(_group_findings(group, owner, root_paths, changed))
+    return new
+
+
+def _group_findings(group: DuplicateGroup, owner: dict[str, int], root_paths: dict[str, str],
+                    changed: Collection[str] | None) -> Iterable[Finding]:
+    names = [dataset_path(m.root, m.path) for m in group.members]
+    parts: dict[int, list[int]] = {}
+    for position, name in enumerate(names):
+        if name in owner:
+            parts.setdefault(owner[name], []).append(position)
+    if len(parts) == 1 and sum(len(p) for p in parts.values()) == len(names):
+        return  # every member inside one accepted group
+    # The largest accepted part is the established group; ties go to the first in report order.
+    anchor = set(max(parts.values(), key=len)) if parts else set()
+    if changed is not None:
+        touched = [i for i, name in enumerate(names) if name in changed]
+        if not touched:
+            return  # not about this commit: the whole-dataset check (CI) reports it
+        blamed = [i for i in touched if i not in anchor] or touched
+    elif anchor:
+        blamed = [i for i in range(len(names)) if i not in anchor]
+    else:
+        # A group nobody accepted: report the copies against the member the keep policy would keep.
+        blamed = [i for i, m in enumerate(group.members) if not m.keep]
+    blamed_set = set(blamed)
+    for i in blamed:
+        member = group.members[i]
+        others = [j for j in range(len(names)) if j not in blamed_set] or [j for j in range(len(names)) if j != i]
+        if anchor and any(j in anchor for j in others):
+            others = [j for j in others if j in anchor] + [j for j in others if j not in anchor]
+        everyone_else = [p for p in group.members if p is not member]
+        yield Finding(
+            path=names[i],
+            file=os.path.join(root_paths.get(member.root, ""), *member.path.split("/")),
+            kind=group.kind,
+            partners=tuple(names[j] for j in others),
+            distance=group.max_distance,
+            label_conflict=any(p.label != member.label for p in everyone_else),
+            leakage=any(p.root != member.root for p in everyone_else),
+            splits=tuple(_split_order(member.root, [p.root for p in everyone_else])),
+            group_id=group.id,
+        )
+
+
+def _split_order(own: str, others: list[str]) -> list[str]:
+    seen = [own]
+    for name in others:
+        if name not in seen:
+            seen.append(name)
+    return seen

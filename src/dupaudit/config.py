@@ -1,0 +1,208 @@
+"""AuditConfig: the settings of `dupaudit check` and `dupaudit baseline`, from flags, environment and files.
+
+Precedence, highest first: command-line flag > DUPAUDIT_* environment variable > the config file > defaults.
+The config file is the nearest `.dupaudit.toml` (top-level keys) or `pyproject.toml` with a `[tool.dupaudit]`
+table, looking upward from the starting folder and stopping at the repository root (the folder holding .git).
+Keys mirror the option names (`fail_on` or `fail-on`); unknown keys are logged as warnings, not errors, so an
+older dupaudit can read a newer config. Relative paths in a file are relative to that file's folder; relative
+paths from flags and the environment are relative to the current folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from .errors import ConfigError
+from .model import METHODS
+from .policy import parse_rules
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, packaged as tomli (pyproject: tomli; python_version < '3.11')
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = ".dupaudit.toml"
+DEFAULT_BASELINE = ".dupaudit-baseline.json"
+# Every duplicate fails by default ('near' covers exact and pixel copies); the other two rules are listed so
+# that a user who narrows the gate to "leakage,label-conflicts" reads the same names here.
+DEFAULT_FAIL_ON = "near,label-conflicts,leakage"
+ENV_PREFIX = "DUPAUDIT_"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """Everything `check` and `baseline` need; paths are absolute once resolved."""
+
+    root: str = "."  # the dataset folder; train/, val/, test/ children become splits
+    against: tuple[str, ...] = ()  # extra evaluation folders outside root (checked for leakage)
+    method: str = "phash"
+    threshold: int | None = None  # None: the scan's default
+    flips: bool = False
+    fail_on: str = DEFAULT_FAIL_ON
+    cache: str | None = None  # None: the user cache (~/.cache/dupaudit/fingerprints.sqlite or $DUPAUDIT_CACHE)
+    baseline: str = DEFAULT_BASELINE
+    jobs: int | None = None
+    source: str | None = None  # the config file read, if any (for messages)
+
+
+KEYS = tuple(f.name for f in fields(AuditConfig) if f.name != "source")
+_PATH_KEYS = ("root", "cache", "baseline")
+
+
+def find_config_file(start: str | os.PathLike = ".") -> Path | None:
+    """The nearest .dupaudit.toml, or pyproject.toml holding [tool.dupaudit], from `start` up to the repo root."""
+    folder = Path(start).resolve()
+    if folder.is_file():
+        folder = folder.parent
+    for candidate in (folder, *folder.parents):
+        own = candidate / CONFIG_FILE
+        if own.is_file():
+            return own
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file() and "dupaudit" in _read_toml(pyproject).get("tool", {}):
+            return pyproject
+        if (candidate / ".git").exists():
+            return None  # never read a config that belongs to an enclosing project
+    return None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, object]:
+    """The dupaudit table of a config file, keys normalised to snake_case, paths made absolute."""
+    path = Path(path).resolve()
+    data = _read_toml(path)
+    if path.name == "pyproject.toml" or "tool" in data and "dupaudit" in data.get("tool", {}):
+        table = data.get("tool", {}).get("dupaudit", {})
+        where = f"{path} [tool.dupaudit]"
+    else:
+        table = data
+        where = str(path)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table of settings")
+    values = _normalise(table, where, unknown="warn")
+    return _absolute(values, path.parent)
+
+
+def _normalise(table: Mapping[str, object], where: str, unknown: str) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for raw_key, value in table.items():
+        key = raw_key.replace("-", "_").lower()
+        if key == "roots":  # a list of folders: the first is the dataset, the rest are evaluation folders
+            folders = _as_list(value, where, raw_key)
+            if not folders:
+                raise ConfigError(f"{where}: '{raw_key}' is empty")
+            values["root"], values["against"] = folders[0], tuple(folders[1:])
+            continue
+        if key not in KEYS:
+            if unknown == "warn":
+                log.warning("%s: unknown key %r ignored (known keys: %s)", where, raw_key, ", ".join(KEYS))
+            continue
+        values[key] = _coerce(key, value, where, raw_key)
+    return values
+
+
+def _as_list(value: object, where: str, key: str) -> list[str]:
+    if isinstance(value, str):
+        return [part for part in (p.strip() for p in value.split(",")) if part]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{where}: '{key}' must be a folder or a list of folders, not {value!r}")
+
+
+def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
+    """Check one value's type (strings from the environment are converted)."""
+    if key == "against":
+        return tuple(_as_list(value, where, raw_key))
+    if key in ("threshold", "jobs"):
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{where}: '{raw_key}' must be a whole number, not {value!r}") from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: '{raw_key}' must be a whole number, not {value!r}")
+        if key == "threshold" and not 0 <= value <= 64:
+            raise ConfigError(f"{where}: 'threshold' must be between 0 and 64, not {value}")
+        if key == "jobs" and value < 1:
+            raise ConfigError(f"{where}: 'jobs' must be at least 1, not {value}")
+        return value
+    if key == "flips":
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: 'flips' must be true or false, not {value!r}")
+        return value
+    if key == "fail_on" and isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: '{raw_key}' must be a string, not {value!r}")
+    if key == "method" and value not in METHODS:
+        raise ConfigError(f"{where}: unknown method {value!r}: choose one of {', '.join(METHODS)}")
+    if key == "fail_on":
+        try:
+            parse_rules(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return value
+
+
+def _absolute(values: dict[str, object], base: Path) -> dict[str, object]:
+    for key in _PATH_KEYS:
+        if isinstance(values.get(key), str):
+            values[key] = str((base / os.path.expanduser(values[key])).resolve())
+    if "against" in values:
+        values["against"] = tuple(str((base / os.path.expanduser(p)).resolve()) for p in values["against"])
+    return values
+
+
+def environment_values(environ: Mapping[str, str] | None = None, cwd: str | os.PathLike = ".") -> dict[str, object]:
+    """Settings from DUPAUDIT_ROOT, DUPAUDIT_FAIL_ON, ... (lists are comma-separated)."""
+    environ = os.environ if environ is None else environ
+    table = {key: environ[ENV_PREFIX + key.upper()] for key in KEYS if ENV_PREFIX + key.upper() in environ}
+    values = _normalise(table, "environment", unknown="ignore")
+    return _absolute(values, Path(cwd).resolve())
+
+
+def load_config(overrides: Mapping[str, object] | None = None, *, start: str | os.PathLike = ".",
+                config_file: str | os.PathLike | None = None,
+                environ: Mapping[str, str] | None = None) -> AuditConfig:
+    """Merge defaults < config file < environment < overrides (flags; None means 'not given')."""
+    cwd = Path(start).resolve()
+    path = Path(config_file) if config_file is not None else find_config_file(cwd)
+    if config_file is not None and not path.is_file():
+        raise ConfigError(f"{config_file}: no such config file")
+    merged: dict[str, object] = {}
+    default_base = cwd
+    if path is not None:
+        merged.update(read_config_file(path))
+        default_base = path.resolve().parent  # the defaults (root ".", baseline) live beside the config file
+    merged.update(environment_values(environ, cwd))
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = set(flags) - set(KEYS)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    merged.update(_absolute(_normalise(flags, "command line", unknown="ignore"), cwd))
+    config = AuditConfig(**merged, source=str(path.resolve()) if path is not None else None)
+    defaults = {k: str((default_base / AuditConfig.__dataclass_fields__[k].default).resolve())
+                for k in ("root", "baseline") if k not in merged}
+    return replace(config, **defaults) if defaults else config
