@@ -28,6 +28,7 @@ THUMBNAIL_PX = 96  # longest side of a thumbnail; smaller images are kept at the
 RAW_EMBED_BYTES = 6_000  # a small JPEG/PNG that already fits is embedded as it is (no re-encoding)
 MAX_PREVIEW_PIXELS = 64_000_000  # larger images get a placeholder instead of a full decode
 PAGE_SIZE = 50  # groups per page of the gallery
+MEMBERS_SHOWN = 24  # members drawn per group before a "show all" button
 MAX_CHART_CLASSES = 40  # per split; the classes that contribute most to the skew are kept
 
 
@@ -142,17 +143,16 @@ def _nice_step(span: float, target: int = 5) -> float:
 
 
 def _ticks(low: float, high: float, target: int = 5) -> list[float]:
+    """Round tick values from at or below `low` to at or above `high`."""
     step = _nice_step(high - low, target)
-    start = math.ceil(low / step - 1e-9) * step
-    ticks, value = [], start
-    while value <= high + step * 1e-6:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(i * step, 10) for i in range(first, max(last, first + 1) + 1)]
 
 
 def _fmt_tick(value: float, step: float) -> str:
-    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    decimals = 0
+    while decimals < 6 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-9:
+        decimals += 1
     return f"{value:.{decimals}f}"
 
 
@@ -183,9 +183,8 @@ def _class_chart(split: str, classes: Sequence[ClassStats], skew: float | None) 
     width = b_x + panel_w + 70
     height = top + row_h * len(rows) + 52
     rate_max = max([c.duplication_rate for c in rows] + [0.0])
-    rate_hi = max(_ticks(0, max(rate_max * 100, 1.0) * 1.05)[-1], rate_max * 100)
-    rate_ticks = _ticks(0, rate_hi)
-    rate_hi = max(rate_hi, rate_ticks[-1])
+    rate_ticks = _ticks(0, max(rate_max * 100, 1.0))
+    rate_hi = rate_ticks[-1]
     spread = max([abs(c.inflation - 1) for c in rows] + [0.0])
     spread = max(spread * 1.1, 0.02)
     inf_ticks = _ticks(1 - spread, 1 + spread, 4)
@@ -295,7 +294,7 @@ def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
     tx = left + (threshold + 1) * slot
     parts.append(f"<line x1='{tx:.1f}' y1='{top}' x2='{tx:.1f}' y2='{top + plot_h}' "
                  f"stroke='{palette.NEUTRAL['text']}' stroke-dasharray='4 3'/>"
-                 f"<text x='{tx - 4:.1f}' y='{top + 10}' text-anchor='end' class='tick'>threshold {threshold}</text>")
+                 f"<text x='{tx + 4:.1f}' y='{top + 10}' class='tick'>scan threshold {threshold}</text>")
     parts.append(f"<text x='{left + width / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"
                  "largest Hamming distance between two members of the group (bits)</text>"
                  f"<text transform='translate(14 {top + plot_h / 2}) rotate(-90)' text-anchor='middle' "
@@ -368,14 +367,15 @@ def _named_entries(value: object, name_keys: Sequence[str]) -> list[tuple[str, o
     return out
 
 
-def probe_arms(probe: dict) -> list[tuple[str, float, tuple[float, float] | None]]:
-    """The accuracy of each arm as (arm, mean, 95% interval), read defensively from a probe JSON."""
+def probe_arms(probe: dict, metric: str = "accuracy") -> list[tuple[str, float, tuple[float, float] | None]]:
+    """Each arm's metric as (arm, mean, 95% interval), read defensively from a probe result (or one condition)."""
     arms = _named_entries(_first(probe, "arms", "results", "summary") or {}, ("arm", "name"))
     if not arms:
         arms = [(name, probe[name]) for name in ARM_NAMES if name in probe]
+    prefixes = (metric,) if metric != "accuracy" else ("accuracy", "clean_accuracy", "test_accuracy", "acc", "clean")
     out = []
     for name, entry in arms:
-        found = _estimate(entry, ("clean_accuracy", "accuracy", "test_accuracy", "acc", "clean"))
+        found = _estimate(entry, prefixes) if isinstance(entry, dict) else None
         if found:
             out.append((name, found[0], found[1]))
     order = {name: i for i, name in enumerate(ARM_NAMES)}
@@ -383,27 +383,31 @@ def probe_arms(probe: dict) -> list[tuple[str, float, tuple[float, float] | None
     return out
 
 
-def probe_class_differences(probe: dict) -> list[tuple[str, list[tuple[str, float, tuple[float, float] | None]]]]:
-    """Per-class accuracy differences: [(comparison, [(class, mean, interval)])]."""
-    raw = _first(probe, "per_class", "per_class_differences", "class_differences", "classes")
-    if raw is None:
-        return []
-    comparisons: list[tuple[str, object]]
-    if isinstance(raw, dict) and raw and all(isinstance(v, (dict, list)) for v in raw.values()) and any(
-            isinstance(v, (list, dict)) and any(isinstance(x, dict) for x in (v.values() if isinstance(v, dict)
-                                                                              else v)) for v in raw.values()):
-        comparisons = list(raw.items())  # {"deduplicated - as-is": {...per class...}}
-    else:
-        comparisons = [("", raw)]
+def probe_class_differences(probe: dict) -> list[tuple[str, float, tuple[float, float] | None]]:
+    """Per-class accuracy differences (deduplicated − as-is) as (class, mean, 95% interval or None)."""
+    raw = _first(probe, "class_deltas", "per_class", "per_class_differences", "class_differences")
+    rows = []
+    for name, entry in _named_entries(raw, ("label", "class", "name")):
+        found = _estimate(entry, ("difference", "delta", "diff", "accuracy_difference", ""))
+        if found:
+            rate = _finite(entry.get("duplication_rate")) if isinstance(entry, dict) else None
+            label = f"{name} ({_pct(rate)} dup.)" if rate is not None else name
+            rows.append((label, found[0], found[1]))
+    return rows
+
+
+def probe_conditions(probe: dict) -> list[tuple[str, dict]]:
+    """(title, condition) for each condition of a probe result; a flat result is one untitled condition."""
+    conditions = probe.get("conditions")
+    if not isinstance(conditions, list) or not conditions:
+        return [("", probe)]
     out = []
-    for title, value in comparisons:
-        rows = []
-        for name, entry in _named_entries(value, ("label", "class", "name")):
-            found = _estimate(entry, ("difference", "delta", "diff", "accuracy_difference", ""))
-            if found:
-                rows.append((name, found[0], found[1]))
-        if rows:
-            out.append((str(title), rows))
+    for condition in conditions:
+        if not isinstance(condition, dict):
+            continue
+        rate = _finite(condition.get("rate"))
+        title = "the data as they are" if rate is None else f"duplicates injected at rate {rate:g}"
+        out.append((title, condition))
     return out
 
 
@@ -462,38 +466,79 @@ def _interval_chart(rows: Sequence[tuple[str, float, tuple[float, float] | None]
     return "".join(parts)
 
 
+def _arm_figure(arms: Sequence[tuple[str, float, tuple[float, float] | None]], what: str) -> str:
+    scale = _as_percent([v for _, m, ci in arms for v in (m,) + (ci or ())])
+    unit = "%" if scale == 100 else ""
+    return (f"<figure class='probe-arms'><figcaption>{_e(what)} per arm: mean and 95% interval over seeds"
+            "</figcaption>" + _interval_chart(arms, [palette.arm_color(a) for a, _, _ in arms],
+                                               f"{what} ({'%' if unit else 'as given'})", scale, False, unit)
+            + "</figure>")
+
+
+def _condition_html(title: str, condition: dict) -> str:
+    parts = [f"<h3>On {_e(title)}</h3>"] if title else []
+    facts = []
+    for key, name in (("train_images", "training images"), ("redundant", "redundant copies removed by dedup"),
+                      ("batch_size", "batch size")):
+        value = _finite(condition.get(key))
+        if value is not None:
+            facts.append(f"{name} <b>{value:,.0f}</b>")
+    seconds, share = _finite(condition.get("duplicate_time_seconds")), _finite(
+        condition.get("duplicate_time_fraction"))
+    if seconds is not None:
+        facts.append(f"time spent on duplicates <b>{seconds:.1f} s</b>" + (f" ({_pct(share)} of training)"
+                                                                            if share is not None else ""))
+    if facts:
+        parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
+    arms = probe_arms(condition)
+    if arms:
+        parts.append(_arm_figure(arms, "clean test accuracy"))
+    robust = probe_arms(condition, "robust_accuracy")
+    if robust:
+        parts.append(_arm_figure(robust, "robust test accuracy"))
+    verdicts = [c.get("text") for c in condition.get("comparisons", []) or [] if isinstance(c, dict)]
+    verdicts = [v for v in verdicts if isinstance(v, str)]
+    if verdicts:
+        parts.append("<ul class='verdicts'>" + "".join(f"<li>{_e(v)}</li>" for v in verdicts) + "</ul>")
+    rows = probe_class_differences(condition)
+    if rows:
+        scale = _as_percent([v for _, m, ci in rows for v in (m,) + (ci or ())])
+        unit = " pp" if scale == 100 else ""
+        rows = sorted(rows, key=lambda r: r[1])
+        colors = [palette.arm_color("deduplicated") if m > 0 else palette.arm_color("as-is") for _, m, _ in rows]
+        parts.append("<figure class='probe-classes'><figcaption>Per-class accuracy, deduplicated − as-is "
+                     f"<span class='legend'><span class='key' style='background:{palette.arm_color('deduplicated')}'>"
+                     "</span> better without duplicates <span class='key' style='background:"
+                     f"{palette.arm_color('as-is')}'></span> better as-is</span></figcaption>")
+        parts.append(_interval_chart(rows, colors, "difference in class accuracy (percentage points)"
+                                     if unit else "difference in class accuracy", scale, True, unit))
+        parts.append("</figure>")
+    return "".join(parts)
+
+
 def _probe_section(probe: dict) -> str:
     if not isinstance(probe, dict):
         return "<section id='probe'><h2>Training probe</h2><p>The probe file is not a JSON object.</p></section>"
     parts = ["<section id='probe'><h2>Training probe</h2>"]
     facts = []
-    for key in ("dataset", "epochs", "seeds", "size", "device", "inject", "rate", "adversarial", "removed"):
-        value = probe.get(key)
+    seeds = probe.get("seeds")
+    if isinstance(seeds, list):
+        facts.append(f"seeds <b>{len(seeds)}</b>")
+    settings = probe.get("settings") if isinstance(probe.get("settings"), dict) else {}
+    data = probe.get("data") if isinstance(probe.get("data"), dict) else {}
+    for source, key, name in ((settings, "epochs", "epochs"), (settings, "size", "image size"),
+                              (settings, "adversarial", "adversarial"), (settings, "inject", "injection"),
+                              (data, "train_images", "training images"), (data, "test_images", "test images"),
+                              (data, "test_source", "test images from"), (probe, "device", "device")):
+        value = source.get(key)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            facts.append(f"{_e(key)} <b>{_e(value)}</b>")
+            facts.append(f"{_e(name)} <b>{_e(f'{value:,}' if isinstance(value, int) else value)}</b>")
     if facts:
         parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
-    arms = probe_arms(probe)
-    if arms:
-        scale = _as_percent([v for _, m, ci in arms for v in (m,) + (ci or ())])
-        unit = "%" if scale == 100 or all(m > 1 for _, m, _ in arms) else ""
-        parts.append("<figure><figcaption>Clean test accuracy per arm: mean and 95% interval over seeds"
-                     "</figcaption>")
-        parts.append(_interval_chart(arms, [palette.arm_color(a) for a, _, _ in arms],
-                                     f"clean test accuracy ({'%' if unit else 'fraction'})", scale, False, unit))
-        parts.append("</figure>")
-    for title, rows in probe_class_differences(probe):
-        scale = _as_percent([v for _, m, ci in rows for v in (m,) + (ci or ())])
-        unit = " pp" if scale == 100 else ""
-        rows = sorted(rows, key=lambda r: r[1])
-        colors = [palette.HIGHLIGHT["skew_driver"] if (ci and (ci[0] > 0 or ci[1] < 0)) else palette.NEUTRAL["bar"]
-                  for _, _, ci in rows]
-        caption = "Per-class accuracy difference" + (f": {_e(title)}" if title else "")
-        parts.append(f"<figure><figcaption>{caption} (highlighted: the 95% interval excludes 0)</figcaption>")
-        parts.append(_interval_chart(rows, colors, "difference in class accuracy (percentage points)"
-                                     if unit else "difference in class accuracy", scale, True, unit))
-        parts.append("</figure>")
-    if not arms and not probe_class_differences(probe):
+    shown = [_condition_html(title, condition) for title, condition in probe_conditions(probe)]
+    shown = [html_part for html_part in shown if "<figure" in html_part]
+    parts.extend(shown)
+    if not shown:
         parts.append("<p>No accuracy per arm was found in the probe file; its content is below.</p>")
     raw = json.dumps(probe, indent=2, ensure_ascii=True, default=str)
     if len(raw) > 200_000:
@@ -591,7 +636,8 @@ def _gallery_data(report: ScanReport, thumb_px: int) -> dict:
     max_distance = max([g.max_distance for g in report.groups] + [report.settings.threshold, 0])
     return {"roots": [_clean(r) for r in root_names], "labels": labels, "kinds": list(KINDS),
             "kindColors": {k: palette.kind_color(k) for k in KINDS}, "groups": groups,
-            "maxDistance": max_distance, "threshold": report.settings.threshold, "pageSize": PAGE_SIZE}
+            "maxDistance": max_distance, "threshold": report.settings.threshold, "pageSize": PAGE_SIZE,
+            "membersShown": MEMBERS_SHOWN}
 
 
 def _groups_section(report: ScanReport) -> str:
@@ -774,8 +820,18 @@ SCRIPT = r"""
     if (g.leak) head.appendChild(el("span", "badge leak", "leak: " + Object.keys(g.splits).sort().join(" + ")));
     art.appendChild(head);
     var row = el("div", "members");
-    g.members.forEach(function (m) { row.appendChild(member(m)); });
+    // A chain of near duplicates can hold hundreds of images: show the first few, the rest on request.
+    g.members.slice(0, D.membersShown).forEach(function (m) { row.appendChild(member(m)); });
     art.appendChild(row);
+    if (g.members.length > D.membersShown) {
+      var more = el("button", "more", "show all " + g.members.length + " images");
+      more.type = "button";
+      more.addEventListener("click", function () {
+        g.members.slice(D.membersShown).forEach(function (m) { row.appendChild(member(m)); });
+        more.remove();
+      });
+      art.appendChild(more);
+    }
     return art;
   }
   function draw() {
