@@ -7,8 +7,17 @@ import re
 import shutil
 from pathlib import Path
 
-from dupaudit.model import (ClassStats, DuplicateGroup, GroupMember, Root, ScanReport, Settings, Skipped, SplitStats,
-                            Summary)
+from dupaudit.model import (
+    ClassStats,
+    DuplicateGroup,
+    GroupMember,
+    Root,
+    ScanReport,
+    Settings,
+    Skipped,
+    SplitStats,
+    Summary,
+)
 from dupaudit.sample import CLASSES, make_sample, procedural_image
 
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"

@@ -769,14 +769,18 @@ SCRIPT = r"""
             distance: Number(slider.value),
             text: document.getElementById("f-text").value.trim().toLowerCase()};
   }
+  var lastKey = null;
   function filter() {
-    var s = state();
+    var s = state(), key = JSON.stringify(s);
     sliderValue.textContent = String(s.distance);
+    if (key === lastKey) return false;  // browsers send both input and change for some controls
+    lastKey = key;
     matching = groups.filter(function (g) {
       return s.kinds[g.kind] !== false && g.distance <= s.distance && (!s.conflict || g.conflict) &&
         (!s.leak || g.leak) && (!s.label || g.labels[s.label]) && (!s.split || g.splits[s.split]) &&
         (!s.text || g.text.indexOf(s.text) >= 0);
     });
+    return true;
   }
   function member(m) {
     var fig = el("figure", "member" + (m[3] ? " keep" : ""));
@@ -784,7 +788,6 @@ SCRIPT = r"""
     if (m[7]) {
       var img = el("img", "thumb");
       img.alt = m[1];
-      img.loading = "lazy";
       img.src = m[7];
       fig.appendChild(img);
     } else {
@@ -855,7 +858,7 @@ SCRIPT = r"""
       b.disabled = (a === "first" || a === "prev") ? page === 0 : page >= pages - 1;
     });
   }
-  function update() { filter(); page = 0; draw(); }
+  function update() { if (filter()) { page = 0; draw(); } }
   var timer = null;
   form.addEventListener("input", function (event) {
     if (event.target.id === "f-text") {
@@ -865,6 +868,7 @@ SCRIPT = r"""
       update();
     }
   });
+  form.addEventListener("change", function (event) { if (event.target.id !== "f-text") update(); });
   form.addEventListener("submit", function (event) { event.preventDefault(); });
   form.addEventListener("reset", function () { setTimeout(update, 0); });
   Array.prototype.forEach.call(document.querySelectorAll("[data-page]"), function (b) {
