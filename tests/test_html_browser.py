@@ -167,6 +167,10 @@ def test_distance_slider_hides_groups_above_it(browser, tmp_path):
     assert visible == [0, 2, 4, 4]
     slider.send_keys(Keys.END)
     assert len(shown(browser)) == len(distances)
+    Select(browser.find_element(By.ID, "f-order")).select_by_value("distance-desc")
+    assert [int(g.get_attribute("data-distance")) for g in shown(browser)] == sorted(distances, reverse=True)
+    Select(browser.find_element(By.ID, "f-order")).select_by_value("distance")
+    assert [int(g.get_attribute("data-distance")) for g in shown(browser)] == sorted(distances)
 
 
 def test_ten_thousand_groups_are_paginated(browser, tmp_path):

@@ -469,7 +469,7 @@ def _interval_chart(rows: Sequence[tuple[str, float, tuple[float, float] | None]
 def _arm_figure(arms: Sequence[tuple[str, float, tuple[float, float] | None]], what: str) -> str:
     scale = _as_percent([v for _, m, ci in arms for v in (m,) + (ci or ())])
     unit = "%" if scale == 100 else ""
-    return (f"<figure class='probe-arms'><figcaption>{_e(what)} per arm: mean and 95% interval over seeds"
+    return (f"<figure class='probe-arms'><figcaption>{_e(what.capitalize())} per arm: mean and 95% interval over seeds"
             "</figcaption>" + _interval_chart(arms, [palette.arm_color(a) for a, _, _ in arms],
                                                f"{what} ({'%' if unit else 'as given'})", scale, False, unit)
             + "</figure>")
@@ -663,6 +663,9 @@ threshold would drop.</p>
 <fieldset class='slider'><legend>max distance ≤ <output id='f-distance-value'>{max_distance}</output></legend>
 <input type='range' id='f-distance' min='0' max='{max_distance}' step='1' value='{max_distance}'>
 <span class='note'>scan threshold {report.settings.threshold}</span></fieldset>
+<fieldset><legend>order</legend><select id='f-order'><option value='findings'>findings first</option>
+<option value='distance'>distance, smallest first</option><option value='distance-desc'>distance, largest first</option>
+<option value='size'>most images first</option></select></fieldset>
 <fieldset><legend>path</legend><input type='search' id='f-text' placeholder='contains…' size='16'></fieldset>
 <button type='reset' id='f-reset'>reset</button>
 </form>
@@ -735,14 +738,20 @@ SCRIPT = r"""
   var slider = document.getElementById("f-distance");
   var sliderValue = document.getElementById("f-distance-value");
   var page = 0, matching = [];
-  var groups = D.groups.map(function (g) {
+  // The data come in "findings first" order (label conflicts, then leaks, then the rest); `index` keeps it.
+  var ORDERS = {
+    "distance": function (a, b) { return a.distance - b.distance; },
+    "distance-desc": function (a, b) { return b.distance - a.distance; },
+    "size": function (a, b) { return b.members.length - a.members.length; }
+  };
+  var groups = D.groups.map(function (g, index) {
     var labels = {}, splits = {}, paths = [];
     g[4].forEach(function (m) {
       if (m[2] >= 0) labels[D.labels[m[2]]] = true;
       splits[D.roots[m[0]]] = true;
       paths.push((D.roots[m[0]] + "/" + m[1]).toLowerCase());
     });
-    return {id: g[0], kind: g[1], distance: g[2], conflict: !!(g[3] & 1), leak: !!(g[3] & 2), members: g[4],
+    return {index: index, id: g[0], kind: g[1], distance: g[2], conflict: !!(g[3] & 1), leak: !!(g[3] & 2), members: g[4],
             labels: labels, splits: splits, text: paths.join("\n")};
   });
 
@@ -767,7 +776,8 @@ SCRIPT = r"""
             conflict: document.getElementById("f-conflict").checked,
             leak: document.getElementById("f-leak").checked,
             distance: Number(slider.value),
-            text: document.getElementById("f-text").value.trim().toLowerCase()};
+            text: document.getElementById("f-text").value.trim().toLowerCase(),
+            order: document.getElementById("f-order").value};
   }
   var lastKey = null;
   function filter() {
@@ -780,6 +790,8 @@ SCRIPT = r"""
         (!s.leak || g.leak) && (!s.label || g.labels[s.label]) && (!s.split || g.splits[s.split]) &&
         (!s.text || g.text.indexOf(s.text) >= 0);
     });
+    var by = ORDERS[s.order];
+    if (by) matching.sort(function (a, b) { return by(a, b) || a.index - b.index; });
     return true;
   }
   function member(m) {
