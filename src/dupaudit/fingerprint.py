@@ -54,6 +54,12 @@ def _open_rgb(data: bytes) -> Image.Image:
     # (imagededup ignores EXIF; for files without an orientation tag the result is the same.)
     if image.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1):
         image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # 16-bit gray: Pillow's RGB conversion clips every value above 255 (a white image); keep the top 8 bits.
+        values = np.asarray(image, dtype=np.int64)
+        if image.mode != "I" or values.max(initial=0) > 255:
+            values = values >> 8
+        image = Image.fromarray(values.clip(0, 255).astype(np.uint8), "L")
     if image.mode != "RGB":
         image = image.convert("RGBA").convert("RGB")
     return image
@@ -61,7 +67,7 @@ def _open_rgb(data: bytes) -> Image.Image:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return f"decompression bomb: {exc}".split(" could be")[0]
+        return f"decompression bomb: {exc}".split(" could be")[0].rstrip(",")
     if isinstance(exc, UnidentifiedImageError):
         return "not an image (content not recognised)"
     if isinstance(exc, PermissionError):

@@ -44,7 +44,8 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
                         progress: ProgressSink | None = None) -> Fingerprinted:
     """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes."""
     progress = progress or NullProgress()
-    cached = cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records), methods) if cache else {}
+    cached = cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if _cacheable(r.abspath)),
+                          methods) if cache else {}
     todo = [r for r in records if r.abspath not in cached]
     fresh: dict[str, Fingerprint | str] = {}
     progress.start("fingerprint", len(todo))
@@ -75,12 +76,21 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
     return result
 
 
+def _cacheable(path: str) -> bool:
+    """SQLite text must be UTF-8: a non-UTF-8 file name (bytes as lone surrogates) is decoded, never cached."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _collect(batches, outputs, fresh, cache, progress) -> None:
     for batch, output in zip(batches, outputs):
         for record, value in zip(batch, output):
             fresh[record.abspath] = value
         if cache is not None:
-            cache.store((r.abspath, r.size, r.mtime_ns, v) for r, v in zip(batch, output))
+            cache.store((r.abspath, r.size, r.mtime_ns, v) for r, v in zip(batch, output) if _cacheable(r.abspath))
         progress.advance(len(batch))
 
 

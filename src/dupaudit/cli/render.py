@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..analysis import kind_counts, top_duplicated_classes
 from ..model import DuplicateGroup, ScanReport
 
 
+def _shown(name: str) -> str:
+    """A file name as printable text: control characters escaped (a newline stays on one row), no rich markup."""
+    return escape("".join(c if c.isprintable() else repr(c)[1:-1] for c in name))
+
+
 def _member_text(group: DuplicateGroup, limit: int = 3) -> str:
-    parts = [f"{m.root}/{m.path}" + (" (keep)" if m.keep else "") for m in group.members[:limit]]
+    parts = [_shown(f"{m.root}/{m.path}") + (" (keep)" if m.keep else "") for m in group.members[:limit]]
     if len(group.members) > limit:
         parts.append(f"… +{len(group.members) - limit}")
     return ", ".join(parts)

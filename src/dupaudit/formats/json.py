@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from ..errors import InputError
 from ..model import (ClassStats, DuplicateGroup, GroupMember, Root, ScanReport, Settings, Skipped, SplitStats,
@@ -52,8 +53,14 @@ def to_dict(report: ScanReport) -> dict:
     }
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def render(report: ScanReport) -> str:
-    return json.dumps(to_dict(report), indent=2, ensure_ascii=False) + "\n"
+    # A file name that is not UTF-8 reaches us with its bytes as lone surrogates (os.fsdecode); escape them
+    # (\udcXX) so the report stays valid UTF-8 JSON and json.loads gives back the exact name.
+    text = json.dumps(to_dict(report), indent=2, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def from_dict(data: dict) -> ScanReport:
