@@ -142,7 +142,8 @@ def stress(args) -> None:
     started = time.perf_counter()
     page = html_format.render(report)
     Path(args.out).write_text(page, encoding="utf-8")
-    print(f"wrote {args.out}: {len(groups):,} groups, {len(page) / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
+    seconds = time.perf_counter() - started
+    print(f"wrote {args.out}: {len(groups):,} groups, {len(page) / 1e6:.1f} MB in {seconds:.1f} s")
 
 
 def main() -> None:

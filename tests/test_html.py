@@ -148,6 +148,20 @@ def test_probe_result_shows_arms_intervals_verdicts_and_class_differences(sample
     assert "<b>dog</b>" not in section
 
 
+def test_probe_sweep_shows_accuracy_against_the_injection_rate(sample):
+    _, report = sample
+    probe = probe_result()
+    base = probe["conditions"][0]
+    probe["conditions"] = [dict(base, rate=rate) for rate in (0.0, 0.1, 0.3)]
+    probe["settings"]["inject"] = "nonuniform"
+    page = html_format.render(report, probe=probe)
+    sweep = page[page.index("<figure class='probe-sweep'>"):]
+    sweep = sweep[:sweep.index("</figure>")]
+    assert sweep.count("class='sweep-arm'") == 3 and sweep.count("<circle") == 9
+    assert "injection rate (nonuniform)" in sweep and "clean test accuracy (%)" in sweep
+    assert "duplicates injected at rate 0.3" in page and page.count("<details open><summary>duplicates") == 1
+
+
 @pytest.mark.parametrize("probe", [{}, {"conditions": [1, None, "x"]}, {"arms": "nope"},
                                    {"conditions": [{"arms": [{"arm": "as-is", "accuracy": float("nan")}]}]},
                                    {"arms": {"as-is": {"accuracy": {"mean": 0.9, "low": None, "high": None}}}}])

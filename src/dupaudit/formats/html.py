@@ -516,6 +516,64 @@ def _condition_html(title: str, condition: dict) -> str:
     return "".join(parts)
 
 
+def _sweep_chart(conditions: Sequence[tuple[float, dict]], inject: str) -> str:
+    """Accuracy per arm against the injection rate, with 95% intervals (a probe run with --inject)."""
+    series: dict[str, list[tuple[float, float, tuple[float, float] | None]]] = {}
+    for rate, condition in conditions:
+        for arm, mean, ci in probe_arms(condition):
+            series.setdefault(arm, []).append((rate, mean, ci))
+    values = [v for points in series.values() for _, m, ci in points for v in (m,) + (ci or ())]
+    if not values:
+        return ""
+    scale = _as_percent(values)
+    rates = [rate for rate, _ in conditions]
+    x_ticks = _ticks(min(rates), max(rates), 5) if max(rates) > min(rates) else [min(rates) - 0.5, max(rates) + 0.5]
+    y_ticks = _ticks(min(values) * scale, max(values) * scale, 4)
+    left, top, plot_w, plot_h = 60, 10, 520, 200
+    width, height = left + plot_w + 150, top + plot_h + 50
+
+    def x(v: float) -> float:
+        return left + plot_w * (v - x_ticks[0]) / (x_ticks[-1] - x_ticks[0])
+
+    def y(v: float) -> float:
+        return top + plot_h - plot_h * (v * scale - y_ticks[0]) / (y_ticks[-1] - y_ticks[0])
+
+    xs = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
+    ys = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0
+    grid = palette.NEUTRAL["grid"]
+    parts = [f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
+             "xmlns='http://www.w3.org/2000/svg' aria-label='accuracy against injection rate'>"]
+    for t in x_ticks:
+        parts.append(f"<line x1='{x(t):.1f}' y1='{top}' x2='{x(t):.1f}' y2='{top + plot_h}' stroke='{grid}'/>"
+                     f"<text x='{x(t):.1f}' y='{top + plot_h + 14}' text-anchor='middle' class='tick'>"
+                     f"{_fmt_tick(t, xs)}</text>")
+    for t in y_ticks:
+        yy = top + plot_h - plot_h * (t - y_ticks[0]) / (y_ticks[-1] - y_ticks[0])
+        parts.append(f"<line x1='{left}' y1='{yy:.1f}' x2='{left + plot_w}' y2='{yy:.1f}' stroke='{grid}'/>"
+                     f"<text x='{left - 6}' y='{yy + 4:.1f}' text-anchor='end' class='tick'>{_fmt_tick(t, ys)}</text>")
+    for index, (arm, points) in enumerate(series.items()):
+        color = palette.arm_color(arm)
+        points.sort()
+        line = " ".join(f"{x(r):.1f},{y(m):.1f}" for r, m, _ in points)
+        parts.append(f"<g class='sweep-arm'><title>{_e(arm)}</title>"
+                     f"<polyline points='{line}' fill='none' stroke='{color}' stroke-width='2'/>")
+        for r, m, ci in points:
+            if ci:
+                parts.append(f"<line x1='{x(r):.1f}' y1='{y(ci[0]):.1f}' x2='{x(r):.1f}' y2='{y(ci[1]):.1f}' "
+                             f"stroke='{color}' stroke-width='2'/>")
+            parts.append(f"<circle cx='{x(r):.1f}' cy='{y(m):.1f}' r='4' fill='{color}'/>")
+        parts.append(f"<rect x='{left + plot_w + 16}' y='{top + 6 + 18 * index}' width='10' height='10' "
+                     f"fill='{color}'/><text x='{left + plot_w + 32}' y='{top + 15 + 18 * index}'>{_e(arm)}</text>"
+                     "</g>")
+    unit = "%" if scale == 100 else "as given"
+    parts.append(f"<text x='{left + plot_w / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"
+                 f"injection rate{f' ({_e(inject)})' if inject else ''}: share of the training set that is copies"
+                 f"</text><text transform='translate(14 {top + plot_h / 2}) rotate(-90)' text-anchor='middle' "
+                 f"class='axis'>clean test accuracy ({unit})</text></svg>")
+    return ("<figure class='probe-sweep'><figcaption>Sweep: accuracy per arm against the injection rate, "
+            "95% intervals over seeds</figcaption>" + "".join(parts) + "</figure>")
+
+
 def _probe_section(probe: dict) -> str:
     if not isinstance(probe, dict):
         return "<section id='probe'><h2>Training probe</h2><p>The probe file is not a JSON object.</p></section>"
@@ -535,9 +593,19 @@ def _probe_section(probe: dict) -> str:
             facts.append(f"{_e(name)} <b>{_e(f'{value:,}' if isinstance(value, int) else value)}</b>")
     if facts:
         parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
-    shown = [_condition_html(title, condition) for title, condition in probe_conditions(probe)]
-    shown = [html_part for html_part in shown if "<figure" in html_part]
-    parts.extend(shown)
+    conditions = probe_conditions(probe)
+    rated = [(_finite(c.get("rate")), c) for _, c in conditions]
+    rated = [(rate, c) for rate, c in rated if rate is not None]
+    if len(rated) > 1:
+        parts.append(_sweep_chart(rated, str(settings.get("inject") or "")))
+    sweep = len(conditions) > 1
+    shown = [(title, _condition_html("" if sweep else title, condition)) for title, condition in conditions]
+    shown = [(title, part) for title, part in shown if "<figure" in part]
+    for index, (title, part) in enumerate(shown):
+        if sweep:  # a sweep: every rate is there, the strongest duplication open
+            part = (f"<details{' open' if index == len(shown) - 1 else ''}><summary>{_e(title)}</summary>"
+                    f"{part}</details>")
+        parts.append(part)
     if not shown:
         parts.append("<p>No accuracy per arm was found in the probe file; its content is below.</p>")
     raw = json.dumps(probe, indent=2, ensure_ascii=True, default=str)
@@ -686,7 +754,7 @@ body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:va
 max-width:1280px;padding:16px 24px 48px;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid var(--grid)}
 .meta,.note{color:var(--muted)}.note{font-size:13px}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
 .card{border:1px solid var(--grid);border-radius:6px;padding:8px 10px;border-top:4px solid var(--grid)}
 .card .label{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.03em}
 .card .value{font-size:24px;font-weight:600}.card .detail{font-size:12px;color:var(--muted)}
@@ -751,8 +819,8 @@ SCRIPT = r"""
       splits[D.roots[m[0]]] = true;
       paths.push((D.roots[m[0]] + "/" + m[1]).toLowerCase());
     });
-    return {index: index, id: g[0], kind: g[1], distance: g[2], conflict: !!(g[3] & 1), leak: !!(g[3] & 2), members: g[4],
-            labels: labels, splits: splits, text: paths.join("\n")};
+    return {index: index, id: g[0], kind: g[1], distance: g[2], conflict: !!(g[3] & 1), leak: !!(g[3] & 2),
+            members: g[4], labels: labels, splits: splits, text: paths.join("\n")};
   });
 
   function el(tag, cls, text) {
