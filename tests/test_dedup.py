@@ -357,3 +357,103 @@ def test_python_api_round_trip(dataset: Path, tmp_path: Path) -> None:
     apply_plan(plan, tmp_path / "q")
     assert undo(tmp_path / "q").restored == len(plan.drops)
     assert checksums(dataset) == before
+
+
+def _tiny_dataset(root: Path) -> Path:
+    from dupaudit.sample import procedural_image
+
+    folder = root / "data" / "cat"
+    folder.mkdir(parents=True)
+    for index in range(3):
+        procedural_image(100 + index, 48).save(folder / f"img{index}.png")
+    (folder / "zcopy.png").write_bytes((folder / "img0.png").read_bytes())
+    return root / "data"
+
+
+def test_a_kept_symlink_never_loses_its_target_and_links_round_trip(tmp_path: Path) -> None:
+    data = _tiny_dataset(tmp_path)
+    os.symlink("img1.png", data / "cat" / "0link.png")  # sorts first: with --keep first it is the kept copy
+    plan = _plan(data, keep="first")
+    dropped = {f.path for f in plan.drops}
+    assert "cat/img1.png" not in dropped  # moving it would break the kept link
+    assert dropped == {"cat/zcopy.png"}  # the plain copies are still deduplicated
+    # a dropped symlink moves as a link and comes back as the same link
+    os.symlink("img2.png", data / "cat" / "zlink.png")
+    plan = _plan(data, keep="first")
+    assert "cat/zlink.png" in {f.path for f in plan.drops}
+    for force_copy in (False, True):
+        quarantine = tmp_path / f"q{force_copy}"
+        apply_plan(plan, quarantine, force_copy=force_copy)
+        assert os.readlink(quarantine / "data" / "cat" / "zlink.png") == "img2.png"
+        assert (data / "cat" / "img2.png").exists()
+        undo(quarantine, force_copy=force_copy)
+        assert os.readlink(data / "cat" / "zlink.png") == "img2.png"
+        assert (data / "cat" / "0link.png").read_bytes() == (data / "cat" / "img1.png").read_bytes()
+
+
+def test_rename_across_filesystems_falls_back_to_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    data = _tiny_dataset(tmp_path)
+    before = checksums(data)
+    plan = _plan(data)
+    quarantine = tmp_path / "q"
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if Path(src).is_relative_to(data) != Path(dst).is_relative_to(data):  # "another filesystem"
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    result = apply_plan(plan, quarantine)
+    assert result.moved == 1 and not (data / "cat" / "zcopy.png").exists()
+    assert not list(quarantine.rglob("*" + actions.PARTIAL_SUFFIX))
+    assert undo(quarantine).restored == 1
+    assert checksums(data) == before
+
+
+def test_failed_move_reports_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _tiny_dataset(tmp_path)
+    (data / "cat" / "zcopy2.png").write_bytes((data / "cat" / "img0.png").read_bytes())
+    before = checksums(data)
+    plan = _plan(data)
+    assert len(plan.drops) == 2
+    real_rename, calls = os.rename, []
+
+    def failing(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise PermissionError(13, "Permission denied")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(InputError, match="run the same command again to resume"):
+        apply_plan(plan, tmp_path / "q")
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert sum(1 for p in (tmp_path / "q").rglob("*.png")) + len(checksums(data)) == len(before)
+    result = apply_plan(plan, tmp_path / "q")
+    assert (result.moved, result.already) == (1, 1)
+    undo(tmp_path / "q")
+    assert checksums(data) == before
+
+
+def test_undo_never_overwrites_a_file_created_since(tmp_path: Path) -> None:
+    data = _tiny_dataset(tmp_path)
+    plan = _plan(data)
+    quarantine = tmp_path / "q"
+    apply_plan(plan, quarantine)
+    (data / "cat" / "zcopy.png").write_bytes(b"a new file the user made")
+    result = runner.invoke(app, ["undo", str(quarantine / actions.JOURNAL_NAME)])
+    assert result.exit_code == 2
+    assert "could not be restored" in result.output
+    assert (data / "cat" / "zcopy.png").read_bytes() == b"a new file the user made"
+    assert (quarantine / "data" / "cat" / "zcopy.png").read_bytes() == (data / "cat" / "img0.png").read_bytes()
+
+
+def test_a_second_plan_cannot_reuse_a_quarantine(tmp_path: Path) -> None:
+    data = _tiny_dataset(tmp_path)
+    apply_plan(_plan(data), tmp_path / "q")
+    (data / "cat" / "zcopy3.png").write_bytes((data / "cat" / "img1.png").read_bytes())
+    with pytest.raises(InputError, match="another plan"):
+        apply_plan(_plan(data), tmp_path / "q")

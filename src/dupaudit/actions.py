@@ -271,15 +271,29 @@ def make_plan(report: ScanReport, *, keep: str = "resolution", kinds: Iterable[s
     return Plan(tuple(plan_roots), settings, tuple(groups), tuple((s.root, s.path, s.reason) for s in report.skipped))
 
 
+def _hops(path: str) -> list[str]:
+    """The paths a name resolves through: itself, then each symlink's target in turn (parent folders resolved)."""
+    hops: list[str] = []
+    for _ in range(40):  # the kernel's own limit on symlink chains
+        here = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        if here in hops:
+            break
+        hops.append(here)
+        if not os.path.islink(here):
+            break
+        path = os.path.join(os.path.dirname(here), os.readlink(here))
+    return hops
+
+
 def _protect_links(groups: list[PlanGroup], roots: dict[str, Root]) -> list[PlanGroup]:
     """Never drop a file that a kept path reaches through a symlink (moving it would break the kept copy)."""
-    def real(item: PlanFile) -> str:
-        return os.path.realpath(os.path.join(roots[item.root].path, *item.path.split("/")))
+    def hops(item: PlanFile) -> list[str]:
+        return _hops(os.path.join(roots[item.root].path, *item.path.split("/")))
 
-    kept_real = {real(f) for g in groups for f in g.keep}
+    needed = {hop for g in groups for f in g.keep for hop in hops(f)[1:]}
     result = []
     for group in groups:
-        rescued = tuple(f for f in group.drop if real(f) in kept_real)
+        rescued = tuple(f for f in group.drop if hops(f)[0] in needed)
         if rescued:
             group = PlanGroup(group.id, group.kind, group.reason + " (link targets of kept files kept)",
                               group.keep + rescued, tuple(f for f in group.drop if f not in rescued))
@@ -548,13 +562,18 @@ def _copy_verified(src: str, dst: str, entry: dict, action: str, count: int) -> 
     partial = dst + PARTIAL_SUFFIX
     if os.path.lexists(partial):
         os.unlink(partial)
-    if entry.get("link") is not None:
-        os.symlink(entry["link"], partial)
-    else:
-        shutil.copyfile(src, partial)
-        shutil.copystat(src, partial)
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
+    try:
+        if entry.get("link") is not None:
+            os.symlink(entry["link"], partial)
+        else:
+            shutil.copyfile(src, partial)
+            shutil.copystat(src, partial)
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+    except OSError:
+        if os.path.lexists(partial):  # e.g. the disk filled up: leave no half copy behind
+            os.unlink(partial)
+        raise
     if not _matches(partial, entry):
         os.unlink(partial)
         raise InputError(f"{dst}: the copy does not match the original (disk full or failing?); original kept")
@@ -714,12 +733,18 @@ def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = 
                      "link": os.readlink(src) if os.path.islink(src) else None}
             journal.write(entry)  # write-ahead: the record is on disk before the file is touched
             _fault("apply", count, "intent")
-            if state == "copied":  # killed between the verified copy and removing the source
-                os.unlink(src)
-                _fsync_dir(os.path.dirname(src))
-            else:
-                _remove_partial(entry)
-                _transfer(src, dst, entry, "apply", count, force_copy)
+            try:
+                if state == "copied":  # killed between the verified copy and removing the source
+                    os.unlink(src)
+                    _fsync_dir(os.path.dirname(src))
+                else:
+                    _remove_partial(entry)
+                    _transfer(src, dst, entry, "apply", count, force_copy)
+            except OSError as exc:
+                raise InputError(f"cannot move {src} to the quarantine: {exc.strerror or exc}. {result.moved} "
+                                 f"file(s) moved by this run and every file is in one place or the other: fix the "
+                                 f"cause and run the same command again to resume, or undo with: dupaudit undo "
+                                 f"{journal_path}") from None
             _fault("apply", count, "moved")
             journal.write({"op": "done", "i": index})
             result.moved += 1
@@ -774,8 +799,12 @@ def undo(journal_path: str | os.PathLike, *, force_copy: bool = False,
             journal.write({"op": "restore", "i": index})
             _fault("undo", count, "intent")
             back = dict(entry, src=dst, dst=src)
-            _remove_partial(back)
-            _transfer(dst, src, back, "undo", count, force_copy)
+            try:
+                _remove_partial(back)
+                _transfer(dst, src, back, "undo", count, force_copy)
+            except OSError as exc:
+                raise InputError(f"cannot put {src} back: {exc.strerror or exc}. {result.restored} file(s) restored "
+                                 "so far; fix the cause and run undo again (it carries on where it stopped)") from None
             _fault("undo", count, "moved")
             journal.write({"op": "restored", "i": index})
             result.restored += 1

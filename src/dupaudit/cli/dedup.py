@@ -80,9 +80,12 @@ def dedup(
         plan = actions.read_plan(apply)
         result = actions.apply_plan(plan, quarantine, progress=progress)
         if not quiet:
-            verb = "resumed: " if result.resumed else ""
-            _say(f"{verb}moved {result.moved:,} file(s) ({result.bytes:,} bytes) into {result.quarantine}"
-                 + (f"; {result.already:,} were already there" if result.already else ""))
+            if result.resumed and not result.moved:
+                _say(f"already applied: all {result.already:,} dropped file(s) are in {result.quarantine}")
+            else:
+                verb = "resumed: " if result.resumed else ""
+                _say(f"{verb}moved {result.moved:,} file(s) ({result.bytes:,} bytes) into {result.quarantine}"
+                     + (f"; {result.already:,} were already there" if result.already else ""))
             _say(f"journal: {result.journal}  (undo with: dupaudit undo {result.journal})")
         return
     if quarantine is not None:
