@@ -457,3 +457,33 @@ def test_a_second_plan_cannot_reuse_a_quarantine(tmp_path: Path) -> None:
     (data / "cat" / "zcopy3.png").write_bytes((data / "cat" / "img1.png").read_bytes())
     with pytest.raises(InputError, match="another plan"):
         apply_plan(_plan(data), tmp_path / "q")
+
+
+def test_cli_apply_killed_then_rerun_resumes(plan_path: Path, dataset: Path, tmp_path: Path) -> None:
+    before = checksums(dataset)
+    dropped = dropped_paths(plan_path)
+    quarantine = tmp_path / "q"
+    command = [sys.executable, "-m", "dupaudit", "dedup", "--apply", str(plan_path), "--quarantine", str(quarantine)]
+    killed = subprocess.run(command, env=dict(os.environ, **{actions.FAULT_ENV: "apply:2:moved"}),
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    env = {k: v for k, v in os.environ.items() if k != actions.FAULT_ENV}
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stderr and "2 were already there" in resumed.stderr
+    assert set(checksums(dataset)) == set(before) - set(dropped)
+    undone = subprocess.run([sys.executable, "-m", "dupaudit", "undo", str(quarantine)], env=env,
+                            capture_output=True, text=True)
+    assert undone.returncode == 0, undone.stderr
+    assert checksums(dataset) == before
+
+
+def test_a_journal_torn_before_its_first_line_is_started_afresh(plan_path: Path, dataset: Path,
+                                                                tmp_path: Path) -> None:
+    quarantine = tmp_path / "q"
+    quarantine.mkdir()
+    (quarantine / actions.JOURNAL_NAME).write_bytes(b'{"format":"dupaudit-jou')
+    result = apply_plan(read_plan(plan_path), quarantine)
+    assert result.moved == len(dropped_paths(plan_path))
+    header, moves, _ = actions.read_journal(quarantine / actions.JOURNAL_NAME)
+    assert header["format"] == "dupaudit-journal" and len(moves) == result.moved

@@ -670,7 +670,10 @@ def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = 
     journal_path = quarantine / JOURNAL_NAME
     identity = plan.identity()
     moves: dict[int, dict] = {}
-    if journal_path.exists():
+    if journal_path.exists() and b"\n" not in journal_path.read_bytes():
+        journal_path.unlink()  # killed while writing its first line: nothing was moved, start afresh
+    fresh = not journal_path.exists()
+    if not fresh:
         header, moves, _ = read_journal(journal_path)
         if header.get("plan") != identity:
             raise InputError(f"{quarantine}: holds the journal of another plan (or this plan was edited since); "
@@ -714,7 +717,7 @@ def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = 
 
     quarantine.mkdir(parents=True, exist_ok=True)
     with Journal(journal_path) as journal:
-        if not moves:
+        if fresh:
             journal.write({"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "tool": __version__,
                            "plan": identity, "quarantine": str(quarantine),
                            "roots": {r.name: r.path for r in plan.roots}})
