@@ -42,8 +42,8 @@ BAD = {
     "self_loop.jpg": "symlink",
     NON_UTF8_BAD: "corrupt",
 }
-GOOD = ["one_pixel.png", "cmyk.jpg", "sixteen_bit.png", "eight_bit_twin.png", "palette_transparent.png",
-        "animated.gif", "photo.jpg", "photo_rotated_exif.jpg", NON_UTF8, "copy_of_cafe.jpg", NEWLINE,
+GOOD = ["one_pixel.png", "cmyk.jpg", "cmyk_twin.png", "sixteen_bit.png", "eight_bit_twin.png",
+        "palette_transparent.png", "palette_twin.png", "animated.gif", "first_frame.png", "photo.jpg", "photo_rotated_exif.jpg", NON_UTF8, "copy_of_cafe.jpg", NEWLINE,
         "copy_of_newline.jpg", META_NAME, "copy_of_meta.jpg"]
 if IS_ROOT:
     GOOD.append("no_read.jpg")  # root reads everything: permissions do not bite
@@ -52,6 +52,9 @@ else:
 EXPECTED_GROUPS = [  # sets of names that must land in one group
     {"photo.jpg", "photo_rotated_exif.jpg"},  # EXIF orientation applied before hashing
     {"sixteen_bit.png", "eight_bit_twin.png"},  # 16-bit gray keeps its top 8 bits (not clipped to white)
+    {"cmyk.jpg", "cmyk_twin.png"},  # CMYK converted to the RGB picture it shows
+    {"palette_transparent.png", "palette_twin.png"},  # palette + transparency: the colours, alpha dropped
+    {"animated.gif", "first_frame.png"},  # an animation is its first frame
     {NON_UTF8, "copy_of_cafe.jpg"},
     {NEWLINE, "copy_of_newline.jpg"},
     {META_NAME, "copy_of_meta.jpg"},
@@ -94,13 +97,16 @@ def make_hostile(root: Path) -> None:
     (root / "huge_declared.jpg").write_bytes(jpeg_with_size(good, 65_500, 65_500))
     Image.new("RGB", (1, 1), (200, 30, 30)).save(root / "one_pixel.png")
     procedural_image(11, 64).convert("CMYK").save(root / "cmyk.jpg", quality=90)
+    procedural_image(11, 64).save(root / "cmyk_twin.png")
     gray = procedural_image(12, 64).convert("L")
     Image.fromarray(np.asarray(gray, dtype=np.uint16) * 257).save(root / "sixteen_bit.png")
     gray.save(root / "eight_bit_twin.png")
-    palette = procedural_image(13, 64).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette = procedural_image(13, 64).convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
     palette.save(root / "palette_transparent.png", transparency=0)
+    procedural_image(13, 64).save(root / "palette_twin.png")
     frames = [procedural_image(14 + k, 48) for k in range(3)]
     frames[0].save(root / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(root / "first_frame.png")
     photo.save(root / "photo.jpg", quality=92)
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to display": the stored pixels are the photo turned anticlockwise
@@ -170,6 +176,8 @@ def test_every_bad_file_has_a_reason_and_every_good_file_a_fingerprint(corpus: P
     _check_report(json.loads(render(report)))
     photo_group = next(g for g in report.groups if any(m.path == "photo.jpg" for m in g.members))
     assert {(m.width, m.height) for m in photo_group.members} == {(96, 64)}  # the rotated twin, turned upright
+    deep = next(g for g in report.groups if any(m.path == "sixteen_bit.png" for m in g.members))
+    assert deep.kind == "pixel"  # 16-bit values >> 8 are exactly the 8-bit twin's pixels
 
 
 def test_dedup_plan_apply_undo_over_hostile_names(corpus: Path, tmp_path: Path) -> None:
@@ -185,7 +193,8 @@ def test_dedup_plan_apply_undo_over_hostile_names(corpus: Path, tmp_path: Path) 
     plan = actions.read_plan(plan_file)
     dropped = {f.path for f in plan.drops}
     # --keep first: the first path of each group stays
-    assert dropped == {"copy_of_meta.jpg", "copy_of_cafe.jpg", NEWLINE, "photo_rotated_exif.jpg", "sixteen_bit.png"}
+    assert dropped == {"copy_of_meta.jpg", "copy_of_cafe.jpg", NEWLINE, "photo_rotated_exif.jpg", "sixteen_bit.png",
+                       "cmyk_twin.png", "palette_twin.png", "first_frame.png"}
     assert dropped.isdisjoint(BAD)
 
     # edit the plan by hand: keep the file whose name has a newline, drop its copy instead
