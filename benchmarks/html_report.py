@@ -67,8 +67,10 @@ def open_report(driver, path: Path) -> dict:
     wall = time.perf_counter() - started
     timing = driver.execute_script("""
         var nav = performance.getEntriesByType('navigation')[0];
+        var paint = performance.getEntriesByName('first-contentful-paint')[0] || {};
         return {ready: document.documentElement.getAttribute('data-ready'), dom: nav.domContentLoadedEventEnd,
-                load: nav.loadEventEnd, groups: document.querySelectorAll('#gallery article.group').length,
+                load: nav.loadEventEnd, paint: paint.startTime,
+                groups: document.querySelectorAll('#gallery article.group').length,
                 heap: performance.memory ? performance.memory.usedJSHeapSize : null};""")
     if timing["ready"] != "1":
         sys.exit("the report's script did not finish")
@@ -93,6 +95,8 @@ def measure(args) -> None:
         "file": str(path), "size_mb": round(path.stat().st_size / 1e6, 2),
         "open_ms_median": round(statistics.median(t["load"] for t in loads)),
         "dom_ready_ms_median": round(statistics.median(t["dom"] for t in loads)),
+        "first_paint_ms_median": round(statistics.median(t["paint"] or 0 for t in loads)),
+        "driver_get_s_median": round(statistics.median(t["driver_get_s"] for t in loads), 2),
         "groups_in_dom": loads[0]["groups"], "js_heap_mb": round((loads[0]["heap"] or 0) / 1e6, 1),
         "step_ms_median": {name: round(statistics.median(v), 1) for name, v in steps.items()},
         "runs": args.runs, "chromium": version, "machine": f"{platform.machine()}, {_cpus()} CPUs",

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def test_a_path_that_leaves_its_root_is_not_read(tmp_path):
     assert html_format._member_file(str(tmp_path / "train"), "../secret.jpg") is None
     assert html_format._member_file(str(tmp_path / "train"), "/etc/passwd") is None
     assert html_format.thumbnail(None) == (None, "path outside its root")
+    assert html_format.thumbnail(tmp_path / "train") == (None, "not a regular file")
+    os.mkfifo(tmp_path / "fifo.jpg")  # opening it would block forever
+    assert html_format.thumbnail(tmp_path / "fifo.jpg") == (None, "not a regular file")
 
 
 def test_untrusted_text_is_escaped_everywhere(tmp_path):

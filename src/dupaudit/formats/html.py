@@ -97,6 +97,8 @@ def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, 
     try:
         from PIL import Image, ImageOps
 
+        if not path.is_file():  # a saved report may name anything: never open a FIFO or a device
+            return None, "file not found" if not path.exists() else "not a regular file"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
