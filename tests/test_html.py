@@ -213,3 +213,34 @@ def test_scan_html_option_writes_the_report(tmp_path):
                                       str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
     assert "dupaudit-data" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_a_real_probe_report_renders(sample):
+    """Contract with issue 5: the JSON of dupaudit.probe's own result types shows up as charts, not as raw JSON."""
+    results = pytest.importorskip("dupaudit.probe.results")
+    from dupaudit.probe.config import ProbeSettings
+    from dupaudit.probe.stats import Interval
+
+    def interval(mean):
+        return Interval(mean, mean - 0.002, mean + 0.002, 3)
+
+    arms = tuple(results.ArmSummary(arm=arm, train_images=100, images_seen=1000, steps=10, accuracy=interval(acc),
+                                    robust_accuracy=None, train_seconds=interval(3.0))
+                 for arm, acc in (("as-is", 0.91), ("deduplicated", 0.905), ("random-removed", 0.9)))
+    comparison = results.Comparison(treatment="deduplicated", control="as-is", metric="accuracy",
+                                    difference=interval(-0.005), significant=True, text="deduplicated − as-is: lower")
+    delta = results.ClassDelta(label="cat", train_images=50, redundant=5, duplication_rate=0.1,
+                               scan_duplication_rate=0.1, as_is_accuracy=0.9, deduplicated_accuracy=0.92,
+                               difference=0.02)
+    condition = results.Condition(rate=None, train_images=100, redundant=5, batch_size=32, arms=arms,
+                                  comparisons=(comparison,), class_deltas=(delta,), duplicate_time_seconds=0.3,
+                                  duplicate_time_fraction=0.1, runs=())
+    data = results.DataInfo(root="/data", train_split="train", test_source="test", classes=("cat",),
+                            train_images=100, test_images=20, groups=3, redundant=5, leaked=0)
+    probe = results.ProbeReport(tool_version="0.1.0", torch_version="2", device="cpu", settings=ProbeSettings(),
+                                hyperparameters={}, seeds=(0, 1, 2), data=data, conditions=(condition,), timings={})
+    page = html_format.render(sample[1], probe=json.loads(results.render_json(probe)))
+    section = page[page.index("<section id='probe'>"):]
+    assert "No accuracy per arm" not in section
+    assert section.count("class='prow'") == 4  # three arms and one class
+    assert "91.00% [90.80, 91.20]" in section and "deduplicated − as-is: lower" in section and "2.00 pp" in section
