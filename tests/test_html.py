@@ -147,7 +147,8 @@ def test_probe_result_shows_arms_intervals_verdicts_and_class_differences(sample
     assert html_format.probe_arms(probe_result()["conditions"][0])[1] == ("deduplicated", 0.9297,
                                                                           pytest.approx((0.9279, 0.9315)))
     for text in ("as-is", "deduplicated", "random-removed", "93.12%", "[92.91, 93.33]", "no significant difference",
-                 "airplane", "&lt;b&gt;dog&lt;/b&gt;", "-1.20 pp", "clean test accuracy (%)", "percentage points"):
+                 "airplane", "&lt;b&gt;dog&lt;/b&gt;", "-1.20 pp", "clean test accuracy (%)", "percentage points",
+                 "45,802", "28.6 [28.2, 29.0]", "time spent on duplicates <b>2.4 s</b> (7.7% of training)"):
         assert text in section, text
     assert "<b>dog</b>" not in section
 

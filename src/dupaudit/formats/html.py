@@ -477,6 +477,27 @@ def _arm_figure(arms: Sequence[tuple[str, float, tuple[float, float] | None]], w
             + "</figure>")
 
 
+def _arm_table(condition: dict) -> str:
+    """Training images, steps and training time per arm (when the probe gives them)."""
+    rows = []
+    for name, entry in _named_entries(condition.get("arms"), ("arm", "name")):
+        if not isinstance(entry, dict):
+            continue
+        seconds = _estimate(entry.get("train_seconds"), ("",))
+        cells = [_finite(entry.get("train_images")), _finite(entry.get("steps")), _finite(entry.get("images_seen"))]
+        if seconds is None and all(c is None for c in cells):
+            continue
+        time_text = "" if seconds is None else f"{seconds[0]:.1f}" + (
+            f" [{seconds[1][0]:.1f}, {seconds[1][1]:.1f}]" if seconds[1] else "")
+        rows.append(f"<tr><td><span class='key' style='background:{palette.arm_color(name)}'></span>{_e(name)}</td>"
+                    + "".join(f"<td class='num'>{'' if c is None else f'{c:,.0f}'}</td>" for c in cells)
+                    + f"<td class='num'>{time_text}</td></tr>")
+    if not rows:
+        return ""
+    return ("<table class='arms'><thead><tr><th>arm</th><th>training images</th><th>steps</th><th>images seen</th>"
+            "<th>training time (s, 95% interval)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
 def _condition_html(title: str, condition: dict) -> str:
     parts = [f"<h3>On {_e(title)}</h3>"] if title else []
     facts = []
@@ -498,6 +519,9 @@ def _condition_html(title: str, condition: dict) -> str:
     robust = probe_arms(condition, "robust_accuracy")
     if robust:
         parts.append(_arm_figure(robust, "robust test accuracy"))
+    table = _arm_table(condition)
+    if table:
+        parts.append(table)
     verdicts = [c.get("text") for c in condition.get("comparisons", []) or [] if isinstance(c, dict)]
     verdicts = [v for v in verdicts if isinstance(v, str)]
     if verdicts:
@@ -791,7 +815,7 @@ font-size:11px;padding:4px}
 .member .facts{color:var(--muted)}
 table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid var(--grid);padding:2px 8px;
 text-align:left}td.path{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
-pre{white-space:pre-wrap;font-size:12px}
+pre{white-space:pre-wrap;font-size:12px}td.num{text-align:right}
 """ % {"text": palette.NEUTRAL["text"], "muted": palette.NEUTRAL["muted"], "grid": palette.NEUTRAL["grid"],
        "keep": palette.HIGHLIGHT["kept"], "conflict": palette.HIGHLIGHT["label_conflict"],
        "leak": palette.HIGHLIGHT["leakage"]}
