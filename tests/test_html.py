@@ -245,3 +245,14 @@ def test_a_real_probe_report_renders(sample):
     assert "No accuracy per arm" not in section
     assert section.count("class='prow'") == 4  # three arms and one class
     assert "91.00% [90.80, 91.20]" in section and "deduplicated − as-is: lower" in section and "2.00 pp" in section
+
+
+def test_report_command_warns_when_a_root_is_gone(tmp_path):
+    report = synthetic_report(tmp_path / "data", [0, 2, 4, 6])  # group 3 is a leak: one member in test
+    text = json_format.render(report).replace(str(tmp_path / "data" / "test"), str(tmp_path / "moved"))
+    (tmp_path / "scan.json").write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "scan.json"), "--html", str(tmp_path / "r.html")])
+    assert result.exit_code == 0
+    assert "root test" in result.output and "placeholders" in result.output
+    data = embedded_data((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert [m[8] for g in data["groups"] for m in g[4] if m[0] == 1] == ["file not found"]  # the one test member
