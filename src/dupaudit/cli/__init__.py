@@ -23,6 +23,7 @@ app = typer.Typer(
 
 # Command modules register themselves on import (one module per command).
 from . import demo as _demo  # noqa: E402,F401
+from . import probe as _probe  # noqa: E402,F401
 from . import scan as _scan  # noqa: E402,F401
 from . import check as _check  # noqa: E402,F401
 from . import dedup as _dedup  # noqa: E402,F401

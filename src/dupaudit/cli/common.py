@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import DupauditError, MissingExtraError
@@ -21,7 +22,8 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_BASELINE, EXIT_INTERNAL, EXIT_INTERRUPT
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print a one-line error on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape: a message is plain text (e.g. "pip install 'dupaudit[probe]'" must not lose "[probe]" as markup)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

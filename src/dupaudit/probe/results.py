@@ -1,0 +1,126 @@
+"""Typed results of a probe: runs, per-arm summaries, paired comparisons, per-class differences, the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .config import ProbeSettings
+from .stats import Interval
+
+PROBE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """One training run: an arm, a seed, (with injection) a rate."""
+
+    arm: str
+    seed: int
+    rate: float | None
+    train_images: int
+    steps: int
+    images_seen: int
+    train_seconds: float
+    accuracy: float                     # clean test accuracy
+    robust_accuracy: float | None       # under the PGD attack (adversarial probes only)
+    class_accuracy: tuple[float | None, ...]  # per class, in ProbeReport.classes order (None: no test image)
+    reused: bool = False                # the same training set, seed and steps ran before: its result is reused
+
+
+@dataclass(frozen=True, slots=True)
+class ArmSummary:
+    arm: str
+    train_images: int
+    images_seen: int
+    steps: int
+    accuracy: Interval
+    robust_accuracy: Interval | None
+    train_seconds: Interval
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A paired difference treatment − control over the same seeds, with a plain-words verdict."""
+
+    treatment: str
+    control: str
+    metric: str  # "accuracy" or "robust_accuracy"
+    difference: Interval
+    significant: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClassDelta:
+    """Per class: deduplicated − as-is accuracy next to how duplicated the class is."""
+
+    label: str
+    train_images: int            # in the as-is training set of this probe
+    redundant: int               # items that deduplication removes from this class
+    duplication_rate: float      # redundant / train_images
+    scan_duplication_rate: float | None  # the scan's rate for the class over the whole training split
+    as_is_accuracy: float | None
+    deduplicated_accuracy: float | None
+    difference: float | None     # mean over seeds of the paired per-class differences
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """All arms over all seeds at one injection rate (or on the data as they are: rate None)."""
+
+    rate: float | None
+    train_images: int
+    redundant: int
+    batch_size: int
+    arms: tuple[ArmSummary, ...]
+    comparisons: tuple[Comparison, ...]
+    class_deltas: tuple[ClassDelta, ...]
+    duplicate_time_seconds: float | None   # mean train time as-is − deduplicated
+    duplicate_time_fraction: float | None  # the same, as a share of the as-is time
+    runs: tuple[RunResult, ...]
+
+    def arm(self, name: str) -> ArmSummary | None:
+        return next((a for a in self.arms if a.arm == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class DataInfo:
+    root: str
+    train_split: str
+    test_source: str
+    classes: tuple[str, ...]
+    train_images: int
+    test_images: int
+    groups: int            # duplicate groups with two or more members in the training images
+    redundant: int         # training images that deduplication removes
+    leaked: int            # test images with a copy in the training images
+    scan_settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    tool_version: str
+    torch_version: str
+    device: str
+    settings: ProbeSettings
+    hyperparameters: dict
+    seeds: tuple[int, ...]
+    data: DataInfo
+    conditions: tuple[Condition, ...]
+    timings: dict[str, float]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.data.classes
+
+
+def to_dict(report: ProbeReport) -> dict:
+    """Everything in the report as plain JSON values."""
+    body = dataclasses.asdict(report)
+    return {"schema": "dupaudit-probe", "schema_version": PROBE_SCHEMA_VERSION, **body}
+
+
+def render_json(report: ProbeReport) -> str:
+    return json.dumps(to_dict(report), indent=2, sort_keys=False, allow_nan=False) + "\n"
