@@ -43,8 +43,9 @@ BAD = {
     NON_UTF8_BAD: "corrupt",
 }
 GOOD = ["one_pixel.png", "cmyk.jpg", "cmyk_twin.png", "sixteen_bit.png", "eight_bit_twin.png",
-        "palette_transparent.png", "palette_twin.png", "animated.gif", "first_frame.png", "photo.jpg", "photo_rotated_exif.jpg", NON_UTF8, "copy_of_cafe.jpg", NEWLINE,
-        "copy_of_newline.jpg", META_NAME, "copy_of_meta.jpg"]
+        "palette_transparent.png", "palette_twin.png", "animated.gif", "first_frame.png", "photo.jpg",
+        "photo_rotated_exif.jpg", NON_UTF8, "copy_of_cafe.jpg", NEWLINE, "copy_of_newline.jpg", META_NAME,
+        "copy_of_meta.jpg"]
 if IS_ROOT:
     GOOD.append("no_read.jpg")  # root reads everything: permissions do not bite
 else:
