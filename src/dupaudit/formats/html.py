@@ -419,8 +419,12 @@ def _as_percent(values: Iterable[float]) -> float:
 
 
 def _interval_chart(rows: Sequence[tuple[str, float, tuple[float, float] | None]], colors: Sequence[str],
-                    axis: str, scale: float, zero_line: bool, unit: str) -> str:
+                    axis: str, scale: float, zero_line: bool, unit: str,
+                    bounds: tuple[float, float] | None = None) -> str:
+    """Dots with 95% whiskers, one row each; `bounds` (in axis units) clips the axis, e.g. 0-100 % accuracy."""
     values = [v * scale for _, mean, ci in rows for v in ((mean,) + (ci or ()))]
+    if bounds:  # a t-interval over two seeds can reach below 0 %; the axis need not
+        values = [min(max(v, bounds[0]), bounds[1]) for v in values]
     low, high = min(values), max(values)
     if zero_line:
         low, high = min(low, 0.0), max(high, 0.0)
@@ -431,8 +435,12 @@ def _interval_chart(rows: Sequence[tuple[str, float, tuple[float, float] | None]
     label_w, plot_w, row_h, top = 170, 460, 24, 8
     width, height = label_w + plot_w + 170, top + row_h * len(rows) + 44
 
+    if bounds:
+        ticks = [t for t in ticks if bounds[0] <= t <= bounds[1]] or ticks
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+
     def x(value: float) -> float:
-        return label_w + 10 + plot_w * (value - lo) / (hi - lo)
+        return label_w + 10 + plot_w * (min(max(value, lo), hi) - lo) / (hi - lo)
 
     bottom = top + row_h * len(rows)
     parts = [f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
@@ -473,7 +481,8 @@ def _arm_figure(arms: Sequence[tuple[str, float, tuple[float, float] | None]], w
     unit = "%" if scale == 100 else ""
     return (f"<figure class='probe-arms'><figcaption>{_e(what.capitalize())} per arm: mean and 95% interval over seeds"
             "</figcaption>" + _interval_chart(arms, [palette.arm_color(a) for a, _, _ in arms],
-                                               f"{what} ({'%' if unit else 'as given'})", scale, False, unit)
+                                               f"{what} ({'%' if unit else 'as given'})", scale, False, unit,
+                                               (0.0, 100.0) if unit else None)
             + "</figure>")
 
 
@@ -531,7 +540,8 @@ def _condition_html(title: str, condition: dict) -> str:
         scale = _as_percent([v for _, m, ci in rows for v in (m,) + (ci or ())])
         unit = " pp" if scale == 100 else ""
         rows = sorted(rows, key=lambda r: r[1])
-        colors = [palette.arm_color("deduplicated") if m > 0 else palette.arm_color("as-is") for _, m, _ in rows]
+        colors = [palette.arm_color("deduplicated") if m > 0 else palette.arm_color("as-is") if m < 0
+                  else palette.NEUTRAL["muted"] for _, m, _ in rows]
         parts.append("<figure class='probe-classes'><figcaption>Per-class accuracy, deduplicated − as-is "
                      f"<span class='legend'><span class='key' style='background:{palette.arm_color('deduplicated')}'>"
                      "</span> better without duplicates <span class='key' style='background:"
