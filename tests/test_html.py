@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-from html_support import HOSTILE, HOSTILE_LABEL, embedded_data, hostile_sample, probe_result, synthetic_report
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,6 +19,11 @@ from dupaudit.formats import html as html_format
 from dupaudit.formats import json as json_format
 from dupaudit.model import ClassStats, Skipped
 from dupaudit.scan import scan
+
+try:  # tests/ may or may not be a package
+    from .html_support import HOSTILE, HOSTILE_LABEL, embedded_data, hostile_sample, probe_result, synthetic_report
+except ImportError:
+    from html_support import HOSTILE, HOSTILE_LABEL, embedded_data, hostile_sample, probe_result, synthetic_report
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from html_support import HOSTILE, HOSTILE_FLAG, HOSTILE_LABEL, hostile_sample, probe_result, synthetic_report
 
 from dupaudit.formats import html as html_format
 from dupaudit.scan import scan
+
+try:  # tests/ may or may not be a package
+    from .html_support import HOSTILE, HOSTILE_FLAG, HOSTILE_LABEL, hostile_sample, probe_result, synthetic_report
+except ImportError:
+    from html_support import HOSTILE, HOSTILE_FLAG, HOSTILE_LABEL, hostile_sample, probe_result, synthetic_report
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
