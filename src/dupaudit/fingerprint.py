@@ -20,7 +20,7 @@ from .hashing import HASH_FUNCTIONS, HASH_SIZES
 
 THUMB_SIZE = 32  # the pHash input (32x32 gray, LANCZOS) doubles as the verification thumbnail
 COLOR_SIZE = 4  # a 4x4 RGB average: lets verification tell a red car from a blue one of the same shape
-FINGERPRINT_VERSION = 1  # bump when anything below changes what is stored, so caches are rebuilt
+FINGERPRINT_VERSION = 2  # bump when anything below changes what is stored, so caches are rebuilt
 
 _EXIF_ORIENTATION = 0x0112
 

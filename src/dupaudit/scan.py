@@ -24,7 +24,7 @@ from .search import pairs_within
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 10
+DEFAULT_THRESHOLD = 6  # pHash; chosen on CIFAR-10, see README "Choosing the threshold"
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
 
 

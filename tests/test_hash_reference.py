@@ -1,0 +1,67 @@
+"""Our batched hashes equal imagededup's PHash/DHash/AHash/WHash bit for bit (imagededup is the reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from dupaudit.fingerprint import fingerprint_paths
+
+from conftest import CIFAR, FORMATS, need
+
+METHODS = ("phash", "dhash", "ahash", "whash")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    methods = pytest.importorskip("imagededup.methods", reason="imagededup is the reference (dev extra)")
+    return {"phash": methods.PHash(verbose=False), "dhash": methods.DHash(verbose=False),
+            "ahash": methods.AHash(verbose=False), "whash": methods.WHash(verbose=False)}
+
+
+def _has_exif_orientation(path) -> bool:
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(0x0112, 1) not in (0, 1)
+    except Exception:
+        return False
+
+
+def _reference_hash(encoder, path) -> str | None:
+    if _has_exif_orientation(path):
+        # dupaudit applies EXIF orientation (what people see); compare with imagededup on the same pixels.
+        with Image.open(path) as image:
+            upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        return encoder.encode_image(image_array=upright)
+    return encoder.encode_image(image_file=str(path))
+
+
+def _compare(paths, reference):
+    ours = fingerprint_paths([str(p) for p in paths], METHODS)
+    mismatches, compared = [], 0
+    for path, fingerprint in zip(paths, ours):
+        for method in METHODS:
+            expected = _reference_hash(reference[method], path)
+            got = None if isinstance(fingerprint, str) else fingerprint.hashes[method].hex()
+            compared += expected is not None
+            if expected != got:
+                mismatches.append((str(path), method, expected, got))
+    return compared, mismatches
+
+
+def test_formats_folder_matches_imagededup(reference):
+    need(FORMATS)
+    paths = sorted(p for p in FORMATS.rglob("*") if p.is_file() and not p.name.startswith("LICENSE"))
+    compared, mismatches = _compare(paths, reference)
+    assert mismatches == []
+    assert compared >= 4 * 25
+
+
+def test_2000_cifar_images_match_imagededup(reference):
+    need(CIFAR)
+    paths = sorted(CIFAR.glob("*/*/*.jpg"))[::30][:2000]
+    assert len(paths) == 2000
+    compared, mismatches = _compare(paths, reference)
+    assert mismatches == []
+    assert compared == 4 * 2000
