@@ -58,9 +58,11 @@ def build_groups(records: Sequence[ImageRecord], index_of_root: dict[str, int], 
         if len(items) < 2:
             continue
         items.sort(key=position)
-        if len({byte_digests[i] for i in items}) == 1:
+        exact_copies = len(items) - len({byte_digests[i] for i in items})
+        pixel_copies = len(items) - len({pixel_digests[i] for i in items})
+        if exact_copies == len(items) - 1:
             kind = "exact"
-        elif len({pixel_digests[i] for i in items}) == 1:
+        elif pixel_copies == len(items) - 1:
             kind = "pixel"
         else:
             kind = "near"
@@ -71,9 +73,10 @@ def build_groups(records: Sequence[ImageRecord], index_of_root: dict[str, int], 
                         sizes[i][0], sizes[i][1], records[i].size)
             for i in items
         )
-        groups.append((position(items[0]), kind, max_distance, members))
+        groups.append((position(items[0]), kind, max_distance, members, exact_copies, pixel_copies))
     groups.sort(key=lambda g: g[0])
-    return tuple(DuplicateGroup(i, kind, dist, members) for i, (_, kind, dist, members) in enumerate(groups))
+    return tuple(DuplicateGroup(i, kind, dist, members, exact, pixel)
+                 for i, (_, kind, dist, members, exact, pixel) in enumerate(groups))
 
 
 def _max_distance(group_hashes: np.ndarray, group_flips: np.ndarray | None) -> int:

@@ -70,6 +70,10 @@ class DuplicateGroup:
     kind: str  # one of KINDS
     max_distance: int  # largest Hamming distance between two members' hashes
     members: tuple[GroupMember, ...]
+    # Inside a near group some members can still be byte- or pixel-identical copies of another member:
+    # these count them (members minus distinct byte digests / pixel digests), so 'exact' rules see them.
+    exact_copies: int = 0
+    pixel_copies: int = 0
 
     @property
     def labels(self) -> tuple[str, ...]:

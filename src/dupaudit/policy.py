@@ -40,16 +40,17 @@ def parse_rules(text: str | None) -> tuple[Rule, ...]:
 def failures(report: ScanReport, rules: tuple[Rule, ...]) -> list[str]:
     """One line per rule that the report breaks (empty: the gate passes)."""
     broken = []
-    kinds = {"exact": 0, "pixel": 0, "near": 0}
-    for group in report.groups:
-        kinds[group.kind] += 1
+    # A group fails a kind rule when it holds a copy of that kind or a stricter one, even inside a
+    # looser group: an exact copy merged into a near group still fails 'exact'.
+    counts = {
+        "exact": sum(1 for g in report.groups if g.kind == "exact" or g.exact_copies),
+        "pixel": sum(1 for g in report.groups if g.kind in ("exact", "pixel") or g.pixel_copies),
+        "near": len(report.groups),
+    }
     for rule in rules:
-        if rule.name in kinds:
-            # a rule on a kind also covers the stricter kinds: 'near' fails on any duplicate
-            covered = {"exact": ("exact",), "pixel": ("exact", "pixel"), "near": ("exact", "pixel", "near")}[rule.name]
-            count = sum(kinds[k] for k in covered)
-            if count:
-                broken.append(f"{rule.name}: {count} duplicate group(s)")
+        if rule.name in counts:
+            if counts[rule.name]:
+                broken.append(f"{rule.name}: {counts[rule.name]} duplicate group(s)")
         elif rule.name == "label-conflicts" and report.summary.label_conflicts:
             broken.append(f"label-conflicts: {report.summary.label_conflicts} group(s) with more than one label")
         elif rule.name == "leakage" and report.summary.leaked:

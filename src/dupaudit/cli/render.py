@@ -34,6 +34,11 @@ def print_summary(report: ScanReport, console: Console, top: int = 10) -> None:
         f"[bold]{s.groups:,}[/] duplicate groups ({kinds.get('exact', 0):,} exact, {kinds.get('pixel', 0):,} pixel, "
         f"{kinds.get('near', 0):,} near) · [bold]{s.redundant:,}[/] redundant copies · "
         f"{s.wasted_fraction:.2%} of a {report.train_split} epoch spent on copies", highlight=False)
+    exact = sum(g.exact_copies for g in report.groups)
+    pixel = sum(g.pixel_copies for g in report.groups)
+    if exact or pixel:
+        console.print(f"  of the copies, {exact:,} are byte-identical and {pixel:,} pixel-identical to another member",
+                      highlight=False)
     skew_style = "red" if s.skew > 0.05 else "yellow" if s.skew > 0.01 else "green"
     console.print(f"Skew (prior shift, total variation): [{skew_style}]{s.skew:.4f}[/]"
                   "  (0 = duplication uniform across classes)", highlight=False)

@@ -45,6 +45,7 @@ def to_dict(report: ScanReport) -> dict:
         "groups": [
             {"id": g.id, "kind": g.kind, "max_distance": g.max_distance,
              "label_conflict": g.is_label_conflict, "leakage": g.is_leak,
+             "exact_copies": g.exact_copies, "pixel_copies": g.pixel_copies,
              "members": [{"root": m.root, "path": m.path, "label": m.label, "keep": m.keep, "width": m.width,
                           "height": m.height, "size": m.size} for m in g.members]}
             for g in report.groups
@@ -81,7 +82,8 @@ def from_dict(data: dict) -> ScanReport:
             groups=tuple(
                 DuplicateGroup(g["id"], g["kind"], g["max_distance"],
                                tuple(GroupMember(m["root"], m["path"], m.get("label"), m["keep"], m.get("width", 0),
-                                                 m.get("height", 0), m.get("size", 0)) for m in g["members"]))
+                                                 m.get("height", 0), m.get("size", 0)) for m in g["members"]),
+                               g.get("exact_copies", 0), g.get("pixel_copies", 0))
                 for g in data["groups"]
             ),
             skipped=tuple(Skipped(**s) for s in data["skipped"]),
