@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import CIFAR, FORMATS, need
 from PIL import Image, ImageOps
 
 from dupaudit.fingerprint import fingerprint_paths
-
-from conftest import CIFAR, FORMATS, need
 
 METHODS = ("phash", "dhash", "ahash", "whash")
 

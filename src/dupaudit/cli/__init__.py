@@ -12,7 +12,6 @@ import sys
 
 import typer
 
-
 app = typer.Typer(
     name="dupaudit",
     help="Find duplicated images in a training set: what is duplicated, how uneven it is, and what it costs.",
@@ -22,12 +21,12 @@ app = typer.Typer(
 )
 
 # Command modules register themselves on import (one module per command).
-from . import demo as _demo  # noqa: E402,F401
-from . import probe as _probe  # noqa: E402,F401
-from . import scan as _scan  # noqa: E402,F401
 from . import check as _check  # noqa: E402,F401
 from . import dedup as _dedup  # noqa: E402,F401
+from . import demo as _demo  # noqa: E402,F401
+from . import probe as _probe  # noqa: E402,F401
 from . import report as _report  # noqa: E402,F401
+from . import scan as _scan  # noqa: E402,F401
 
 
 @app.callback()

@@ -6,8 +6,7 @@ import json
 import re
 
 from ..errors import InputError
-from ..model import (ClassStats, DuplicateGroup, GroupMember, Root, ScanReport, Settings, Skipped, SplitStats,
-                     Summary)
+from ..model import ClassStats, DuplicateGroup, GroupMember, Root, ScanReport, Settings, Skipped, SplitStats, Summary
 
 SCHEMA_VERSION = 1
 
