@@ -7,13 +7,20 @@ transaction, so an interrupted scan keeps what it finished.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import pickle
 import sqlite3
-from collections.abc import Iterable
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from pathlib import Path
 
 from .fingerprint import FINGERPRINT_VERSION, Fingerprint
 from .hashing import HASH_SIZES
+from .model import ImageRecord
 
 _METHODS = tuple(HASH_SIZES)
 _HASH_COLUMNS = [m for m in _METHODS] + [f"{m}_flip" for m in _METHODS]
@@ -25,6 +32,37 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     width INTEGER, height INTEGER, byte_digest BLOB, pixel_digest BLOB,
     {", ".join(f"{c} BLOB" for c in _HASH_COLUMNS)}, thumb BLOB, color BLOB
 )"""
+# Whole-scan answers (which files decoded, the groups), keyed by everything they depend on; see result_key.
+_RESULTS_SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
+_KEEP_RESULTS = 16  # the most recently used answers kept (one per dataset and settings, typically)
+# The modules whose code decides a scan's answer: any edit to them makes earlier answers unusable.
+_RESULT_MODULES = ("analysis", "discover", "fingerprint", "groups", "hashing", "model", "scan", "search", "verify")
+_code_digest: bytes | None = None
+
+
+def _code_fingerprint() -> bytes:
+    global _code_digest
+    if _code_digest is None:
+        digest = hashlib.blake2b(digest_size=16)
+        package = Path(__file__).resolve().parent
+        for name in _RESULT_MODULES:
+            try:
+                digest.update(name.encode() + b"\0" + (package / f"{name}.py").read_bytes())
+            except OSError:
+                digest.update(name.encode() + b"\0-")
+        _code_digest = digest.digest()
+    return _code_digest
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    """Loads only dupaudit's own result types and plain containers (a cache file is data, not code)."""
+
+    _ALLOWED = {("builtins", name) for name in ("tuple", "list", "dict", "set", "frozenset", "str", "int", "bytes")}
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+        if module == "dupaudit.model" or (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a cached scan result")
 
 
 def default_cache_path() -> Path:
@@ -59,8 +97,10 @@ class FingerprintCache:
         row = self._db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
         if row is None or row[0] != str(FINGERPRINT_VERSION):
             self._db.execute("DROP TABLE IF EXISTS fingerprints")
+            self._db.execute("DROP TABLE IF EXISTS results")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(FINGERPRINT_VERSION),))
         self._db.execute(_SCHEMA)
+        self._db.execute(_RESULTS_SCHEMA)
         self._db.commit()
 
     def close(self) -> None:
@@ -73,26 +113,34 @@ class FingerprintCache:
         self.close()
 
     def lookup(self, keys: Iterable[tuple[str, int, int]], methods: tuple[str, ...]) -> dict[str, CachedRow]:
-        """Rows for (abspath, size, mtime_ns) keys that are unchanged and hold every method asked for."""
-        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
+        """Rows for (abspath, size, mtime_ns) keys that are unchanged and hold every method asked for.
+
+        Their Fingerprints carry the hashes of the methods asked for only, and no thumbnail (see thumbs()).
+        """
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted "
+                         "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
         self._db.execute("DELETE FROM wanted")
         self._db.executemany("INSERT OR REPLACE INTO wanted VALUES (?, ?, ?)", keys)
-        columns = ["error", "width", "height", "byte_digest", "pixel_digest", *_HASH_COLUMNS, "color"]
+        # Only the columns asked for: the other methods' hashes and the thumbnails stay on disk.
+        methods = tuple(m for m in dict.fromkeys(methods) if m in _METHODS)
+        columns = ["error", "width", "height", "byte_digest", "pixel_digest", *methods,
+                   *(f"{m}_flip" for m in methods), "color"]
         query = (f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM fingerprints f JOIN wanted w "
                  "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns")
         found: dict[str, CachedRow] = {}
+        count = len(methods)
         for row in self._db.execute(query):
             path, error, width, height, byte_digest, pixel_digest = row[:6]
             if error is not None:
                 found[path] = CachedRow(error, None)
                 continue
-            hash_values = dict(zip(_HASH_COLUMNS, row[6:6 + len(_HASH_COLUMNS)]))
-            if any(hash_values[m] is None or hash_values[f"{m}_flip"] is None for m in methods):
+            hash_values = row[6:6 + count]
+            flip_values = row[6 + count:6 + 2 * count]
+            if None in hash_values or None in flip_values:
                 continue  # fingerprinted earlier without this method: decode again
             fingerprint = Fingerprint(
                 width=width, height=height, byte_digest=byte_digest, pixel_digest=pixel_digest,
-                hashes={m: hash_values[m] for m in _METHODS if hash_values[m] is not None},
-                flip_hashes={m: hash_values[f"{m}_flip"] for m in _METHODS if hash_values[f"{m}_flip"] is not None},
+                hashes=dict(zip(methods, hash_values)), flip_hashes=dict(zip(methods, flip_values)),
                 thumb=b"", color=row[-1],
             )
             found[path] = CachedRow(None, fingerprint)
@@ -123,3 +171,39 @@ class FingerprintCache:
                          value.pixel_digest, *hashes, value.thumb, value.color))
         with self._db:
             self._db.executemany(f"INSERT OR REPLACE INTO fingerprints VALUES ({','.join('?' * len(_COLUMNS))})", rows)
+
+    @staticmethod
+    def result_key(records: Sequence[ImageRecord], settings: object) -> bytes:
+        """A digest of everything a scan's answer depends on: each file's identity (path, size, mtime_ns,
+        root, relative path, label), the settings (their repr), and the code of the modules that compute it."""
+        digest = hashlib.blake2b(_code_fingerprint(), digest_size=20)
+        digest.update(repr(settings).encode("utf-8", "surrogateescape"))
+        digest.update(str(FINGERPRINT_VERSION).encode())
+        # column by column with map(): C-speed iteration, this runs on every rescan
+        for column in ("abspath", "root", "path"):
+            digest.update("\0".join(map(attrgetter(column), records)).encode("utf-8", "surrogateescape") + b"\1")
+        digest.update("\0".join(map(str, map(attrgetter("label"), records))).encode("utf-8", "surrogateescape"))
+        for column in ("size", "mtime_ns"):
+            digest.update(array("q", map(attrgetter(column), records)).tobytes())
+        return digest.digest()
+
+    def load_result(self, key: bytes) -> object | None:
+        """The answer stored under `key`, or None (also when it cannot be read back)."""
+        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            value = _ResultUnpickler(io.BytesIO(row[0])).load()
+        except Exception:  # an unreadable answer is only a missed shortcut: compute it again
+            return None
+        with self._db:
+            self._db.execute("UPDATE results SET used = ? WHERE key = ?", (time.time(), key))
+        return value
+
+    def store_result(self, key: bytes, value: object) -> None:
+        """Keep `value` under `key`, dropping the least recently used answers beyond the last few."""
+        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, time.time(), blob))
+            self._db.execute("DELETE FROM results WHERE key NOT IN "
+                             "(SELECT key FROM results ORDER BY used DESC LIMIT ?)", (_KEEP_RESULTS,))

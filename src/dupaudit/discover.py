@@ -31,7 +31,13 @@ def looks_like_image(path: str) -> bool:
 
 def _visible_children(folder: Path) -> list[os.DirEntry]:
     with os.scandir(folder) as entries:
-        return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
+        visible = [e for e in entries if e.name[:1] != "."]
+    visible.sort(key=_entry_name)
+    return visible
+
+
+def _entry_name(entry: os.DirEntry) -> str:
+    return entry.name
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -91,22 +97,26 @@ def discover(roots: tuple[Root, ...]) -> tuple[list[ImageRecord], list[tuple[str
     for root in roots:
         base = Path(root.path)
         seen_dirs: set[tuple[int, int]] = set()
-        for abspath, relpath in _walk(base, seen_dirs, problems, root.name):
+        append = records.append  # this loop runs once per file: a warm rescan is mostly this loop
+        for entry, relpath in _walk(base, seen_dirs, problems, root.name):
+            abspath = entry.path
             try:
-                stat = os.stat(abspath)
+                stat = entry.stat()  # follows symlinks, like os.stat
             except OSError as exc:
                 problems.append((root.name, relpath, f"cannot stat: {exc.strerror or exc}"))
                 continue
-            suffix = os.path.splitext(relpath)[1].lower()
+            dot = relpath.rfind(".")
+            suffix = relpath[dot:].lower() if dot > relpath.rfind("/") + 1 else ""  # as os.path.splitext
             if suffix not in IMAGE_EXTENSIONS and not looks_like_image(abspath):
                 continue  # not an image by name or by content: not ours to report
-            label = relpath.split("/", 1)[0] if root.labelled and "/" in relpath else None
-            records.append(ImageRecord(root.name, relpath, label, stat.st_size, stat.st_mtime_ns, abspath))
+            slash = relpath.find("/")
+            label = relpath[:slash] if root.labelled and slash >= 0 else None
+            append(ImageRecord(root.name, relpath, label, stat.st_size, stat.st_mtime_ns, abspath))
     return records, problems
 
 
 def _walk(base: Path, seen_dirs: set, problems: list, root_name: str):
-    """Yield (absolute path, relative POSIX path) of files, sorted, following symlinks once (no loops)."""
+    """Yield (DirEntry, relative POSIX path) of files, sorted, following symlinks once (no loops)."""
     stack = [(base, "")]
     while stack:
         folder, prefix = stack.pop()
@@ -135,7 +145,7 @@ def _walk(base: Path, seen_dirs: set, problems: list, root_name: str):
                 except OSError:
                     is_file = False
                 if is_file:
-                    yield entry.path, rel
+                    yield entry, rel
                 elif entry.is_symlink():
                     problems.append((root_name, rel, "broken or looping symlink"))
         stack.extend(reversed(subdirs))

@@ -114,19 +114,35 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         raise InputError(f"{root}: no images found")
     timings["discover"] = time.perf_counter() - started
 
-    cache = FingerprintCache(cache_path or default_cache_path()) if use_cache else None
-    try:
-        found = fingerprint_records(records, (method,), jobs=jobs, cache=cache, progress=progress)
-    finally:
-        if cache is not None:
-            cache.close()
-    timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
-
-    mark = time.perf_counter()
-    skipped = sorted([Skipped(*p) for p in problems] + found.skipped, key=lambda s: (order[s.root], s.path))
     settings = Settings(method=method, threshold=threshold, flips=flips)
-    groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs)
-    timings["search"] = time.perf_counter() - mark
+    cache_file = cache_path or default_cache_path()
+    # A rescan of unchanged files with the same settings and code reuses the last answer: nothing is
+    # decoded or searched (FingerprintCache.result_key lists what the answer depends on).
+    reuse_key, reused = None, None
+    if use_cache:
+        with FingerprintCache(cache_file) as cache:
+            reuse_key = cache.result_key(records, (settings, roots))
+            reused = cache.load_result(reuse_key)
+    if reused is not None:
+        found, groups = _unpack_answer(records, reused)
+        timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
+        timings["search"] = 0.0
+    else:
+        cache = FingerprintCache(cache_file) if use_cache else None
+        try:
+            found = fingerprint_records(records, (method,), jobs=jobs, cache=cache, progress=progress)
+        finally:
+            if cache is not None:
+                cache.close()
+        timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
+
+        mark = time.perf_counter()
+        groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs)
+        timings["search"] = time.perf_counter() - mark
+        if reuse_key is not None:
+            with FingerprintCache(cache_file) as cache:
+                cache.store_result(reuse_key, _pack_answer(records, found, groups))
+    skipped = sorted([Skipped(*p) for p in problems] + found.skipped, key=lambda s: (order[s.root], s.path))
     train_split = next((r.name for r in roots if r.name == "train"), roots[0].name)
     summary, classes, splits = analyse(roots, train_split, found.records, groups, len(skipped))
     timings["total"] = time.perf_counter() - started
@@ -135,6 +151,22 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         splits=splits, groups=groups, skipped=tuple(skipped), train_split=train_split, timings=timings,
         cache_hits=found.cache_hits, decoded=found.decoded,
     )
+
+
+def _pack_answer(records: Sequence[ImageRecord], found: Fingerprinted, groups) -> tuple:
+    """What a rescan of the same files needs: which records could not be decoded (and why), and the groups."""
+    index = {r.key: i for i, r in enumerate(records)}
+    return (tuple((index[(s.root, s.path)], s.reason) for s in found.skipped), tuple(groups))
+
+
+def _unpack_answer(records: Sequence[ImageRecord], answer: tuple) -> tuple[Fingerprinted, tuple]:
+    """The Fingerprinted (records and skipped; no fingerprints: nothing was loaded) and groups of an answer."""
+    reasons, groups = answer
+    bad = dict(reasons)
+    found = Fingerprinted([r for i, r in enumerate(records) if i not in bad], [], [], decoded=0,
+                          cache_hits=len(records))
+    found.skipped.extend(Skipped(records[i].root, records[i].path, reason) for i, reason in reasons)
+    return found, groups
 
 
 def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerprint], roots: Sequence[Root],
