@@ -194,8 +194,13 @@ def _search_block(words: np.ndarray, query_words: np.ndarray, self_search: bool,
         rows = np.flatnonzero(found)
         verify(*_expand(rows, np.take(starts, query_keys[rows]), found[rows]))
     occupied = counts > 0
+    # Each key's first hash word (0 where the key holds none): most candidates are checked against it
+    # directly, with no expansion; keys holding several hashes have their other hashes checked apart.
+    first_word = np.zeros(len(counts), dtype=np.uint64)
+    first_word[occupied] = sorted_words[starts[occupied]]
+    several = counts > 1
     current_bit = -1
-    probe_keys, probe_positions = query_keys, positions
+    probe_keys, probe_positions, probe_words = query_keys, positions, query_sorted_words
     target_buffer = np.empty(len(probe_keys), dtype=np.int64)  # reused: no page faults per mask
     hit_buffer = np.empty(len(probe_keys), dtype=bool)
     targets, hits = target_buffer, hit_buffer
@@ -207,6 +212,7 @@ def _search_block(words: np.ndarray, query_words: np.ndarray, self_search: bool,
                 current_bit = top
                 probe_positions = np.flatnonzero(((query_keys >> top) & 1) == 0)
                 probe_keys = query_keys[probe_positions]
+                probe_words = query_sorted_words[probe_positions]
                 targets, hits = target_buffer[:len(probe_keys)], hit_buffer[:len(probe_keys)]
         np.bitwise_xor(probe_keys, mask, out=targets)
         np.take(occupied, targets, out=hits)
@@ -214,17 +220,15 @@ def _search_block(words: np.ndarray, query_words: np.ndarray, self_search: bool,
         if len(rows) == 0:
             continue
         found_keys = np.take(targets, rows)
-        found = np.take(counts, found_keys)
-        owners = np.take(probe_positions, rows)
-        first_partner = np.take(starts, found_keys)
-        several = found > 1
-        if not several.any():  # the usual case when the table is large: one hash per key
-            verify(owners, first_partner)
-            continue
-        single = np.flatnonzero(~several)
-        verify(np.take(owners, single), np.take(first_partner, single))
-        several = np.flatnonzero(several)
-        verify(*_expand(np.take(owners, several), np.take(first_partner, several), np.take(found, several)))
+        distance = np.bitwise_count(np.take(probe_words, rows) ^ np.take(first_word, found_keys))
+        close = np.flatnonzero(distance <= radius)
+        if len(close):
+            verify(np.take(probe_positions, np.take(rows, close)), np.take(starts, np.take(found_keys, close)))
+        more = np.flatnonzero(np.take(several, found_keys))
+        if len(more):
+            more_keys = np.take(found_keys, more)
+            verify(*_expand(np.take(probe_positions, np.take(rows, more)), np.take(starts, more_keys) + 1,
+                            np.take(counts, more_keys) - 1))
     if not found_a:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
