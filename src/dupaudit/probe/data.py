@@ -182,16 +182,17 @@ def choose_split(train_records: Sequence[ImageRecord], eval_records: Sequence[Im
 def injected_counts(class_sizes: Sequence[int], mode: str, rate: float, chosen: Sequence[int]) -> list[int]:
     """Copies to add per class so that `rate` of the injected training set is copies.
 
-    uniform: every class gets the same share `rate` (k_c = round(rate * n_c / (1 - rate))).
-    nonuniform: the same total number of copies, all in the `chosen` classes, in proportion to their sizes.
+    Both modes add the same total, K = round(rate * N / (1 - rate)) for N clean images, split by largest
+    remainders so that the counts sum exactly to K:
+    uniform: over every class in proportion to its size (each class within one copy of rate * n_c / (1 - rate),
+    so every class has the same share of copies); nonuniform: over the `chosen` classes only.
     """
     if not 0 <= rate < 1:
         raise InputError(f"an injection rate must be in [0, 1), not {rate}")
-    factor = rate / (1 - rate)
+    total = int(round(rate / (1 - rate) * sum(class_sizes)))
     if mode == "uniform":
-        return [int(round(factor * n)) for n in class_sizes]
+        return _apportion(list(class_sizes), total)
     if mode == "nonuniform":
-        total = int(round(factor * sum(class_sizes)))
         weights = [n if i in set(chosen) else 0 for i, n in enumerate(class_sizes)]
         return _apportion(weights, total)
     raise InputError(f"--inject must be uniform or nonuniform, not {mode!r}")

@@ -137,6 +137,8 @@ def train_model(images: torch.Tensor, labels: torch.Tensor, *, num_classes: int,
     batch_size = min(batch_size, count)
     steps_per_epoch = count // batch_size  # full batches only (a batch of one would break BatchNorm)
 
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
     started = time.perf_counter()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)  # data order and augmentation: CPU, so CPU and GPU agree
@@ -171,18 +173,18 @@ def train_model(images: torch.Tensor, labels: torch.Tensor, *, num_classes: int,
     model.train()
     while step < total_steps:
         model.whiten.bias.requires_grad = epoch < hp["whiten_bias_epochs"]
-        order = torch.randperm(count, generator=generator)
-        shifts = torch.randint(-pad, pad + 1, (count, 2), generator=generator)
-        flips = flip_base ^ bool(epoch % 2) if aug["flip"] else flip_base
+        # One epoch's random numbers, drawn on the CPU and moved once (a copy per step would stall the GPU).
+        order = torch.randperm(count, generator=generator).to(device)
+        shifts = torch.randint(-pad, pad + 1, (count, 2), generator=generator).to(device)
+        flips = (flip_base ^ bool(epoch % 2) if aug["flip"] else flip_base).to(device)
         for first in range(0, steps_per_epoch * batch_size, batch_size):
             if step >= total_steps:
                 break
             index = order[first:first + batch_size]
-            index_device = index.to(device, non_blocking=True)
-            x = augment(images[index_device], shifts[index].to(device), flips[index].to(device), pad)
+            x = augment(images[index], shifts[index], flips[index], pad)
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = labels[index_device]
+            y = labels[index]
             if adversarial is not None:
                 x = attack(model, x, y, adversarial, attack_generator, cuda)
             with _autocast(device, cuda):

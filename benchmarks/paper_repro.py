@@ -1,0 +1,174 @@
+"""Reproduce the experiments of Aghabagherloo et al. on CIFAR-10 with `dupaudit probe`'s injection.
+
+Injected duplicates make `--rate` (default 30%) of the training set redundant, either uniformly (every class the
+same share) or non-uniformly (the same number of copies, all in half of the classes). Each is compared with the
+clean training set over paired seeds, under standard training and under PGD adversarial training.
+
+The paper's claims, checked against what this run measures (the tool measures; it does not have to confirm):
+  1. standard training: non-uniform duplication lowers clean accuracy (95% interval of the difference below 0);
+  2. standard training: uniform duplication gives no significant gain (interval not above 0);
+  3. PGD training: both kinds of duplication lower accuracy, clean and robust (intervals below 0).
+
+Defaults are the full GPU experiment (50,000 training images, 10 epochs, width 64). On a CPU run a reduced version,
+for example (the one recorded in docs/probe.md, about 10 minutes on 2 shared cores):
+    python benchmarks/paper_repro.py --train-images 1000 --test-images 500 --epochs 3 --width 32 \\
+        --pgd-steps 2 --threads 1 --out benchmarks/results/paper_repro_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from dupaudit.probe import ProbeSettings, paired_difference, run_probe  # noqa: E402
+from dupaudit.probe.results import to_dict  # noqa: E402
+from dupaudit.probe.stats import mean_interval  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
+
+
+def run_mode(args, adversarial: str | None) -> dict:
+    """Clean, uniform and non-uniform injection under one training mode; per-seed accuracies of each."""
+    common = dict(seeds=args.seeds, epochs=args.epochs, width=args.width, max_train=args.train_images,
+                  max_test=args.test_images, device=args.device, adversarial=adversarial, pgd_steps=args.pgd_steps)
+    # as-is = the injected training set; deduplicated = exactly the clean set (copies join their source's group)
+    uniform = run_probe(args.data, settings=ProbeSettings(arms=("as-is", "deduplicated"), inject="uniform",
+                                                          rates=(args.rate,), **common))
+    # the clean arm is the same training set with the same seeds, so only the injected arm runs again
+    nonuniform = run_probe(args.data, settings=ProbeSettings(arms=("as-is",), inject="nonuniform",
+                                                             rates=(args.rate,), **common))
+    u, n = uniform.conditions[0], nonuniform.conditions[0]
+
+    def per_seed(condition, arm: str, metric: str) -> list[float]:
+        return [getattr(r, metric) for r in sorted(condition.runs, key=lambda r: r.seed) if r.arm == arm]
+
+    metric_names = ("accuracy", "robust_accuracy") if adversarial else ("accuracy",)
+    rows = {}
+    for name, condition, arm in (("clean", u, "deduplicated"), ("uniform", u, "as-is"), ("non-uniform", n, "as-is")):
+        rows[name] = {m: per_seed(condition, arm, m) for m in metric_names}
+        rows[name]["train_images"] = condition.arm(arm).train_images
+        rows[name]["train_seconds"] = [r.train_seconds for r in condition.runs if r.arm == arm]
+    return {"rows": rows, "reports": [to_dict(uniform), to_dict(nonuniform)],
+            "nonuniform_classes": _injected_classes(n)}
+
+
+def _injected_classes(condition) -> list[str]:
+    return [d.label for d in condition.class_deltas if d.redundant > 0]
+
+
+def _fmt(interval) -> str:
+    if interval.low is None:
+        return f"{100 * interval.mean:.2f}"
+    return f"{100 * interval.mean:.2f} ± {100 * interval.half_width:.2f}"
+
+
+def table(results: dict) -> tuple[str, list[str]]:
+    """A markdown table and the verdict on each of the paper's claims."""
+    lines = ["| training | data | train images | clean accuracy (%) | Δ vs clean (points, 95% CI) | "
+             "robust accuracy (%) | Δ robust vs clean |", "|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for mode, result in results.items():
+        rows = result["rows"]
+        clean = rows["clean"]
+        for name, row in rows.items():
+            accuracy = mean_interval(row["accuracy"])
+            robust = mean_interval(row["robust_accuracy"]) if "robust_accuracy" in row else None
+            if name == "clean":
+                delta = delta_robust = "–"
+            else:
+                d = paired_difference(row["accuracy"], clean["accuracy"])
+                delta = _difference(d)
+                delta_robust = _difference(paired_difference(row["robust_accuracy"], clean["robust_accuracy"])) \
+                    if robust else "–"
+            lines.append(f"| {mode} | {name} | {row['train_images']:,} | {_fmt(accuracy)} | {delta} | "
+                         f"{_fmt(robust) if robust else '–'} | {delta_robust} |")
+    standard = results.get("standard")
+    if standard:
+        rows = standard["rows"]
+        d = paired_difference(rows["non-uniform"]["accuracy"], rows["clean"]["accuracy"])
+        verdicts.append(_claim("standard: non-uniform duplication lowers clean accuracy (CI below 0)",
+                               d.high is not None and d.high < 0, d))
+        d = paired_difference(rows["uniform"]["accuracy"], rows["clean"]["accuracy"])
+        verdicts.append(_claim("standard: uniform duplication gives no significant gain (CI not above 0)",
+                               not (d.low is not None and d.low > 0), d))
+    pgd = results.get("pgd")
+    if pgd:
+        rows = pgd["rows"]
+        for name in ("uniform", "non-uniform"):
+            for metric in ("accuracy", "robust_accuracy"):
+                d = paired_difference(rows[name][metric], rows["clean"][metric])
+                verdicts.append(_claim(f"PGD: {name} duplication lowers {metric.replace('_', ' ')} (CI below 0)",
+                                       d.high is not None and d.high < 0, d))
+    return "\n".join(lines), verdicts
+
+
+def _difference(d) -> str:
+    if d.low is None:
+        return f"{100 * d.mean:+.2f}"
+    return f"{100 * d.mean:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]"
+
+
+def _claim(text: str, holds: bool, d) -> str:
+    return f"{'REPRODUCED' if holds else 'NOT reproduced'}: {text}; measured {_difference(d)} points"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--rate", type=float, default=0.3)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=float, default=10.0)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--pgd-steps", type=int, default=5)
+    parser.add_argument("--train-images", type=int, default=None, help="stratified subset (default: all 50,000)")
+    parser.add_argument("--test-images", type=int, default=None, help="stratified subset (default: all 10,000)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--modes", default="standard,pgd")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "paper_repro")
+    args = parser.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    results = {}
+    for mode in args.modes.split(","):
+        mark = time.perf_counter()
+        results[mode] = run_mode(args, "pgd" if mode == "pgd" else None)
+        print(f"[{mode}] {time.perf_counter() - mark:.0f} s", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - started
+    markdown, verdicts = table(results)
+    device = results[next(iter(results))]["reports"][0]["device"]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    header = (f"Paper reproduction (Aghabagherloo et al.), {now:%Y-%m-%d %H:%M} UTC, {device}, "
+              f"{platform.node() or 'unknown host'}, torch {torch.__version__}\n"
+              f"rate {args.rate:g} (share of the injected training set that is copies), {args.seeds} seeds, "
+              f"{args.epochs:g} epochs, width {args.width}, PGD train steps {args.pgd_steps}, "
+              f"train images {args.train_images or 'all'}, test images {args.test_images or 'all'}; "
+              f"non-uniform copies in: {', '.join(results[next(iter(results))]['nonuniform_classes'])}; "
+              f"wall time {wall:.0f} s")
+    text = header + "\n\n" + markdown + "\n\n" + "\n".join(f"- {v}" for v in verdicts) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text, encoding="utf-8")
+    slim = {mode: {"rows": r["rows"], "nonuniform_classes": r["nonuniform_classes"]} for mode, r in results.items()}
+    args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                         "wall_seconds": wall, "results": slim,
+                                                         "verdicts": verdicts, "reports": {
+                                                             m: r["reports"] for m, r in results.items()}},
+                                                        indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
