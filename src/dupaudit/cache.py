@@ -25,12 +25,13 @@ from .model import ImageRecord
 _METHODS = tuple(HASH_SIZES)
 _HASH_COLUMNS = [m for m in _METHODS] + [f"{m}_flip" for m in _METHODS]
 _COLUMNS = ["path", "size", "mtime_ns", "error", "width", "height", "byte_digest", "pixel_digest",
-            *_HASH_COLUMNS, "thumb", "color"]
+            *_HASH_COLUMNS, "thumb", "color", "draft"]
+_CACHE_LAYOUT = 2  # bump with the table layout; the stored version is "<FINGERPRINT_VERSION>.<_CACHE_LAYOUT>"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS fingerprints (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, error TEXT,
     width INTEGER, height INTEGER, byte_digest BLOB, pixel_digest BLOB,
-    {", ".join(f"{c} BLOB" for c in _HASH_COLUMNS)}, thumb BLOB, color BLOB
+    {", ".join(f"{c} BLOB" for c in _HASH_COLUMNS)}, thumb BLOB, color BLOB, draft INTEGER NOT NULL DEFAULT 0
 )"""
 # Whole-scan answers (which files decoded, the groups), keyed by everything they depend on; see result_key.
 _RESULTS_SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
@@ -95,10 +96,11 @@ class FingerprintCache:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = self._db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-        if row is None or row[0] != str(FINGERPRINT_VERSION):
+        version = f"{FINGERPRINT_VERSION}.{_CACHE_LAYOUT}"
+        if row is None or row[0] != version:
             self._db.execute("DROP TABLE IF EXISTS fingerprints")
             self._db.execute("DROP TABLE IF EXISTS results")
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(FINGERPRINT_VERSION),))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (version,))
         self._db.execute(_SCHEMA)
         self._db.execute(_RESULTS_SCHEMA)
         self._db.commit()
@@ -112,10 +114,12 @@ class FingerprintCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lookup(self, keys: Iterable[tuple[str, int, int]], methods: tuple[str, ...]) -> dict[str, CachedRow]:
+    def lookup(self, keys: Iterable[tuple[str, int, int]], methods: tuple[str, ...],
+               draft: bool = False) -> dict[str, CachedRow]:
         """Rows for (abspath, size, mtime_ns) keys that are unchanged and hold every method asked for.
 
         Their Fingerprints carry the hashes of the methods asked for only, and no thumbnail (see thumbs()).
+        Only rows decoded the same way (full, or `draft`) count: the two give slightly different hashes.
         """
         self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted "
                          "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
@@ -126,10 +130,11 @@ class FingerprintCache:
         columns = ["error", "width", "height", "byte_digest", "pixel_digest", *methods,
                    *(f"{m}_flip" for m in methods), "color"]
         query = (f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM fingerprints f JOIN wanted w "
-                 "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns")
+                 "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns "
+                 "WHERE f.draft = ? OR f.error IS NOT NULL")
         found: dict[str, CachedRow] = {}
         count = len(methods)
-        for row in self._db.execute(query):
+        for row in self._db.execute(query, (int(draft),)):
             path, error, width, height, byte_digest, pixel_digest = row[:6]
             if error is not None:
                 found[path] = CachedRow(error, None)
@@ -141,7 +146,7 @@ class FingerprintCache:
             fingerprint = Fingerprint(
                 width=width, height=height, byte_digest=byte_digest, pixel_digest=pixel_digest,
                 hashes=dict(zip(methods, hash_values)), flip_hashes=dict(zip(methods, flip_values)),
-                thumb=b"", color=row[-1],
+                thumb=b"", color=row[-1], draft=draft,
             )
             found[path] = CachedRow(None, fingerprint)
         self._db.execute("DELETE FROM wanted")
@@ -164,11 +169,11 @@ class FingerprintCache:
         rows = []
         for path, size, mtime_ns, value in entries:
             if isinstance(value, str):
-                rows.append((path, size, mtime_ns, value) + (None,) * (len(_COLUMNS) - 4))
+                rows.append((path, size, mtime_ns, value) + (None,) * (len(_COLUMNS) - 5) + (0,))
                 continue
             hashes = [value.hashes.get(m) for m in _METHODS] + [value.flip_hashes.get(m) for m in _METHODS]
             rows.append((path, size, mtime_ns, None, value.width, value.height, value.byte_digest,
-                         value.pixel_digest, *hashes, value.thumb, value.color))
+                         value.pixel_digest, *hashes, value.thumb, value.color, int(value.draft)))
         with self._db:
             self._db.executemany(f"INSERT OR REPLACE INTO fingerprints VALUES ({','.join('?' * len(_COLUMNS))})", rows)
 

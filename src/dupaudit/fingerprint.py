@@ -23,6 +23,11 @@ COLOR_SIZE = 4  # a 4x4 RGB average: lets verification tell a red car from a blu
 FINGERPRINT_VERSION = 2  # bump when anything below changes what is stored, so caches are rebuilt
 
 _EXIF_ORIENTATION = 0x0112
+# Draft decoding (opt-in): a JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain, no smaller than
+# DRAFT_SIZE px a side, several times cheaper for photos. Measured on 600 photo-size JPEGs (300-800 px): 4.3x
+# less decode time; 46 % of pHashes identical to the full decode's, 1.5 bits apart on average (max 10).
+# So it is not the default: the default stays bit-identical to imagededup.
+DRAFT_SIZE = 64
 
 
 @dataclass(slots=True)
@@ -37,23 +42,32 @@ class Fingerprint:
     flip_hashes: dict[str, bytes]  # method -> hash of the horizontally mirrored image
     thumb: bytes  # THUMB_SIZE x THUMB_SIZE grayscale, uint8
     color: bytes  # COLOR_SIZE x COLOR_SIZE RGB, uint8
+    draft: bool = False  # decoded at reduced scale (DRAFT_SIZE): hashes may differ from imagededup's by a few bits
 
 
 class BadImage(Exception):
     """A file that cannot be fingerprinted; its message is the one-line reason shown to the user."""
 
 
-def _open_rgb(data: bytes) -> Image.Image:
-    """Decode bytes to an RGB image the way imagededup does (alpha dropped), EXIF orientation applied."""
+def _open_rgb(data: bytes, draft: bool = False) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode bytes to an RGB image the way imagededup does (alpha dropped), EXIF orientation applied.
+
+    Also returns the full (width, height) as people see it, which differs from the image's when `draft`
+    let a JPEG decode at reduced scale."""
     with warnings.catch_warnings():
         # Pillow only warns between 1x and 2x its pixel limit; a scan treats both as a bomb.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = Image.open(io.BytesIO(data))
+        full_size = image.size
+        drafted = draft and image.format == "JPEG" and image.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE)) is not None
         image.load()
     # Orientation other than 1 means the pixels are stored rotated or mirrored: compare what people see.
     # (imagededup ignores EXIF; for files without an orientation tag the result is the same.)
-    if image.getexif().get(_EXIF_ORIENTATION, 1) not in (0, 1):
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation not in (0, 1):
         image = ImageOps.exif_transpose(image)
+        if orientation in (5, 6, 7, 8):  # a quarter turn: width and height swap
+            full_size = full_size[::-1]
     if image.mode.startswith("I;16") or image.mode == "I":
         # 16-bit gray: Pillow's RGB conversion clips every value above 255 (a white image); keep the top 8 bits.
         values = np.asarray(image, dtype=np.int64)
@@ -62,7 +76,7 @@ def _open_rgb(data: bytes) -> Image.Image:
         image = Image.fromarray(values.clip(0, 255).astype(np.uint8), "L")
     if image.mode != "RGB":
         image = image.convert("RGBA").convert("RGB")
-    return image
+    return image, (full_size if drafted else image.size)
 
 
 def _reason(exc: BaseException) -> str:
@@ -79,8 +93,11 @@ def _reason(exc: BaseException) -> str:
     return f"cannot decode: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
 
 
-def decode_small(path: str, methods: tuple[str, ...]) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read and decode one file; return its facts and the small gray arrays each method needs."""
+def decode_small(path: str, methods: tuple[str, ...], draft: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read and decode one file; return its facts and the small gray arrays each method needs.
+
+    With `draft`, a JPEG decodes at reduced scale (see DRAFT_SIZE); its pixel digest is then that of the
+    reduced image (still equal for two JPEGs with the same coefficients, no longer for a PNG copy)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -89,13 +106,16 @@ def decode_small(path: str, methods: tuple[str, ...]) -> tuple[dict, dict[str, n
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
-        image = _open_rgb(data)
+        image, (width, height) = _open_rgb(data, draft)
         pixels = image.tobytes()
+        reduced = image.size != (width, height)
         facts = {
-            "width": image.width,
-            "height": image.height,
+            "width": width,
+            "height": height,
             "byte_digest": hashlib.blake2b(data, digest_size=16).digest(),
-            "pixel_digest": hashlib.blake2b(pixels, digest_size=16, key=b"%dx%d" % image.size).digest(),
+            # keyed by the decoded size (and "d" when reduced): digests of different decodes never collide
+            "pixel_digest": hashlib.blake2b(pixels, digest_size=16,
+                                            key=b"%dx%d%s" % (*image.size, b"d" if reduced else b"")).digest(),
         }
         del pixels
         small: dict[str, np.ndarray] = {}
@@ -109,14 +129,16 @@ def decode_small(path: str, methods: tuple[str, ...]) -> tuple[dict, dict[str, n
     return facts, small
 
 
-def fingerprint_paths(paths: list[str], methods: tuple[str, ...]) -> list[Fingerprint | str]:
-    """Fingerprint a batch of files: a Fingerprint per good file, a reason string per bad one."""
+def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = False) -> list[Fingerprint | str]:
+    """Fingerprint a batch of files: a Fingerprint per good file, a reason string per bad one.
+
+    `draft`: decode JPEGs at reduced scale (faster for photos; hashes not bit-identical to imagededup's)."""
     results: list[Fingerprint | str] = []
     good: list[tuple[int, dict]] = []
     arrays: dict[str, list[np.ndarray]] = {}
     for path in paths:
         try:
-            facts, small = decode_small(path, methods)
+            facts, small = decode_small(path, methods, draft)
         except BadImage as exc:
             results.append(str(exc))
             continue
@@ -143,6 +165,7 @@ def fingerprint_paths(paths: list[str], methods: tuple[str, ...]) -> list[Finger
             flip_hashes={m: flips[m][row].tobytes() for m in flips},
             thumb=thumbs[row].tobytes(),
             color=facts["color"],
+            draft=draft,
         )
     return results
 
