@@ -1,0 +1,68 @@
+"""The parallel, batched fingerprinting gives exactly what one process fingerprinting file by file gives."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from dupaudit.discover import discover, resolve_roots
+from dupaudit.fingerprint import fingerprint_paths
+from dupaudit.formats.json import render
+from dupaudit.sample import make_sample
+
+scan_module = importlib.import_module("dupaudit.scan")  # the module (dupaudit.scan the attribute is the function)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """About 300 images with planted exact, pixel and near copies, a label conflict and a leak."""
+    root = tmp_path_factory.mktemp("parallel") / "data"
+    make_sample(root, per_class=60, test_per_class=15)
+    return root
+
+
+def test_parallel_batched_scan_gives_the_same_report_as_one_process(dataset, monkeypatch):
+    one_process = scan_module.scan(dataset, jobs=1, use_cache=False)
+    monkeypatch.setattr(scan_module, "BATCH", 16)  # many batches, spread over two worker processes
+    parallel = scan_module.scan(dataset, jobs=2, use_cache=False)
+    assert one_process.summary.images >= 300
+    assert one_process.summary.groups > 0  # the comparison is about something
+    assert render(parallel) == render(one_process)
+
+
+def test_batch_boundaries_do_not_change_any_fingerprint(dataset):
+    records, _ = discover(resolve_roots(dataset))
+    paths = [r.abspath for r in records]
+    methods = ("phash", "dhash", "ahash")
+    whole = fingerprint_paths(paths, methods)
+    pieces = [fp for start in range(0, len(paths), 7) for fp in fingerprint_paths(paths[start:start + 7], methods)]
+    singles = [fingerprint_paths([path], methods)[0] for path in paths[:40]]
+    assert whole == pieces
+    assert whole[:40] == singles
+
+
+def test_warm_scan_after_a_parallel_cold_scan_is_identical(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(scan_module, "BATCH", 16)
+    cache = tmp_path / "cache.sqlite"
+    cold = scan_module.scan(dataset, jobs=2, cache_path=cache)
+    warm = scan_module.scan(dataset, jobs=2, cache_path=cache)
+    assert warm.decoded == 0
+    assert render(warm) == render(cold)
+
+
+def test_draft_decoding_keeps_true_sizes_and_leaves_png_unchanged(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((1, 1, 3)) * 255 + np.zeros((480, 640, 3))).astype(np.uint8)
+    pixels[100:300, 200:500] = 30
+    Image.fromarray(pixels).save(tmp_path / "photo.jpg", quality=90)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    paths = [str(tmp_path / "photo.jpg"), str(tmp_path / "photo.png")]
+    full, draft = fingerprint_paths(paths, ("phash",)), fingerprint_paths(paths, ("phash",), draft=True)
+    assert (draft[0].width, draft[0].height) == (full[0].width, full[0].height) == (640, 480)
+    assert draft[0].draft and not full[0].draft
+    assert draft[0].pixel_digest != full[0].pixel_digest  # a reduced decode never passes for the full one
+    assert draft[1].hashes == full[1].hashes and draft[1].pixel_digest == full[1].pixel_digest  # PNG: no draft
