@@ -51,6 +51,9 @@ class Settings:
     method: str = "phash"
     threshold: int = 10
     flips: bool = False
+    verify: bool = True  # near candidates must pass the thumbnail check (verify.py)
+    neighbours: int = 10  # nearest neighbours per image proposed as candidates (0: hash pairs only)
+    min_similarity: float = 0.70  # verification score a candidate must reach
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,14 @@ from .groups import build_groups
 from .model import METHODS, ImageRecord, Root, ScanReport, Settings, Skipped
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
+from .verify import CascadeSettings, candidate_pairs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 6  # pHash; chosen on CIFAR-10, see README "Choosing the threshold"
+# pHash radius: candidates for verification, or (with verify=False) near duplicates outright.
+# Both chosen on CIFAR-10; see README "Choosing the operating point".
+DEFAULT_THRESHOLD = 10
+UNVERIFIED_THRESHOLD = 6
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
 
 
@@ -96,12 +100,14 @@ def _collect(batches, outputs, fresh, cache, progress) -> None:
 
 def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, method: str = "phash",
          threshold: int | None = None, flips: bool = False, jobs: int | None = None,
-         cache_path: str | os.PathLike | None = None, use_cache: bool = True,
+         cache_path: str | os.PathLike | None = None, use_cache: bool = True, verify: bool = True,
+         neighbours: int | None = None, min_similarity: float | None = None,
          progress: ProgressSink | None = None) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD
     if not 0 <= threshold <= 64:
         raise InputError(f"threshold must be between 0 and 64, not {threshold}")
     timings: dict[str, float] = {}
@@ -114,7 +120,10 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         raise InputError(f"{root}: no images found")
     timings["discover"] = time.perf_counter() - started
 
-    settings = Settings(method=method, threshold=threshold, flips=flips)
+    defaults = Settings()
+    settings = Settings(method=method, threshold=threshold, flips=flips, verify=verify,
+                        neighbours=defaults.neighbours if neighbours is None else neighbours,
+                        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity)
     cache_file = cache_path or default_cache_path()
     # A rescan of unchanged files with the same settings and code reuses the last answer: nothing is
     # decoded or searched (FingerprintCache.result_key lists what the answer depends on).
@@ -131,6 +140,8 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         cache = FingerprintCache(cache_file) if use_cache else None
         try:
             found = fingerprint_records(records, (method,), jobs=jobs, cache=cache, progress=progress)
+            if verify and cache is not None:
+                _load_thumbs(found, cache)
         finally:
             if cache is not None:
                 cache.close()
@@ -151,6 +162,17 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         splits=splits, groups=groups, skipped=tuple(skipped), train_split=train_split, timings=timings,
         cache_hits=found.cache_hits, decoded=found.decoded,
     )
+
+
+def _load_thumbs(found: Fingerprinted, cache: FingerprintCache) -> None:
+    """Verification needs every thumbnail; fingerprints read from the cache come without them."""
+    missing = [r.abspath for r, f in zip(found.records, found.fingerprints) if not f.thumb]
+    if not missing:
+        return
+    thumbs = cache.thumbs(missing)
+    for record, fingerprint in zip(found.records, found.fingerprints):
+        if not fingerprint.thumb:
+            fingerprint.thumb = thumbs[record.abspath]
 
 
 def _pack_answer(records: Sequence[ImageRecord], found: Fingerprinted, groups) -> tuple:
@@ -184,12 +206,21 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
         pair_a.append(a)
         pair_b.append(b)
     near_a, near_b, _ = pairs_within(hashes, settings.threshold, threads=jobs)
-    pair_a.append(near_a)
-    pair_b.append(near_b)
+    hash_pairs = [(near_a, near_b, False)]
     if flip_hashes is not None:
         flip_a, flip_b, _ = pairs_within(hashes, settings.threshold, queries=flip_hashes, threads=jobs)
-        pair_a.append(flip_a)
-        pair_b.append(flip_b)
+        hash_pairs.append((flip_b, flip_a, True))  # flip_b matches the mirror image of flip_a
+    if settings.verify:
+        thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(count, 32, 32)
+        cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+        candidates = candidate_pairs(hash_pairs, thumbs, settings.flips, cascade, threads=jobs)
+        verified = candidates.scores >= settings.min_similarity
+        pair_a.append(candidates.first[verified])
+        pair_b.append(candidates.second[verified])
+    else:
+        for first, second, _ in hash_pairs:
+            pair_a.append(first)
+            pair_b.append(second)
     order = {r.name: i for i, r in enumerate(roots)}
     return build_groups(records, order, np.concatenate(pair_a), np.concatenate(pair_b),
                         [f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints],

@@ -41,6 +41,8 @@ def guarded(command: F) -> F:
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except typer.BadParameter as exc:  # a usage error found inside a command body
+            raise fail(exc.format_message()) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug: say so, and never exit 1 (that means "findings")

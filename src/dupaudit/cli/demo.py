@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import guarded
+from .common import fail, guarded
 
 
 @app.command()
@@ -17,6 +17,6 @@ def demo(out: Path = typer.Argument(Path("dupaudit-demo"), help="Folder to creat
     from ..sample import make_sample
 
     if out.exists() and any(out.iterdir()):
-        raise typer.BadParameter(f"{out} exists and is not empty; choose a new folder")
+        raise fail(f"{out} exists and is not empty; choose a new folder")
     plan = make_sample(out)
     typer.echo(f"wrote a sample dataset to {plan.root}; now run: dupaudit scan {plan.root}")

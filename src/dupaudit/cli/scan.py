@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from . import app
-from .common import EXIT_FINDINGS, err_console, guarded, progress_sink
+from .common import EXIT_FINDINGS, err_console, fail, guarded, progress_sink
 from .render import print_summary
 
 
@@ -36,14 +36,22 @@ def write_text(path: Path, text: str) -> None:
 @app.command()
 @guarded
 def scan(
-    root: Path = typer.Argument(..., help="Dataset folder: ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., "
-                                          "or a flat folder."),
+    root: Optional[Path] = typer.Argument(None, help="Dataset folder: ROOT/<class>/..., "
+                                                     "ROOT/{train,val,test}/<class>/..., or a flat folder."),
     against: list[Path] = typer.Option([], "--against", help="An evaluation folder to check for leakage "
                                                              "(repeatable)."),
     method: Method = typer.Option(Method.phash, "--method", help="Perceptual hash (imagededup's definitions)."),
     threshold: Optional[int] = typer.Option(None, "--threshold", min=0, max=64,
                                             help="Hamming radius for near duplicates (default: see README)."),
     flips: bool = typer.Option(False, "--flips", help="Also match horizontally mirrored copies."),
+    verify: bool = typer.Option(True, "--verify/--no-verify",
+                                help="Verify near candidates on thumbnails (the cascade); --no-verify: pHash only."),
+    min_similarity: Optional[float] = typer.Option(None, "--min-similarity", min=-1.0, max=1.0,
+                                                   help="Verification score a near pair must reach (default 0.70)."),
+    neighbours: Optional[int] = typer.Option(None, "--neighbours", min=0,
+                                             help="Nearest neighbours per image proposed as candidates (default 10)."),
+    explain_pair: Optional[tuple[Path, Path]] = typer.Option(None, "--explain", metavar="A B",
+                                                             help="Say why two files are or are not grouped."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores)."),
     cache: Optional[Path] = typer.Option(None, "--cache", envvar="DUPAUDIT_CACHE",
                                          help="Fingerprint cache file (default ~/.cache/dupaudit/fingerprints.sqlite)."),
@@ -64,9 +72,15 @@ def scan(
     from ..scan import scan as run_scan
 
     rules = parse_rules(fail_on)  # a bad rule is a usage error before any work is done
+    if explain_pair:
+        _print_explanation(explain_pair, method.value, threshold, flips, verify, min_similarity, neighbours)
+        return
+    if root is None:
+        raise fail("missing ROOT: give a dataset folder (or --explain A B)")
     started = time.perf_counter()
     report = run_scan(root, against, method=method.value, threshold=threshold, flips=flips, jobs=jobs,
-                      cache_path=cache, use_cache=not no_cache, progress=progress_sink(quiet))
+                      cache_path=cache, use_cache=not no_cache, verify=verify, neighbours=neighbours,
+                      min_similarity=min_similarity, progress=progress_sink(quiet))
     elapsed = time.perf_counter() - started
     if json_file:
         write_text(json_file, json_format.render(report))
@@ -89,3 +103,21 @@ def scan(
         for line in broken:
             err_console.print(f"[red]fail:[/] {line}", highlight=False)
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _print_explanation(pair, method, threshold, flips, verify, min_similarity, neighbours) -> None:
+    from ..explain import explain
+    from ..model import Settings
+    from ..scan import DEFAULT_THRESHOLD, UNVERIFIED_THRESHOLD
+
+    defaults = Settings()
+    settings = Settings(method=method, flips=flips, verify=verify,
+                        threshold=threshold if threshold is not None else
+                        (DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD),
+                        neighbours=defaults.neighbours if neighbours is None else neighbours,
+                        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity)
+    result = explain(str(pair[0]), str(pair[1]), settings)
+    typer.echo(f"{result.first}\n{result.second}")
+    for reason in result.reasons:
+        typer.echo(f"  {reason}")
+    typer.echo(f"verdict: {result.verdict}" + ("" if result.verdict == "not a duplicate" else " duplicate"))

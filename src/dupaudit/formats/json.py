@@ -22,7 +22,8 @@ def to_dict(report: ScanReport) -> dict:
         "tool": {"name": "dupaudit", "version": report.tool_version},
         "roots": [{"name": r.name, "path": r.path} for r in report.roots],
         "settings": {"method": report.settings.method, "threshold": report.settings.threshold,
-                     "flips": report.settings.flips},
+                     "flips": report.settings.flips, "verify": report.settings.verify,
+                     "neighbours": report.settings.neighbours, "min_similarity": report.settings.min_similarity},
         "summary": {
             "images": report.summary.images, "skipped": report.summary.skipped, "groups": report.summary.groups,
             "redundant": report.summary.redundant, "label_conflicts": report.summary.label_conflicts,
