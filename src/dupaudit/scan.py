@@ -44,24 +44,26 @@ class Fingerprinted:
 
 
 def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...], *, jobs: int | None = None,
-                        cache: FingerprintCache | None = None,
-                        progress: ProgressSink | None = None) -> Fingerprinted:
-    """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes."""
+                        cache: FingerprintCache | None = None, progress: ProgressSink | None = None,
+                        draft: bool = False) -> Fingerprinted:
+    """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes.
+
+    `draft`: decode JPEGs at reduced scale (fingerprint.DRAFT_SIZE): faster on photos, not bit-identical."""
     progress = progress or NullProgress()
     cached = cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if _cacheable(r.abspath)),
-                          methods) if cache else {}
+                          methods, draft) if cache else {}
     todo = [r for r in records if r.abspath not in cached]
     fresh: dict[str, Fingerprint | str] = {}
     progress.start("fingerprint", len(todo))
     batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
     jobs = max(1, jobs or default_jobs())
     if jobs == 1 or len(batches) <= 1:
-        outputs = (fingerprint_paths([r.abspath for r in batch], methods) for batch in batches)
+        outputs = (fingerprint_paths([r.abspath for r in batch], methods, draft) for batch in batches)
         _collect(batches, outputs, fresh, cache, progress)
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
             outputs = pool.map(fingerprint_paths, [[r.abspath for r in b] for b in batches],
-                               [methods] * len(batches))
+                               [methods] * len(batches), [draft] * len(batches))
             _collect(batches, outputs, fresh, cache, progress)
     progress.finish()
 
@@ -102,7 +104,7 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
          threshold: int | None = None, flips: bool = False, jobs: int | None = None,
          cache_path: str | os.PathLike | None = None, use_cache: bool = True, verify: bool = True,
          neighbours: int | None = None, min_similarity: float | None = None,
-         progress: ProgressSink | None = None) -> ScanReport:
+         progress: ProgressSink | None = None, fast_decode: bool = False) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
@@ -130,7 +132,7 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     reuse_key, reused = None, None
     if use_cache:
         with FingerprintCache(cache_file) as cache:
-            reuse_key = cache.result_key(records, (settings, roots))
+            reuse_key = cache.result_key(records, (settings, roots, fast_decode))
             reused = cache.load_result(reuse_key)
     if reused is not None:
         found, groups = _unpack_answer(records, reused)
@@ -139,7 +141,8 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     else:
         cache = FingerprintCache(cache_file) if use_cache else None
         try:
-            found = fingerprint_records(records, (method,), jobs=jobs, cache=cache, progress=progress)
+            found = fingerprint_records(records, (method,), jobs=jobs, cache=cache, progress=progress,
+                                        draft=fast_decode)
             if verify and cache is not None:
                 _load_thumbs(found, cache)
         finally:
