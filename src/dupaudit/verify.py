@@ -56,8 +56,8 @@ def neighbour_pairs(desc: np.ndarray, k: int, min_similarity: float, queries: np
     if count < 2 or k <= 0:
         return empty, empty
     if count > 20000:
-        # An inverted-file index: exact scan of the 8 nearest clusters, about 3x faster than brute force
-        # here and within 1% of its recall on the annotated CIFAR-10 pairs.
+        # An inverted-file index: exact scan of the 8 nearest of 4*sqrt(n) clusters, several times faster than
+        # brute force here, with the same recall of the annotated CIFAR-10 pairs (benchmarks/bench_accuracy.py).
         lists = int(4 * np.sqrt(count))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(64), 64, lists, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
@@ -156,20 +156,29 @@ class Prepared:
     sandwich over the whole stack.
     """
 
-    def __init__(self, thumbs: np.ndarray, size: int) -> None:
+    def __init__(self, thumbs: np.ndarray, size: int, threads: int = 1) -> None:
         self.shift = 1  # one pixel each way at 16 and at 32: as discriminative as two at 32, 3x cheaper
         self.window = size - 2 * self.shift
+        self.size = size
+        parts = _map_chunks(lambda lo, hi: self._prepare(thumbs[lo:hi]), len(thumbs), 4096, threads)
+        if not parts:
+            parts = [self._prepare(thumbs[:0])]
+        (self.plain, self.zoom, self.plain_centre, self.plain_norms, self.zoom_centre,
+         self.zoom_norms) = (np.concatenate(arrays) for arrays in zip(*parts))
+
+    def _prepare(self, thumbs: np.ndarray) -> tuple[np.ndarray, ...]:
+        size = self.size
         images = np.ascontiguousarray(thumbs, dtype=np.float32)
         down = _down_matrix(size)
         blur = _blur_matrix(size, sigma=3.0 * size / THUMB)
         zoomed = _zoom_matrix(size, ZOOM) @ down
         small = _sandwich(images, down)
-        self.plain = (small - _sandwich(images, blur @ down)) * _content_mask(small)
+        plain = (small - _sandwich(images, blur @ down)) * _content_mask(small)
         small_zoom = _sandwich(images, zoomed)
-        self.zoom = (small_zoom - _sandwich(images, blur @ zoomed)) * _content_mask(small_zoom)
+        zoom = (small_zoom - _sandwich(images, blur @ zoomed)) * _content_mask(small_zoom)
         windows = _window_matrix(size, self.window)
-        self.plain_centre, self.plain_norms = self._centre(self.plain), self._norms(self.plain, windows)
-        self.zoom_centre, self.zoom_norms = self._centre(self.zoom), self._norms(self.zoom, windows)
+        return (plain, zoom, self._centre(plain), self._norms(plain, windows), self._centre(zoom),
+                self._norms(zoom, windows))
 
     def _centre(self, images: np.ndarray) -> np.ndarray:
         s, w = self.shift, self.window
@@ -182,23 +191,40 @@ class Prepared:
         sums, squares = _sandwich(images, windows), _sandwich(images * images, windows)
         return np.sqrt(np.maximum(squares - sums**2 / self.window**2, 0)) + 1e-6
 
-    def scores(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    def scores(self, first: np.ndarray, second: np.ndarray, threads: int = 1) -> np.ndarray:
         """Best correlation of each pair over shifts, plain and with either image zoomed."""
-        w = self.window
         best = np.full(len(first), -1.0, dtype=np.float32)
-        for start in range(0, len(first), _CHUNK):
-            a, b = first[start:start + _CHUNK], second[start:start + _CHUNK]
-            result = best[start:start + _CHUNK]
-            for centre, moving, norms in ((self.plain_centre[a], self.plain[b], self.plain_norms[b]),
-                                          (self.plain_centre[a], self.zoom[b], self.zoom_norms[b]),
-                                          (self.plain_centre[b], self.zoom[a], self.zoom_norms[a])):
-                span = norms.shape[1]
-                for dy in range(span):
-                    for dx in range(span):
-                        # the centre has zero mean, so the window's mean drops out of the numerator
-                        dots = np.einsum("nij,nij->n", centre, moving[:, dy:dy + w, dx:dx + w])
-                        np.maximum(result, dots / norms[:, dy, dx], out=result)
+
+        def run(lo: int, hi: int) -> None:
+            best[lo:hi] = self._score_chunk(first[lo:hi], second[lo:hi])
+
+        _map_chunks(run, len(first), _CHUNK, threads)
         return best
+
+    def _score_chunk(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        w = self.window
+        result = np.full(len(a), -1.0, dtype=np.float32)
+        for centre, moving, norms in ((self.plain_centre[a], self.plain[b], self.plain_norms[b]),
+                                      (self.plain_centre[a], self.zoom[b], self.zoom_norms[b]),
+                                      (self.plain_centre[b], self.zoom[a], self.zoom_norms[a])):
+            span = norms.shape[1]
+            for dy in range(span):
+                for dx in range(span):
+                    # the centre has zero mean, so the window's mean drops out of the numerator
+                    dots = np.einsum("nij,nij->n", centre, moving[:, dy:dy + w, dx:dx + w])
+                    np.maximum(result, dots / norms[:, dy, dx], out=result)
+        return result
+
+
+def _map_chunks(function, total: int, chunk: int, threads: int) -> list:
+    """function(lo, hi) over consecutive ranges, in `threads` threads (numpy releases the GIL here)."""
+    ranges = [(lo, min(lo + chunk, total)) for lo in range(0, total, chunk)]
+    if threads <= 1 or len(ranges) <= 1:
+        return [function(lo, hi) for lo, hi in ranges]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda bounds: function(*bounds), ranges))
 
 
 def similarity(thumbs_a: np.ndarray, thumbs_b: np.ndarray, size: int = THUMB) -> np.ndarray:
@@ -209,7 +235,7 @@ def similarity(thumbs_a: np.ndarray, thumbs_b: np.ndarray, size: int = THUMB) ->
 
 
 def verify(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray, mirrored: np.ndarray,
-           settings: CascadeSettings) -> np.ndarray:
+           settings: CascadeSettings, threads: int = 1) -> np.ndarray:
     """The score of each candidate pair (-1 for pairs dropped by the coarse pass); mirrored pairs flip the second."""
     scores = np.full(len(first), -1.0, dtype=np.float32)
     if not len(first):
@@ -219,10 +245,10 @@ def verify(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray, mirrored: 
     # Thousands of tiny matrix products: BLAS threads only add synchronisation (10x slower measured on
     # a busy 2-core machine), so this stage runs them single-threaded.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _verify(thumbs, first, second, mirrored, settings, scores)
+        return _verify(thumbs, first, second, mirrored, settings, scores, threads)
 
 
-def _verify(thumbs, first, second, mirrored, settings, scores):
+def _verify(thumbs, first, second, mirrored, settings, scores, threads):
     second = second.copy()
     if mirrored.any():
         # mirrored images join the stack as extra rows, so every comparison below stays a plain one
@@ -232,13 +258,13 @@ def _verify(thumbs, first, second, mirrored, settings, scores):
         thumbs = np.concatenate([thumbs, np.ascontiguousarray(thumbs[flipped][:, :, ::-1])])
     involved, inverse = np.unique(np.concatenate([first, second]), return_inverse=True)
     local_first, local_second = inverse[:len(first)], inverse[len(first):]
-    coarse = Prepared(thumbs[involved], THUMB // 2).scores(local_first, local_second)
+    coarse = Prepared(thumbs[involved], THUMB // 2, threads).scores(local_first, local_second, threads)
     survivors = np.nonzero(coarse >= settings.min_coarse)[0]
     if len(survivors):
         kept, kept_inverse = np.unique(np.concatenate([local_first[survivors], local_second[survivors]]),
                                        return_inverse=True)
-        fine = Prepared(thumbs[involved[kept]], THUMB)
-        scores[survivors] = fine.scores(kept_inverse[:len(survivors)], kept_inverse[len(survivors):])
+        fine = Prepared(thumbs[involved[kept]], THUMB, threads)
+        scores[survivors] = fine.scores(kept_inverse[:len(survivors)], kept_inverse[len(survivors):], threads)
     return scores
 
 
@@ -276,5 +302,5 @@ def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumb
     first, second, mirrored = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(flags)
     keys = np.unique(np.stack([first, second, mirrored.astype(np.int64)], axis=1), axis=0)
     first, second, mirrored = keys[:, 0], keys[:, 1], keys[:, 2].astype(bool)
-    scores = verify(thumbs, first, second, mirrored, settings)
+    scores = verify(thumbs, first, second, mirrored, settings, threads=threads or 1)
     return Candidates(first, second, mirrored, scores)
