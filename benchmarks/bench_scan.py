@@ -9,6 +9,7 @@ Per dataset, all in this one run and with the same number of processes (--jobs, 
 - dupaudit cold: dupaudit.scan.scan() with an empty cache; warm: the same again (cache filled); each in a fresh
   process, timing the call (interpreter and imports excluded, as for the peer), median of --runs runs;
   plus the whole `dupaudit scan` command line, warm, as a user runs it (interpreter start-up included);
+- dupaudit no-verify: the same with scan(verify=False) (pHash radius only, no thumbnail verification stage);
 - dupaudit draft (photo set): cold with draft decoding of JPEGs (opt-in, not bit-identical to imagededup);
 - peer: imagededup 0.3.3 PHash encode_images + find_duplicates with each search method (benchmarks/
   peer_imagededup.py in its own process; its torch import is not counted). Its 60,000-image search takes many
@@ -106,9 +107,10 @@ def bench(name: str, folder: Path, args: argparse.Namespace) -> dict:
     print(f"decode floor (open+convert+resize): {result['floor_s']:.2f} s median (runs {_runs(floors)}), "
           f"{len(paths) / result['floor_s']:,.0f} files/s")
 
-    modes = [("default", {})]
+    modes = [("default", {}), ("no-verify", {"verify": False})]
     if name != "cifar" or args.draft_cifar:
         modes.append(("draft", {"fast_decode": True}))
+        modes.append(("draft no-verify", {"fast_decode": True, "verify": False}))
     for mode, extra in modes:
         colds, warms, cpus, warm_cpus, first = [], [], [], [], None
         for _ in range(args.runs):
@@ -123,6 +125,8 @@ def bench(name: str, folder: Path, args: argparse.Namespace) -> dict:
                 if mode == "default" and first is None:
                     result["cli_warm_s"] = _median([run_cli(folder, cache, args.jobs) for _ in range(3)])
                 first = first or cold
+                if warm["timings"].get("search", 0.0) > 0.0:
+                    print(f"  note: a warm {mode} run recomputed its answer (the code changed in between?)")
                 colds.append(cold["wall"])
                 cpus.append(cold["cpu"])
                 warms.append(warm["wall"])
