@@ -38,7 +38,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
 def run_mode(args, adversarial: str | None) -> dict:
     """Clean, uniform and non-uniform injection under one training mode; per-seed accuracies of each."""
     common = dict(seeds=args.seeds, epochs=args.epochs, width=args.width, max_train=args.train_images,
-                  max_test=args.test_images, device=args.device, adversarial=adversarial, pgd_steps=args.pgd_steps)
+                  max_test=args.test_images, device=args.device, adversarial=adversarial, pgd_steps=args.pgd_steps,
+                  match_steps=args.match_steps)
     # as-is = the injected training set; deduplicated = exactly the clean set (copies join their source's group)
     uniform = run_probe(args.data, settings=ProbeSettings(arms=("as-is", "deduplicated"), inject="uniform",
                                                           rates=(args.rate,), **common))
@@ -57,11 +58,16 @@ def run_mode(args, adversarial: str | None) -> dict:
         rows[name]["train_images"] = condition.arm(arm).train_images
         rows[name]["train_seconds"] = [r.train_seconds for r in condition.runs if r.arm == arm]
     return {"rows": rows, "reports": [to_dict(uniform), to_dict(nonuniform)],
-            "nonuniform_classes": _injected_classes(n)}
+            "nonuniform_classes": _injected_classes(nonuniform)}
 
 
-def _injected_classes(condition) -> list[str]:
-    return [d.label for d in condition.class_deltas if d.redundant > 0]
+def _injected_classes(report) -> list[str]:
+    """The classes non-uniform injection chose (not those with a natural duplicate)."""
+    from dupaudit.probe import HYPERPARAMETERS
+    from dupaudit.probe.data import choose_classes
+
+    chosen = choose_classes(report.classes, (), HYPERPARAMETERS["data"]["data_seed"])
+    return [report.classes[i] for i in chosen]
 
 
 def _fmt(interval) -> str:
@@ -133,6 +139,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--modes", default="standard,pgd")
+    parser.add_argument("--match-steps", action="store_true",
+                        help="train the clean set for as many optimizer steps as the injected sets")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "paper_repro")
     args = parser.parse_args()
 
@@ -153,7 +161,8 @@ def main() -> int:
     header = (f"Paper reproduction (Aghabagherloo et al.), {now:%Y-%m-%d %H:%M} UTC, {device}, "
               f"{platform.node() or 'unknown host'}, torch {torch.__version__}\n"
               f"rate {args.rate:g} (share of the injected training set that is copies), {args.seeds} seeds, "
-              f"{args.epochs:g} epochs, width {args.width}, PGD train steps {args.pgd_steps}, "
+              f"{args.epochs:g} epochs{' (steps matched)' if args.match_steps else ''}, width {args.width}, "
+              f"PGD train steps {args.pgd_steps}, "
               f"train images {args.train_images or 'all'}, test images {args.test_images or 'all'}; "
               f"non-uniform copies in: {', '.join(results[next(iter(results))]['nonuniform_classes'])}; "
               f"wall time {wall:.0f} s")
