@@ -283,7 +283,7 @@ def test_match_steps_gives_smaller_arms_the_as_is_step_count(dataset, cache):
     assert matched.arm("deduplicated").images_seen == matched.arm("as-is").images_seen
 
 
-def test_sweep_injects_each_rate_and_reuses_identical_runs(dataset, cache):
+def test_sweep_injects_each_rate_and_reuses_identical_runs(dataset, cache, tmp_path):
     settings = ProbeSettings(arms=("as-is", "deduplicated"), seeds=1, inject="nonuniform", rates=(0.0, 0.3),
                              inject_classes=("cow",), max_train=15, **TINY)
     report = run_probe(dataset, settings=settings, cache_path=cache)
@@ -298,6 +298,10 @@ def test_sweep_injects_each_rate_and_reuses_identical_runs(dataset, cache):
     # the clean training set with the same seed ran once: later runs reuse it (deterministic)
     reused = [r for c in report.conditions for r in c.runs if r.reused]
     assert len(reused) == 2
+    from dupaudit.probe.plot import plot_report
+
+    plot_report(report, tmp_path / "sweep.png")  # three panels, the last the sweep curve
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # --- the command ------------------------------------------------------------------------------------------------

@@ -85,6 +85,8 @@ def plot_report(report: ProbeReport, path: str | os.PathLike) -> None:
             intervals = [c.arm(arm).accuracy for c in report.conditions]
             means, errors = _errors(intervals)
             ax.errorbar(rates, means, yerr=errors, marker="o", capsize=3, color=arm_color(arm), label=arm)
+        means = [100 * c.arm(arm).accuracy.mean for c in report.conditions for arm in names]
+        ax.set_ylim(max(0.0, min(means) - 10), min(100.0, max(means) + 10))  # wide intervals must not hide the curve
         ax.set_xlabel(f"injection rate ({report.settings.inject})")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title("Sweep: accuracy against the share of copies", fontsize=10)
