@@ -51,7 +51,8 @@ HYPERPARAMETERS: dict = {
     "data": {
         "holdout": 0.2,              # share of the images held out for testing when ROOT has no test/val split
         "data_seed": 0,              # seeds the hold-out, the --max-train/--max-test subsets and the injection
-        "eval_batch_size": 1000,
+        "eval_batch_size": 1000,     # test images per forward pass on a GPU...
+        "eval_batch_size_cpu": 100,  # ...and on a CPU (smaller batches stay in cache: about 20% faster here)
     },
 }
 

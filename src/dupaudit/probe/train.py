@@ -242,7 +242,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, tt
     """
     model.eval()
     cuda = images.device.type == "cuda"
-    batch = HYPERPARAMETERS["data"]["eval_batch_size"]
+    batch = HYPERPARAMETERS["data"]["eval_batch_size" if cuda else "eval_batch_size_cpu"]
     generator = torch.Generator(device=images.device).manual_seed(seed + 2)
     clean, robust_correct = [], []
     for first in range(0, len(images), batch):
