@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .hashing import HASH_FUNCTIONS, HASH_SIZES
+from .hashing import HASH_FUNCTIONS, HASH_SIZES, phash_and_mirrored
 
 THUMB_SIZE = 32  # the pHash input (32x32 gray, LANCZOS) doubles as the verification thumbnail
 COLOR_SIZE = 4  # a 4x4 RGB average: lets verification tell a red car from a blue one of the same shape
@@ -152,6 +152,9 @@ def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = 
     flips: dict[str, np.ndarray] = {}
     for method, stack in arrays.items():
         batch = np.stack(stack)
+        if method == "phash":  # the default: hash and mirrored hash share half the transform work
+            hashes[method], flips[method] = phash_and_mirrored(batch)
+            continue
         hashes[method] = HASH_FUNCTIONS[method](batch)
         flips[method] = HASH_FUNCTIONS[method](np.ascontiguousarray(batch[:, :, ::-1]))
     thumbs = arrays["phash"]
