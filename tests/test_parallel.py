@@ -66,3 +66,14 @@ def test_draft_decoding_keeps_true_sizes_and_leaves_png_unchanged(tmp_path):
     assert draft[0].draft and not full[0].draft
     assert draft[0].pixel_digest != full[0].pixel_digest  # a reduced decode never passes for the full one
     assert draft[1].hashes == full[1].hashes and draft[1].pixel_digest == full[1].pixel_digest  # PNG: no draft
+
+
+def test_shared_transform_mirrored_phash_is_bit_identical_to_two_phash_calls():
+    from dupaudit.hashing import phash, phash_and_mirrored
+
+    rng = np.random.default_rng(5)
+    smooth = rng.integers(0, 256, size=(64, 8, 8)).repeat(4, axis=1).repeat(4, axis=2)  # ties and plateaus
+    batch = np.concatenate([rng.integers(0, 256, size=(200, 32, 32)), smooth]).astype(np.uint8)
+    plain, mirrored = phash_and_mirrored(batch)
+    assert np.array_equal(plain, phash(batch))
+    assert np.array_equal(mirrored, phash(np.ascontiguousarray(batch[:, :, ::-1])))
