@@ -169,6 +169,27 @@ def bench(name: str, folder: Path, args: argparse.Namespace) -> dict:
     return result
 
 
+def freeze_package() -> None:
+    """Copy the dupaudit package aside and make the child processes import that copy.
+
+    Other people's edits during a long run would otherwise change the code between a cold and a warm scan
+    (and a warm scan rightly refuses an answer computed by other code)."""
+    import shutil
+
+    import dupaudit
+
+    package = Path(dupaudit.__file__).resolve().parent
+    frozen = Path(tempfile.mkdtemp(prefix="dupaudit-bench-"))
+    shutil.copytree(package, frozen / "dupaudit", ignore=shutil.ignore_patterns("__pycache__"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(frozen), os.environ.get("PYTHONPATH")) if p)
+    try:
+        head = subprocess.run(["git", "-C", str(package), "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, check=False).stdout.strip()
+    except OSError:
+        head = ""
+    print(f"code: a frozen copy of {package} ({head or 'no git'}) in {frozen}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="cifar,photos", help="cifar, photos, or NAME=FOLDER (comma-separated)")
@@ -181,8 +202,12 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--draft-cifar", action="store_true", help="also time draft decoding on CIFAR-10")
     parser.add_argument("--json", type=Path, help="write all figures as JSON")
+    parser.add_argument("--live", action="store_true",
+                        help="run the working tree's code as it changes (default: a frozen copy taken at the start)")
     args = parser.parse_args()
     args.peer_json = dict(item.split("=", 1) for item in args.peer_json)
+    if not args.live:
+        freeze_package()
     print(f"bench_scan {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} (a shared machine: figures are noisy)")
     results = []
