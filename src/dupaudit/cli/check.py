@@ -10,14 +10,7 @@ from typing import Optional
 import typer
 
 from . import app
-from .common import err_console, guarded, progress_sink
-
-
-class Method(str, Enum):
-    phash = "phash"
-    dhash = "dhash"
-    ahash = "ahash"
-    whash = "whash"
+from .common import Method, err_console, guarded, progress_sink
 
 
 class CheckFormat(str, Enum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from enum import Enum
 from typing import TypeVar
 
 import typer
@@ -15,6 +16,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import DupauditError, MissingExtraError
 
 err_console = Console(stderr=True)
+
+
+class Method(str, Enum):
+    """The perceptual hashes (imagededup's definitions), as every command that scans offers them."""
+
+    phash = "phash"
+    dhash = "dhash"
+    ahash = "ahash"
+    whash = "whash"
 F = TypeVar("F", bound=Callable)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_BASELINE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 123, 130

@@ -9,8 +9,7 @@ from typing import Optional
 import typer
 
 from . import app
-from .common import EXIT_USAGE, err_console, fail, guarded, progress_sink
-from .scan import Method
+from .common import EXIT_USAGE, Method, err_console, fail, guarded, progress_sink
 
 
 class Keep(str, Enum):

@@ -11,15 +11,8 @@ import typer
 from rich.console import Console
 
 from . import app
-from .common import EXIT_FINDINGS, err_console, fail, guarded, progress_sink
+from .common import EXIT_FINDINGS, Method, err_console, fail, guarded, progress_sink
 from .render import print_summary
-
-
-class Method(str, Enum):
-    phash = "phash"
-    dhash = "dhash"
-    ahash = "ahash"
-    whash = "whash"
 
 
 class Format(str, Enum):
@@ -54,7 +47,7 @@ def scan(
                                                              help="Say why two files are or are not grouped."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores)."),
     cache: Optional[Path] = typer.Option(None, "--cache", envvar="DUPAUDIT_CACHE",
-                                         help="Fingerprint cache file (default ~/.cache/dupaudit/fingerprints.sqlite)."),
+                                         help="Fingerprint cache (default ~/.cache/dupaudit/fingerprints.sqlite)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report (schema_version 1)."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member."),
