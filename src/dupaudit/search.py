@@ -16,6 +16,7 @@ per block; a pair that several blocks find is kept only by the first.
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
@@ -105,8 +106,12 @@ def multi_index_pairs(hashes: np.ndarray, radius: int, queries: np.ndarray | Non
     def run_block(position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return _search_block(words, query_words, self_search, radius, blocks, position)
 
-    threads = max(1, threads or 1)
-    if threads > 1:
+    if not threads:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            threads = os.cpu_count() or 1
+    if threads > 1 and len(blocks) > 1:
         # numpy releases the GIL inside its array loops, so blocks run side by side in threads
         with ThreadPoolExecutor(max_workers=min(threads, len(blocks))) as pool:
             parts = list(pool.map(run_block, range(len(blocks))))
