@@ -151,7 +151,7 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
 
         mark = time.perf_counter()
-        groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs)
+        groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
         timings["search"] = time.perf_counter() - mark
         if reuse_key is not None:
             with FingerprintCache(cache_file) as cache:
@@ -195,8 +195,10 @@ def _unpack_answer(records: Sequence[ImageRecord], answer: tuple) -> tuple[Finge
 
 
 def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerprint], roots: Sequence[Root],
-                settings: Settings, jobs: int | None = None):
+                settings: Settings, jobs: int | None = None, progress: ProgressSink | None = None):
     """Exact, pixel and near pairs, joined into groups."""
+    progress = progress or NullProgress()
+    progress.start("searching", 3 if settings.verify else 1)
     count = len(records)
     hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8).reshape(count, 8)
     flip_hashes = None
@@ -216,7 +218,8 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
     if settings.verify:
         thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(count, 32, 32)
         cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
-        candidates = candidate_pairs(hash_pairs, thumbs, settings.flips, cascade, threads=jobs or default_jobs())
+        candidates = candidate_pairs(hash_pairs, thumbs, settings.flips, cascade, threads=jobs or default_jobs(),
+                                     progress=progress)
         verified = candidates.scores >= settings.min_similarity
         pair_a.append(candidates.first[verified])
         pair_b.append(candidates.second[verified])
@@ -224,6 +227,8 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
         for first, second, _ in hash_pairs:
             pair_a.append(first)
             pair_b.append(second)
+    progress.advance()
+    progress.finish()
     order = {r.name: i for i, r in enumerate(roots)}
     return build_groups(records, order, np.concatenate(pair_a), np.concatenate(pair_b),
                         [f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints],

@@ -279,8 +279,11 @@ class Candidates:
 
 
 def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumbs: np.ndarray, flips: bool,
-                    settings: CascadeSettings, threads: int | None = None) -> Candidates:
-    """The union of the hash pairs and the nearest-neighbour pairs, each unordered pair once, scored."""
+                    settings: CascadeSettings, threads: int | None = None, progress=None) -> Candidates:
+    """The union of the hash pairs and the nearest-neighbour pairs, each unordered pair once, scored.
+
+    `progress` (a ProgressSink, optional) advances once after the neighbour search and once after verification.
+    """
     desc = descriptors(thumbs)
     sources = list(hash_pairs)
     sources.append((*neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity,
@@ -302,5 +305,9 @@ def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumb
     first, second, mirrored = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(flags)
     keys = np.unique(np.stack([first, second, mirrored.astype(np.int64)], axis=1), axis=0)
     first, second, mirrored = keys[:, 0], keys[:, 1], keys[:, 2].astype(bool)
+    if progress is not None:
+        progress.advance()
     scores = verify(thumbs, first, second, mirrored, settings, threads=threads or 1)
+    if progress is not None:
+        progress.advance()
     return Candidates(first, second, mirrored, scores)
