@@ -166,13 +166,17 @@ def bench(name: str, folder: Path, args: argparse.Namespace) -> dict:
         print("imagededup (this run):", end=" ")
     if peer:
         result["peer"] = peer
-        print(f"encode_images {peer['encode_s']:.1f} s for {peer['images']:,} images, threshold "
+        cpu_note = f" (CPU {peer['encode_cpu_s']:.1f} s)" if "encode_cpu_s" in peer else ""
+        print(f"encode_images {peer['encode_s']:.1f} s{cpu_note} for {peer['images']:,} images, threshold "
               f"{peer['threshold']}")
-        cold_s = result.get("default_cold_s")
-        for key in [k for k in peer if k.startswith("search_")]:
+        cold_s, cold_cpu = result.get("default_cold_s"), result.get("default_cold_cpu_s")
+        for key in [k for k in peer if k.startswith("search_") and not k.endswith("_cpu_s")]:
             method = key[len("search_"):-2]
             total = peer["encode_s"] + peer[key]
             ratio = f" -> {total / cold_s:.1f}x dupaudit cold" if cold_s else ""
+            if cold_cpu and f"search_{method}_cpu_s" in peer:
+                total_cpu = peer["encode_cpu_s"] + peer[f"search_{method}_cpu_s"]
+                ratio += f" (CPU {total_cpu:.1f} s -> {total_cpu / cold_cpu:.1f}x)"
             print(f"  + find_duplicates({method}) {peer[key]:.1f} s = {total:.1f} s{ratio} "
                   f"({peer.get('pairs_' + method, '?'):,} pairs)")
     return result
