@@ -77,3 +77,30 @@ def test_shared_transform_mirrored_phash_is_bit_identical_to_two_phash_calls():
     plain, mirrored = phash_and_mirrored(batch)
     assert np.array_equal(plain, phash(batch))
     assert np.array_equal(mirrored, phash(np.ascontiguousarray(batch[:, :, ::-1])))
+
+
+def test_fast_jpeg_decoder_gives_the_same_fingerprints_as_pillow(dataset, tmp_path, monkeypatch):
+    """simplejpeg (when installed) must change nothing: same digests, hashes, sizes and reasons as Pillow."""
+    from PIL import Image
+
+    from dupaudit import fingerprint
+
+    records, _ = discover(resolve_roots(dataset))
+    rng = np.random.default_rng(2)
+    photo = Image.fromarray(rng.integers(0, 256, size=(120, 90, 3), dtype=np.uint8))
+    extra = {"progressive.jpg": dict(progressive=True, quality=80), "444.jpg": dict(subsampling=0)}
+    for name, options in extra.items():
+        photo.save(tmp_path / name, **options)
+    photo.convert("L").save(tmp_path / "gray.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: Pillow's path applies it
+    photo.save(tmp_path / "rotated.jpg", exif=exif)
+    (tmp_path / "truncated.jpg").write_bytes((tmp_path / "444.jpg").read_bytes()[:700])
+    paths = [r.abspath for r in records if r.abspath.endswith(".jpg")][:120]
+    paths += sorted(str(p) for p in tmp_path.glob("*.jpg"))
+    fast = fingerprint_paths(paths, ("phash", "dhash"))
+    monkeypatch.setattr(fingerprint, "_simplejpeg", None)
+    assert fingerprint_paths(paths, ("phash", "dhash")) == fast
+    rotated = fast[paths.index(str(tmp_path / "rotated.jpg"))]
+    assert (rotated.width, rotated.height) == (120, 90)  # 90x120 stored, turned a quarter
+    assert isinstance(fast[paths.index(str(tmp_path / "truncated.jpg"))], str)
