@@ -119,6 +119,8 @@ def bench(name: str, folder: Path, args: argparse.Namespace) -> dict:
     if name != "cifar" or args.draft_cifar:
         modes.append(("draft", {"fast_decode": True}))
         modes.append(("draft no-verify", {"fast_decode": True, "verify": False}))
+    if args.modes:
+        modes = [m for m in modes if m[0] in args.modes.split(",")]
     for mode, extra in modes:
         colds, warms, cpus, warm_cpus, first = [], [], [], [], None
         for _ in range(args.runs):
@@ -214,6 +216,7 @@ def main() -> None:
     parser.add_argument("--peer-methods", default="brute_force_cython,bktree")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--draft-cifar", action="store_true", help="also time draft decoding on CIFAR-10")
+    parser.add_argument("--modes", help="only these: default, no-verify, draft, 'draft no-verify' (comma-separated)")
     parser.add_argument("--json", type=Path, help="write all figures as JSON")
     parser.add_argument("--live", action="store_true",
                         help="run the working tree's code as it changes (default: a frozen copy taken at the start)")
