@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def main() -> None:
                                             search_method=method, num_dist_workers=args.workers)
         result[f"search_{method}_s"] = time.perf_counter() - started
         result[f"search_{method}_cpu_s"] = _cpu() - cpu
+        print(json.dumps(result), file=sys.stderr, flush=True)  # partial results survive an interrupted run
         result[f"pairs_{method}"] = sum(len(v) for v in duplicates.values()) // 2
     text = json.dumps(result)
     if args.json:
