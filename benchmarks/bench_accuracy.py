@@ -25,7 +25,6 @@ from dupaudit import scan
 from dupaudit.cache import FingerprintCache
 from dupaudit.discover import discover, resolve_roots
 from dupaudit.hashing import hamming
-from dupaudit.model import Settings
 from dupaudit.scan import fingerprint_records
 from dupaudit.search import pairs_within
 from dupaudit.verify import CascadeSettings, candidate_pairs
@@ -122,7 +121,7 @@ def main() -> None:
 
 
 def write_sample(data: Path, names: list[str], candidates, sample: list[int], out: Path) -> None:
-    scale, cell = 3, 32 * 3
+    cell = 32 * 3  # thumbnails enlarged 3x, nearest neighbour, so pixels stay visible
     columns = 5
     rows = (len(sample) + columns - 1) // columns
     sheet = Image.new("RGB", (columns * (2 * cell + 30), rows * (cell + 16)), "white")

@@ -9,7 +9,8 @@ from dupaudit.model import DuplicateGroup, GroupMember, ImageRecord, Root
 
 
 def _records(spec):
-    return [ImageRecord(root, f"{label}/{name}", label, 1, 1, f"/x/{root}/{label}/{name}") for root, label, name in spec]
+    return [ImageRecord(root, f"{label}/{name}", label, 1, 1, f"/x/{root}/{label}/{name}")
+            for root, label, name in spec]
 
 
 def _group(gid, *members):
