@@ -71,3 +71,10 @@ def test_usage_errors_exit_2(tmp_path, sample):
     assert _invoke("scan", sample, "--fail-on", "bogus").exit_code == 2
     assert _invoke("scan", sample, "--threshold", "99").exit_code == 2
     assert _invoke("scan", sample, "--method", "nope").exit_code == 2
+
+
+def test_fast_decode_flag_scans_and_finds_the_planted_groups(sample, tmp_path):
+    result = _invoke("scan", sample, "--no-cache", "--quiet", "--fast-decode", "--json", tmp_path / "fast.json")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "fast.json").read_text())
+    assert data["summary"]["leaked"] == 1 and data["summary"]["label_conflicts"] == 1

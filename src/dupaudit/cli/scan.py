@@ -46,6 +46,9 @@ def scan(
     explain_pair: Optional[tuple[Path, Path]] = typer.Option(None, "--explain", metavar="A B",
                                                              help="Say why two files are or are not grouped."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores)."),
+    fast_decode: bool = typer.Option(False, "--fast-decode",
+                                     help="Decode JPEGs at reduced scale (several times faster on photos; the "
+                                          "hashes are then no longer imagededup's: see docs/performance.md)."),
     cache: Optional[Path] = typer.Option(None, "--cache", envvar="DUPAUDIT_CACHE",
                                          help="Fingerprint cache (default ~/.cache/dupaudit/fingerprints.sqlite)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
@@ -73,7 +76,7 @@ def scan(
     started = time.perf_counter()
     report = run_scan(root, against, method=method.value, threshold=threshold, flips=flips, jobs=jobs,
                       cache_path=cache, use_cache=not no_cache, verify=verify, neighbours=neighbours,
-                      min_similarity=min_similarity, progress=progress_sink(quiet))
+                      min_similarity=min_similarity, progress=progress_sink(quiet), fast_decode=fast_decode)
     elapsed = time.perf_counter() - started
     if json_file:
         write_text(json_file, json_format.render(report))
