@@ -204,18 +204,14 @@ def _class_chart(split: str, classes: Sequence[ClassStats], skew: float | None) 
              f"xmlns='http://www.w3.org/2000/svg' aria-label='{_e(f'classes of split {split}')}'>",
              f"<text x='{a_x}' y='14' class='ptitle'>duplication rate</text>",
              f"<text x='{b_x}' y='14' class='ptitle'>prior inflation p/q</text>"]
-    step = rate_ticks[1] - rate_ticks[0] if len(rate_ticks) > 1 else 1.0
-    for tick in rate_ticks:
-        x = ax(tick)
-        parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{bottom}' stroke='{grid}'/>"
-                     f"<text x='{x:.1f}' y='{bottom + 14}' text-anchor='middle' class='tick'>"
-                     f"{_fmt_tick(tick, step)}</text>")
-    istep = inf_ticks[1] - inf_ticks[0] if len(inf_ticks) > 1 else 0.1
-    for tick in inf_ticks:
-        x = bx(tick)
-        parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{bottom}' stroke='{grid}'/>"
-                     f"<text x='{x:.1f}' y='{bottom + 14}' text-anchor='middle' class='tick'>"
-                     f"{_fmt_tick(tick, istep)}</text>")
+    # the same gridlines and labels for both panels: rate ticks on ax, inflation ticks on bx
+    for ticks, to_x, default_step in ((rate_ticks, ax, 1.0), (inf_ticks, bx, 0.1)):
+        step = ticks[1] - ticks[0] if len(ticks) > 1 else default_step
+        for tick in ticks:
+            x = to_x(tick)
+            parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{bottom}' stroke='{grid}'/>"
+                         f"<text x='{x:.1f}' y='{bottom + 14}' text-anchor='middle' class='tick'>"
+                         f"{_fmt_tick(tick, step)}</text>")
     for index, c in enumerate(rows):
         y = top + index * row_h
         driver = c.label in drivers
