@@ -35,9 +35,14 @@ CREATE TABLE IF NOT EXISTS fingerprints (
 )"""
 # Whole-scan answers (which files decoded, the groups), keyed by everything they depend on; see result_key.
 _RESULTS_SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
+# CNN embeddings (embed.py, --method cnn): float16 vectors keyed by file identity and the weights file's digest.
+_EMBEDDINGS_SCHEMA = ("CREATE TABLE IF NOT EXISTS embeddings (path TEXT NOT NULL, model BLOB NOT NULL, "
+                      "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, vector BLOB NOT NULL, "
+                      "PRIMARY KEY (path, model))")
 _KEEP_RESULTS = 16  # the most recently used answers kept (one per dataset and settings, typically)
 # The modules whose code decides a scan's answer: any edit to them makes earlier answers unusable.
-_RESULT_MODULES = ("analysis", "discover", "fingerprint", "groups", "hashing", "model", "scan", "search", "verify")
+_RESULT_MODULES = ("analysis", "discover", "embed", "fingerprint", "groups", "hashing", "model", "scan", "search",
+                   "verify")
 _code_digest: bytes | None = None
 
 
@@ -100,9 +105,11 @@ class FingerprintCache:
         if row is None or row[0] != version:
             self._db.execute("DROP TABLE IF EXISTS fingerprints")
             self._db.execute("DROP TABLE IF EXISTS results")
+            self._db.execute("DROP TABLE IF EXISTS embeddings")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (version,))
         self._db.execute(_SCHEMA)
         self._db.execute(_RESULTS_SCHEMA)
+        self._db.execute(_EMBEDDINGS_SCHEMA)
         self._db.commit()
 
     def close(self) -> None:
@@ -176,6 +183,24 @@ class FingerprintCache:
                          value.pixel_digest, *hashes, value.thumb, value.color, int(value.draft)))
         with self._db:
             self._db.executemany(f"INSERT OR REPLACE INTO fingerprints VALUES ({','.join('?' * len(_COLUMNS))})", rows)
+
+    def embeddings(self, keys: Iterable[tuple[str, int, int]], model: bytes) -> dict[str, bytes]:
+        """Stored embeddings (float16 bytes) of unchanged (abspath, size, mtime_ns) keys, for the weights `model`."""
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_embeddings "
+                         "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
+        self._db.execute("DELETE FROM wanted_embeddings")
+        self._db.executemany("INSERT OR REPLACE INTO wanted_embeddings VALUES (?, ?, ?)", keys)
+        query = ("SELECT e.path, e.vector FROM embeddings e JOIN wanted_embeddings w ON e.path = w.path "
+                 "AND e.size = w.size AND e.mtime_ns = w.mtime_ns WHERE e.model = ?")
+        found = dict(self._db.execute(query, (model,)).fetchall())
+        self._db.execute("DELETE FROM wanted_embeddings")
+        return found
+
+    def store_embeddings(self, entries: Iterable[tuple[str, int, int, bytes]], model: bytes) -> None:
+        """Write (abspath, size, mtime_ns, float16 vector bytes) rows for the weights `model` in one transaction."""
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
+                                 ((path, model, size, mtime_ns, vector) for path, size, mtime_ns, vector in entries))
 
     @staticmethod
     def result_key(records: Sequence[ImageRecord], settings: object) -> bytes:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 KINDS = ("exact", "pixel", "near")  # exact ⊂ pixel ⊂ near: same bytes, same pixels, similar pixels
-METHODS = ("phash", "dhash", "ahash", "whash")
+HASH_METHODS = ("phash", "dhash", "ahash", "whash")
+# cnn: near pairs from CNN embeddings (embed.py); its exact/pixel digests come from the phash fingerprints
+METHODS = (*HASH_METHODS, "cnn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +50,12 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    method: str = "phash"
-    threshold: int = 10
+    method: str = "phash"  # one of METHODS
+    threshold: int = 10  # Hamming radius (0 with cnn: no hash radius is used)
     flips: bool = False
-    verify: bool = True  # near candidates must pass the thumbnail check (verify.py)
+    verify: bool = True  # near candidates must pass the thumbnail check (verify.py); False with cnn
     neighbours: int = 10  # nearest neighbours per image proposed as candidates (0: hash pairs only)
-    min_similarity: float = 0.70  # verification score a candidate must reach
+    min_similarity: float = 0.70  # verification score a candidate must reach; with cnn: the cosine similarity
 
 
 @dataclass(frozen=True, slots=True)

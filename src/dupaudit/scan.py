@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
+from . import __version__, embed
 from .analysis import analyse
 from .cache import FingerprintCache, default_cache_path
 from .discover import discover, resolve_roots
@@ -104,10 +104,26 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
          threshold: int | None = None, flips: bool = False, jobs: int | None = None,
          cache_path: str | os.PathLike | None = None, use_cache: bool = True, verify: bool = True,
          neighbours: int | None = None, min_similarity: float | None = None,
-         progress: ProgressSink | None = None, fast_decode: bool = False) -> ScanReport:
-    """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions."""
+         progress: ProgressSink | None = None, fast_decode: bool = False,
+         model: str | os.PathLike | None = None) -> ScanReport:
+    """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
+
+    method "cnn": near duplicates are pairs of CNN embeddings with cosine similarity >= min_similarity (default
+    0.90), weights from `model` or embed.find_weights' fallbacks; see embed.py."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    hash_method, weights = method, None
+    if model is not None and method != "cnn":
+        raise InputError("--model goes with --method cnn")
+    if method == "cnn":  # checked before any work, so that a missing model or torch is said at once
+        if threshold is not None or flips or neighbours is not None:
+            raise InputError("--threshold, --flips and --neighbours are hash settings; with --method cnn the near "
+                             "duplicate threshold is --min-similarity (cosine, default 0.90)")
+        weights = embed.find_weights(model)
+        embed.require_torch(load=False)
+        hash_method, threshold, verify, neighbours = "phash", 0, False, 0
+        if min_similarity is None:
+            min_similarity = embed.DEFAULT_MIN_SIMILARITY
     if threshold is None:
         threshold = DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD
     if not 0 <= threshold <= 64:
@@ -132,7 +148,8 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     reuse_key, reused = None, None
     if use_cache:
         with FingerprintCache(cache_file) as cache:
-            reuse_key = cache.result_key(records, (settings, roots, fast_decode))
+            reuse_key = cache.result_key(records, (settings, roots, fast_decode)
+                                         + ((weights.digest,) if weights is not None else ()))
             reused = cache.load_result(reuse_key)
     if reused is not None:
         found, groups = _unpack_answer(records, reused)
@@ -141,7 +158,7 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     else:
         cache = FingerprintCache(cache_file) if use_cache else None
         try:
-            found = fingerprint_records(records, (method,), jobs=jobs, cache=cache, progress=progress,
+            found = fingerprint_records(records, (hash_method,), jobs=jobs, cache=cache, progress=progress,
                                         draft=fast_decode)
             if verify and cache is not None:
                 _load_thumbs(found, cache)
@@ -151,7 +168,11 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
 
         mark = time.perf_counter()
-        groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
+        if weights is not None:  # --method cnn: near pairs from the embeddings instead of the hash cascade
+            groups = find_semantic_groups(found, roots, settings, weights, cache_file if use_cache else None,
+                                          jobs=jobs, progress=progress)
+        else:
+            groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
         timings["search"] = time.perf_counter() - mark
         if reuse_key is not None:
             with FingerprintCache(cache_file) as cache:
@@ -233,6 +254,32 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
     return build_groups(records, order, np.concatenate(pair_a), np.concatenate(pair_b),
                         [f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints],
                         hashes, flip_hashes, [(f.width, f.height) for f in fingerprints])
+
+
+def find_semantic_groups(found: Fingerprinted, roots: Sequence[Root], settings: Settings, weights: embed.Weights,
+                         cache_path: str | os.PathLike | None, jobs: int | None = None,
+                         progress: ProgressSink | None = None):
+    """--method cnn: exact and pixel pairs from the digests, near pairs from CNN embeddings (embed.py), joined
+    into groups. Thumbnail verification does not apply to semantic pairs; max_distance stays the pHash distance."""
+    records, fingerprints = found.records, found.fingerprints
+    cache = FingerprintCache(cache_path) if cache_path is not None else None
+    try:
+        embedded = embed.embed_records(records, weights, jobs=jobs, cache=cache, progress=progress)
+    finally:
+        if cache is not None:
+            cache.close()
+    near_a, near_b, _ = embed.similar_pairs(embedded.vectors, settings.min_similarity, valid=embedded.valid,
+                                            threads=jobs)
+    pair_a, pair_b = [near_a], [near_b]
+    for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
+        a, b = _equal_pairs(digests)
+        pair_a.append(a)
+        pair_b.append(b)
+    hashes = np.frombuffer(b"".join(f.hashes["phash"] for f in fingerprints), dtype=np.uint8).reshape(-1, 8)
+    order = {r.name: i for i, r in enumerate(roots)}
+    return build_groups(records, order, np.concatenate(pair_a), np.concatenate(pair_b),
+                        [f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints],
+                        hashes, None, [(f.width, f.height) for f in fingerprints])
 
 
 def _equal_pairs(digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:

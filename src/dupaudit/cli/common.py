@@ -25,6 +25,18 @@ class Method(str, Enum):
     dhash = "dhash"
     ahash = "ahash"
     whash = "whash"
+
+
+class ScanMethod(str, Enum):
+    """scan's methods: the hashes, or cnn (semantic near duplicates from CNN embeddings, needs local weights)."""
+
+    phash = "phash"
+    dhash = "dhash"
+    ahash = "ahash"
+    whash = "whash"
+    cnn = "cnn"
+
+
 F = TypeVar("F", bound=Callable)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_BASELINE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 123, 130

@@ -27,9 +27,12 @@ def print_summary(report: ScanReport, console: Console, top: int = 10) -> None:
     kinds = kind_counts(report.groups)
     roots = ", ".join(f"{r.name} ({r.path})" for r in report.roots)
     console.print(f"[bold]dupaudit scan[/] of {roots}", highlight=False)
-    console.print(
-        f"{s.images:,} images, {s.skipped:,} skipped · {report.settings.method} threshold {report.settings.threshold}"
-        f"{' + flips' if report.settings.flips else ''}", highlight=False)
+    if report.settings.method == "cnn":
+        method = f"cnn embeddings, cosine similarity >= {report.settings.min_similarity:g}"
+    else:
+        method = f"{report.settings.method} threshold {report.settings.threshold}"
+    console.print(f"{s.images:,} images, {s.skipped:,} skipped · {method}"
+                  f"{' + flips' if report.settings.flips else ''}", highlight=False)
     console.print(
         f"[bold]{s.groups:,}[/] duplicate groups ({kinds.get('exact', 0):,} exact, {kinds.get('pixel', 0):,} pixel, "
         f"{kinds.get('near', 0):,} near) · [bold]{s.redundant:,}[/] redundant copies · "

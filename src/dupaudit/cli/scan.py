@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from . import app
-from .common import EXIT_FINDINGS, Method, err_console, fail, guarded, progress_sink
+from .common import EXIT_FINDINGS, ScanMethod, err_console, fail, guarded, progress_sink
 from .render import print_summary
 
 
@@ -33,14 +33,23 @@ def scan(
                                                      "ROOT/{train,val,test}/<class>/..., or a flat folder."),
     against: list[Path] = typer.Option([], "--against", help="An evaluation folder to check for leakage "
                                                              "(repeatable)."),
-    method: Method = typer.Option(Method.phash, "--method", help="Perceptual hash (imagededup's definitions)."),
+    method: ScanMethod = typer.Option(ScanMethod.phash, "--method",
+                                      help="Perceptual hash (imagededup's definitions), or cnn: semantic near "
+                                           "duplicates from CNN embeddings (needs --model or DUPAUDIT_CNN_MODEL; "
+                                           "see README)."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="PATH",
+                                         help="--method cnn: a local torchvision mobilenet_v3_small state_dict "
+                                              "(.pth); else $DUPAUDIT_CNN_MODEL, else the torch hub cache. "
+                                              "Nothing is downloaded."),
     threshold: Optional[int] = typer.Option(None, "--threshold", min=0, max=64,
                                             help="Hamming radius for near duplicates (default: see README)."),
     flips: bool = typer.Option(False, "--flips", help="Also match horizontally mirrored copies."),
     verify: bool = typer.Option(True, "--verify/--no-verify",
                                 help="Verify near candidates on thumbnails (the cascade); --no-verify: pHash only."),
     min_similarity: Optional[float] = typer.Option(None, "--min-similarity", min=-1.0, max=1.0,
-                                                   help="Verification score a near pair must reach (default 0.70)."),
+                                                   help="Verification score a near pair must reach (default 0.70); "
+                                                        "with --method cnn, the cosine similarity of the "
+                                                        "embeddings (default 0.90)."),
     neighbours: Optional[int] = typer.Option(None, "--neighbours", min=0,
                                              help="Nearest neighbours per image proposed as candidates (default 10)."),
     explain_pair: Optional[tuple[Path, Path]] = typer.Option(None, "--explain", metavar="A B",
@@ -69,6 +78,8 @@ def scan(
 
     rules = parse_rules(fail_on)  # a bad rule is a usage error before any work is done
     if explain_pair:
+        if method is ScanMethod.cnn:
+            raise fail("--explain does not support --method cnn yet: scan the folder with --method cnn instead")
         _print_explanation(explain_pair, method.value, threshold, flips, verify, min_similarity, neighbours)
         return
     if root is None:
@@ -76,7 +87,8 @@ def scan(
     started = time.perf_counter()
     report = run_scan(root, against, method=method.value, threshold=threshold, flips=flips, jobs=jobs,
                       cache_path=cache, use_cache=not no_cache, verify=verify, neighbours=neighbours,
-                      min_similarity=min_similarity, progress=progress_sink(quiet), fast_decode=fast_decode)
+                      min_similarity=min_similarity, progress=progress_sink(quiet), fast_decode=fast_decode,
+                      model=model)
     elapsed = time.perf_counter() - started
     if json_file:
         write_text(json_file, json_format.render(report))

@@ -1012,8 +1012,9 @@ def render(report: ScanReport, probe: dict | None = None, *, thumb_px: int = THU
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         "<meta name='generator' content='dupaudit'>",
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
-        f"<header><h1>dupaudit report</h1><p class='meta'>{roots}<br>{_e(st.method)} · threshold "
-        f"{st.threshold} bits{' · flips' if st.flips else ''} · dupaudit {_e(report.tool_version)}</p></header>",
+        f"<header><h1>dupaudit report</h1><p class='meta'>{roots}<br>{_e(st.method)} · "
+        + (f"cosine similarity ≥ {st.min_similarity:g}" if st.method == "cnn" else f"threshold {st.threshold} bits")
+        + f"{' · flips' if st.flips else ''} · dupaudit {_e(report.tool_version)}</p></header>",
         _summary_section(report),
         _classes_section(report),
     ]
