@@ -54,8 +54,8 @@ class Settings:
     threshold: int = 10  # Hamming radius (0 with cnn: no hash radius is used)
     flips: bool = False
     verify: bool = True  # near candidates must pass the thumbnail check (verify.py); False with cnn
-    neighbours: int = 10  # nearest neighbours per image proposed as candidates (0: hash pairs only)
-    min_similarity: float = 0.70  # verification score a candidate must reach; with cnn: the cosine similarity
+    neighbours: int = 3  # nearest neighbours per image proposed as candidates (0: hash pairs only)
+    min_similarity: float = 0.84  # verification score a candidate must reach; with cnn: the cosine similarity
 
 
 @dataclass(frozen=True, slots=True)

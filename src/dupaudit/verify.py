@@ -204,7 +204,7 @@ class Prepared:
 
     def _window_stats(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sum and sqrt(sum (x - mean)^2) of every shifted window: whole sums less the few lines outside."""
-        w, span, size = self.window, 2 * self.shift + 1, self.size
+        w, span = self.window, 2 * self.shift + 1
 
         def window_sums(values: np.ndarray) -> np.ndarray:  # (n, span, span)
             rows = values.sum(axis=2)  # (n, size): contiguous reductions, then subtract the excluded edges

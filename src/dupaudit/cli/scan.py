@@ -47,11 +47,11 @@ def scan(
     verify: bool = typer.Option(True, "--verify/--no-verify",
                                 help="Verify near candidates on thumbnails (the cascade); --no-verify: pHash only."),
     min_similarity: Optional[float] = typer.Option(None, "--min-similarity", min=-1.0, max=1.0,
-                                                   help="Verification score a near pair must reach (default 0.70); "
+                                                   help="Verification score a near pair must reach (default 0.84); "
                                                         "with --method cnn, the cosine similarity of the "
                                                         "embeddings (default 0.90)."),
     neighbours: Optional[int] = typer.Option(None, "--neighbours", min=0,
-                                             help="Nearest neighbours per image proposed as candidates (default 10)."),
+                                             help="Nearest neighbours per image proposed as candidates (default 3)."),
     explain_pair: Optional[tuple[Path, Path]] = typer.Option(None, "--explain", metavar="A B",
                                                              help="Say why two files are or are not grouped."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores)."),
