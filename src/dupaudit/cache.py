@@ -25,13 +25,13 @@ from .model import ImageRecord
 _METHODS = tuple(HASH_SIZES)
 _HASH_COLUMNS = [m for m in _METHODS] + [f"{m}_flip" for m in _METHODS]
 _COLUMNS = ["path", "size", "mtime_ns", "error", "width", "height", "byte_digest", "pixel_digest",
-            *_HASH_COLUMNS, "thumb", "color", "draft"]
-_CACHE_LAYOUT = 2  # bump with the table layout; the stored version is "<FINGERPRINT_VERSION>.<_CACHE_LAYOUT>"
+            *_HASH_COLUMNS, "thumb", "draft"]
+_CACHE_LAYOUT = 3  # bump with the table layout; the stored version is "<FINGERPRINT_VERSION>.<_CACHE_LAYOUT>"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS fingerprints (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, error TEXT,
     width INTEGER, height INTEGER, byte_digest BLOB, pixel_digest BLOB,
-    {", ".join(f"{c} BLOB" for c in _HASH_COLUMNS)}, thumb BLOB, color BLOB, draft INTEGER NOT NULL DEFAULT 0
+    {", ".join(f"{c} BLOB" for c in _HASH_COLUMNS)}, thumb BLOB, draft INTEGER NOT NULL DEFAULT 0
 )"""
 # Whole-scan answers (which files decoded, the groups), keyed by everything they depend on; see result_key.
 _RESULTS_SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
@@ -135,7 +135,7 @@ class FingerprintCache:
         # Only the columns asked for: the other methods' hashes and the thumbnails stay on disk.
         methods = tuple(m for m in dict.fromkeys(methods) if m in _METHODS)
         columns = ["error", "width", "height", "byte_digest", "pixel_digest", *methods,
-                   *(f"{m}_flip" for m in methods), "color"]
+                   *(f"{m}_flip" for m in methods)]
         query = (f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM fingerprints f JOIN wanted w "
                  "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns "
                  "WHERE f.draft = ? OR f.error IS NOT NULL")
@@ -153,7 +153,7 @@ class FingerprintCache:
             fingerprint = Fingerprint(
                 width=width, height=height, byte_digest=byte_digest, pixel_digest=pixel_digest,
                 hashes=dict(zip(methods, hash_values)), flip_hashes=dict(zip(methods, flip_values)),
-                thumb=b"", color=row[-1], draft=draft,
+                thumb=b"", draft=draft,
             )
             found[path] = CachedRow(None, fingerprint)
         self._db.execute("DELETE FROM wanted")
@@ -180,7 +180,7 @@ class FingerprintCache:
                 continue
             hashes = [value.hashes.get(m) for m in _METHODS] + [value.flip_hashes.get(m) for m in _METHODS]
             rows.append((path, size, mtime_ns, None, value.width, value.height, value.byte_digest,
-                         value.pixel_digest, *hashes, value.thumb, value.color, int(value.draft)))
+                         value.pixel_digest, *hashes, value.thumb, int(value.draft)))
         with self._db:
             self._db.executemany(f"INSERT OR REPLACE INTO fingerprints VALUES ({','.join('?' * len(_COLUMNS))})", rows)
 
