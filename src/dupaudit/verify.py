@@ -25,7 +25,7 @@ ZOOM = 1.12  # a centre zoom tried on either image: covers crops and rescales of
 # Work in chunks of about this many bytes per gathered array: fresh memory is slow on this kind of machine
 # (a first touch costs more than the arithmetic), and small chunks reuse the same pages (8x faster measured).
 _CHUNK_BYTES = 1 << 22
-_LISTS, _PROBES = 2, 8  # neighbour search: inverted lists per sqrt(images), lists searched per query
+_LISTS, _PROBES = 2, 6  # neighbour search: inverted lists per sqrt(images), lists searched per query
 
 
 @dataclass(frozen=True, slots=True)
