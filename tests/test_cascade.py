@@ -90,3 +90,34 @@ def test_no_verify_uses_the_plain_pHash_radius(tmp_path, cache_file):
     assert report.settings.threshold == 6 and not report.settings.verify
     assert len(report.groups) == 1
     assert scan(tmp_path, cache_path=cache_file).settings.threshold == 10
+
+
+def _partition(count: int, first: np.ndarray, second: np.ndarray) -> list[int]:
+    parent = list(range(count))
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            node = parent[node]
+        return node
+
+    for a, b in zip(first.tolist(), second.tolist()):
+        parent[root(a)] = root(b)
+    first_seen: dict[int, int] = {}
+    return [first_seen.setdefault(root(i), i) for i in range(count)]
+
+
+def test_refining_only_unjoined_pairs_gives_the_same_groups():
+    """groups_only skips refinements that cannot change a group: the partition must be identical."""
+    need(CIFAR)
+    from dupaudit.verify import candidate_pairs
+
+    paths = sorted((CIFAR / "train" / "automobile").glob("*.jpg"))[:1500]  # holds a large cluster of copies
+    thumbs = np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.uint8) for p in paths])
+    settings = CascadeSettings()
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64), False)
+    full = candidate_pairs([empty], thumbs, False, settings)
+    lean = candidate_pairs([empty], thumbs, False, settings, groups_only=True)
+    full_ok, lean_ok = full.scores >= settings.min_similarity, lean.scores >= settings.min_similarity
+    assert lean_ok.sum() < full_ok.sum()  # some refinements were skipped...
+    assert _partition(len(thumbs), full.first[full_ok], full.second[full_ok]) == \
+        _partition(len(thumbs), lean.first[lean_ok], lean.second[lean_ok])  # ...and the groups are the same

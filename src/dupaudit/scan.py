@@ -240,7 +240,7 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
         thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(count, 32, 32)
         cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
         candidates = candidate_pairs(hash_pairs, thumbs, settings.flips, cascade, threads=jobs or default_jobs(),
-                                     progress=progress)
+                                     progress=progress, groups_only=True)  # only the groups are reported
         verified = candidates.scores >= settings.min_similarity
         pair_a.append(candidates.first[verified])
         pair_b.append(candidates.second[verified])

@@ -351,8 +351,12 @@ def similarity(thumbs_a: np.ndarray, thumbs_b: np.ndarray, size: int = THUMB) ->
 
 
 def verify(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray, mirrored: np.ndarray,
-           settings: CascadeSettings, threads: int = 1) -> np.ndarray:
-    """The score of each candidate pair (-1 for pairs dropped by the coarse pass); mirrored pairs flip the second."""
+           settings: CascadeSettings, threads: int = 1, groups_only: bool = False) -> np.ndarray:
+    """The score of each candidate pair (-1 for pairs dropped by the coarse pass); mirrored pairs flip the second.
+
+    `groups_only`: skip the refinement of a pair whose two images are already joined by verified pairs (its
+    score stays the unrefined one, below min_similarity): the groups come out the same, for less work when
+    copies come in large clusters."""
     scores = np.full(len(first), -1.0, dtype=np.float32)
     if not len(first):
         return scores
@@ -361,10 +365,10 @@ def verify(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray, mirrored: 
     # Thousands of tiny matrix products: BLAS threads only add synchronisation (10x slower measured on
     # a busy 2-core machine), so this stage runs them single-threaded.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _verify(thumbs, first, second, mirrored, settings, scores, threads)
+        return _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_only)
 
 
-def _verify(thumbs, first, second, mirrored, settings, scores, threads):
+def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_only):
     second = second.copy()
     if mirrored.any():
         # mirrored images join the stack as extra rows, so every comparison below stays a plain one
@@ -386,15 +390,47 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads):
         # pairs in the uncertain band get the sub-pixel search; its score replaces the rough one when higher
         band = np.nonzero((fine_scores >= settings.refine_from) & (fine_scores < settings.min_similarity))[0]
         if len(band):
-            refined = np.empty(len(band), dtype=np.float32)
-
-            def run(lo: int, hi: int) -> None:
-                part = band[lo:hi]
-                refined[lo:hi] = refine(fine, fine_first[part], fine_second[part], where[part])
-
-            _map_chunks(run, len(band), 1024, threads)
+            refine_band = _refine_joining if groups_only else _refine_all
+            refined = refine_band(fine, fine_first, fine_second, where, band, fine_scores, settings, threads)
             scores[survivors[band]] = np.maximum(fine_scores[band], refined)
     return scores
+
+
+def _refine_all(fine, first, second, where, band, fine_scores, settings, threads) -> np.ndarray:
+    refined = np.empty(len(band), dtype=np.float32)
+
+    def run(lo: int, hi: int) -> None:
+        part = band[lo:hi]
+        refined[lo:hi] = refine(fine, first[part], second[part], where[part])
+
+    _map_chunks(run, len(band), 256, threads)
+    return refined
+
+
+def _refine_joining(fine, first, second, where, band, fine_scores, settings, threads) -> np.ndarray:
+    """Refine, best first and a chunk at a time, only the band pairs whose images are not yet joined."""
+    parent = np.arange(len(fine.plain))
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for a, b in zip(first[fine_scores >= settings.min_similarity].tolist(),
+                    second[fine_scores >= settings.min_similarity].tolist()):
+        parent[root(a)] = root(b)
+    refined = fine_scores[band].copy()  # pairs left out keep their unrefined score
+    order = np.argsort(-fine_scores[band], kind="stable")
+    for lo in range(0, len(order), 1024):
+        chunk = order[lo:lo + 1024]
+        todo = chunk[[root(a) != root(b) for a, b in zip(first[band[chunk]].tolist(), second[band[chunk]].tolist())]]
+        if not len(todo):
+            continue
+        refined[todo] = _refine_all(fine, first, second, where, band[todo], fine_scores, settings, threads)
+        for index in todo[refined[todo] >= settings.min_similarity].tolist():
+            parent[root(int(first[band[index]]))] = root(int(second[band[index]]))
+    return refined
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,7 +444,8 @@ class Candidates:
 
 
 def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumbs: np.ndarray, flips: bool,
-                    settings: CascadeSettings, threads: int | None = None, progress=None) -> Candidates:
+                    settings: CascadeSettings, threads: int | None = None, progress=None,
+                    groups_only: bool = False) -> Candidates:
     """The union of the hash pairs and the nearest-neighbour pairs, each unordered pair once, scored.
 
     `progress` (a ProgressSink, optional) advances once after the neighbour search and once after verification.
@@ -436,7 +473,7 @@ def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumb
     first, second, mirrored = keys[:, 0], keys[:, 1], keys[:, 2].astype(bool)
     if progress is not None:
         progress.advance()
-    scores = verify(thumbs, first, second, mirrored, settings, threads=threads or 1)
+    scores = verify(thumbs, first, second, mirrored, settings, threads=threads or 1, groups_only=groups_only)
     if progress is not None:
         progress.advance()
     return Candidates(first, second, mirrored, scores)
