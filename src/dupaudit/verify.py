@@ -73,6 +73,7 @@ def neighbour_pairs(desc: np.ndarray, k: int, min_similarity: float, queries: np
         lists = int(_LISTS * np.sqrt(count))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(64), 64, lists, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
+        index.cp.niter = 10  # k-means iterations (faiss: 25): the lists only route the search, the scan is exact
         index.train(desc[rng.choice(count, size=min(count, 40 * lists), replace=False)])
         index.nprobe = _PROBES
     else:
