@@ -223,29 +223,30 @@ class Prepared:
         # high-passed images have a mean near 0, so this difference loses no precision in float32
         return sums, np.sqrt(np.maximum(squares - sums**2 / (w * w), 0)) + 1e-6
 
-    def scores(self, first: np.ndarray, second: np.ndarray, threads: int = 1,
-               alignment: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def scores(self, first: np.ndarray, second: np.ndarray, threads: int = 1, alignment: bool = False,
+               variants: tuple[int, ...] = (0, 1, 2)) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Best correlation of each pair over shifts, plain and with either image zoomed.
 
         With `alignment`, also where it was found: variant * 9 + dy * 3 + dx (variant 0 plain, 1 the second
-        image zoomed, 2 the first image zoomed), the starting point of `refine`."""
+        image zoomed, 2 the first image zoomed), the starting point of `refine`. `variants`: which to try."""
         best = np.full(len(first), -1.0, dtype=np.float32)
         where = np.zeros(len(first), dtype=np.int8)
 
         def run(lo: int, hi: int) -> None:
-            best[lo:hi], where[lo:hi] = self._score_chunk(first[lo:hi], second[lo:hi])
+            best[lo:hi], where[lo:hi] = self._score_chunk(first[lo:hi], second[lo:hi], variants)
 
         _map_chunks(run, len(first), max(256, _CHUNK_BYTES // (4 * self.size * self.size)), threads)
         return (best, where) if alignment else best
 
-    def _score_chunk(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _score_chunk(self, a: np.ndarray, b: np.ndarray, variants: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         s, w = self.shift, self.window
         span = 2 * s + 1
         result = np.full(len(a), -1.0, dtype=np.float32)
         where = np.zeros(len(a), dtype=np.int8)
-        plain_a = self.plain[a]
-        for variant, (fixed, moving, version, f) in enumerate((
-                (plain_a, self.plain[b], 0, b), (plain_a, self.zoom[b], 1, b), (self.plain[b], self.zoom[a], 1, a))):
+        sides = {0: lambda: (self.plain[a], self.plain[b], 0, b), 1: lambda: (self.plain[a], self.zoom[b], 1, b),
+                 2: lambda: (self.plain[b], self.zoom[a], 1, a)}
+        for variant in variants:
+            fixed, moving, version, f = sides[variant]()
             fixed_index = b if variant == 2 else a
             centre = fixed[:, s:s + w, s:s + w]
             mean, norm = self.centre_mean[0, fixed_index], self.centre_norm[0, fixed_index]
@@ -379,7 +380,13 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         thumbs = np.concatenate([thumbs, np.ascontiguousarray(thumbs[flipped][:, :, ::-1])])
     involved, inverse = np.unique(np.concatenate([first, second]), return_inverse=True)
     local_first, local_second = inverse[:len(first)], inverse[len(first):]
-    coarse = Prepared(thumbs[involved], THUMB // 2, threads).scores(local_first, local_second, threads)
+    small = Prepared(thumbs[involved], THUMB // 2, threads)
+    coarse = small.scores(local_first, local_second, threads, variants=(0,))
+    # the zoomed comparisons only where they can matter: no verified CIFAR-10 pair scores below 0.35 unzoomed
+    maybe = np.nonzero((coarse < settings.min_coarse) & (coarse >= settings.min_coarse - 0.25))[0]
+    if len(maybe):
+        zoomed = small.scores(local_first[maybe], local_second[maybe], threads, variants=(1, 2))
+        coarse[maybe] = np.maximum(coarse[maybe], zoomed)
     survivors = np.nonzero(coarse >= settings.min_coarse)[0]
     if len(survivors):
         kept, kept_inverse = np.unique(np.concatenate([local_first[survivors], local_second[survivors]]),
