@@ -171,44 +171,63 @@ class Prepared:
     machine fresh memory costs about as much as the arithmetic, and the dot products need only the stats.)
     """
 
-    def __init__(self, thumbs: np.ndarray, size: int, threads: int = 1) -> None:
+    def __init__(self, thumbs: np.ndarray, size: int, threads: int = 1, zoom: bool = True) -> None:
+        """`zoom=False`: the zoomed versions are left out until add_zoom() asks for some of them."""
         self.shift = 1  # one pixel each way at 16 and at 32: as discriminative as two at 32, 3x cheaper
         self.window = size - 2 * self.shift
         self.size = size
+        self.thumbs = thumbs
         count, span = len(thumbs), 2 * self.shift + 1
         # written chunk by chunk in place: concatenating the parts afterwards cost more than computing them
         self.plain = np.empty((count, size, size), dtype=np.float32)
-        self.zoom = np.empty((count, size, size), dtype=np.float32)
+        self.zoom = np.zeros((count, size, size), dtype=np.float32)  # untouched pages cost nothing until used
         # per version (plain, zoom): window sums, window norms (n, span, span); centre mean and norm (n,)
-        self.sums = np.empty((2, count, span, span), dtype=np.float32)
-        self.norms = np.empty((2, count, span, span), dtype=np.float32)
+        self.sums = np.zeros((2, count, span, span), dtype=np.float32)
+        self.norms = np.ones((2, count, span, span), dtype=np.float32)
 
         def fill(lo: int, hi: int) -> None:
-            self.plain[lo:hi], self.zoom[lo:hi] = self._prepare(thumbs[lo:hi])
-            for version, images in enumerate((self.plain[lo:hi], self.zoom[lo:hi])):
-                self.sums[version, lo:hi], self.norms[version, lo:hi] = self._window_stats(images)
+            small = self._small(thumbs[lo:hi])
+            self.plain[lo:hi] = self._high_pass(small, None)
+            self.sums[0, lo:hi], self.norms[0, lo:hi] = self._window_stats(self.plain[lo:hi])
 
-        _map_chunks(fill, count, max(256, _CHUNK_BYTES // (4 * size * size)), threads)
+        self._map(fill, count, threads)
         centre = self.shift * span + self.shift
-        area = self.window * self.window
-        self.centre_mean = self.sums.reshape(2, count, -1)[:, :, centre] / area  # (2, n)
-        self.centre_norm = self.norms.reshape(2, count, -1)[:, :, centre]
+        self.centre_mean = self.sums[0].reshape(count, -1)[:, centre] / (self.window * self.window)
+        self.centre_norm = self.norms[0].reshape(count, -1)[:, centre]
+        if zoom:
+            self.add_zoom(np.arange(count), threads)
 
-    def _prepare(self, thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def add_zoom(self, rows: np.ndarray, threads: int = 1) -> None:
+        """Compute the zoomed versions of these images (indices into the stack)."""
+        rows = np.asarray(rows)
+
+        def fill(lo: int, hi: int) -> None:
+            part = rows[lo:hi]
+            self.zoom[part] = zoomed = self._high_pass(self._small(self.thumbs[part]), _zoom_matrix(self.size, ZOOM))
+            self.sums[1, part], self.norms[1, part] = self._window_stats(zoomed)
+
+        self._map(fill, len(rows), threads)
+
+    def _map(self, function, count: int, threads: int) -> None:
+        _map_chunks(function, count, max(256, _CHUNK_BYTES // (4 * self.size * self.size)), threads)
+
+    def _small(self, thumbs: np.ndarray) -> np.ndarray:
         size = self.size
-        blur = _blur_matrix(size, sigma=3.0 * size / THUMB)
-        zoomed = _zoom_matrix(size, ZOOM)
         if size == THUMB:
-            small = np.ascontiguousarray(thumbs, dtype=np.float32)
-        else:  # block means by strided integer sums first: the filters below then run on the small image
-            factor = THUMB // size
-            columns = sum(thumbs[:, :, k::factor].astype(np.uint16) for k in range(factor))
-            blocks = sum(columns[:, k::factor] for k in range(factor))
-            small = blocks.astype(np.float32) * np.float32(1 / (factor * factor))
-        plain = (small - _sandwich(small, blur)) * _content_mask(small)
-        small_zoom = _sandwich(small, zoomed)
-        zoom = (small_zoom - _sandwich(small, blur @ zoomed)) * _content_mask(small_zoom)
-        return plain, zoom
+            return np.ascontiguousarray(thumbs, dtype=np.float32)
+        # block means by strided integer sums first: the filters then run on the small image
+        factor = THUMB // size
+        columns = sum(thumbs[:, :, k::factor].astype(np.uint16) for k in range(factor))
+        blocks = sum(columns[:, k::factor] for k in range(factor))
+        return blocks.astype(np.float32) * np.float32(1 / (factor * factor))
+
+    def _high_pass(self, small: np.ndarray, zoom: np.ndarray | None) -> np.ndarray:
+        """Image (zoomed first when `zoom`, a resampling matrix) minus its blur, flat bars masked out."""
+        blur = _blur_matrix(self.size, sigma=3.0 * self.size / THUMB)
+        if zoom is None:
+            return (small - _sandwich(small, blur)) * _content_mask(small)
+        small_zoom = _sandwich(small, zoom)
+        return (small_zoom - _sandwich(small, blur @ zoom)) * _content_mask(small_zoom)
 
     def _window_stats(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sum and sqrt(sum (x - mean)^2) of every shifted window."""
@@ -249,7 +268,7 @@ class Prepared:
             fixed, moving, version, f = sides[variant]()
             fixed_index = b if variant == 2 else a
             centre = fixed[:, s:s + w, s:s + w]
-            mean, norm = self.centre_mean[0, fixed_index], self.centre_norm[0, fixed_index]
+            mean, norm = self.centre_mean[fixed_index], self.centre_norm[fixed_index]
             sums, norms = self.sums[version, f], self.norms[version, f]
             for dy in range(span):
                 for dx in range(span):
@@ -380,11 +399,12 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         thumbs = np.concatenate([thumbs, np.ascontiguousarray(thumbs[flipped][:, :, ::-1])])
     involved, inverse = np.unique(np.concatenate([first, second]), return_inverse=True)
     local_first, local_second = inverse[:len(first)], inverse[len(first):]
-    small = Prepared(thumbs[involved], THUMB // 2, threads)
+    small = Prepared(thumbs[involved], THUMB // 2, threads, zoom=False)
     coarse = small.scores(local_first, local_second, threads, variants=(0,))
     # the zoomed comparisons only where they can matter: no verified CIFAR-10 pair scores below 0.35 unzoomed
     maybe = np.nonzero((coarse < settings.min_coarse) & (coarse >= settings.min_coarse - 0.25))[0]
     if len(maybe):
+        small.add_zoom(np.unique(np.concatenate([local_first[maybe], local_second[maybe]])), threads)
         zoomed = small.scores(local_first[maybe], local_second[maybe], threads, variants=(1, 2))
         coarse[maybe] = np.maximum(coarse[maybe], zoomed)
     survivors = np.nonzero(coarse >= settings.min_coarse)[0]
@@ -477,8 +497,10 @@ def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumb
             seconds.append(np.maximum(first, second))
         flags.append(np.full(len(first), mirrored))
     first, second, mirrored = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(flags)
-    keys = np.unique(np.stack([first, second, mirrored.astype(np.int64)], axis=1), axis=0)
-    first, second, mirrored = keys[:, 0], keys[:, 1], keys[:, 2].astype(bool)
+    # each (first, second, mirrored) once, as one integer key: np.unique over rows (axis=0) is 10x slower
+    count = len(thumbs)
+    keys = np.unique((first.astype(np.int64) * count + second) * 2 + mirrored)
+    first, second, mirrored = keys // 2 // count, keys // 2 % count, (keys % 2).astype(bool)
     if progress is not None:
         progress.advance()
     scores = verify(thumbs, first, second, mirrored, settings, threads=threads or 1, groups_only=groups_only)
