@@ -121,3 +121,14 @@ def test_refining_only_unjoined_pairs_gives_the_same_groups():
     assert lean_ok.sum() < full_ok.sum()  # some refinements were skipped...
     assert _partition(len(thumbs), full.first[full_ok], full.second[full_ok]) == \
         _partition(len(thumbs), lean.first[lean_ok], lean.second[lean_ok])  # ...and the groups are the same
+
+
+def test_descriptors_from_worker_block_sums_equal_those_from_thumbs():
+    from dupaudit.verify import block_sums, descriptors
+
+    thumbs = np.random.default_rng(3).integers(0, 256, size=(50, 32, 32), dtype=np.uint8)
+    reference = thumbs.reshape(50, 8, 4, 8, 4).astype(np.float64).mean(axis=(2, 4)).reshape(50, 64)
+    reference -= reference.mean(axis=1, keepdims=True)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    assert np.array_equal(descriptors(sums=block_sums(thumbs)), descriptors(thumbs))
+    assert np.allclose(descriptors(thumbs), reference, atol=1e-5)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .hashing import HASH_FUNCTIONS, HASH_SIZES, phash_and_mirrored
+from .verify import block_sums
 
 THUMB_SIZE = 32  # the pHash input (32x32 gray, LANCZOS) doubles as the verification thumbnail
 FINGERPRINT_VERSION = 3  # bump when anything below changes what is stored, so caches are rebuilt
@@ -41,6 +42,7 @@ class Fingerprint:
     hashes: dict[str, bytes]  # method -> 8 packed bytes
     flip_hashes: dict[str, bytes]  # method -> hash of the horizontally mirrored image
     thumb: bytes  # THUMB_SIZE x THUMB_SIZE grayscale, uint8
+    blocks: bytes = b""  # verify.block_sums of the thumb (64 uint16), when fresh from a worker (not cached)
     draft: bool = False  # decoded at reduced scale (DRAFT_SIZE): hashes may differ from imagededup's by a few bits
 
 
@@ -209,6 +211,7 @@ def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = 
         hashes[method] = HASH_FUNCTIONS[method](batch)
         flips[method] = HASH_FUNCTIONS[method](np.ascontiguousarray(batch[:, :, ::-1]))
     thumbs = arrays["phash"]
+    sums = block_sums(np.stack(thumbs))
     for row, (index, facts) in enumerate(good):
         results[index] = Fingerprint(
             width=facts["width"],
@@ -218,6 +221,7 @@ def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = 
             hashes={m: hashes[m][row].tobytes() for m in hashes},
             flip_hashes={m: flips[m][row].tobytes() for m in flips},
             thumb=thumbs[row].tobytes(),
+            blocks=sums[row].tobytes(),
             draft=draft,
         )
     return results

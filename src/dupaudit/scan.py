@@ -239,8 +239,12 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
     if settings.verify:
         thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(count, 32, 32)
         cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+        sums = None
+        if all(f.blocks for f in fingerprints):  # fresh fingerprints carry their block sums (cached ones do not)
+            sums = np.frombuffer(b"".join(f.blocks for f in fingerprints), dtype=np.uint16).reshape(count, 64)
         candidates = candidate_pairs(hash_pairs, thumbs, settings.flips, cascade, threads=jobs or default_jobs(),
-                                     progress=progress, groups_only=True)  # only the groups are reported
+                                     progress=progress, groups_only=True,  # only the groups are reported
+                                     sums=sums)
         verified = candidates.scores >= settings.min_similarity
         pair_a.append(candidates.first[verified])
         pair_b.append(candidates.second[verified])

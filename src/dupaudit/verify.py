@@ -39,17 +39,25 @@ class CascadeSettings:
     min_similarity: float = 0.84  # a candidate is a near duplicate when its score reaches this
 
 
-def descriptors(thumbs: np.ndarray) -> np.ndarray:
-    """8x8 block means of 32x32 thumbs, zero-mean and unit-norm: invariant to brightness and contrast."""
+def block_sums(thumbs: np.ndarray) -> np.ndarray:
+    """(n, 64) uint16: the sums of the 8x8 blocks of 4x4 pixels of 32x32 uint8 thumbs (what descriptors need).
+
+    Computed in the fingerprint workers, batch by batch, so the scan's main process only normalises them."""
     count = len(thumbs)
-    result = np.empty((count, 64), dtype=np.float32)
+    result = np.empty((count, 64), dtype=np.uint16)
     for lo in range(0, count, 4096):  # chunked: small temporaries reuse the same memory
         chunk = np.ascontiguousarray(thumbs[lo:lo + 4096], dtype=np.uint8)
-        # block sums in integers: four pixels of a row at once as one uint32 (10x faster than a float mean)
+        # in integers: four pixels of a row at once as one uint32 (10x faster than a float mean)
         quads = chunk.reshape(len(chunk), 32 * 8 * 4).view(np.uint32)
         rows = ((quads & 0xFF) + ((quads >> 8) & 0xFF) + ((quads >> 16) & 0xFF) + (quads >> 24)).astype(np.uint16)
         result[lo:lo + 4096] = rows.reshape(len(chunk), 8, 4, 8).sum(axis=2, dtype=np.uint16).reshape(-1, 64)
-    result /= 16
+    return result
+
+
+def descriptors(thumbs: np.ndarray | None = None, sums: np.ndarray | None = None) -> np.ndarray:
+    """8x8 block means of 32x32 thumbs (or of their block_sums), zero-mean and unit-norm: invariant to
+    brightness and contrast."""
+    result = (block_sums(thumbs) if sums is None else sums).astype(np.float32) / 16
     result -= result.mean(axis=1, keepdims=True)
     result /= np.linalg.norm(result, axis=1, keepdims=True) + 1e-6
     return result
@@ -473,12 +481,13 @@ class Candidates:
 
 def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumbs: np.ndarray, flips: bool,
                     settings: CascadeSettings, threads: int | None = None, progress=None,
-                    groups_only: bool = False) -> Candidates:
+                    groups_only: bool = False, sums: np.ndarray | None = None) -> Candidates:
     """The union of the hash pairs and the nearest-neighbour pairs, each unordered pair once, scored.
 
     `progress` (a ProgressSink, optional) advances once after the neighbour search and once after verification.
+    `sums`: the thumbs' block_sums when already known (the fingerprint workers compute them).
     """
-    desc = descriptors(thumbs)
+    desc = descriptors(thumbs, sums)
     sources = list(hash_pairs)
     sources.append((*neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity,
                                      threads=threads), False))
