@@ -324,12 +324,25 @@ def refine(prepared: Prepared, first: np.ndarray, second: np.ndarray, where: np.
     return scores
 
 
-def _axis_grid(start_zoom: np.ndarray, start_shift: np.ndarray) -> np.ndarray:
-    """(n, options, window, THUMB) sampling matrices for every (zoom step, shift step) around the start."""
-    zooms = start_zoom[:, None, None] * np.asarray(_REFINE_ZOOMS, np.float32)[None, :, None]
-    shifts = start_shift[:, None, None] + np.asarray(_REFINE_STEPS, np.float32)[None, None, :]
-    zooms, shifts = np.broadcast_arrays(zooms, shifts)
-    return _resample_rows(zooms.reshape(len(start_zoom), -1), shifts.reshape(len(start_zoom), -1))
+_GRID: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def _axis_grids() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every axis's option matrices, by start (zoomed or not, shift -1/0/+1): only 6 starts exist, so the
+    matrices, their column sums and their Gram matrices are made once, not per pair.
+
+    Returns (matrices (2, 3, options, window, THUMB), sums (2, 3, options, THUMB), grams (2, 3, options,
+    THUMB * THUMB))."""
+    global _GRID
+    if _GRID is None:
+        starts = np.array([1.0, ZOOM], np.float32)[:, None, None, None]
+        zooms = starts * np.asarray(_REFINE_ZOOMS, np.float32)[None, None, :, None]
+        shifts = np.arange(-1, 2, dtype=np.float32)[None, :, None, None] + np.asarray(_REFINE_STEPS, np.float32)
+        zooms, shifts = np.broadcast_arrays(zooms, shifts)  # (2, 3, zoom steps, shift steps)
+        matrices = _resample_rows(zooms.reshape(2, 3, -1), shifts.reshape(2, 3, -1))
+        grams = np.matmul(matrices.transpose(0, 1, 2, 4, 3), matrices).reshape(*matrices.shape[:3], -1)
+        _GRID = (matrices, matrices.sum(axis=3), grams)
+    return _GRID
 
 
 def _refine_chunk(prepared: Prepared, first: np.ndarray, second: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -337,26 +350,26 @@ def _refine_chunk(prepared: Prepared, first: np.ndarray, second: np.ndarray, whe
     variant, dy, dx = where // (span * span), (where // span) % span, where % span
     swap = variant == 2  # the first image was the zoomed one: make it the moving side
     fixed_index, moving_index = np.where(swap, second, first), np.where(swap, first, second)
-    start_zoom = np.where(variant == 0, 1.0, ZOOM).astype(np.float32)
+    zoomed = (variant != 0).astype(np.int64)
     lo = (THUMB - _REFINE_WINDOW) // 2
     fixed = prepared.plain[fixed_index][:, lo:lo + _REFINE_WINDOW, lo:lo + _REFINE_WINDOW]
     fixed = fixed - fixed.mean(axis=(1, 2), keepdims=True)
     fixed /= np.sqrt(np.einsum("nij,nij->n", fixed, fixed))[:, None, None] + 1e-6
     moving = prepared.plain[moving_index]
-    rows = _axis_grid(start_zoom, (dy - prepared.shift).astype(np.float32))  # (n, options, window, size)
-    cols = _axis_grid(start_zoom, (dx - prepared.shift).astype(np.float32))
+    matrices, matrix_sums, matrix_grams = _axis_grids()
+    rows = matrices[zoomed, dy]  # (n, options, window, size): the row options around each pair's start
+    cols = matrices[zoomed, dx]
     count, options, window = len(first), rows.shape[1], _REFINE_WINDOW
     # The window for row option r and column option c is W = R_r M C_c^T. Every (r, c) at once, without
     # forming the 81 windows: <F, W> = <F C_c, R_r M>, sum W = (1^T R_r M)(C_c^T 1) and
     # |W|^2 = <(R_r M)^T (R_r M), C_c^T C_c>, each a batch of small matrix products.
-    sampled = np.matmul(rows, moving[:, None])  # R_r M: (n, options, window, size)
+    sampled = np.matmul(rows.reshape(count, options * window, THUMB), moving).reshape(count, options, window, THUMB)
     fixed_cols = np.matmul(fixed[:, None], cols)  # F C_c: (n, options, window, size)
     flat = window * THUMB
     dots = np.matmul(sampled.reshape(count, options, flat), fixed_cols.reshape(count, options, flat).transpose(0, 2, 1))
-    sums = np.matmul(sampled.sum(axis=2), cols.sum(axis=2).transpose(0, 2, 1))
+    sums = np.matmul(sampled.sum(axis=2), matrix_sums[zoomed, dx].transpose(0, 2, 1))
     grams = np.matmul(sampled.transpose(0, 1, 3, 2), sampled).reshape(count, options, THUMB * THUMB)
-    col_grams = np.matmul(cols.transpose(0, 1, 3, 2), cols).reshape(count, options, THUMB * THUMB)
-    squares = np.matmul(grams, col_grams.transpose(0, 2, 1))
+    squares = np.matmul(grams, matrix_grams[zoomed, dx].transpose(0, 2, 1))
     norms = np.sqrt(np.maximum(squares - sums**2 / (window * window), 0)) + 1e-6
     return (dots / norms).reshape(count, -1).max(axis=1)
 
