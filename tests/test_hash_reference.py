@@ -36,11 +36,11 @@ def _reference_hash(encoder, path) -> str | None:
     return encoder.encode_image(image_file=str(path))
 
 
-def _compare(paths, reference):
-    ours = fingerprint_paths([str(p) for p in paths], METHODS)
+def _compare(paths, reference, methods=METHODS):
+    ours = fingerprint_paths([str(p) for p in paths], methods)
     mismatches, compared = [], 0
     for path, fingerprint in zip(paths, ours):
-        for method in METHODS:
+        for method in methods:
             expected = _reference_hash(reference[method], path)
             got = None if isinstance(fingerprint, str) else fingerprint.hashes[method].hex()
             compared += expected is not None
@@ -64,3 +64,17 @@ def test_2000_cifar_images_match_imagededup(reference):
     compared, mismatches = _compare(paths, reference)
     assert mismatches == []
     assert compared == 4 * 2000
+
+
+def test_phash_only_scan_of_32px_jpegs_matches_imagededup(reference):
+    """pHash alone on 32x32 JPEGs takes the path without Pillow (numpy RGB->L): still imagededup's bits,
+    and the same thumbnail and pixel digest as the Pillow path."""
+    need(CIFAR)
+    paths = sorted(CIFAR.glob("*/*/*.jpg"))[7::30][:2000]
+    compared, mismatches = _compare(paths, reference, ("phash",))
+    assert mismatches == []
+    assert compared == 2000
+    fast = fingerprint_paths([str(p) for p in paths[:200]], ("phash",))
+    full = fingerprint_paths([str(p) for p in paths[:200]], ("phash", "dhash"))  # goes through Pillow
+    assert [f.thumb for f in fast] == [f.thumb for f in full]
+    assert [f.pixel_digest for f in fast] == [f.pixel_digest for f in full]
