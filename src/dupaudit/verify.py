@@ -318,8 +318,8 @@ def refine(prepared: Prepared, first: np.ndarray, second: np.ndarray, where: np.
     the aspect ratio may change too: CIFAR-style copies are often re-cropped to another aspect), on the
     central window of the fixed image. `prepared` must be at full size (THUMB)."""
     scores = np.full(len(first), -1.0, dtype=np.float32)
-    for lo in range(0, len(first), 256):
-        hi = min(lo + 256, len(first))
+    for lo in range(0, len(first), 64):  # ~180 KB of temporaries per pair: small chunks keep them in warm pages
+        hi = min(lo + 64, len(first))
         scores[lo:hi] = _refine_chunk(prepared, first[lo:hi], second[lo:hi], where[lo:hi])
     return scores
 
@@ -428,6 +428,7 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         small.add_zoom(np.unique(np.concatenate([local_first[maybe], local_second[maybe]])), threads)
         zoomed = small.scores(local_first[maybe], local_second[maybe], threads, variants=(1, 2))
         coarse[maybe] = np.maximum(coarse[maybe], zoomed)
+    del small  # its pages go back before the 32x32 stage allocates (fresh memory is what costs here)
     survivors = np.nonzero(coarse >= settings.min_coarse)[0]
     if len(survivors):
         kept, kept_inverse = np.unique(np.concatenate([local_first[survivors], local_second[survivors]]),
@@ -509,6 +510,8 @@ def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumb
         query, found = neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity,
                                        queries=mirrored_desc, threads=threads)
         sources.append((found, query, True))  # found vs the mirror of query
+        del mirrored_desc
+    del desc
     firsts, seconds, flags = [], [], []
     for first, second, mirrored in sources:
         if mirrored:
