@@ -72,6 +72,7 @@ def test_explain_says_why(tmp_path):
     assert near.exit_code == 0, near.output
     assert "verdict: near duplicate" in near.stdout
     assert "phash Hamming distance" in near.stdout and "verification score" in near.stdout
+    assert "needs >= 0.84" in near.stdout and "refined to half a pixel" in near.stdout
     other = runner.invoke(app, ["scan", "--explain", str(tmp_path / "a.jpg"), str(tmp_path / "c.jpg")])
     assert other.exit_code == 0 and "verdict: not a duplicate" in other.stdout
     exact = runner.invoke(app, ["scan", "--explain", str(tmp_path / "a.jpg"), str(tmp_path / "a.jpg")])

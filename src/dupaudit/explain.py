@@ -62,7 +62,9 @@ def explain(first: str, second: str, settings: Settings | None = None) -> Explan
         reasons.append(f"descriptor similarity {descriptor_similarity:.3f} (neighbour candidates need >= "
                        f"{cascade.min_descriptor_similarity} and to be among the {settings.neighbours} nearest "
                        "neighbours in the dataset)")
-        reasons.append(f"verification score {_score(similarity, cascade)} (needs >= {settings.min_similarity})")
+        reasons.append(f"verification score {_score(similarity, cascade)} (needs >= {settings.min_similarity}; "
+                       "the best high-passed correlation over 1-px shifts and a 1.12x zoom, refined to half a pixel "
+                       f"and 6% zoom per axis when it lies between {cascade.refine_from} and the threshold)")
         if mirrored_similarity is not None:
             reasons.append(f"verification score against the mirror {_score(mirrored_similarity, cascade)}")
     if a.byte_digest == b.byte_digest:
