@@ -71,6 +71,15 @@ class _ResultUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a cached scan result")
 
 
+def cacheable(path: str) -> bool:
+    """SQLite text must be UTF-8: a non-UTF-8 file name (bytes as lone surrogates) is never a cache key."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def default_cache_path() -> Path:
     """$DUPAUDIT_CACHE, else $XDG_CACHE_HOME/dupaudit, else ~/.cache/dupaudit (file fingerprints.sqlite)."""
     explicit = os.environ.get("DUPAUDIT_CACHE")

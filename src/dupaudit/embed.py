@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from .cache import cacheable
 from .errors import InputError, MissingExtraError
 from .fingerprint import default_jobs
 from .model import ImageRecord
@@ -187,7 +188,7 @@ def embed_records(records: Sequence[ImageRecord], weights: Weights, *, jobs: int
     count = len(records)
     vectors = np.zeros((count, DIMENSIONS), dtype=np.float16)
     valid = np.ones(count, dtype=bool)
-    stored = cache.embeddings(((r.abspath, r.size, r.mtime_ns) for r in records if _utf8(r.abspath)),
+    stored = cache.embeddings(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)),
                               weights.digest) if cache is not None else {}
     todo = []
     for index, record in enumerate(records):
@@ -228,21 +229,12 @@ def _compute(records, todo, weights, vectors, valid, jobs, cache, progress) -> N
                     vectors[done] = (features / np.maximum(norms, 1e-12)).astype(np.float16)
                     if cache is not None:  # one transaction per batch: an interrupted scan keeps what it did
                         cache.store_embeddings(((records[i].abspath, records[i].size, records[i].mtime_ns,
-                                                 vectors[i].tobytes()) for i in done if _utf8(records[i].abspath)),
+                                                 vectors[i].tobytes()) for i in done if cacheable(records[i].abspath)),
                                                weights.digest)
                 progress.advance(len(batch))
     finally:
         progress.finish()
         torch.set_num_threads(previous)
-
-
-def _utf8(path: str) -> bool:
-    """SQLite text must be UTF-8: a non-UTF-8 file name is embedded on every scan, never cached."""
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def similar_pairs(vectors: np.ndarray, min_similarity: float, *, valid: np.ndarray | None = None,

@@ -203,15 +203,15 @@ def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = 
         return results
     hashes: dict[str, np.ndarray] = {}
     flips: dict[str, np.ndarray] = {}
-    for method, stack in arrays.items():
-        batch = np.stack(stack)
+    batches = {method: np.stack(stack) for method, stack in arrays.items()}
+    for method, batch in batches.items():
         if method == "phash":  # the default: hash and mirrored hash share half the transform work
             hashes[method], flips[method] = phash_and_mirrored(batch)
             continue
         hashes[method] = HASH_FUNCTIONS[method](batch)
         flips[method] = HASH_FUNCTIONS[method](np.ascontiguousarray(batch[:, :, ::-1]))
-    thumbs = arrays["phash"]
-    sums = block_sums(np.stack(thumbs))
+    thumbs = batches["phash"]  # the pHash input doubles as the thumbnail
+    sums = block_sums(thumbs)
     for row, (index, facts) in enumerate(good):
         results[index] = Fingerprint(
             width=facts["width"],

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__, embed
 from .analysis import analyse
-from .cache import FingerprintCache, default_cache_path
+from .cache import FingerprintCache, cacheable, default_cache_path
 from .discover import discover, resolve_roots
 from .errors import InputError
 from .fingerprint import Fingerprint, default_jobs, fingerprint_paths
@@ -52,7 +52,7 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
 
     `draft`: decode JPEGs at reduced scale (fingerprint.DRAFT_SIZE): faster on photos, not bit-identical."""
     progress = progress or NullProgress()
-    cached = cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if _cacheable(r.abspath)),
+    cached = cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)),
                           methods, draft) if cache else {}
     todo = [r for r in records if r.abspath not in cached]
     fresh: dict[str, Fingerprint | str] = {}
@@ -84,21 +84,12 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
     return result
 
 
-def _cacheable(path: str) -> bool:
-    """SQLite text must be UTF-8: a non-UTF-8 file name (bytes as lone surrogates) is decoded, never cached."""
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def _collect(batches, outputs, fresh, cache, progress) -> None:
     for batch, output in zip(batches, outputs):
         for record, value in zip(batch, output):
             fresh[record.abspath] = value
         if cache is not None:
-            cache.store((r.abspath, r.size, r.mtime_ns, v) for r, v in zip(batch, output) if _cacheable(r.abspath))
+            cache.store((r.abspath, r.size, r.mtime_ns, v) for r, v in zip(batch, output) if cacheable(r.abspath))
         progress.advance(len(batch))
 
 

@@ -459,27 +459,23 @@ def _refine_all(fine, first, second, where, band, fine_scores, settings, threads
 
 def _refine_joining(fine, first, second, where, band, fine_scores, settings, threads) -> np.ndarray:
     """Refine, best first and a chunk at a time, only the band pairs whose images are not yet joined."""
-    parent = np.arange(len(fine.plain))
+    from .groups import UnionFind
 
-    def root(node: int) -> int:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
-    for a, b in zip(first[fine_scores >= settings.min_similarity].tolist(),
-                    second[fine_scores >= settings.min_similarity].tolist()):
-        parent[root(a)] = root(b)
+    joined = UnionFind(len(fine.plain))
+    accepted = fine_scores >= settings.min_similarity
+    for a, b in zip(first[accepted].tolist(), second[accepted].tolist()):
+        joined.union(a, b)
     refined = fine_scores[band].copy()  # pairs left out keep their unrefined score
     order = np.argsort(-fine_scores[band], kind="stable")
     for lo in range(0, len(order), 1024):
         chunk = order[lo:lo + 1024]
-        todo = chunk[[root(a) != root(b) for a, b in zip(first[band[chunk]].tolist(), second[band[chunk]].tolist())]]
+        pairs = zip(first[band[chunk]].tolist(), second[band[chunk]].tolist())
+        todo = chunk[[joined.find(a) != joined.find(b) for a, b in pairs]]
         if not len(todo):
             continue
         refined[todo] = _refine_all(fine, first, second, where, band[todo], fine_scores, settings, threads)
         for index in todo[refined[todo] >= settings.min_similarity].tolist():
-            parent[root(int(first[band[index]]))] = root(int(second[band[index]]))
+            joined.union(int(first[band[index]]), int(second[band[index]]))
     return refined
 
 
