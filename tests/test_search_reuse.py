@@ -69,3 +69,14 @@ def test_an_unreadable_or_foreign_answer_is_recomputed_not_trusted(data, cache_f
             assert cache.load_result(key) is None
         assert render(scan_module.scan(data, cache_path=cache_file)) == render(cold)
     db.close()
+
+
+def test_a_renamed_or_added_file_is_noticed_without_decoding_the_others(data, cache_file, monkeypatch):
+    calls = _counting(monkeypatch)
+    scan_module.scan(data, cache_path=cache_file)
+    source = next(data.glob("train/*/0003.jpg"))
+    source.rename(source.with_name("renamed.jpg"))  # same size and mtime, another name
+    (data / "train" / source.parent.name / "notes.txt").write_text("not an image")
+    renamed = scan_module.scan(data, cache_path=cache_file)
+    assert len(calls) == 2 and renamed.decoded == 1  # only the renamed file is decoded again
+    assert render(renamed) == render(scan_module.scan(data, use_cache=False))

@@ -13,14 +13,12 @@ import os
 import pickle
 import sqlite3
 import time
-from array import array
-from collections.abc import Iterable, Sequence
-from operator import attrgetter
+from collections.abc import Iterable
 from pathlib import Path
 
 from .fingerprint import FINGERPRINT_VERSION, Fingerprint
 from .hashing import HASH_SIZES
-from .model import ImageRecord
+from .listing import Listing
 
 _METHODS = tuple(HASH_SIZES)
 _HASH_COLUMNS = [m for m in _METHODS] + [f"{m}_flip" for m in _METHODS]
@@ -41,8 +39,8 @@ _EMBEDDINGS_SCHEMA = ("CREATE TABLE IF NOT EXISTS embeddings (path TEXT NOT NULL
                       "PRIMARY KEY (path, model))")
 _KEEP_RESULTS = 16  # the most recently used answers kept (one per dataset and settings, typically)
 # The modules whose code decides a scan's answer: any edit to them makes earlier answers unusable.
-_RESULT_MODULES = ("analysis", "discover", "embed", "fingerprint", "groups", "hashing", "model", "scan", "search",
-                   "verify")
+_RESULT_MODULES = ("analysis", "discover", "embed", "fingerprint", "groups", "hashing", "listing", "model", "scan",
+                   "search", "verify")
 _code_digest: bytes | None = None
 
 
@@ -212,18 +210,19 @@ class FingerprintCache:
                                  ((path, model, size, mtime_ns, vector) for path, size, mtime_ns, vector in entries))
 
     @staticmethod
-    def result_key(records: Sequence[ImageRecord], settings: object) -> bytes:
-        """A digest of everything a scan's answer depends on: each file's identity (path, size, mtime_ns,
-        root, relative path, label), the settings (their repr), and the code of the modules that compute it."""
+    def answer_key(listing: Listing, settings: object) -> bytes:
+        """A digest of everything a scan's answer depends on: every visible file under the roots (relative
+        path, size, mtime_ns; images or not, so no file is opened to decide), what could not be listed, the
+        settings (their repr, roots included) and the code of the modules that compute the answer."""
         digest = hashlib.blake2b(_code_fingerprint(), digest_size=20)
         digest.update(repr(settings).encode("utf-8", "surrogateescape"))
         digest.update(str(FINGERPRINT_VERSION).encode())
-        # column by column with map(): C-speed iteration, this runs on every rescan
-        for column in ("abspath", "root", "path"):
-            digest.update("\0".join(map(attrgetter(column), records)).encode("utf-8", "surrogateescape") + b"\1")
-        digest.update("\0".join(map(str, map(attrgetter("label"), records))).encode("utf-8", "surrogateescape"))
-        for column in ("size", "mtime_ns"):
-            digest.update(array("q", map(attrgetter(column), records)).tobytes())
+        for files in listing.files:  # whole columns at once: C-speed, this runs on every rescan
+            digest.update(repr(files.root).encode("utf-8", "surrogateescape") + b"\1")
+            digest.update("\0".join(files.paths).encode("utf-8", "surrogateescape") + b"\1")
+            digest.update(files.sizes.tobytes())
+            digest.update(files.mtimes.tobytes())
+        digest.update(repr(listing.problems).encode("utf-8", "surrogateescape"))
         return digest.digest()
 
     def load_result(self, key: bytes) -> object | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from operator import attrgetter
 from pathlib import Path
 
 from .errors import InputError
+from .listing import Listing, list_files
 from .model import ImageRecord, Root
 
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
@@ -15,6 +17,10 @@ IMAGE_EXTENSIONS = frozenset(
 # Leading bytes of the formats Pillow reads; used for files whose extension is not an image one.
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5",
           b"P6", b"\x00\x00\x01\x00", b"\x00\x00\x00\x0cjP")
+
+
+_NAME = attrgetter("name")
+_PATH = attrgetter("path")
 
 
 def looks_like_image(path: str) -> bool:
@@ -29,15 +35,11 @@ def looks_like_image(path: str) -> bool:
     return any(head.startswith(magic) for magic in _MAGIC)
 
 
-def _visible_children(folder: Path) -> list[os.DirEntry]:
+def _visible_children(folder: str | Path) -> list[os.DirEntry]:
     with os.scandir(folder) as entries:
         visible = [e for e in entries if e.name[:1] != "."]
-    visible.sort(key=_entry_name)
+    visible.sort(key=_NAME)
     return visible
-
-
-def _entry_name(entry: os.DirEntry) -> str:
-    return entry.name
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -90,62 +92,28 @@ def _unique(name: str, roots: list[Root], prefix: str) -> str:
     return candidate
 
 
-def discover(roots: tuple[Root, ...]) -> tuple[list[ImageRecord], list[tuple[str, str, str]]]:
-    """All image files under the roots, sorted by (root order, path); also files that could not be listed."""
+def image_records(listing: Listing) -> list[ImageRecord]:
+    """The image files of a listing (by extension, or by content), sorted by (root order, path)."""
     records: list[ImageRecord] = []
-    problems: list[tuple[str, str, str]] = []
-    for root in roots:
-        base = Path(root.path)
-        seen_dirs: set[tuple[int, int]] = set()
-        append = records.append  # this loop runs once per file: a warm rescan is mostly this loop
-        for entry, relpath in _walk(base, seen_dirs, problems, root.name):
-            abspath = entry.path
-            try:
-                stat = entry.stat()  # follows symlinks, like os.stat
-            except OSError as exc:
-                problems.append((root.name, relpath, f"cannot stat: {exc.strerror or exc}"))
-                continue
+    append = records.append
+    for files in listing.files:
+        root = files.root
+        base = root.path.rstrip("/") + "/"  # "/" itself is a root path too
+        start = len(records)
+        for relpath, size, mtime_ns in zip(files.paths, files.sizes, files.mtimes):
             dot = relpath.rfind(".")
             suffix = relpath[dot:].lower() if dot > relpath.rfind("/") + 1 else ""  # as os.path.splitext
+            abspath = base + relpath
             if suffix not in IMAGE_EXTENSIONS and not looks_like_image(abspath):
                 continue  # not an image by name or by content: not ours to report
             slash = relpath.find("/")
             label = relpath[:slash] if root.labelled and slash >= 0 else None
-            append(ImageRecord(root.name, relpath, label, stat.st_size, stat.st_mtime_ns, abspath))
-    return records, problems
+            append(ImageRecord(root.name, relpath, label, size, mtime_ns, abspath))
+        records[start:] = sorted(records[start:], key=_PATH)
+    return records
 
 
-def _walk(base: Path, seen_dirs: set, problems: list, root_name: str):
-    """Yield (DirEntry, relative POSIX path) of files, sorted, following symlinks once (no loops)."""
-    stack = [(base, "")]
-    while stack:
-        folder, prefix = stack.pop()
-        try:
-            stat = os.stat(folder)
-        except OSError as exc:
-            problems.append((root_name, prefix.rstrip("/") or ".", f"cannot read folder: {exc.strerror or exc}"))
-            continue
-        ident = (stat.st_dev, stat.st_ino)
-        if ident in seen_dirs:
-            continue  # a symlink loop or a second link to a folder already walked
-        seen_dirs.add(ident)
-        try:
-            children = _visible_children(folder)
-        except OSError as exc:
-            problems.append((root_name, prefix.rstrip("/") or ".", f"cannot read folder: {exc.strerror or exc}"))
-            continue
-        subdirs = []
-        for entry in children:
-            rel = prefix + entry.name
-            if _is_dir(entry):
-                subdirs.append((Path(entry.path), rel + "/"))
-            else:
-                try:
-                    is_file = entry.is_file()
-                except OSError:
-                    is_file = False
-                if is_file:
-                    yield entry, rel
-                elif entry.is_symlink():
-                    problems.append((root_name, rel, "broken or looping symlink"))
-        stack.extend(reversed(subdirs))
+def discover(roots: tuple[Root, ...]) -> tuple[list[ImageRecord], list[tuple[str, str, str]]]:
+    """All image files under the roots, sorted by (root order, path); also files that could not be listed."""
+    listing = list_files(roots)
+    return image_records(listing), listing.problems

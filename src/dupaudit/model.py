@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 KINDS = ("exact", "pixel", "near")  # exact ⊂ pixel ⊂ near: same bytes, same pixels, similar pixels
 HASH_METHODS = ("phash", "dhash", "ahash", "whash")
 # cnn: near pairs from CNN embeddings (embed.py); its exact/pixel digests come from the phash fingerprints
 METHODS = (*HASH_METHODS, "cnn")
+
+
+def _pickled_by_fields(cls):
+    """Pickle as cls(*fields): twice as fast to load as dataclasses' per-field __setstate__, and a warm rescan
+    loads thousands of these (the stored answer, cache.load_result)."""
+    values = attrgetter(*cls.__slots__)
+    cls.__reduce__ = lambda self: (cls, values(self))
+    return cls
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,7 @@ class ImageRecord:
         return (self.root, self.path)
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """A file that could not be fingerprinted, with a one-line reason."""
@@ -58,6 +68,7 @@ class Settings:
     min_similarity: float = 0.84  # verification score a candidate must reach; with cnn: the cosine similarity
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class GroupMember:
     root: str
@@ -69,6 +80,7 @@ class GroupMember:
     size: int = 0
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class DuplicateGroup:
     id: int
@@ -101,6 +113,7 @@ class DuplicateGroup:
         return next(m for m in self.members if m.keep)
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ClassStats:
     split: str
@@ -114,6 +127,7 @@ class ClassStats:
     inflation: float  # p_c / q_c
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SplitStats:
     split: str
@@ -127,6 +141,7 @@ class SplitStats:
     leaked_fraction: float
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Summary:
     images: int
@@ -137,6 +152,19 @@ class Summary:
     leaked: int
     skew: float
     wasted_fraction: float
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """What a rescan of unchanged folders reuses (cache.load_result): the report without its run facts."""
+
+    summary: Summary
+    classes: tuple[ClassStats, ...]
+    splits: tuple[SplitStats, ...]
+    groups: tuple[DuplicateGroup, ...]
+    skipped: tuple[Skipped, ...]
+    train_split: str
 
 
 @dataclass(frozen=True, slots=True)

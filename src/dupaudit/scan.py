@@ -16,11 +16,12 @@ import numpy as np
 from . import __version__, embed
 from .analysis import analyse
 from .cache import FingerprintCache, cacheable, default_cache_path
-from .discover import discover, resolve_roots
+from .discover import image_records, resolve_roots
 from .errors import InputError
 from .fingerprint import Fingerprint, default_jobs, fingerprint_paths
 from .groups import build_groups
-from .model import METHODS, ImageRecord, Root, ScanReport, Settings, Skipped
+from .listing import list_files
+from .model import METHODS, ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
 from .verify import CascadeSettings, candidate_pairs
@@ -124,10 +125,8 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     timings: dict[str, float] = {}
     started = time.perf_counter()
     roots = resolve_roots(root, list(against))
-    records, problems = discover(roots)
-    order = {r.name: i for i, r in enumerate(roots)}
-    records.sort(key=lambda r: (order[r.root], r.path))
-    if not records and not problems:
+    listing = list_files(roots)
+    if not len(listing) and not listing.problems:
         raise InputError(f"{root}: no images found")
     timings["discover"] = time.perf_counter() - started
 
@@ -136,49 +135,59 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
                         neighbours=defaults.neighbours if neighbours is None else neighbours,
                         min_similarity=defaults.min_similarity if min_similarity is None else min_similarity)
     cache_file = cache_path or default_cache_path()
-    # A rescan of unchanged files with the same settings and code reuses the last answer: nothing is
-    # decoded or searched (FingerprintCache.result_key lists what the answer depends on).
-    reuse_key, reused = None, None
+    # A rescan of unchanged folders with the same settings and code reuses the last answer: no file is
+    # decoded, searched or even turned into a record (FingerprintCache.answer_key lists what it depends on).
+    reuse_key = None
     if use_cache:
         with FingerprintCache(cache_file) as cache:
-            reuse_key = cache.result_key(records, (settings, roots, fast_decode)
+            reuse_key = cache.answer_key(listing, (settings, roots, fast_decode)
                                          + ((weights.digest,) if weights is not None else ()))
             reused = cache.load_result(reuse_key)
-    if reused is not None:
-        found, groups = _unpack_answer(records, reused)
-        timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
-        timings["search"] = 0.0
-    else:
-        cache = FingerprintCache(cache_file) if use_cache else None
-        if verify:  # the cascade needs faiss (0.15 s to import): load it while the workers decode
-            threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
-        try:
-            found = fingerprint_records(records, (hash_method,), jobs=jobs, cache=cache, progress=progress,
-                                        draft=fast_decode)
-            if verify and cache is not None:
-                _load_thumbs(found, cache)
-        finally:
-            if cache is not None:
-                cache.close()
-        timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
+        if isinstance(reused, StoredAnswer):
+            timings["fingerprint"] = timings["search"] = 0.0
+            timings["total"] = time.perf_counter() - started
+            return ScanReport(tool_version=__version__, roots=roots, settings=settings, summary=reused.summary,
+                              classes=reused.classes, splits=reused.splits, groups=reused.groups,
+                              skipped=reused.skipped, train_split=reused.train_split, timings=timings,
+                              cache_hits=reused.summary.images + len(reused.skipped) - len(listing.problems),
+                              decoded=0)
 
-        mark = time.perf_counter()
-        if weights is not None:  # --method cnn: near pairs from the embeddings instead of the hash cascade
-            groups = find_semantic_groups(found, roots, settings, weights, cache_file if use_cache else None,
-                                          jobs=jobs, progress=progress)
-        else:
-            groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
-        timings["search"] = time.perf_counter() - mark
-        if reuse_key is not None:
-            with FingerprintCache(cache_file) as cache:
-                cache.store_result(reuse_key, _pack_answer(records, found, groups))
-    skipped = sorted([Skipped(*p) for p in problems] + found.skipped, key=lambda s: (order[s.root], s.path))
+    records = image_records(listing)
+    order = {r.name: i for i, r in enumerate(roots)}
+    if not records and not listing.problems:
+        raise InputError(f"{root}: no images found")
+    cache = FingerprintCache(cache_file) if use_cache else None
+    if verify:  # the cascade needs faiss (0.15 s to import): load it while the workers decode
+        threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
+    try:
+        found = fingerprint_records(records, (hash_method,), jobs=jobs, cache=cache, progress=progress,
+                                    draft=fast_decode)
+        if verify and cache is not None:
+            _load_thumbs(found, cache)
+    finally:
+        if cache is not None:
+            cache.close()
+    timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
+
+    mark = time.perf_counter()
+    if weights is not None:  # --method cnn: near pairs from the embeddings instead of the hash cascade
+        groups = find_semantic_groups(found, roots, settings, weights, cache_file if use_cache else None,
+                                      jobs=jobs, progress=progress)
+    else:
+        groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
+    timings["search"] = time.perf_counter() - mark
+    skipped = tuple(sorted([Skipped(*p) for p in listing.problems] + found.skipped,
+                           key=lambda s: (order[s.root], s.path)))
     train_split = next((r.name for r in roots if r.name == "train"), roots[0].name)
     summary, classes, splits = analyse(roots, train_split, found.records, groups, len(skipped))
+    if reuse_key is not None:
+        with FingerprintCache(cache_file) as cache:
+            cache.store_result(reuse_key, StoredAnswer(summary, classes, splits, tuple(groups), skipped,
+                                                       train_split))
     timings["total"] = time.perf_counter() - started
     return ScanReport(
         tool_version=__version__, roots=roots, settings=settings, summary=summary, classes=classes,
-        splits=splits, groups=groups, skipped=tuple(skipped), train_split=train_split, timings=timings,
+        splits=splits, groups=tuple(groups), skipped=skipped, train_split=train_split, timings=timings,
         cache_hits=found.cache_hits, decoded=found.decoded,
     )
 
@@ -200,22 +209,6 @@ def _load_thumbs(found: Fingerprinted, cache: FingerprintCache) -> None:
     for record, fingerprint in zip(found.records, found.fingerprints):
         if not fingerprint.thumb:
             fingerprint.thumb = thumbs[record.abspath]
-
-
-def _pack_answer(records: Sequence[ImageRecord], found: Fingerprinted, groups) -> tuple:
-    """What a rescan of the same files needs: which records could not be decoded (and why), and the groups."""
-    index = {r.key: i for i, r in enumerate(records)}
-    return (tuple((index[(s.root, s.path)], s.reason) for s in found.skipped), tuple(groups))
-
-
-def _unpack_answer(records: Sequence[ImageRecord], answer: tuple) -> tuple[Fingerprinted, tuple]:
-    """The Fingerprinted (records and skipped; no fingerprints: nothing was loaded) and groups of an answer."""
-    reasons, groups = answer
-    bad = dict(reasons)
-    found = Fingerprinted([r for i, r in enumerate(records) if i not in bad], [], [], decoded=0,
-                          cache_hits=len(records))
-    found.skipped.extend(Skipped(records[i].root, records[i].path, reason) for i, reason in reasons)
-    return found, groups
 
 
 def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerprint], roots: Sequence[Root],

@@ -1,0 +1,89 @@
+"""The walk behind every scan and warm rescan: what it lists, and the two-process stat gives the same."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dupaudit import listing
+from dupaudit.discover import resolve_roots
+
+
+def _tree(base: Path) -> Path:
+    """A few hundred files in nested folders, with the awkward entries a walk must survive."""
+    for index in range(300):
+        folder = base / f"class{index % 3}" / ("deep/er" if index % 7 == 0 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index:04d}.jpg").write_bytes(b"x" * index)
+    (base / "class0" / ".hidden.jpg").write_bytes(b"h")
+    (base / ".git").mkdir()
+    (base / ".git" / "object.jpg").write_bytes(b"g")
+    os.symlink("..", base / "class1" / "loop")  # back to the root: walked once only
+    os.symlink("nowhere.jpg", base / "class2" / "broken.jpg")
+    os.mkfifo(base / "class2" / "pipe.jpg")
+    return base
+
+
+def _reference(base: Path) -> set[tuple[str, int, int]]:
+    """Every visible regular file, by os.walk (no symlinks followed: this tree's only link to a folder loops)."""
+    found = set()
+    for folder, dirs, files in os.walk(base):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = Path(folder) / name
+            if name.startswith(".") or path.is_symlink() or not path.is_file():
+                continue
+            stat = path.stat()
+            found.add((path.relative_to(base).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+def _flatten(result: listing.Listing) -> set[tuple[str, int, int]]:
+    (files,) = result.files
+    assert len(files.paths) == len(files.sizes) == len(files.mtimes)
+    return set(zip(files.paths, files.sizes, files.mtimes))
+
+
+@pytest.mark.parametrize("parallel_from", [1, 10**9])  # a forked child stats half / one process stats all
+def test_listing_finds_every_visible_file_once(tmp_path, monkeypatch, parallel_from):
+    monkeypatch.setattr(listing, "_PARALLEL_FROM", parallel_from)
+    base = _tree(tmp_path / "data")
+    result = listing.list_files(resolve_roots(base))
+    assert _flatten(result) == _reference(base)
+    assert len(result) == 300
+    assert result.problems == [(base.name, "class2/broken.jpg", "broken or looping symlink")]
+
+
+def test_a_file_removed_between_listing_and_stat_is_a_problem_in_either_half(tmp_path, monkeypatch):
+    base = tmp_path / "data"
+    base.mkdir()
+    for index in range(10):
+        (base / f"{index}.jpg").write_bytes(b"x")
+    entries = sorted(os.scandir(base), key=lambda e: e.name)
+    for gone in ("2.jpg", "8.jpg"):  # one in the parent's half, one in the child's
+        (base / gone).unlink()
+    for parallel_from in (1, 10**9):
+        monkeypatch.setattr(listing, "_PARALLEL_FROM", parallel_from)
+        sizes, mtimes, failed = listing._stat_all(list(entries))
+        assert sorted(failed) == [2, 8] and all(r.startswith("cannot stat") for r in failed.values())
+        assert len(sizes) == len(mtimes) == 10 and sizes[3] == 1
+
+
+def test_list_files_drops_an_unstatable_file_and_reports_it(tmp_path, monkeypatch):
+    base = tmp_path / "data"
+    (base / "a").mkdir(parents=True)
+    for index in range(6):
+        (base / "a" / f"{index}.jpg").write_bytes(b"x" * index)
+    walk = listing._walk
+
+    def walk_then_remove(*args):
+        walk(*args)
+        (base / "a" / "4.jpg").unlink()  # removed after it was listed, before it is stat-ed
+
+    monkeypatch.setattr(listing, "_walk", walk_then_remove)
+    monkeypatch.setattr(listing, "_PARALLEL_FROM", 1)
+    result = listing.list_files(resolve_roots(base))
+    assert sorted(_flatten(result)) == sorted(_reference(base))
+    assert [(p[1], p[2][:12]) for p in result.problems] == [("a/4.jpg", "cannot stat:")]
