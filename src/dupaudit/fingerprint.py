@@ -7,20 +7,21 @@ so the hashes match it bit for bit). Hashes are computed per batch, one transfor
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import xxhash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .hashing import HASH_FUNCTIONS, HASH_SIZES, phash_and_mirrored
+from .resize import gray_thumbnail
 from .verify import block_sums
 
 THUMB_SIZE = 32  # the pHash input (32x32 gray, LANCZOS) doubles as the verification thumbnail
-FINGERPRINT_VERSION = 3  # bump when anything below changes what is stored, so caches are rebuilt
+FINGERPRINT_VERSION = 4  # bump when anything below changes what is stored, so caches are rebuilt
 
 _EXIF_ORIENTATION = 0x0112
 # Draft decoding (opt-in): a JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain, no smaller than
@@ -65,7 +66,7 @@ def _decode_jpeg_fast(data: bytes, draft: bool = False) -> tuple[np.ndarray, tup
     orientation; CMYK or gray; oversized; truncated or corrupt: strict mode raises) goes to Pillow, which also
     words the error messages.
     """
-    if _simplejpeg is None or data[:3] != b"\xff\xd8\xff" or b"Exif\x00\x00" in data[:65536]:
+    if _simplejpeg is None or data[:3] != b"\xff\xd8\xff" or _may_have_exif(data):
         return None
     try:
         height, width, colorspace, _ = _simplejpeg.decode_jpeg_header(data)
@@ -80,6 +81,25 @@ def _decode_jpeg_fast(data: bytes, draft: bool = False) -> tuple[np.ndarray, tup
         return pixels, (width, height)
     except Exception:  # noqa: BLE001 - whatever it is, Pillow decides and explains
         return None
+
+
+def _may_have_exif(data: bytes) -> bool:
+    """True when a JPEG's header segments hold an EXIF block (APP1 "Exif"), or cannot be followed to the image
+    data: then Pillow decodes it and applies the orientation. Reads the few segment headers only."""
+    position, end = 2, min(len(data), 1 << 20)
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return True  # not a segment where one should start: let Pillow judge
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xDA:  # start of scan: the header is over
+            return False
+        if marker == 0xE1 and data[position + 4:position + 10] == b"Exif\x00\x00":
+            return True
+        position += 2 + ((data[position + 2] << 8) | data[position + 3])
+    return True
 
 
 def _open_rgb(data: bytes, draft: bool = False) -> tuple[Image.Image, tuple[int, int]]:
@@ -128,15 +148,18 @@ def _reason(exc: BaseException) -> str:
 
 def _facts(data: bytes, pixels, width: int, height: int, reduced: bool,
            decoded_size: tuple[int, int] | None = None) -> dict:
-    """Size and digests of one file. `pixels`: the decoded RGB bytes (or an array holding them)."""
+    """Size and digests of one file. `pixels`: the decoded RGB bytes (or an array holding them).
+
+    The digests are 128-bit XXH3: equal bytes (or pixels) are what they detect, not tampering, and XXH3 is
+    50x faster than BLAKE2b here (1 us vs 43 us for a 34 KB photo), a tenth of the per-file cost of a draft scan."""
     decoded = decoded_size or (width, height)
+    # keyed by the decoded size (and "d" when reduced): digests of different decodes never collide
+    seed = xxhash.xxh3_64_intdigest(b"%dx%d%s" % (*decoded, b"d" if reduced else b""))
     return {
         "width": width,
         "height": height,
-        "byte_digest": hashlib.blake2b(data, digest_size=16).digest(),
-        # keyed by the decoded size (and "d" when reduced): digests of different decodes never collide
-        "pixel_digest": hashlib.blake2b(pixels, digest_size=16,
-                                        key=b"%dx%d%s" % (*decoded, b"d" if reduced else b"")).digest(),
+        "byte_digest": xxhash.xxh3_128_digest(data),
+        "pixel_digest": xxhash.xxh3_128_digest(pixels, seed),
     }
 
 
@@ -146,8 +169,7 @@ def decode_small(path: str, methods: tuple[str, ...], draft: bool = False) -> tu
     With `draft`, a JPEG decodes at reduced scale (see DRAFT_SIZE); its pixel digest is then that of the
     reduced image (still equal for two JPEGs with the same coefficients, no longer for a PNG copy)."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = _read(path)
     except OSError as exc:
         raise BadImage(_reason(exc) if isinstance(exc, PermissionError) else f"cannot read: {exc.strerror}")
     if not data:
@@ -163,6 +185,11 @@ def decode_small(path: str, methods: tuple[str, ...], draft: bool = False) -> tu
             wide = pixels.astype(np.uint32)
             gray = (wide[..., 0] * 19595 + wide[..., 1] * 38470 + wide[..., 2] * 7471 + 0x8000) >> 16
             return facts, {"phash": gray.astype(np.uint8)}
+        if pixels is not None and draft:  # already approximate: the fast resize (resize.py) is close enough
+            decoded_size = (pixels.shape[1], pixels.shape[0])
+            facts = _facts(data, pixels, width, height, reduced=decoded_size != (width, height),
+                           decoded_size=decoded_size)
+            return facts, {m: gray_thumbnail(pixels, HASH_SIZES[m]) for m in dict.fromkeys(("phash", *methods))}
         if pixels is not None:
             image = Image.fromarray(pixels, "RGB")
             facts = _facts(data, pixels, width, height, reduced=image.size != (width, height),
@@ -182,12 +209,33 @@ def decode_small(path: str, methods: tuple[str, ...], draft: bool = False) -> tu
     return facts, small
 
 
-def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = False) -> list[Fingerprint | str]:
-    """Fingerprint a batch of files: a Fingerprint per good file, a reason string per bad one.
+def _read(path: str) -> bytes:
+    """The whole file, by plain system calls (a third cheaper than open().read() for small files)."""
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        chunks = []
+        while chunk := os.read(handle, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+    finally:
+        os.close(handle)
 
-    `draft`: decode JPEGs at reduced scale (faster for photos; hashes not bit-identical to imagededup's)."""
-    results: list[Fingerprint | str] = []
-    good: list[tuple[int, dict]] = []
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """What a worker sends back for a batch of files: decoding is the parallel part, hashing is not.
+
+    Hashing happens where the batches are collected (fingerprints_of), so the scan's parent process imports
+    SciPy's DCT once instead of every worker importing it (0.3 s of CPU each), and no Fingerprint object has
+    to be pickled across."""
+
+    results: list[dict | str]  # per file: its facts (see _facts), or the reason it could not be decoded
+    small: dict[str, np.ndarray]  # method -> (good files, h, w) uint8: the hash inputs, in file order
+
+
+def decode_paths(paths: list[str], methods: tuple[str, ...], draft: bool = False) -> DecodedBatch:
+    """Read and decode a batch of files (see decode_small); nothing is hashed yet."""
+    results: list[dict | str] = []
     arrays: dict[str, list[np.ndarray]] = {}
     for path in paths:
         try:
@@ -195,25 +243,33 @@ def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = 
         except BadImage as exc:
             results.append(str(exc))
             continue
-        good.append((len(results), facts))
-        results.append("")
+        results.append(facts)
         for method, array in small.items():
             arrays.setdefault(method, []).append(array)
-    if not good:
-        return results
+    return DecodedBatch(results, {method: np.stack(stack) for method, stack in arrays.items()})
+
+
+def fingerprints_of(decoded: DecodedBatch, draft: bool = False) -> list[Fingerprint | str]:
+    """A Fingerprint per decoded file, a reason string per bad one; one transform call per method."""
+    if not decoded.small:
+        return list(decoded.results)  # nothing decoded: all reasons
     hashes: dict[str, np.ndarray] = {}
     flips: dict[str, np.ndarray] = {}
-    batches = {method: np.stack(stack) for method, stack in arrays.items()}
-    for method, batch in batches.items():
+    for method, batch in decoded.small.items():
         if method == "phash":  # the default: hash and mirrored hash share half the transform work
             hashes[method], flips[method] = phash_and_mirrored(batch)
             continue
         hashes[method] = HASH_FUNCTIONS[method](batch)
         flips[method] = HASH_FUNCTIONS[method](np.ascontiguousarray(batch[:, :, ::-1]))
-    thumbs = batches["phash"]  # the pHash input doubles as the thumbnail
+    thumbs = decoded.small["phash"]  # the pHash input doubles as the thumbnail
     sums = block_sums(thumbs)
-    for row, (index, facts) in enumerate(good):
-        results[index] = Fingerprint(
+    results: list[Fingerprint | str] = []
+    row = 0
+    for facts in decoded.results:
+        if isinstance(facts, str):
+            results.append(facts)
+            continue
+        results.append(Fingerprint(
             width=facts["width"],
             height=facts["height"],
             byte_digest=facts["byte_digest"],
@@ -223,8 +279,16 @@ def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = 
             thumb=thumbs[row].tobytes(),
             blocks=sums[row].tobytes(),
             draft=draft,
-        )
+        ))
+        row += 1
     return results
+
+
+def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = False) -> list[Fingerprint | str]:
+    """Fingerprint a batch of files in this process: a Fingerprint per good file, a reason string per bad one.
+
+    `draft`: decode JPEGs at reduced scale (faster for photos; hashes not bit-identical to imagededup's)."""
+    return fingerprints_of(decode_paths(paths, methods, draft), draft)
 
 
 def default_jobs() -> int:

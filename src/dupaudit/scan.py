@@ -18,7 +18,7 @@ from .analysis import analyse
 from .cache import FingerprintCache, cacheable, default_cache_path
 from .discover import image_records, resolve_roots
 from .errors import InputError
-from .fingerprint import Fingerprint, default_jobs, fingerprint_paths
+from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprints_of
 from .groups import build_groups
 from .listing import list_files
 from .model import METHODS, ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
@@ -61,13 +61,13 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
     batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
     jobs = max(1, jobs or default_jobs())
     if jobs == 1 or len(batches) <= 1:
-        outputs = (fingerprint_paths([r.abspath for r in batch], methods, draft) for batch in batches)
-        _collect(batches, outputs, fresh, cache, progress)
+        outputs = (decode_paths([r.abspath for r in batch], methods, draft) for batch in batches)
+        _collect(batches, outputs, fresh, cache, progress, draft)
     else:
         with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
-            outputs = pool.map(fingerprint_paths, [[r.abspath for r in b] for b in batches],
+            outputs = pool.map(decode_paths, [[r.abspath for r in b] for b in batches],
                                [methods] * len(batches), [draft] * len(batches))
-            _collect(batches, outputs, fresh, cache, progress)
+            _collect(batches, outputs, fresh, cache, progress, draft)
     progress.finish()
 
     result = Fingerprinted([], [], [], decoded=len(todo), cache_hits=len(cached))
@@ -85,8 +85,9 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
     return result
 
 
-def _collect(batches, outputs, fresh, cache, progress) -> None:
-    for batch, output in zip(batches, outputs):
+def _collect(batches, outputs, fresh, cache, progress, draft: bool) -> None:
+    for batch, decoded in zip(batches, outputs):
+        output = fingerprints_of(decoded, draft)  # hashed here, batch by batch, while the workers decode on
         for record, value in zip(batch, output):
             fresh[record.abspath] = value
         if cache is not None:
