@@ -223,11 +223,8 @@ def _read(path: str) -> bytes:
 
 @dataclass(slots=True)
 class DecodedBatch:
-    """What a worker sends back for a batch of files: decoding is the parallel part, hashing is not.
-
-    Hashing happens where the batches are collected (fingerprints_of), so the scan's parent process imports
-    SciPy's DCT once instead of every worker importing it (0.3 s of CPU each), and no Fingerprint object has
-    to be pickled across."""
+    """A batch of files decoded (decode_paths), not yet hashed (fingerprints_of): the hash transforms run once
+    per batch, on the stacked inputs."""
 
     results: list[dict | str]  # per file: its facts (see _facts), or the reason it could not be decoded
     small: dict[str, np.ndarray]  # method -> (good files, h, w) uint8: the hash inputs, in file order

@@ -18,7 +18,7 @@ from .analysis import analyse
 from .cache import FingerprintCache, cacheable, default_cache_path
 from .discover import image_records, resolve_roots
 from .errors import InputError
-from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprints_of
+from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprint_paths, fingerprints_of
 from .groups import build_groups
 from .listing import list_files
 from .model import METHODS, ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 10
 UNVERIFIED_THRESHOLD = 6
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
+PARENT_HASHING_BYTES = 16_000  # mean file size from which the scan's own process hashes (fingerprint_records)
 
 
 @dataclass(slots=True)
@@ -61,13 +62,21 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
     batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
     jobs = max(1, jobs or default_jobs())
     if jobs == 1 or len(batches) <= 1:
-        outputs = (decode_paths([r.abspath for r in batch], methods, draft) for batch in batches)
-        _collect(batches, outputs, fresh, cache, progress, draft)
+        outputs = (fingerprint_paths([r.abspath for r in batch], methods, draft) for batch in batches)
+        _collect(batches, outputs, fresh, cache, progress)
     else:
+        # Where files are large (photos), decoding dominates and this process, idle otherwise, hashes what
+        # the workers decoded: SciPy's DCT is then imported once here instead of in every worker (0.3 s of
+        # CPU each). Small images (CIFAR) hash in the workers: this process, which also stores every row,
+        # would be the bottleneck. The fingerprints are the same either way (tests/test_parallel.py).
+        hash_here = sum(r.size for r in todo) >= PARENT_HASHING_BYTES * len(todo)
         with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
-            outputs = pool.map(decode_paths, [[r.abspath for r in b] for b in batches],
-                               [methods] * len(batches), [draft] * len(batches))
-            _collect(batches, outputs, fresh, cache, progress, draft)
+            outputs = pool.map(decode_paths if hash_here else fingerprint_paths,
+                               [[r.abspath for r in b] for b in batches], [methods] * len(batches),
+                               [draft] * len(batches))
+            if hash_here:
+                outputs = (fingerprints_of(decoded, draft) for decoded in outputs)
+            _collect(batches, outputs, fresh, cache, progress)
     progress.finish()
 
     result = Fingerprinted([], [], [], decoded=len(todo), cache_hits=len(cached))
@@ -85,9 +94,8 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
     return result
 
 
-def _collect(batches, outputs, fresh, cache, progress, draft: bool) -> None:
-    for batch, decoded in zip(batches, outputs):
-        output = fingerprints_of(decoded, draft)  # hashed here, batch by batch, while the workers decode on
+def _collect(batches, outputs, fresh, cache, progress) -> None:
+    for batch, output in zip(batches, outputs):
         for record, value in zip(batch, output):
             fresh[record.abspath] = value
         if cache is not None:
