@@ -23,9 +23,11 @@ def dataset(tmp_path_factory):
     return root
 
 
-def test_parallel_batched_scan_gives_the_same_report_as_one_process(dataset, monkeypatch):
+@pytest.mark.parametrize("hashed_by", ["workers", "parent"])  # small files hash in the workers, large in the parent
+def test_parallel_batched_scan_gives_the_same_report_as_one_process(dataset, monkeypatch, hashed_by):
     one_process = scan_module.scan(dataset, jobs=1, use_cache=False)
     monkeypatch.setattr(scan_module, "BATCH", 16)  # many batches, spread over two worker processes
+    monkeypatch.setattr(scan_module, "PARENT_HASHING_BYTES", 0 if hashed_by == "parent" else 10**12)
     parallel = scan_module.scan(dataset, jobs=2, use_cache=False)
     assert one_process.summary.images >= 300
     assert one_process.summary.groups > 0  # the comparison is about something
