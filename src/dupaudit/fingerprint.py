@@ -164,11 +164,21 @@ def _facts(data: bytes, pixels, width: int, height: int, reduced: bool,
     }
 
 
-def decode_small(path: str, methods: tuple[str, ...], draft: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
+def pillow_gray(rgb: np.ndarray) -> np.ndarray:
+    """RGB (..., 3) uint8 to gray exactly as Pillow's convert("L") (ITU-R 601-2 in 16-bit fixed point)."""
+    wide = rgb.astype(np.uint32)
+    gray = (wide[..., 0] * 19595 + wide[..., 1] * 38470 + wide[..., 2] * 7471 + 0x8000) >> 16
+    return gray.astype(np.uint8)
+
+
+def decode_small(path: str, methods: tuple[str, ...], draft: bool = False,
+                 rgb_ok: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and decode one file; return its facts and the small gray arrays each method needs.
 
     With `draft`, a JPEG decodes at reduced scale (see DRAFT_SIZE); its pixel digest is then that of the
-    reduced image (still equal for two JPEGs with the same coefficients, no longer for a PNG copy)."""
+    reduced image (still equal for two JPEGs with the same coefficients, no longer for a PNG copy).
+    With `rgb_ok`, an image already of the pHash size may come back RGB (h, w, 3), for pillow_gray to turn
+    gray a whole batch at once (decode_paths): per image, those numpy calls cost as much as the decode."""
     try:
         data = _read(path)
     except OSError as exc:
@@ -183,9 +193,7 @@ def decode_small(path: str, methods: tuple[str, ...], draft: bool = False) -> tu
             # Already the pHash input size (CIFAR-style): Pillow's resize would be a copy, and its RGB->L is
             # this integer formula (bit-identical, checked in tests), so no Pillow image is made at all.
             facts = _facts(data, pixels, THUMB_SIZE, THUMB_SIZE, reduced=False)
-            wide = pixels.astype(np.uint32)
-            gray = (wide[..., 0] * 19595 + wide[..., 1] * 38470 + wide[..., 2] * 7471 + 0x8000) >> 16
-            return facts, {"phash": gray.astype(np.uint8)}
+            return facts, {"phash": pixels if rgb_ok else pillow_gray(pixels)}
         if pixels is not None and draft:  # already approximate: the fast resize (resize.py) is close enough
             decoded_size = (pixels.shape[1], pixels.shape[0])
             facts = _facts(data, pixels, width, height, reduced=decoded_size != (width, height),
@@ -237,14 +245,28 @@ def decode_paths(paths: list[str], methods: tuple[str, ...], draft: bool = False
     arrays: dict[str, list[np.ndarray]] = {}
     for path in paths:
         try:
-            facts, small = decode_small(path, methods, draft)
+            facts, small = decode_small(path, methods, draft, rgb_ok=True)
         except BadImage as exc:
             results.append(str(exc))
             continue
         results.append(facts)
         for method, array in small.items():
             arrays.setdefault(method, []).append(array)
-    return DecodedBatch(results, {method: np.stack(stack) for method, stack in arrays.items()})
+    return DecodedBatch(results, {method: _stack_gray(stack) for method, stack in arrays.items()})
+
+
+def _stack_gray(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack gray arrays, turning the RGB ones among them (decode_small's rgb_ok) gray in one call."""
+    rgb = [i for i, array in enumerate(arrays) if array.ndim == 3]
+    if not rgb:
+        return np.stack(arrays)
+    if len(rgb) == len(arrays):
+        return pillow_gray(np.stack(arrays))
+    grays = pillow_gray(np.stack([arrays[i] for i in rgb]))
+    arrays = list(arrays)
+    for row, index in enumerate(rgb):
+        arrays[index] = grays[row]
+    return np.stack(arrays)
 
 
 def fingerprints_of(decoded: DecodedBatch, draft: bool = False) -> list[Fingerprint | str]:
