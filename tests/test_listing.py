@@ -87,3 +87,35 @@ def test_list_files_drops_an_unstatable_file_and_reports_it(tmp_path, monkeypatc
     result = listing.list_files(resolve_roots(base))
     assert sorted(_flatten(result)) == sorted(_reference(base))
     assert [(p[1], p[2][:12]) for p in result.problems] == [("a/4.jpg", "cannot stat:")]
+
+
+def test_an_interrupted_parallel_stat_leaves_no_child_behind(tmp_path, monkeypatch):
+    base = tmp_path / "data"
+    base.mkdir()
+    for index in range(2000):  # the child's half is far more than a pipe holds: it blocks until read
+        (base / f"{index:05d}.jpg").write_bytes(b"x")
+    entries = list(os.scandir(base))
+    stat_range = listing._stat_range
+
+    def parent_interrupted(part, offset):
+        if offset == 0:  # the parent's half (the child, forked with this patch, has offset > 0)
+            raise KeyboardInterrupt
+        return stat_range(part, offset)
+
+    children = []
+    fork = os.fork
+
+    def recorded_fork():
+        pid = fork()
+        if pid:
+            children.append(pid)
+        return pid
+
+    monkeypatch.setattr(listing, "_stat_range", parent_interrupted)
+    monkeypatch.setattr(listing, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(os, "fork", recorded_fork)
+    with pytest.raises(KeyboardInterrupt):
+        listing._stat_all(entries)
+    assert len(children) == 1
+    with pytest.raises(ChildProcessError):  # the child ended and was waited for
+        os.waitpid(children[0], os.WNOHANG)
