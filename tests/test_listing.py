@@ -58,20 +58,22 @@ def test_listing_finds_every_visible_file_once(tmp_path, monkeypatch, parallel_f
 
 def test_a_file_removed_between_listing_and_stat_is_a_problem_in_either_half(tmp_path, monkeypatch):
     base = tmp_path / "data"
-    base.mkdir()
-    for index in range(10):
-        (base / f"{index}.jpg").write_bytes(b"x")
-    entries = sorted(os.scandir(base), key=lambda e: e.name)
-    for gone in ("2.jpg", "8.jpg"):  # one in the parent's half, one in the child's
+    for folder in ("a", "b"):
+        (base / folder).mkdir(parents=True)
+        for index in range(5):
+            (base / folder / f"{index}.jpg").write_bytes(b"x")
+    folders = [(str(base / f), sorted(os.listdir(base / f))) for f in ("a", "b")]
+    for gone in ("a/2.jpg", "b/3.jpg"):  # one in the parent's half, one in the child's
         (base / gone).unlink()
     for parallel_from in (1, 10**9):
         monkeypatch.setattr(listing, "_PARALLEL_FROM", parallel_from)
-        sizes, mtimes, failed = listing._stat_all(list(entries))
+        sizes, mtimes, failed = listing._stat_all([listing.Folder(p, "", n) for p, n in folders])
         assert sorted(failed) == [2, 8] and all(r.startswith("cannot stat") for r in failed.values())
         assert len(sizes) == len(mtimes) == 10 and sizes[3] == 1
 
 
-def test_list_files_drops_an_unstatable_file_and_reports_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("parallel_from", [1, 10**9])
+def test_list_files_drops_an_unstatable_file_and_reports_it(tmp_path, monkeypatch, parallel_from):
     base = tmp_path / "data"
     (base / "a").mkdir(parents=True)
     for index in range(6):
@@ -79,11 +81,12 @@ def test_list_files_drops_an_unstatable_file_and_reports_it(tmp_path, monkeypatc
     walk = listing._walk
 
     def walk_then_remove(*args):
-        walk(*args)
+        found = walk(*args)
         (base / "a" / "4.jpg").unlink()  # removed after it was listed, before it is stat-ed
+        return found
 
     monkeypatch.setattr(listing, "_walk", walk_then_remove)
-    monkeypatch.setattr(listing, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(listing, "_PARALLEL_FROM", parallel_from)
     result = listing.list_files(resolve_roots(base))
     assert sorted(_flatten(result)) == sorted(_reference(base))
     assert [(p[1], p[2][:12]) for p in result.problems] == [("a/4.jpg", "cannot stat:")]
@@ -94,13 +97,13 @@ def test_an_interrupted_parallel_stat_leaves_no_child_behind(tmp_path, monkeypat
     base.mkdir()
     for index in range(2000):  # the child's half is far more than a pipe holds: it blocks until read
         (base / f"{index:05d}.jpg").write_bytes(b"x")
-    entries = list(os.scandir(base))
+    folder = listing.Folder(str(base), "", os.listdir(base))
     stat_range = listing._stat_range
 
-    def parent_interrupted(part, offset):
+    def parent_interrupted(work, offset):
         if offset == 0:  # the parent's half (the child, forked with this patch, has offset > 0)
             raise KeyboardInterrupt
-        return stat_range(part, offset)
+        return stat_range(work, offset)
 
     children = []
     fork = os.fork
@@ -115,7 +118,15 @@ def test_an_interrupted_parallel_stat_leaves_no_child_behind(tmp_path, monkeypat
     monkeypatch.setattr(listing, "_PARALLEL_FROM", 1)
     monkeypatch.setattr(os, "fork", recorded_fork)
     with pytest.raises(KeyboardInterrupt):
-        listing._stat_all(entries)
+        listing._stat_all([folder])
     assert len(children) == 1
     with pytest.raises(ChildProcessError):  # the child ended and was waited for
         os.waitpid(children[0], os.WNOHANG)
+
+
+def test_the_two_halves_cut_inside_a_folder_and_lose_nothing():
+    work = [("a", ["1", "2", "3"]), ("b", ["4", "5"]), ("c", ["6"])]
+    for half in range(7):
+        first, second, at = listing._split(work, half)
+        names = [n for _, ns in first for n in ns]
+        assert len(names) == at == half and names + [n for _, ns in second for n in ns] == list("123456")

@@ -222,7 +222,9 @@ class FingerprintCache:
         digest.update(str(FINGERPRINT_VERSION).encode())
         for files in listing.files:  # whole columns at once: C-speed, this runs on every rescan
             digest.update(repr(files.root).encode("utf-8", "surrogateescape") + b"\1")
-            digest.update("\0".join(files.paths).encode("utf-8", "surrogateescape") + b"\1")
+            for folder in files.folders:  # unambiguous: no name holds "/" or NUL, and no prefix holds "//"
+                text = folder.prefix + "//" + "\0".join(folder.names) + "\0/"
+                digest.update(text.encode("utf-8", "surrogateescape"))
             digest.update(files.sizes.tobytes())
             digest.update(files.mtimes.tobytes())
         digest.update(repr(listing.problems).encode("utf-8", "surrogateescape"))

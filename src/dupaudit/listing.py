@@ -2,9 +2,10 @@
 
 A Listing identifies the state of the folders: a warm rescan compares it with the last scan's
 (cache.answer_key) before anything else is done, so this walk is most of a warm scan's time. One stat per
-file is the least a rescan can do to notice a changed file, and the stat system call is what costs (about
-3-5 us per file on the 2-core VM, even from C: GNU find takes as long), so the files are listed first and
-stat-ed afterwards in directory order, in two processes when there are many.
+file is the least a rescan can do to notice a changed file, and the stat system call is what costs (3-5 us
+per file on the 2-core VM, even from C: GNU find takes as long). So the folders are listed first, then the
+files are stat-ed folder by folder, in directory order, relative to an open folder (a one-name path lookup),
+and in two processes when there are many.
 """
 
 from __future__ import annotations
@@ -15,22 +16,39 @@ import sys
 import threading
 from array import array
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 
 from .model import Root
 
 _NAME = attrgetter("name")
+_SIZE = attrgetter("st_size")
+_MTIME = attrgetter("st_mtime_ns")
 _PARALLEL_FROM = 20_000  # files: below this a second process costs more than it saves
 
 
 @dataclass(slots=True)
+class Folder:
+    """One folder's visible regular files, in directory order."""
+
+    path: str  # absolute (through symlinks as walked)
+    prefix: str  # its path relative to the root, "" or ending in "/"
+    names: list[str]
+
+
+@dataclass(slots=True)
 class RootFiles:
-    """The visible regular files of one root in walk order: relative POSIX paths, sizes and mtime_ns."""
+    """The visible regular files of one root: folder by folder, with sizes and mtime_ns in the same order."""
 
     root: Root
-    paths: list[str]
+    folders: list[Folder]
     sizes: array  # 'q'
     mtimes: array  # 'q'
+
+    @property
+    def paths(self) -> list[str]:
+        """Relative POSIX paths, in the order of sizes and mtimes (built on demand: a warm rescan needs none)."""
+        return [path for folder in self.folders for path in map(folder.prefix.__add__, folder.names)]
 
 
 @dataclass(slots=True)
@@ -39,47 +57,63 @@ class Listing:
     problems: list[tuple[str, str, str]]  # (root name, relative path, reason)
 
     def __len__(self) -> int:
-        return sum(len(f.paths) for f in self.files)
+        return sum(len(f.sizes) for f in self.files)
 
 
 def list_files(roots: tuple[Root, ...]) -> Listing:
     """Walk the roots, following symlinks once (no loops); hidden files and folders are skipped."""
-    problems: list[tuple[str, str, str]] = []
-    found: list[tuple[Root, list[str], list[os.DirEntry]]] = []
+    listing = Listing([], [])
     for root in roots:
-        paths: list[str] = []
-        entries: list[os.DirEntry] = []
-        _walk(root, paths, entries, problems)
-        found.append((root, paths, entries))
-    everything = [entry for _, _, entries in found for entry in entries]
-    sizes, mtimes, failed = _stat_all(everything)
-    listing = Listing([], problems)
+        listing.files.append(RootFiles(root, _walk(root, listing.problems), array("q"), array("q")))
+    folders = [folder for files in listing.files for folder in files.folders]
+    sizes, mtimes, failed = _stat_all(folders)
     start = 0
-    for root, paths, entries in found:
-        end = start + len(entries)
-        files = RootFiles(root, paths, sizes[start:end], mtimes[start:end])
-        bad = [i - start for i in failed if start <= i < end]
-        for offset in sorted(bad, reverse=True):  # could not be stat-ed (removed meanwhile, no permission): a problem
-            problems.append((root.name, paths[offset], failed[offset + start]))
-            del files.paths[offset], files.sizes[offset], files.mtimes[offset]
-        listing.files.append(files)
-        start = end
+    for files in listing.files:
+        for folder in files.folders:
+            end = start + len(folder.names)
+            files.sizes.extend(sizes[start:end])
+            files.mtimes.extend(mtimes[start:end])
+            start = end
+    if failed:  # removed since listed, or no permission: a problem instead of a file
+        _drop_failed(listing, failed)
     return listing
 
 
-def _walk(root: Root, paths: list[str], entries: list[os.DirEntry], problems: list) -> None:
-    """Collect the regular files of one root (paths and DirEntries, directory order) and note problems."""
+def _drop_failed(listing: Listing, failed: dict[int, str]) -> None:
+    index = 0
+    for files in listing.files:
+        kept_sizes, kept_mtimes = array("q"), array("q")
+        position = 0
+        for folder in files.folders:
+            kept = []
+            for name in folder.names:
+                reason = failed.get(index)
+                if reason is None:
+                    kept.append(name)
+                    kept_sizes.append(files.sizes[position])
+                    kept_mtimes.append(files.mtimes[position])
+                else:
+                    listing.problems.append((files.root.name, folder.prefix + name, reason))
+                index += 1
+                position += 1
+            folder.names = kept
+        files.sizes, files.mtimes = kept_sizes, kept_mtimes
+
+
+def _walk(root: Root, problems: list) -> list[Folder]:
+    """The folders of one root that hold regular files (depth first), noting the problems met."""
+    folders: list[Folder] = []
     seen_dirs: set[tuple[int, int]] = set()
     stack = [(root.path, "")]
     while stack:
-        folder, prefix = stack.pop()
+        path, prefix = stack.pop()
         try:
-            stat = os.stat(folder)
+            stat = os.stat(path)
             ident = (stat.st_dev, stat.st_ino)
             if ident in seen_dirs:
                 continue  # a symlink loop or a second link to a folder already walked
             seen_dirs.add(ident)
-            with os.scandir(folder) as iterator:
+            with os.scandir(path) as iterator:
                 children = list(iterator)
         except OSError as exc:
             problems.append((root.name, prefix.rstrip("/") or ".", f"cannot read folder: {exc.strerror or exc}"))
@@ -91,21 +125,24 @@ def _walk(root: Root, paths: list[str], entries: list[os.DirEntry], problems: li
         try:  # the type comes from the directory itself; only symlinks need a stat (which may fail)
             regular = list(map(os.DirEntry.is_file, children))
             if all(regular):  # the usual folder of images: no per-file Python below
-                entries.extend(children)
-                paths.extend(map(prefix.__add__, names))
+                if names:
+                    folders.append(Folder(path, prefix, names))
                 continue
             dirs = list(map(os.DirEntry.is_dir, children))
         except OSError:
             dirs, regular = [_safely(e.is_dir) for e in children], [_safely(e.is_file) for e in children]
+        files = []
         for entry, name, is_dir, is_file in zip(children, names, dirs, regular):
             if is_dir:
                 stack.append((entry.path, prefix + name + "/"))
             elif is_file:
-                entries.append(entry)
-                paths.append(prefix + name)
+                files.append(name)
             elif entry.is_symlink():
                 problems.append((root.name, prefix + name, "broken or looping symlink"))
             # else a fifo, socket or device: not an image, not a problem
+        if files:
+            folders.append(Folder(path, prefix, files))
+    return folders
 
 
 def _safely(check) -> bool:
@@ -115,59 +152,99 @@ def _safely(check) -> bool:
         return False
 
 
-def _stat_all(entries: list[os.DirEntry]) -> tuple[array, array, dict[int, str]]:
-    """Sizes and mtime_ns of the entries (following symlinks), and {index: reason} for those that failed.
+def _stat_all(folders: list[Folder]) -> tuple[array, array, dict[int, str]]:
+    """Sizes and mtime_ns of every file (following symlinks), and {index: reason} for those that failed.
 
     Many files: a forked child stats the second half meanwhile (threads do not help: measured no faster;
     a process does: 35 % less wall time on 60,000 files). Only on Linux (fork without exec is unsafe on
     macOS), and only when this process runs no other thread (forking a threaded process can deadlock the
     child; the child here only stats, pickles and exits)."""
-    half = len(entries) // 2
-    if len(entries) < _PARALLEL_FROM or not sys.platform.startswith("linux") or threading.active_count() > 1:
-        return _stat_range(entries, 0)
+    work = [(folder.path, folder.names) for folder in folders]
+    total = sum(len(names) for _, names in work)
+    if total < _PARALLEL_FROM or not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return _stat_range(work, 0)
+    first, second, half = _split(work, total // 2)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: stat the second half, send it back, exit without running anything else
         try:
             os.close(read_end)
             with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(pickle.dumps(_stat_range(entries[half:], half), protocol=pickle.HIGHEST_PROTOCOL))
+                pipe.write(pickle.dumps(_stat_range(second, half), protocol=pickle.HIGHEST_PROTOCOL))
         finally:
             os._exit(0)
     os.close(write_end)
     pipe = os.fdopen(read_end, "rb")
     try:
-        sizes, mtimes, failed = _stat_range(entries[:half], 0)
+        sizes, mtimes, failed = _stat_range(first, 0)
         sent = pipe.read()
     finally:  # also when interrupted: a closed pipe ends the child's write, so the wait cannot hang
         pipe.close()
         os.waitpid(pid, 0)
     try:
-        second = pickle.loads(sent)
+        theirs = pickle.loads(sent)
     except Exception:  # the child failed: do its half here
-        second = _stat_range(entries[half:], half)
-    sizes.extend(second[0])
-    mtimes.extend(second[1])
-    failed.update(second[2])
+        theirs = _stat_range(second, half)
+    sizes.extend(theirs[0])
+    mtimes.extend(theirs[1])
+    failed.update(theirs[2])
     return sizes, mtimes, failed
 
 
-def _stat_range(entries: list[os.DirEntry], offset: int) -> tuple[array, array, dict[int, str]]:
+def _split(work: list[tuple[str, list[str]]], half: int):
+    """Cut the (folder, names) list after `half` files (inside a folder if need be)."""
+    first, count = [], 0
+    for index, (path, names) in enumerate(work):
+        if count + len(names) >= half:
+            cut = half - count
+            return first + [(path, names[:cut])], [(path, names[cut:])] + work[index + 1:], half
+        first.append((path, names))
+        count += len(names)
+    return first, [], count
+
+
+def _stat_range(work: list[tuple[str, list[str]]], offset: int) -> tuple[array, array, dict[int, str]]:
+    """Stat the names of each folder relative to the open folder; `offset`: index of the first file."""
+    sizes, mtimes, failed = array("q"), array("q"), {}
+    index = offset
+    for path, names in work:
+        stats = _stat_folder(path, names, index, failed)
+        sizes.extend(map(_SIZE, stats))
+        mtimes.extend(map(_MTIME, stats))
+        index += len(names)
+    return sizes, mtimes, failed
+
+
+_RELATIVE_STAT = os.stat in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+
+
+class _Missing:
+    st_size = st_mtime_ns = -1
+
+
+def _stat_folder(path: str, names: list[str], first: int, failed: dict[int, str]) -> list:
+    handle = None  # without one (no dir_fd support, or the folder became unreadable): full paths
+    if _RELATIVE_STAT:
+        try:
+            handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            pass
     try:
-        stats = list(map(os.DirEntry.stat, entries))  # map(): C speed, the per-file cost is the system call
-        failed: dict[int, str] = {}
-    except OSError:
-        stats, failed = [], {}
-        for index, entry in enumerate(entries):
+        stat = partial(os.stat, dir_fd=handle) if handle is not None else None
+        try:
+            if stat is not None:
+                return list(map(stat, names))  # map(): C speed, the per-file cost is the system call
+            return list(map(os.stat, map((path.rstrip("/") + "/").__add__, names)))
+        except OSError:
+            pass
+        stats = []
+        for offset, name in enumerate(names):  # the slow path: find which failed
             try:
-                stats.append(entry.stat())
+                stats.append(os.stat(name, dir_fd=handle) if handle is not None else os.stat(os.path.join(path, name)))
             except OSError as exc:
-                stats.append(None)
-                failed[offset + index] = f"cannot stat: {exc.strerror or exc}"
-    sizes = array("q", [s.st_size if s is not None else -1 for s in stats] if failed else map(_SIZE, stats))
-    mtimes = array("q", [s.st_mtime_ns if s is not None else -1 for s in stats] if failed else map(_MTIME, stats))
-    return sizes, mtimes, failed
-
-
-_SIZE = attrgetter("st_size")
-_MTIME = attrgetter("st_mtime_ns")
+                stats.append(_Missing)
+                failed[first + offset] = f"cannot stat: {exc.strerror or exc}"
+        return stats
+    finally:
+        if handle is not None:
+            os.close(handle)
