@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     width INTEGER, height INTEGER, byte_digest BLOB, pixel_digest BLOB,
     {", ".join(f"{c} BLOB" for c in _HASH_COLUMNS)}, thumb BLOB, draft INTEGER NOT NULL DEFAULT 0
 )"""
-# Whole-scan answers (which files decoded, the groups), keyed by everything they depend on; see result_key.
+# Whole-scan answers (model.StoredAnswer: the report without its run facts), keyed by answer_key.
 _RESULTS_SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
 # CNN embeddings (embed.py, --method cnn): float16 vectors keyed by file identity and the weights file's digest.
 _EMBEDDINGS_SCHEMA = ("CREATE TABLE IF NOT EXISTS embeddings (path TEXT NOT NULL, model BLOB NOT NULL, "
