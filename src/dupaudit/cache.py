@@ -138,6 +138,8 @@ class FingerprintCache:
         Their Fingerprints carry the hashes of the methods asked for only, and no thumbnail (see thumbs()).
         Only rows decoded the same way (full, or `draft`) count: the two give slightly different hashes.
         """
+        if self._db.execute("SELECT 1 FROM fingerprints LIMIT 1").fetchone() is None:
+            return {}  # a new cache: nothing to match (listing 60,000 keys for nothing took 0.27 s)
         self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted "
                          "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
         self._db.execute("DELETE FROM wanted")

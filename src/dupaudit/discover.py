@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import repeat
 from operator import attrgetter
 from pathlib import Path
 
@@ -19,6 +20,7 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b
           b"P6", b"\x00\x00\x01\x00", b"\x00\x00\x00\x0cjP")
 
 
+_EXTENSIONS = tuple(IMAGE_EXTENSIONS)  # for str.endswith
 _NAME = attrgetter("name")
 _PATH = attrgetter("path")
 
@@ -93,23 +95,30 @@ def _unique(name: str, roots: list[Root], prefix: str) -> str:
 
 
 def image_records(listing: Listing) -> list[ImageRecord]:
-    """The image files of a listing (by extension, or by content), sorted by (root order, path)."""
+    """The image files of a listing (by extension, or by content), sorted by (root order, path).
+
+    Folder by folder: a folder's files share their label and path prefix, and the per-file work is C calls."""
     records: list[ImageRecord] = []
-    append = records.append
     for files in listing.files:
         root = files.root
         base = root.path.rstrip("/") + "/"  # "/" itself is a root path too
-        start = len(records)
-        for relpath, size, mtime_ns in zip(files.paths, files.sizes, files.mtimes):
-            dot = relpath.rfind(".")
-            suffix = relpath[dot:].lower() if dot > relpath.rfind("/") + 1 else ""  # as os.path.splitext
-            abspath = base + relpath
-            if suffix not in IMAGE_EXTENSIONS and not looks_like_image(abspath):
-                continue  # not an image by name or by content: not ours to report
-            slash = relpath.find("/")
-            label = relpath[:slash] if root.labelled and slash >= 0 else None
-            append(ImageRecord(root.name, relpath, label, size, mtime_ns, abspath))
-        records[start:] = sorted(records[start:], key=_PATH)
+        found: list[ImageRecord] = []
+        position = 0
+        for folder in files.folders:
+            count = len(folder.names)
+            slash = folder.prefix.find("/")
+            label = folder.prefix[:slash] if root.labelled and slash >= 0 else None
+            where = base + folder.prefix
+            # visible names never start with ".", so this suffix test is os.path.splitext's
+            keep = [i for i, name in enumerate(folder.names)
+                    if name.lower().endswith(_EXTENSIONS) or looks_like_image(where + name)]
+            names = [folder.names[i] for i in keep]
+            found.extend(map(ImageRecord, repeat(root.name), map(folder.prefix.__add__, names), repeat(label),
+                             [files.sizes[position + i] for i in keep],
+                             [files.mtimes[position + i] for i in keep], map(where.__add__, names)))
+            position += count
+        found.sort(key=_PATH)
+        records.extend(found)
     return records
 
 
