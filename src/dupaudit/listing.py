@@ -69,11 +69,9 @@ def list_files(roots: tuple[Root, ...]) -> Listing:
     sizes, mtimes, failed = _stat_all(folders)
     start = 0
     for files in listing.files:
-        for folder in files.folders:
-            end = start + len(folder.names)
-            files.sizes.extend(sizes[start:end])
-            files.mtimes.extend(mtimes[start:end])
-            start = end
+        end = start + sum(len(folder.names) for folder in files.folders)
+        files.sizes, files.mtimes = sizes[start:end], mtimes[start:end]
+        start = end
     if failed:  # removed since listed, or no permission: a problem instead of a file
         _drop_failed(listing, failed)
     return listing
@@ -229,18 +227,22 @@ def _stat_folder(path: str, names: list[str], first: int, failed: dict[int, str]
             handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             pass
+    if handle is not None:
+        stat = partial(os.stat, dir_fd=handle)
+    else:
+        base = path.rstrip("/") + "/"
+
+        def stat(name: str) -> os.stat_result:
+            return os.stat(base + name)
     try:
-        stat = partial(os.stat, dir_fd=handle) if handle is not None else None
         try:
-            if stat is not None:
-                return list(map(stat, names))  # map(): C speed, the per-file cost is the system call
-            return list(map(os.stat, map((path.rstrip("/") + "/").__add__, names)))
+            return list(map(stat, names))  # map(): C speed, the per-file cost is the system call
         except OSError:
             pass
         stats = []
         for offset, name in enumerate(names):  # the slow path: find which failed
             try:
-                stats.append(os.stat(name, dir_fd=handle) if handle is not None else os.stat(os.path.join(path, name)))
+                stats.append(stat(name))
             except OSError as exc:
                 stats.append(_Missing)
                 failed[first + offset] = f"cannot stat: {exc.strerror or exc}"

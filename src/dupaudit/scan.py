@@ -135,8 +135,6 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     started = time.perf_counter()
     roots = resolve_roots(root, list(against))
     listing = list_files(roots)
-    if not len(listing) and not listing.problems:
-        raise InputError(f"{root}: no images found")
     timings["discover"] = time.perf_counter() - started
 
     defaults = Settings()
@@ -155,11 +153,8 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         if isinstance(reused, StoredAnswer):
             timings["fingerprint"] = timings["search"] = 0.0
             timings["total"] = time.perf_counter() - started
-            return ScanReport(tool_version=__version__, roots=roots, settings=settings, summary=reused.summary,
-                              classes=reused.classes, splits=reused.splits, groups=reused.groups,
-                              skipped=reused.skipped, train_split=reused.train_split, timings=timings,
-                              cache_hits=reused.summary.images + len(reused.skipped) - len(listing.problems),
-                              decoded=0)
+            hits = reused.summary.images + len(reused.skipped) - len(listing.problems)  # every decodable record
+            return _report(roots, settings, reused, timings, cache_hits=hits, decoded=0)
 
     records = image_records(listing)
     order = {r.name: i for i, r in enumerate(roots)}
@@ -189,15 +184,20 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
                            key=lambda s: (order[s.root], s.path)))
     train_split = next((r.name for r in roots if r.name == "train"), roots[0].name)
     summary, classes, splits = analyse(roots, train_split, found.records, groups, len(skipped))
+    answer = StoredAnswer(summary, classes, splits, tuple(groups), skipped, train_split)
     if reuse_key is not None:
         with FingerprintCache(cache_file) as cache:
-            cache.store_result(reuse_key, StoredAnswer(summary, classes, splits, tuple(groups), skipped,
-                                                       train_split))
+            cache.store_result(reuse_key, answer)
     timings["total"] = time.perf_counter() - started
+    return _report(roots, settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded)
+
+
+def _report(roots: tuple[Root, ...], settings: Settings, answer: StoredAnswer, timings: dict[str, float],
+            cache_hits: int, decoded: int) -> ScanReport:
     return ScanReport(
-        tool_version=__version__, roots=roots, settings=settings, summary=summary, classes=classes,
-        splits=splits, groups=tuple(groups), skipped=skipped, train_split=train_split, timings=timings,
-        cache_hits=found.cache_hits, decoded=found.decoded,
+        tool_version=__version__, roots=roots, settings=settings, summary=answer.summary, classes=answer.classes,
+        splits=answer.splits, groups=answer.groups, skipped=answer.skipped, train_split=answer.train_split,
+        timings=timings, cache_hits=cache_hits, decoded=decoded,
     )
 
 
