@@ -23,12 +23,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dupaudit import scan
-from dupaudit.cache import FingerprintCache
-from dupaudit.discover import discover, resolve_roots
-from dupaudit.hashing import hamming
-from dupaudit.scan import fingerprint_records
-from dupaudit.search import pairs_within
-from dupaudit.verify import CascadeSettings, candidate_pairs
+from dupaudit.engine.cache import FingerprintCache
+from dupaudit.engine.discover import discover, resolve_roots
+from dupaudit.engine.hashing import hamming
+from dupaudit.engine.pipeline import fingerprint_records
+from dupaudit.engine.search import pairs_within
+from dupaudit.engine.verify import CascadeSettings, candidate_pairs
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"

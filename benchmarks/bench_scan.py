@@ -6,7 +6,7 @@
 
 Per dataset, all in this one run and with the same number of processes (--jobs, default 2):
 - floor: Pillow open + convert('L') + resize to 32x32 (LANCZOS) of every file: the least any pHash tool must do;
-- dupaudit cold: dupaudit.scan.scan() with an empty cache; warm: the same again (cache filled); each in a fresh
+- dupaudit cold: dupaudit.engine.pipeline.scan() with an empty cache; warm: the same again (cache filled); each in a fresh
   process, timing the call (interpreter and imports excluded, as for the peer), median of --runs runs;
   plus the whole `dupaudit scan` command line, warm, as a user runs it (interpreter start-up included);
 - dupaudit no-verify: the same with scan(verify=False) (pHash radius only, no thumbnail verification stage);
@@ -38,7 +38,7 @@ DATASETS = {"cifar": SHARED / "cifar10", "photos": Path(tempfile.gettempdir()) /
 
 _CHILD = """
 import json, sys, time, resource
-from dupaudit.scan import scan
+from dupaudit.engine.pipeline import scan
 kwargs = json.loads(sys.argv[2])
 started, cpu = time.perf_counter(), time.process_time()
 report = scan(sys.argv[1], **kwargs)
@@ -104,7 +104,7 @@ def _runs(values: list[float]) -> str:
 
 
 def bench(name: str, folder: Path, args: argparse.Namespace) -> dict:
-    from dupaudit.scan import DEFAULT_THRESHOLD
+    from dupaudit.engine.pipeline import DEFAULT_THRESHOLD
 
     paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     print(f"\n== {name}: {len(paths):,} files under {folder}, {args.jobs} processes, {args.runs} runs ==")

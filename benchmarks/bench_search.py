@@ -4,7 +4,7 @@
     python benchmarks/bench_search.py --n 200000 --runs 1 --check 2000   # quicker
 
 Each timed run is a fresh process (so its peak memory is its own): it builds the hashes from a seed and calls
-dupaudit.search.pairs_within. Printed per radius: wall and CPU seconds (median of the runs), peak resident
+dupaudit.engine.search.pairs_within. Printed per radius: wall and CPU seconds (median of the runs), peak resident
 memory, the number of pairs, and the recall of the planted pairs (each planted copy differs from its source in
 0-8 random bits, so at radius >= 8 every one must be found). Exactness: for --check random rows, the pairs
 touching them are compared with faiss's IndexBinaryFlat brute force over all rows (must be identical); the time
@@ -41,14 +41,14 @@ def child(args: argparse.Namespace) -> None:
     """One timed search in this process; prints a JSON line."""
     import resource
 
-    from dupaudit.search import pairs_within, plan_blocks
+    from dupaudit.engine.search import pairs_within, plan_blocks
 
     hashes, sources = make_hashes(args.n, args.planted, args.seed)
     started, cpu = time.perf_counter(), time.process_time()
     first, second, distance = pairs_within(hashes, args.radius, threads=args.threads)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    from dupaudit.hashing import hamming
+    from dupaudit.engine.hashing import hamming
 
     copies = np.arange(args.n, args.n + args.planted)
     within = hamming(hashes[sources], hashes[copies]) <= args.radius  # planted pairs the radius must find
@@ -81,7 +81,7 @@ def child(args: argparse.Namespace) -> None:
         result.update(check_rows=len(rows), check_identical=(mine == truth), check_pairs=len(truth),
                       flat_extrapolated_s=flat_time * len(hashes) / len(rows))  # faiss compares all rows with all
     if args.flat_full:
-        from dupaudit.search import _faiss_pairs
+        from dupaudit.engine.search import _faiss_pairs
 
         flat_started = time.perf_counter()
         flat = _faiss_pairs(hashes, args.radius, None, args.threads)
@@ -92,7 +92,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from dupaudit.scan import DEFAULT_THRESHOLD
+    from dupaudit.engine.pipeline import DEFAULT_THRESHOLD
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="random hashes")

@@ -87,7 +87,7 @@ def main() -> None:
     seconds, code, output = run(["check", *common, *names], tree)
     print(f"same commit again (hook rerun): {seconds:.1f} s, exit {code}, {counts(output)}")
 
-    from dupaudit.check import run_check
+    from dupaudit.check.runner import run_check
     from dupaudit.config import load_config
 
     config = load_config({"cache": str(cache)}, start=tree)

@@ -24,11 +24,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    from dupaudit.discover import discover, resolve_roots
-    from dupaudit.hashing import hamming
-    from dupaudit.search import pairs_within
+    from dupaudit.engine.discover import discover, resolve_roots
+    from dupaudit.engine.hashing import hamming
+    from dupaudit.engine.search import pairs_within
 
-    scan_module = importlib.import_module("dupaudit.scan")
+    scan_module = importlib.import_module("dupaudit.engine.pipeline")
     records, _ = discover(resolve_roots(args.folder))
     hashes = {}
     for draft in (False, True):

@@ -127,8 +127,8 @@ def screenshot(args) -> None:
 
 def stress(args) -> None:
     """A report of N two-image groups made from real files under ROOT (a scan never gives that many groups)."""
+    from dupaudit.engine.model import DuplicateGroup, GroupMember, Root, ScanReport, Settings, Summary
     from dupaudit.formats import html as html_format
-    from dupaudit.model import DuplicateGroup, GroupMember, Root, ScanReport, Settings, Summary
 
     root = Path(args.root).resolve()
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: 2 * args.groups]

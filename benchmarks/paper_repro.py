@@ -28,9 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from dupaudit.probe import ProbeSettings, paired_difference, run_probe  # noqa: E402
-from dupaudit.probe.results import to_dict  # noqa: E402
-from dupaudit.probe.stats import mean_interval  # noqa: E402
+from dupaudit.probing import ProbeSettings, paired_difference, run_probe  # noqa: E402
+from dupaudit.probing.results import to_dict  # noqa: E402
+from dupaudit.probing.stats import mean_interval  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
 
@@ -63,8 +63,8 @@ def run_mode(args, adversarial: str | None) -> dict:
 
 def _injected_classes(report) -> list[str]:
     """The classes non-uniform injection chose (not those with a natural duplicate)."""
-    from dupaudit.probe import HYPERPARAMETERS
-    from dupaudit.probe.data import choose_classes
+    from dupaudit.probing import HYPERPARAMETERS
+    from dupaudit.probing.data import choose_classes
 
     chosen = choose_classes(report.classes, (), HYPERPARAMETERS["data"]["data_seed"])
     return [report.classes[i] for i in chosen]

@@ -42,7 +42,7 @@ def main() -> int:
     started = time.perf_counter()  # the wall clock includes importing torch, the scan and decoding
     import torch
 
-    from dupaudit.probe import ProbeSettings, render_json, run_probe
+    from dupaudit.probing import ProbeSettings, render_json, run_probe
 
     if args.smoke:
         settings = ProbeSettings(seeds=1, epochs=1, device="cpu", max_train=300, max_test=200, width=16)

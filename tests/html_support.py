@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from dupaudit.model import (
+from dupaudit.engine.model import (
     ClassStats,
     DuplicateGroup,
     GroupMember,
@@ -77,7 +77,7 @@ def synthetic_report(root: Path | None, distances: list[int], *, conflict_every:
 
 
 def probe_result() -> dict:
-    """A probe result shaped like dupaudit.probe.results.to_dict (issue 5): one condition, three arms, 3 seeds."""
+    """A probe result shaped like dupaudit.probing.results.to_dict (issue 5): one condition, three arms, 3 seeds."""
     def interval(mean, half):
         return {"mean": mean, "low": mean - half, "high": mean + half, "n": 3, "level": 0.95}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dupaudit.analysis import analyse
-from dupaudit.model import DuplicateGroup, GroupMember, ImageRecord, Root
+from dupaudit.engine.analysis import analyse
+from dupaudit.engine.model import DuplicateGroup, GroupMember, ImageRecord, Root
 
 
 def _records(spec):

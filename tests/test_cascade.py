@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from dupaudit import scan
 from dupaudit.cli import app
+from dupaudit.engine.verify import CascadeSettings, similarity, verify
 from dupaudit.sample import procedural_image
-from dupaudit.verify import CascadeSettings, similarity, verify
 
 
 def _crop_copy(source: Path, target: Path) -> None:
@@ -110,7 +110,7 @@ def _partition(count: int, first: np.ndarray, second: np.ndarray) -> list[int]:
 def test_refining_only_unjoined_pairs_gives_the_same_groups():
     """groups_only skips refinements that cannot change a group: the partition must be identical."""
     need(CIFAR)
-    from dupaudit.verify import candidate_pairs
+    from dupaudit.engine.verify import candidate_pairs
 
     paths = sorted((CIFAR / "train" / "automobile").glob("*.jpg"))[:1500]  # holds a large cluster of copies
     thumbs = np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.uint8) for p in paths])
@@ -125,7 +125,7 @@ def test_refining_only_unjoined_pairs_gives_the_same_groups():
 
 
 def test_descriptors_from_worker_block_sums_equal_those_from_thumbs():
-    from dupaudit.verify import block_sums, descriptors
+    from dupaudit.engine.verify import block_sums, descriptors
 
     thumbs = np.random.default_rng(3).integers(0, 256, size=(50, 32, 32), dtype=np.uint8)
     reference = thumbs.reshape(50, 8, 4, 8, 4).astype(np.float64).mean(axis=(2, 4)).reshape(50, 64)

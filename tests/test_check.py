@@ -13,13 +13,13 @@ import pytest
 from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
-from dupaudit import baseline as baseline_file
-from dupaudit.check import run_check
+from dupaudit.check import baseline as baseline_file
+from dupaudit.check.runner import run_check
 from dupaudit.cli import app
 from dupaudit.config import AuditConfig, find_config_file, load_config
+from dupaudit.engine.model import DuplicateGroup, GroupMember, Root, ScanReport, Settings, Summary
 from dupaudit.errors import BaselineError, ConfigError
 from dupaudit.formats import github as github_format
-from dupaudit.model import DuplicateGroup, GroupMember, Root, ScanReport, Settings, Summary
 from dupaudit.sample import procedural_image
 
 runner = CliRunner()

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dupaudit import actions
-from dupaudit.actions import StalePlanError, apply_plan, make_plan, read_plan, undo, write_plan
+from dupaudit import dedup as actions
 from dupaudit.cli import app
+from dupaudit.dedup import StalePlanError, apply_plan, make_plan, read_plan, undo, write_plan
+from dupaudit.engine.pipeline import scan
 from dupaudit.errors import InputError
 from dupaudit.sample import make_sample
-from dupaudit.scan import scan
 
 runner = CliRunner()
 
@@ -115,7 +115,7 @@ def test_cross_filesystem_copy_verify_remove(plan_path: Path, dataset: Path, tmp
 
 def _run_apply(plan_path: Path, quarantine: Path, fault: str | None, force_copy: bool = False,
                action: str = "apply") -> int:
-    code = ("import sys; from dupaudit import actions; "
+    code = ("import sys; from dupaudit import dedup as actions; "
             + ("actions.apply_plan(actions.read_plan(sys.argv[1]), sys.argv[2], force_copy=sys.argv[3] == '1')"
                if action == "apply" else "actions.undo(sys.argv[2], force_copy=sys.argv[3] == '1')"))
     env = dict(os.environ)

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dupaudit import embed
+from dupaudit.engine import embed
 from dupaudit.cli import app
-from dupaudit.discover import discover, resolve_roots
+from dupaudit.engine.discover import discover, resolve_roots
+from dupaudit.engine.pipeline import scan
 from dupaudit.sample import procedural_image
-from dupaudit.scan import scan
 
 runner = CliRunner()
 STRICT = 0.999  # above every unrelated pair under the seeded random weights, below the copy's ~0.99995
@@ -159,7 +159,7 @@ def test_warm_rescan_reads_embeddings_from_the_cache(weights, images, tmp_path, 
     assert _groups(again) == _groups(first) == [{"orig.jpg", "orig_big.png"}]
 
     records, _ = discover(resolve_roots(images, []))
-    from dupaudit.cache import FingerprintCache
+    from dupaudit.engine.cache import FingerprintCache
 
     with FingerprintCache(cache) as opened:
         embedded = embed.embed_records(records, embed.find_weights(weights), cache=opened)

@@ -7,7 +7,7 @@ import pytest
 from conftest import CIFAR, FORMATS, need
 from PIL import Image, ImageOps
 
-from dupaudit.fingerprint import fingerprint_paths
+from dupaudit.engine.fingerprint import fingerprint_paths
 
 METHODS = ("phash", "dhash", "ahash", "whash")
 

@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dupaudit import actions
+from dupaudit import dedup as actions
 from dupaudit.cli import app
+from dupaudit.engine.pipeline import scan
 from dupaudit.sample import procedural_image
-from dupaudit.scan import scan
 
 runner = CliRunner()
 

@@ -15,10 +15,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dupaudit.cli import app
+from dupaudit.engine.model import ClassStats, Skipped
+from dupaudit.engine.pipeline import scan
 from dupaudit.formats import html as html_format
 from dupaudit.formats import json as json_format
-from dupaudit.model import ClassStats, Skipped
-from dupaudit.scan import scan
 
 try:  # tests/ may or may not be a package
     from .html_support import HOSTILE, HOSTILE_LABEL, embedded_data, hostile_sample, probe_result, synthetic_report
@@ -221,10 +221,10 @@ def test_scan_html_option_writes_the_report(tmp_path):
 
 
 def test_a_real_probe_report_renders(sample):
-    """Contract with issue 5: the JSON of dupaudit.probe's own result types shows up as charts, not as raw JSON."""
-    results = pytest.importorskip("dupaudit.probe.results")
-    from dupaudit.probe.config import ProbeSettings
-    from dupaudit.probe.stats import Interval
+    """Contract with issue 5: the JSON of dupaudit.probing's own result types shows up as charts, not as raw JSON."""
+    results = pytest.importorskip("dupaudit.probing.results")
+    from dupaudit.probing.config import ProbeSettings
+    from dupaudit.probing.stats import Interval
 
     def interval(mean):
         return Interval(mean, mean - 0.002, mean + 0.002, 3)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from dupaudit.engine.pipeline import scan
 from dupaudit.formats import html as html_format
-from dupaudit.scan import scan
 
 try:  # tests/ may or may not be a package
     from .html_support import HOSTILE, HOSTILE_FLAG, HOSTILE_LABEL, hostile_sample, probe_result, synthetic_report

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dupaudit import InputError, scan
-from dupaudit.discover import discover, resolve_roots
+from dupaudit.engine.discover import discover, resolve_roots
 from dupaudit.sample import procedural_image
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dupaudit import listing
-from dupaudit.discover import resolve_roots
+from dupaudit.engine import listing
+from dupaudit.engine.discover import resolve_roots
 
 
 def _tree(base: Path) -> Path:

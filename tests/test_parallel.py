@@ -7,12 +7,12 @@ import importlib
 import numpy as np
 import pytest
 
-from dupaudit.discover import discover, resolve_roots
-from dupaudit.fingerprint import fingerprint_paths
+from dupaudit.engine.discover import discover, resolve_roots
+from dupaudit.engine.fingerprint import fingerprint_paths
 from dupaudit.formats.json import render
 from dupaudit.sample import make_sample
 
-scan_module = importlib.import_module("dupaudit.scan")  # the module (dupaudit.scan the attribute is the function)
+scan_module = importlib.import_module("dupaudit.engine.pipeline")  # the module (dupaudit.engine.pipeline the attribute is the function)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_draft_decoding_keeps_true_sizes_and_leaves_png_unchanged(tmp_path):
 
 
 def test_shared_transform_mirrored_phash_is_bit_identical_to_two_phash_calls():
-    from dupaudit.hashing import phash, phash_and_mirrored
+    from dupaudit.engine.hashing import phash, phash_and_mirrored
 
     rng = np.random.default_rng(5)
     smooth = rng.integers(0, 256, size=(64, 8, 8)).repeat(4, axis=1).repeat(4, axis=2)  # ties and plateaus
@@ -85,7 +85,7 @@ def test_fast_jpeg_decoder_gives_the_same_fingerprints_as_pillow(dataset, tmp_pa
     """simplejpeg (when installed) must change nothing: same digests, hashes, sizes and reasons as Pillow."""
     from PIL import Image
 
-    from dupaudit import fingerprint
+    from dupaudit.engine import fingerprint
 
     records, _ = discover(resolve_roots(dataset))
     rng = np.random.default_rng(2)

@@ -19,9 +19,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dupaudit.cli import app
-from dupaudit.discover import discover, resolve_roots
-from dupaudit.probe import ProbeSettings, mean_interval, paired_difference, run_probe
-from dupaudit.probe.data import (
+from dupaudit.engine.discover import discover, resolve_roots
+from dupaudit.engine.pipeline import scan
+from dupaudit.probing import ProbeSettings, mean_interval, paired_difference, run_probe
+from dupaudit.probing.data import (
     arm_pool,
     build_pool,
     choose_classes,
@@ -32,8 +33,7 @@ from dupaudit.probe.data import (
     member_groups,
     stratified_holdout,
 )
-from dupaudit.probe.stats import describe_difference
-from dupaudit.scan import scan
+from dupaudit.probing.stats import describe_difference
 
 torch.set_num_threads(1)  # tiny networks run fastest on one thread, and the machine is shared
 
@@ -232,7 +232,7 @@ def _tensors(n: int = 24, classes: int = 3, seed: int = 0):
 
 
 def test_training_is_deterministic_on_cpu_for_a_seed():
-    from dupaudit.probe.train import train_model
+    from dupaudit.probing.train import train_model
 
     images, labels, mean, std = _tensors()
     runs = [train_model(images, labels, num_classes=3, mean=mean, std=std, seed=seed, total_steps=4, batch_size=8,
@@ -243,7 +243,7 @@ def test_training_is_deterministic_on_cpu_for_a_seed():
 
 @pytest.mark.parametrize("kind", ["pgd", "fgsm"])
 def test_adversarial_training_runs_and_robust_accuracy_is_at_most_clean(kind):
-    from dupaudit.probe.train import AttackSpec, attack, evaluate, train_model
+    from dupaudit.probing.train import AttackSpec, attack, evaluate, train_model
 
     images, labels, mean, std = _tensors(n=32)
     spec = AttackSpec.for_training(kind, 8 / 255, 2)
@@ -298,7 +298,7 @@ def test_sweep_injects_each_rate_and_reuses_identical_runs(dataset, cache, tmp_p
     # the clean training set with the same seed ran once: later runs reuse it (deterministic)
     reused = [r for c in report.conditions for r in c.runs if r.reused]
     assert len(reused) == 2
-    from dupaudit.probe.plot import plot_report
+    from dupaudit.probing.plot import plot_report
 
     plot_report(report, tmp_path / "sweep.png")  # three panels, the last the sweep curve
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
@@ -354,7 +354,7 @@ def test_missing_torch_exits_2_with_the_pip_line(dataset):
 
 
 def test_importing_the_cli_and_the_probe_package_leaves_torch_unloaded():
-    code = ("import sys, dupaudit, dupaudit.cli, dupaudit.probe\n"
+    code = ("import sys, dupaudit, dupaudit.cli, dupaudit.probing\n"
             "print('torch' in sys.modules, 'matplotlib' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from dupaudit.hashing import phash
-from dupaudit.resize import gray_thumbnail, weights
+from dupaudit.engine.hashing import phash
+from dupaudit.engine.resize import gray_thumbnail, weights
 from dupaudit.sample import procedural_image
 
 

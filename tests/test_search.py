@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dupaudit import search
-from dupaudit.hashing import hamming
-from dupaudit.search import Plan, brute_force_pairs, multi_index_pairs, pairs_within, plan_blocks
+from dupaudit.engine import search
+from dupaudit.engine.hashing import hamming
+from dupaudit.engine.search import Plan, brute_force_pairs, multi_index_pairs, pairs_within, plan_blocks
 
 
 def _random_hashes(count: int, seed: int) -> np.ndarray:

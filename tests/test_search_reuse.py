@@ -9,11 +9,11 @@ import sqlite3
 
 import pytest
 
-from dupaudit.cache import FingerprintCache
+from dupaudit.engine.cache import FingerprintCache
 from dupaudit.formats.json import render
 from dupaudit.sample import make_sample
 
-scan_module = importlib.import_module("dupaudit.scan")
+scan_module = importlib.import_module("dupaudit.engine.pipeline")
 
 
 @pytest.fixture

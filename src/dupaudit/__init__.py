@@ -7,11 +7,11 @@ The public API: `scan` (-> ScanReport), `explain` (why two files are or are not 
 
 __version__ = "0.1.0"
 
-from .actions import apply_plan, link_tree, make_plan, undo, write_list  # noqa: E402
+from .dedup import apply_plan, link_tree, make_plan, undo, write_list  # noqa: E402
+from .engine.explanation import explain  # noqa: E402
+from .engine.model import ClassStats, DuplicateGroup, GroupMember, ImageRecord, ScanReport, Skipped  # noqa: E402
+from .engine.pipeline import scan  # noqa: E402
 from .errors import DupauditError, InputError, MissingExtraError  # noqa: E402
-from .explain import explain  # noqa: E402
-from .model import ClassStats, DuplicateGroup, GroupMember, ImageRecord, ScanReport, Skipped  # noqa: E402
-from .scan import scan  # noqa: E402
 
 __all__ = ["__version__", "scan", "explain", "ScanReport", "DuplicateGroup", "GroupMember", "ClassStats",
            "ImageRecord", "Skipped", "DupauditError", "InputError", "MissingExtraError", "make_plan", "apply_plan",
@@ -20,7 +20,7 @@ __all__ = ["__version__", "scan", "explain", "ScanReport", "DuplicateGroup", "Gr
 
 def __getattr__(name: str):
     if name in ("run_probe", "ProbeSettings"):
-        from . import probe
+        from . import probing as probe
 
         return getattr(probe, name)
     raise AttributeError(f"module 'dupaudit' has no attribute {name!r}")

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from .engine.model import METHODS
 from .errors import ConfigError
-from .model import METHODS
 from .policy import parse_rules
 
 if sys.version_info >= (3, 11):

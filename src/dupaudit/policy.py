@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .engine.model import ScanReport
 from .errors import ConfigError
-from .model import ScanReport
 
 RULE_NAMES = ("exact", "pixel", "near", "label-conflicts", "leakage", "skew")
 _SKEW = re.compile(r"^skew\s*>\s*([0-9]*\.?[0-9]+)$")

@@ -92,7 +92,7 @@ def check(
 
     Exit codes: 0 pass, 1 new findings, 2 bad usage/config/baseline, 3 the baseline was rewritten (stage it).
     """
-    from ..check import run_check
+    from ..check.runner import run_check
     from ..config import load_config
     from ..formats import github as github_format
     from ..formats import markdown as markdown_format
@@ -170,7 +170,7 @@ def baseline_command(
     quiet: bool = QUIET,
 ) -> None:
     """Accept today's findings: write every current duplicate group to the baseline file that `check` subtracts."""
-    from ..check import write_baseline
+    from ..check.runner import write_baseline
     from ..config import load_config
 
     config = load_config(_overrides(root, against, method, threshold, flips, None, baseline, cache, jobs),

@@ -100,7 +100,7 @@ class RichProgress:
 
 def progress_sink(quiet: bool):
     """A rich bar when stderr is a terminal and the user did not ask for quiet; else nothing."""
-    from ..progress import NullProgress
+    from ..engine.progress import NullProgress
 
     if quiet or not sys.stderr.isatty():
         return NullProgress()

@@ -68,7 +68,7 @@ def dedup(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Plan which copies to drop, move them to a quarantine (journalled, undoable), or build a deduplicated view."""
-    from .. import actions
+    from .. import dedup as actions
 
     progress = progress_sink(quiet)
     if apply is not None:
@@ -98,7 +98,7 @@ def dedup(
             raise fail("reading a plan is for --link-tree OUT or --list FILE; to move files use --apply")
         plan = actions.read_plan(plan_file)
     else:
-        from ..scan import scan as run_scan
+        from ..engine.pipeline import scan as run_scan
 
         kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
         report = run_scan(root, against, method=method.value, threshold=threshold, flips=flips, jobs=jobs,
@@ -138,7 +138,7 @@ def undo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Put every file a dedup --apply moved back where it was, byte for byte (safe to run again)."""
-    from ..actions import undo as run_undo
+    from ..dedup import undo as run_undo
 
     result = run_undo(journal, progress=progress_sink(quiet))
     if not quiet:

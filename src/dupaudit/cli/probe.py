@@ -88,7 +88,7 @@ def probe(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no table."),
 ) -> None:
     """Measure what the duplicates cost: train as-is, deduplicated and random-removed arms over paired seeds."""
-    from ..probe import ProbeSettings, render_json, require_torch, run_probe
+    from ..probing import ProbeSettings, render_json, require_torch, run_probe
 
     require_torch()  # before any work: exit 2 with the pip line when the extra is missing
     if threads:
@@ -96,7 +96,7 @@ def probe(
 
         torch.set_num_threads(threads)
     if plot_file is not None:
-        from ..probe.plot import require_matplotlib
+        from ..probing.plot import require_matplotlib
 
         require_matplotlib()
     settings = ProbeSettings(
@@ -111,7 +111,7 @@ def probe(
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(render_json(report), encoding="utf-8")
     if plot_file:
-        from ..probe.plot import plot_report
+        from ..probing.plot import plot_report
 
         plot_file.parent.mkdir(parents=True, exist_ok=True)
         plot_report(report, plot_file)

@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..analysis import kind_counts, top_duplicated_classes
-from ..model import DuplicateGroup, ScanReport
+from ..engine.analysis import kind_counts, top_duplicated_classes
+from ..engine.model import DuplicateGroup, ScanReport
 
 
 def _shown(name: str) -> str:

@@ -71,10 +71,10 @@ def scan(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Find exact, pixel and near duplicates; report class skew, label conflicts and train/test leakage."""
+    from ..engine.pipeline import scan as run_scan
     from ..formats import csv as csv_format
     from ..formats import json as json_format
     from ..policy import failures, parse_rules
-    from ..scan import scan as run_scan
 
     rules = parse_rules(fail_on)  # a bad rule is a usage error before any work is done
     if explain_pair:
@@ -114,9 +114,9 @@ def scan(
 
 
 def _print_explanation(pair, method, threshold, flips, verify, min_similarity, neighbours) -> None:
-    from ..explain import explain
-    from ..model import Settings
-    from ..scan import DEFAULT_THRESHOLD, UNVERIFIED_THRESHOLD
+    from ..engine.explanation import explain
+    from ..engine.model import Settings
+    from ..engine.pipeline import DEFAULT_THRESHOLD, UNVERIFIED_THRESHOLD
 
     defaults = Settings()
     settings = Settings(method=method, flips=flips, verify=verify,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ..model import ScanReport
+from ..engine.model import ScanReport
 
 COLUMNS = ["group", "kind", "max_distance", "label_conflict", "leakage", "root", "path", "label", "keep", "width",
            "height", "size"]

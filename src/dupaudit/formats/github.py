@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..check import CheckResult
+from ..check.runner import CheckResult
 
 
 def escape_data(text: str) -> str:

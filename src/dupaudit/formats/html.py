@@ -19,10 +19,18 @@ import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from .. import palette
-from ..model import KINDS, ClassStats, DuplicateGroup, ScanReport
+from ..engine.model import KINDS, ClassStats, DuplicateGroup, ScanReport
+
+
+def _asset(name: str) -> str:
+    """A text file of formats/assets: the report's style sheet and gallery script, package data inlined at render
+    time so that the page stays one self-contained file (the CSS is a %-template filled with the palette)."""
+    return (resources.files(__package__) / "assets" / name).read_text(encoding="utf-8")
+
 
 THUMBNAIL_PX = 96  # longest side of a thumbnail; smaller images are kept at their size (and scaled up by CSS)
 RAW_EMBED_BYTES = 6_000  # a small JPEG/PNG that already fits is embedded as it is (no re-encoding)
@@ -779,222 +787,18 @@ data-page='prev'>‹ prev</button><span class='page-label'></span><button type='
 </section>"""
 
 
-CSS = """
-:root{--text:%(text)s;--muted:%(muted)s;--grid:%(grid)s;--keep:%(keep)s;--conflict:%(conflict)s;--leak:%(leak)s}
-*{box-sizing:border-box}
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--text);margin:0 auto;
-max-width:1280px;padding:16px 24px 48px;background:#fff}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid var(--grid)}
-.meta,.note{color:var(--muted)}.note{font-size:13px}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
-.card{border:1px solid var(--grid);border-radius:6px;padding:8px 10px;border-top:4px solid var(--grid)}
-.card .label{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.03em}
-.card .value{font-size:24px;font-weight:600}.card .detail{font-size:12px;color:var(--muted)}
-.card.conflict{border-top-color:var(--conflict)}.card.leakage{border-top-color:var(--leak)}
-.card.skipped{border-top-color:var(--muted)}
-figure{margin:12px 0}figcaption{font-weight:600;margin-bottom:4px}
-.legend{font-weight:normal;color:var(--muted);margin-left:12px;font-size:12px}
-.key{display:inline-block;width:10px;height:10px;margin:0 3px 0 8px;vertical-align:baseline}
-svg.chart{max-width:100%%;height:auto;font-size:12px;fill:var(--text)}
-svg .tick{font-size:11px;fill:var(--muted)}svg .axis{font-size:12px;fill:var(--muted)}
-svg .val{font-size:11px}svg .ptitle{font-size:12px;font-weight:600}
-form#filters{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-end;position:sticky;top:0;background:#fff;
-padding:6px 0;z-index:2;border-bottom:1px solid var(--grid)}
-fieldset{border:1px solid var(--grid);border-radius:6px;padding:2px 8px 6px;margin:0}
-legend{font-size:12px;color:var(--muted)}
-.badge{display:inline-block;color:#fff;border-radius:3px;padding:0 5px;font-size:12px;font-weight:600}
-.badge.conflict{background:var(--conflict)}.badge.leak{background:var(--leak)}
-.badge.keep{background:var(--keep)}.badge.copy{background:var(--muted)}
-.pager{display:flex;justify-content:space-between;align-items:center;margin:8px 0}
-.pager button{margin:0 2px}.page-label{margin:0 8px}
-.group{border:1px solid var(--grid);border-radius:6px;margin:8px 0;padding:6px 8px;border-left:5px solid var(--grid)}
-.group.conflict{border-left-color:var(--conflict)}.group.leak{border-left-color:var(--leak)}
-.group>header{display:flex;gap:8px;align-items:center;flex-wrap:wrap;margin-bottom:4px}
-.group .gid{font-weight:600}.members{display:flex;flex-wrap:wrap;gap:10px}
-.member{margin:0;width:150px;font-size:12px}
-.member .thumb{width:96px;height:96px;object-fit:contain;image-rendering:pixelated;background:#f3f3f3;
-display:block;border:2px solid transparent}
-.member.keep .thumb{border-color:var(--keep)}
-.placeholder{display:flex!important;align-items:center;justify-content:center;text-align:center;color:var(--muted);
-font-size:11px;padding:4px}
-.member .path{word-break:break-all;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11px}
-.member .facts{color:var(--muted)}
-table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid var(--grid);padding:2px 8px;
-text-align:left}td.path{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
-pre{white-space:pre-wrap;font-size:12px}td.num{text-align:right}
-""" % {"text": palette.NEUTRAL["text"], "muted": palette.NEUTRAL["muted"], "grid": palette.NEUTRAL["grid"],
-       "keep": palette.HIGHLIGHT["kept"], "conflict": palette.HIGHLIGHT["label_conflict"],
-       "leak": palette.HIGHLIGHT["leakage"]}
+CSS = _asset("report.css") % {
+    "text": palette.NEUTRAL["text"],
+    "muted": palette.NEUTRAL["muted"],
+    "grid": palette.NEUTRAL["grid"],
+    "keep": palette.HIGHLIGHT["kept"],
+    "conflict": palette.HIGHLIGHT["label_conflict"],
+    "leak": palette.HIGHLIGHT["leakage"],
+}
 
 # The gallery. Every string from the data is put in the page with textContent or as an attribute value set
 # through the DOM, never parsed as HTML.
-SCRIPT = r"""
-(function () {
-  "use strict";
-  var D = JSON.parse(document.getElementById("dupaudit-data").textContent);
-  var form = document.getElementById("filters");
-  var gallery = document.getElementById("gallery");
-  var count = document.getElementById("count");
-  var slider = document.getElementById("f-distance");
-  var sliderValue = document.getElementById("f-distance-value");
-  var page = 0, matching = [];
-  // The data come in "findings first" order (label conflicts, then leaks, then the rest); `index` keeps it.
-  var ORDERS = {
-    "distance": function (a, b) { return a.distance - b.distance; },
-    "distance-desc": function (a, b) { return b.distance - a.distance; },
-    "size": function (a, b) { return b.members.length - a.members.length; }
-  };
-  var groups = D.groups.map(function (g, index) {
-    var labels = {}, splits = {}, paths = [];
-    g[4].forEach(function (m) {
-      if (m[2] >= 0) labels[D.labels[m[2]]] = true;
-      splits[D.roots[m[0]]] = true;
-      paths.push((D.roots[m[0]] + "/" + m[1]).toLowerCase());
-    });
-    return {index: index, id: g[0], kind: g[1], distance: g[2], conflict: !!(g[3] & 1), leak: !!(g[3] & 2),
-            members: g[4], labels: labels, splits: splits, text: paths.join("\n")};
-  });
-
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-  function bytes(n) {
-    if (n >= 1e6) return (n / 1e6).toFixed(1) + " MB";
-    if (n >= 1e3) return (n / 1e3).toFixed(1) + " KB";
-    return n + " B";
-  }
-  function state() {
-    var kinds = {};
-    Array.prototype.forEach.call(form.querySelectorAll("input[name=kind]"), function (box) {
-      kinds[box.value] = box.checked;
-    });
-    return {kinds: kinds, label: document.getElementById("f-label").value,
-            split: document.getElementById("f-split").value,
-            conflict: document.getElementById("f-conflict").checked,
-            leak: document.getElementById("f-leak").checked,
-            distance: Number(slider.value),
-            text: document.getElementById("f-text").value.trim().toLowerCase(),
-            order: document.getElementById("f-order").value};
-  }
-  var lastKey = null;
-  function filter() {
-    var s = state(), key = JSON.stringify(s);
-    sliderValue.textContent = String(s.distance);
-    if (key === lastKey) return false;  // browsers send both input and change for some controls
-    lastKey = key;
-    matching = groups.filter(function (g) {
-      return s.kinds[g.kind] !== false && g.distance <= s.distance && (!s.conflict || g.conflict) &&
-        (!s.leak || g.leak) && (!s.label || g.labels[s.label]) && (!s.split || g.splits[s.split]) &&
-        (!s.text || g.text.indexOf(s.text) >= 0);
-    });
-    var by = ORDERS[s.order];
-    if (by) matching.sort(function (a, b) { return by(a, b) || a.index - b.index; });
-    return true;
-  }
-  function member(m) {
-    var fig = el("figure", "member" + (m[3] ? " keep" : ""));
-    var root = D.roots[m[0]], label = m[2] >= 0 ? D.labels[m[2]] : "(unlabelled)";
-    if (m[7]) {
-      var img = el("img", "thumb");
-      img.alt = m[1];
-      img.src = m[7];
-      fig.appendChild(img);
-    } else {
-      var ph = el("div", "thumb placeholder", m[8] || "no preview");
-      ph.title = m[8] || "no preview";
-      fig.appendChild(ph);
-    }
-    var cap = el("figcaption");
-    cap.appendChild(el("span", "badge " + (m[3] ? "keep" : "copy"), m[3] ? "keep" : "copy"));
-    var path = el("div", "path", m[1]);
-    path.title = root + "/" + m[1];
-    cap.appendChild(path);
-    cap.appendChild(el("div", "facts", label + " · " + root));
-    var facts = (m[4] && m[5] ? m[4] + "×" + m[5] + " px" : "size unknown") + (m[6] ? " · " + bytes(m[6]) : "");
-    cap.appendChild(el("div", "facts", facts));
-    fig.appendChild(cap);
-    return fig;
-  }
-  function card(g) {
-    var art = el("article", "group" + (g.conflict ? " conflict" : "") + (g.leak ? " leak" : ""));
-    art.setAttribute("data-group-id", String(g.id));
-    art.setAttribute("data-distance", String(g.distance));
-    art.setAttribute("data-kind", g.kind);
-    var head = el("header");
-    head.appendChild(el("span", "gid", "group " + g.id));
-    var kind = el("span", "badge", g.kind);
-    kind.style.background = D.kindColors[g.kind] || "#999999";
-    head.appendChild(kind);
-    head.appendChild(el("span", "dist", "distance " + g.distance));
-    head.appendChild(el("span", "n", g.members.length + " images"));
-    if (g.conflict) head.appendChild(el("span", "badge conflict", "label conflict: " +
-                                         Object.keys(g.labels).sort().join(" / ")));
-    if (g.leak) head.appendChild(el("span", "badge leak", "leak: " + Object.keys(g.splits).sort().join(" + ")));
-    art.appendChild(head);
-    var row = el("div", "members");
-    // A chain of near duplicates can hold hundreds of images: show the first few, the rest on request.
-    g.members.slice(0, D.membersShown).forEach(function (m) { row.appendChild(member(m)); });
-    art.appendChild(row);
-    if (g.members.length > D.membersShown) {
-      var more = el("button", "more", "show all " + g.members.length + " images");
-      more.type = "button";
-      more.addEventListener("click", function () {
-        g.members.slice(D.membersShown).forEach(function (m) { row.appendChild(member(m)); });
-        more.remove();
-      });
-      art.appendChild(more);
-    }
-    return art;
-  }
-  function draw() {
-    var pages = Math.max(1, Math.ceil(matching.length / D.pageSize));
-    page = Math.min(Math.max(page, 0), pages - 1);
-    var start = page * D.pageSize, shown = matching.slice(start, start + D.pageSize);
-    var frag = document.createDocumentFragment();
-    shown.forEach(function (g) { frag.appendChild(card(g)); });
-    if (!shown.length) frag.appendChild(el("p", "note empty", "No group matches these filters."));
-    gallery.replaceChildren(frag);
-    count.setAttribute("data-matching", String(matching.length));
-    count.setAttribute("data-page", String(page + 1));
-    count.textContent = matching.length ? ("groups " + (start + 1).toLocaleString() + "–" +
-      (start + shown.length).toLocaleString() + " of " + matching.length.toLocaleString() + " matching (" +
-      groups.length.toLocaleString() + " in all)") : ("0 of " + groups.length.toLocaleString() + " groups match");
-    Array.prototype.forEach.call(document.querySelectorAll(".page-label"), function (label) {
-      label.textContent = "page " + (page + 1) + " of " + pages;
-    });
-    Array.prototype.forEach.call(document.querySelectorAll("[data-page]"), function (b) {
-      var a = b.getAttribute("data-page");
-      b.disabled = (a === "first" || a === "prev") ? page === 0 : page >= pages - 1;
-    });
-  }
-  function update() { if (filter()) { page = 0; draw(); } }
-  var timer = null;
-  form.addEventListener("input", function (event) {
-    if (event.target.id === "f-text") {
-      clearTimeout(timer);
-      timer = setTimeout(update, 150);
-    } else {
-      update();
-    }
-  });
-  form.addEventListener("change", function (event) { if (event.target.id !== "f-text") update(); });
-  form.addEventListener("submit", function (event) { event.preventDefault(); });
-  form.addEventListener("reset", function () { setTimeout(update, 0); });
-  Array.prototype.forEach.call(document.querySelectorAll("[data-page]"), function (b) {
-    b.addEventListener("click", function () {
-      var a = b.getAttribute("data-page");
-      page = a === "first" ? 0 : a === "prev" ? page - 1 : a === "next" ? page + 1 : 1e9;
-      draw();
-      if (b.closest(".bottom")) document.getElementById("groups").scrollIntoView();
-    });
-  });
-  update();
-  document.documentElement.setAttribute("data-ready", "1");
-})();
-"""
+SCRIPT = _asset("report.js")
 
 
 def render(report: ScanReport, probe: dict | None = None, *, thumb_px: int = THUMBNAIL_PX) -> str:

@@ -5,8 +5,18 @@ from __future__ import annotations
 import json
 import re
 
+from ..engine.model import (
+    ClassStats,
+    DuplicateGroup,
+    GroupMember,
+    Root,
+    ScanReport,
+    Settings,
+    Skipped,
+    SplitStats,
+    Summary,
+)
 from ..errors import InputError
-from ..model import ClassStats, DuplicateGroup, GroupMember, Root, ScanReport, Settings, Skipped, SplitStats, Summary
 
 SCHEMA_VERSION = 1
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..check import CheckResult
+from ..check.runner import CheckResult
 
 
 def _cell(text: str) -> str:

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError
-from ..progress import NullProgress, ProgressSink
 from .config import HYPERPARAMETERS
 from .net import ProbeNet
 

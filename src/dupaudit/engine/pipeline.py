@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, embed
+from .. import __version__
+from ..errors import InputError
+from . import embed
 from .analysis import analyse
 from .cache import FingerprintCache, cacheable, default_cache_path
 from .discover import image_records, resolve_roots
-from .errors import InputError
 from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprint_paths, fingerprints_of
 from .groups import build_groups
 from .listing import list_files

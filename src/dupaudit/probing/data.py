@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.model import DuplicateGroup, ImageRecord
 from ..errors import InputError
-from ..model import DuplicateGroup, ImageRecord
 
 EVAL_SPLITS = ("test", "val", "valid", "validation")
 

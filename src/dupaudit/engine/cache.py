@@ -38,22 +38,17 @@ _EMBEDDINGS_SCHEMA = ("CREATE TABLE IF NOT EXISTS embeddings (path TEXT NOT NULL
                       "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, vector BLOB NOT NULL, "
                       "PRIMARY KEY (path, model))")
 _KEEP_RESULTS = 16  # the most recently used answers kept (one per dataset and settings, typically)
-# The modules whose code decides a scan's answer: any edit to them makes earlier answers unusable.
-_RESULT_MODULES = ("analysis", "discover", "embed", "fingerprint", "groups", "hashing", "listing", "model", "scan",
-                   "search", "verify")
 _code_digest: bytes | None = None
 
 
 def _code_fingerprint() -> bytes:
+    """A digest of every source file of the engine package: any edit to the engine makes stored answers unusable."""
     global _code_digest
     if _code_digest is None:
         digest = hashlib.blake2b(digest_size=16)
         package = Path(__file__).resolve().parent
-        for name in _RESULT_MODULES:
-            try:
-                digest.update(name.encode() + b"\0" + (package / f"{name}.py").read_bytes())
-            except OSError:
-                digest.update(name.encode() + b"\0-")
+        for path in sorted(package.rglob("*.py")):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
         _code_digest = digest.digest()
     return _code_digest
 
@@ -64,7 +59,7 @@ class _ResultUnpickler(pickle.Unpickler):
     _ALLOWED = {("builtins", name) for name in ("tuple", "list", "dict", "set", "frozenset", "str", "int", "bytes")}
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
-        if module == "dupaudit.model" or (module, name) in self._ALLOWED:
+        if module == "dupaudit.engine.model" or (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a cached scan result")
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import __version__
-from ..discover import discover
+from ..engine.discover import discover
+from ..engine.pipeline import scan
+from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError, MissingExtraError
-from ..progress import NullProgress, ProgressSink
-from ..scan import scan
 from .config import HYPERPARAMETERS, ProbeSettings, batch_size_for
 from .data import (
     EVAL_SPLITS,

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError, MissingExtraError
 from .cache import cacheable
-from .errors import InputError, MissingExtraError
 from .fingerprint import default_jobs
 from .model import ImageRecord
 from .progress import NullProgress, ProgressSink

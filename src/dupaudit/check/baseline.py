@@ -15,8 +15,8 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BaselineError
-from .model import KINDS, DuplicateGroup, ScanReport, Settings
+from ..engine.model import KINDS, DuplicateGroup, ScanReport, Settings
+from ..errors import BaselineError
 
 SCHEMA_VERSION = 1
 

@@ -7,7 +7,7 @@ from itertools import repeat
 from operator import attrgetter
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 from .listing import Listing, list_files
 from .model import ImageRecord, Root
 

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import AuditConfig
+from ..engine.model import ScanReport, Skipped
+from ..engine.progress import ProgressSink
+from ..errors import BaselineError
+from ..policy import finding_breaks, parse_rules
 from . import baseline as baseline_file
 from .baseline import Baseline, Finding
-from .config import AuditConfig
-from .errors import BaselineError
-from .model import ScanReport, Skipped
-from .policy import finding_breaks, parse_rules
-from .progress import ProgressSink
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class CheckResult:
 
 def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: ProgressSink | None = None) -> ScanReport:
     """Scan the configured dataset with the configured settings."""
-    from .scan import scan
+    from ..engine.pipeline import scan
 
     return scan(config.root, list(config.against), method=config.method, threshold=config.threshold,
                 flips=config.flips, jobs=config.jobs, cache_path=config.cache, use_cache=use_cache,
@@ -88,7 +88,7 @@ def run_check(config: AuditConfig, files: Sequence[str] | None = None, *, cwd: s
                                 f"{_shown(baseline_path, cwd)}) or discard the change, then commit again")
     accepted_baseline = baseline_file.load(baseline_path) if found else Baseline()
 
-    from .discover import resolve_roots
+    from ..engine.discover import resolve_roots
 
     roots = resolve_roots(config.root, list(config.against))
     changed: set[str] | None = None

@@ -1,6 +1,6 @@
 """`dupaudit probe`: what the duplicates cost in accuracy and training time (standard and adversarial).
 
-The only package that imports torch, and only inside the functions that train: importing `dupaudit.probe`
+The only package that imports torch, and only inside the functions that train: importing `dupaudit.probing`
 does not load torch. `run_probe` raises MissingExtraError when torch is absent.
 """
 

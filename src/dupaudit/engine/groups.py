@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .hashing import hamming
+from .keep import keep_order
 from .model import DuplicateGroup, GroupMember, ImageRecord
 
 
@@ -31,11 +32,6 @@ class UnionFind:
                 self.parent[root_b] = root_a
             else:
                 self.parent[root_a] = root_b
-
-
-def keep_order(record: ImageRecord, width: int, height: int) -> tuple:
-    """The member to keep sorts first: highest resolution, then largest file, then first (root, path)."""
-    return (-(width * height), -record.size)
 
 
 def build_groups(records: Sequence[ImageRecord], index_of_root: dict[str, int], pairs_a: np.ndarray,
