@@ -64,14 +64,16 @@ def main() -> None:
         # the cost: cold scans with and without the cascade, alternated, fresh caches, median of --runs
         plain_times, cascade_times = [], []
         for run in range(args.runs):
-            plain_report, seconds = timed_scan(args.data, Path(scratch) / f"plain{run}.sqlite", verify=False,
-                                               jobs=args.jobs)
+            plain_report, seconds = timed_scan(
+                args.data, Path(scratch) / f"plain{run}.sqlite", verify=False, jobs=args.jobs
+            )
             plain_times.append(seconds)
             report, seconds = timed_scan(args.data, Path(scratch) / f"cascade{run}.sqlite", jobs=args.jobs)
             cascade_times.append(seconds)
         plain_cold, cascade_cold = statistics.median(plain_times), statistics.median(cascade_times)
-        warm_times = [timed_scan(args.data, Path(scratch) / "cascade0.sqlite", jobs=args.jobs)[1]
-                      for _ in range(args.runs)]
+        warm_times = [
+            timed_scan(args.data, Path(scratch) / "cascade0.sqlite", jobs=args.jobs)[1] for _ in range(args.runs)
+        ]
         cascade_warm = statistics.median(warm_times)
         cache_file = Path(scratch) / "cascade0.sqlite"
         settings = report.settings
@@ -95,24 +97,36 @@ def main() -> None:
     first = np.array([index[a] for a, _ in judged])
     second = np.array([index[b] for _, b in judged])
     distances = hamming(hashes[first], hashes[second])
-    print(f"pHash distance of the judgment-1 pairs: median {np.median(distances):.0f}, "
-          f"75th percentile {np.percentile(distances, 75):.0f}, 90th {np.percentile(distances, 90):.0f}")
+    print(
+        f"pHash distance of the judgment-1 pairs: median {np.median(distances):.0f}, "
+        f"75th percentile {np.percentile(distances, 75):.0f}, 90th {np.percentile(distances, 90):.0f}"
+    )
     print(f"recall, pHash alone at distance <= 10 (imagededup's default): {(distances <= 10).mean():.3f}")
-    print(f"recall, pHash alone at distance <= {plain_report.settings.threshold} (dupaudit --no-verify): "
-          f"{recall(plain_report):.3f}")
-    print(f"recall, default cascade (radius {settings.threshold}, {settings.neighbours} neighbours, "
-          f"similarity >= {settings.min_similarity}): {recall(report):.3f}")
+    print(
+        f"recall, pHash alone at distance <= {plain_report.settings.threshold} (dupaudit --no-verify): "
+        f"{recall(plain_report):.3f}"
+    )
+    print(
+        f"recall, default cascade (radius {settings.threshold}, {settings.neighbours} neighbours, "
+        f"similarity >= {settings.min_similarity}): {recall(report):.3f}"
+    )
 
     near_a, near_b, _ = pairs_within(hashes, settings.threshold)
 
     def cascade(min_similarity: float):
-        return candidate_pairs([(near_a, near_b, False)], thumb_stack, False,
-                               CascadeSettings(neighbours=settings.neighbours, min_similarity=min_similarity))
+        return candidate_pairs(
+            [(near_a, near_b, False)],
+            thumb_stack,
+            False,
+            CascadeSettings(neighbours=settings.neighbours, min_similarity=min_similarity),
+        )
 
     dev = {frozenset((index[a], index[b])) for a, b, _ in pairs}
     partner = {frozenset(p) for p in zip(first.tolist(), second.tolist())}
-    print("recall across verification thresholds (pairs verified directly, before grouping; the refinement "
-          "runs below each threshold, so each row is a cascade run at that threshold):")
+    print(
+        "recall across verification thresholds (pairs verified directly, before grouping; the refinement "
+        "runs below each threshold, so each row is a cascade run at that threshold):"
+    )
     for threshold in (0.78, 0.80, 0.82, 0.84, 0.86, 0.88):
         run = cascade(threshold)
         score_of = {frozenset(p): s for p, s in zip(zip(run.first.tolist(), run.second.tolist()), run.scores.tolist())}
@@ -121,20 +135,26 @@ def main() -> None:
         print(f"  >= {threshold:.2f}: recall {hit / len(partner):.3f}, verified pairs {count:,}")
     candidates = cascade(settings.min_similarity)
     verified = np.nonzero(candidates.scores >= settings.min_similarity)[0]
-    print(f"near pairs found at the default operating point: {len(verified):,} verified pairs "
-          f"({report.summary.groups:,} groups, {report.summary.redundant:,} redundant copies, "
-          f"{report.summary.label_conflicts} label conflicts, {report.summary.leaked} leaked test images)")
+    print(
+        f"near pairs found at the default operating point: {len(verified):,} verified pairs "
+        f"({report.summary.groups:,} groups, {report.summary.redundant:,} redundant copies, "
+        f"{report.summary.label_conflicts} label conflicts, {report.summary.leaked} leaked test images)"
+    )
     outside = [i for i in verified if frozenset((candidates.first[i], candidates.second[i])) not in dev]
     rng = np.random.default_rng(args.seed)
     sample = sorted(rng.choice(outside, size=min(args.sample, len(outside)), replace=False).tolist())
     write_sample(args.data, names, candidates, sample, args.out)
-    print(f"sample of {len(sample)} verified pairs outside the dev list: {args.out / 'precision_sample.png'} "
-          f"(judge by eye; list in precision_sample.csv)")
+    print(
+        f"sample of {len(sample)} verified pairs outside the dev list: {args.out / 'precision_sample.png'} "
+        f"(judge by eye; list in precision_sample.csv)"
+    )
 
     runs = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(plain_times, cascade_times))
-    print(f"cost (median of {args.runs}, alternated; runs without/with: {runs}): cold scan without the cascade "
-          f"{plain_cold:.1f} s, with it {cascade_cold:.1f} s (+{cascade_cold / plain_cold - 1:.0%}); "
-          f"warm rescan {cascade_warm:.2f} s")
+    print(
+        f"cost (median of {args.runs}, alternated; runs without/with: {runs}): cold scan without the cascade "
+        f"{plain_cold:.1f} s, with it {cascade_cold:.1f} s (+{cascade_cold / plain_cold - 1:.0%}); "
+        f"warm rescan {cascade_warm:.2f} s"
+    )
 
 
 def write_sample(data: Path, names: list[str], candidates, sample: list[int], out: Path) -> None:

@@ -55,15 +55,27 @@ def child(args: argparse.Namespace) -> None:
     found = set(zip(first.tolist(), second.tolist()))
     hits = sum((int(a), int(b)) in found for a, b in zip(sources[within], copies[within]))
     recall = hits / max(1, int(within.sum()))
-    result = {"wall": wall, "cpu": cpu, "peak_mb": peak_mb, "pairs": len(first), "recall": recall,
-              "planted_within": int(within.sum()),
-              "plan": [list(b) for b in plan_blocks(len(hashes), args.radius).blocks]}
+    result = {
+        "wall": wall,
+        "cpu": cpu,
+        "peak_mb": peak_mb,
+        "pairs": len(first),
+        "recall": recall,
+        "planted_within": int(within.sum()),
+        "plan": [list(b) for b in plan_blocks(len(hashes), args.radius).blocks],
+    }
     if args.check:
         import faiss
 
         rng = np.random.default_rng(args.seed + 1)
-        rows = np.sort(np.concatenate([rng.choice(len(hashes), size=args.check, replace=False),
-                                       np.arange(args.n, args.n + min(args.planted, args.check))]))
+        rows = np.sort(
+            np.concatenate(
+                [
+                    rng.choice(len(hashes), size=args.check, replace=False),
+                    np.arange(args.n, args.n + min(args.planted, args.check)),
+                ]
+            )
+        )
         rows = np.unique(rows)
         index = faiss.IndexBinaryFlat(64)
         index.add(hashes)
@@ -73,21 +85,30 @@ def child(args: argparse.Namespace) -> None:
         lims, dists, ids = index.range_search(hashes[rows], args.radius + 1)
         flat_time = time.perf_counter() - flat_started
         owners = np.repeat(rows, np.diff(lims).astype(np.int64))
-        truth = {(min(a, b), max(a, b), int(d)) for a, b, d in zip(owners.tolist(), ids.tolist(), dists.tolist())
-                 if a != b}
+        truth = {
+            (min(a, b), max(a, b), int(d)) for a, b, d in zip(owners.tolist(), ids.tolist(), dists.tolist()) if a != b
+        }
         wanted = set(rows.tolist())
-        mine = {(a, b, d) for a, b, d in zip(first.tolist(), second.tolist(), distance.tolist())
-                if a in wanted or b in wanted}
-        result.update(check_rows=len(rows), check_identical=(mine == truth), check_pairs=len(truth),
-                      flat_extrapolated_s=flat_time * len(hashes) / len(rows))  # faiss compares all rows with all
+        mine = {
+            (a, b, d)
+            for a, b, d in zip(first.tolist(), second.tolist(), distance.tolist())
+            if a in wanted or b in wanted
+        }
+        result.update(
+            check_rows=len(rows),
+            check_identical=(mine == truth),
+            check_pairs=len(truth),
+            flat_extrapolated_s=flat_time * len(hashes) / len(rows),
+        )  # faiss compares all rows with all
     if args.flat_full:
         from dupaudit.engine.search import _faiss_pairs
 
         flat_started = time.perf_counter()
         flat = _faiss_pairs(hashes, args.radius, None, args.threads)
         result["flat_full_s"] = time.perf_counter() - flat_started
-        result["flat_identical"] = (set(zip(*[x.tolist() for x in flat]))
-                                    == set(zip(first.tolist(), second.tolist(), distance.tolist())))
+        result["flat_identical"] = set(zip(*[x.tolist() for x in flat])) == set(
+            zip(first.tolist(), second.tolist(), distance.tolist())
+        )
     print(json.dumps(result))
 
 
@@ -109,14 +130,30 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    print(f"{args.n:,} random 64-bit hashes + {args.planted:,} planted copies (0-8 bits flipped), "
-          f"{args.threads} threads, {args.runs} run(s), default threshold {DEFAULT_THRESHOLD}")
+    print(
+        f"{args.n:,} random 64-bit hashes + {args.planted:,} planted copies (0-8 bits flipped), "
+        f"{args.threads} threads, {args.runs} run(s), default threshold {DEFAULT_THRESHOLD}"
+    )
     for radius in [int(r) for r in args.radii.split(",")]:
         runs = []
         for run in range(args.runs):
-            command = [sys.executable, __file__, "--child", "--n", str(args.n), "--planted", str(args.planted),
-                       "--radius", str(radius), "--threads", str(args.threads), "--seed", str(args.seed),
-                       "--check", str(args.check if run == 0 else 0)]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--n",
+                str(args.n),
+                "--planted",
+                str(args.planted),
+                "--radius",
+                str(radius),
+                "--threads",
+                str(args.threads),
+                "--seed",
+                str(args.seed),
+                "--check",
+                str(args.check if run == 0 else 0),
+            ]
             if args.flat_full and run == 0:
                 command.append("--flat-full")
             runs.append(json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout))
@@ -125,20 +162,28 @@ def main() -> None:
         peak = max(r["peak_mb"] for r in runs)
         first = runs[0]
         each = ", ".join(f"{r['wall']:.1f}" for r in runs)
-        print(f"radius {radius}: dupaudit {wall:.1f} s wall (median; runs {each}),"
-              f" {cpu:.1f} s CPU, peak {peak:.0f} MB, {first['pairs']:,} pairs, recall {first['recall']:.4f} of the "
-              f"{first['planted_within']:,} planted pairs within the radius,"
-              f" blocks (offset, bits, flips) {first['plan']}")
+        print(
+            f"radius {radius}: dupaudit {wall:.1f} s wall (median; runs {each}),"
+            f" {cpu:.1f} s CPU, peak {peak:.0f} MB, {first['pairs']:,} pairs, recall {first['recall']:.4f} of the "
+            f"{first['planted_within']:,} planted pairs within the radius,"
+            f" blocks (offset, bits, flips) {first['plan']}"
+        )
         if "check_identical" in first:
-            print(f"  exactness: pairs of {first['check_rows']:,} rows vs faiss IndexBinaryFlat: "
-                  f"{'identical' if first['check_identical'] else 'DIFFERENT'} ({first['check_pairs']:,} pairs)")
+            print(
+                f"  exactness: pairs of {first['check_rows']:,} rows vs faiss IndexBinaryFlat: "
+                f"{'identical' if first['check_identical'] else 'DIFFERENT'} ({first['check_pairs']:,} pairs)"
+            )
             flat = first["flat_extrapolated_s"]
-            print(f"  peer faiss IndexBinaryFlat, all pairs, extrapolated from those rows: "
-                  f"{flat:.0f} s -> dupaudit is {flat / wall:.1f}x faster")
+            print(
+                f"  peer faiss IndexBinaryFlat, all pairs, extrapolated from those rows: "
+                f"{flat:.0f} s -> dupaudit is {flat / wall:.1f}x faster"
+            )
         if "flat_full_s" in first:
-            print(f"  peer faiss IndexBinaryFlat, all pairs, measured: {first['flat_full_s']:.0f} s "
-                  f"({'identical' if first['flat_identical'] else 'DIFFERENT'} pairs) -> "
-                  f"{first['flat_full_s'] / wall:.1f}x")
+            print(
+                f"  peer faiss IndexBinaryFlat, all pairs, measured: {first['flat_full_s']:.0f} s "
+                f"({'identical' if first['flat_identical'] else 'DIFFERENT'} pairs) -> "
+                f"{first['flat_full_s'] / wall:.1f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,10 @@ def main() -> None:
     seconds, files = stat_everything(tree)
     print(f"walk + stat {files:,} files: {seconds:.2f} s")
     seconds, code, output = run(["check", *common], tree)
-    print(f"cold check, whole dataset, fresh cache: {seconds:.1f} s, exit {code}, {counts(output)}, "
-          f"{len(re.findall(r'^(?:train|test)/.*: ', output, re.M)):,} finding lines")
+    print(
+        f"cold check, whole dataset, fresh cache: {seconds:.1f} s, exit {code}, {counts(output)}, "
+        f"{len(re.findall(r'^(?:train|test)/.*: ', output, re.M)):,} finding lines"
+    )
     seconds, code, output = run(["baseline", *common], tree)
     print(f"baseline (warm): {seconds:.1f} s, {output.strip().splitlines()[-1]}")
     for attempt in (1, 2):

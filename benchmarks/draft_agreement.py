@@ -36,20 +36,27 @@ def main() -> None:
         found = scan_module.fingerprint_records(records, ("phash",), jobs=args.jobs, cache=None, draft=draft)
         elapsed = time.perf_counter() - started
         assert len(found.records) == len(records), "every file must decode both ways"
-        hashes[draft] = np.frombuffer(b"".join(f.hashes["phash"] for f in found.fingerprints),
-                                      dtype=np.uint8).reshape(-1, 8)
-        print(f"{'draft' if draft else 'full '} decode + hash of {len(records):,} files: {elapsed:.1f} s "
-              f"({args.jobs} processes)")
+        hashes[draft] = np.frombuffer(b"".join(f.hashes["phash"] for f in found.fingerprints), dtype=np.uint8).reshape(
+            -1, 8
+        )
+        print(
+            f"{'draft' if draft else 'full '} decode + hash of {len(records):,} files: {elapsed:.1f} s "
+            f"({args.jobs} processes)"
+        )
     bits = hamming(hashes[False], hashes[True])
-    print(f"identical pHashes: {np.mean(bits == 0):.1%}; bits apart: mean {bits.mean():.2f}, "
-          f"90th percentile {np.percentile(bits, 90):.0f}, max {bits.max()}")
+    print(
+        f"identical pHashes: {np.mean(bits == 0):.1%}; bits apart: mean {bits.mean():.2f}, "
+        f"90th percentile {np.percentile(bits, 90):.0f}, max {bits.max()}"
+    )
     for threshold in [int(t) for t in args.thresholds.split(",")]:
         full = set(zip(*[x.tolist() for x in pairs_within(hashes[False], threshold)[:2]]))
         draft = set(zip(*[x.tolist() for x in pairs_within(hashes[True], threshold)[:2]]))
         both = len(full & draft)
-        print(f"threshold {threshold}: pairs full {len(full):,}, draft {len(draft):,}, both {both:,}, "
-              f"only full {len(full - draft):,}, only draft {len(draft - full):,} "
-              f"(agreement {both / max(1, len(full | draft)):.1%} of the union)")
+        print(
+            f"threshold {threshold}: pairs full {len(full):,}, draft {len(draft):,}, both {both:,}, "
+            f"only full {len(full - draft):,}, only draft {len(draft - full):,} "
+            f"(agreement {both / max(1, len(full | draft)):.1%} of the union)"
+        )
 
 
 if __name__ == "__main__":

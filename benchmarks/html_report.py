@@ -19,8 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 
 # Each step changes the form as a user would (the form's input/change listeners do the work) and returns how
 # long, in ms, the page took to filter, rebuild the gallery and lay it out.
@@ -34,14 +43,20 @@ STEPS = {
     "next page": "document.querySelector('.pager [data-page=next]').click();",
     "conflicts only": "var b = document.getElementById('f-conflict'); b.click();",
     "leakage only": "document.getElementById('f-conflict').click(); document.getElementById('f-leak').click();",
-    "slider to 4": ("document.getElementById('f-leak').click(); var s = document.getElementById('f-distance');"
-                    " s.value = 4; s.dispatchEvent(new Event('input', {bubbles: true}));"),
-    "class = cat": ("var l = document.getElementById('f-label'); l.value = l.options[Math.min(4, l.options.length"
-                    " - 1)].value; l.dispatchEvent(new Event('change', {bubbles: true}));"),
-    "reset": ("var s = document.getElementById('f-distance'); s.value = s.max;"
-              " s.dispatchEvent(new Event('input', {bubbles: true}));"
-              " var l = document.getElementById('f-label'); l.value = '';"
-              " l.dispatchEvent(new Event('change', {bubbles: true}));"),
+    "slider to 4": (
+        "document.getElementById('f-leak').click(); var s = document.getElementById('f-distance');"
+        " s.value = 4; s.dispatchEvent(new Event('input', {bubbles: true}));"
+    ),
+    "class = cat": (
+        "var l = document.getElementById('f-label'); l.value = l.options[Math.min(4, l.options.length"
+        " - 1)].value; l.dispatchEvent(new Event('change', {bubbles: true}));"
+    ),
+    "reset": (
+        "var s = document.getElementById('f-distance'); s.value = s.max;"
+        " s.dispatchEvent(new Event('input', {bubbles: true}));"
+        " var l = document.getElementById('f-label'); l.value = '';"
+        " l.dispatchEvent(new Event('change', {bubbles: true}));"
+    ),
 }
 
 
@@ -55,8 +70,10 @@ def chromium(width: int, height: int):
         sys.exit("chromium and chromedriver are needed (Debian: apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in FLAGS + (f"--user-data-dir={tempfile.mkdtemp(prefix='dupaudit-bench-')}",
-                         f"--window-size={width},{height}"):
+    for flag in FLAGS + (
+        f"--user-data-dir={tempfile.mkdtemp(prefix='dupaudit-bench-')}",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -86,20 +103,25 @@ def measure(args) -> None:
         for _ in range(args.runs):
             loads.append(open_report(driver, path))
             for name, code in STEPS.items():
-                steps[name].append(driver.execute_script(f"return (function () {{ {STEP} }})"
-                                                         f"(function () {{ {code} }});"))
+                steps[name].append(
+                    driver.execute_script(f"return (function () {{ {STEP} }})(function () {{ {code} }});")
+                )
         version = driver.capabilities.get("browserVersion", "?")
     finally:
         driver.quit()
     result = {
-        "file": str(path), "size_mb": round(path.stat().st_size / 1e6, 2),
+        "file": str(path),
+        "size_mb": round(path.stat().st_size / 1e6, 2),
         "open_ms_median": round(statistics.median(t["load"] for t in loads)),
         "dom_ready_ms_median": round(statistics.median(t["dom"] for t in loads)),
         "first_paint_ms_median": round(statistics.median(t["paint"] or 0 for t in loads)),
         "driver_get_s_median": round(statistics.median(t["driver_get_s"] for t in loads), 2),
-        "groups_in_dom": loads[0]["groups"], "js_heap_mb": round((loads[0]["heap"] or 0) / 1e6, 1),
+        "groups_in_dom": loads[0]["groups"],
+        "js_heap_mb": round((loads[0]["heap"] or 0) / 1e6, 1),
         "step_ms_median": {name: round(statistics.median(v), 1) for name, v in steps.items()},
-        "runs": args.runs, "chromium": version, "machine": f"{platform.machine()}, {_cpus()} CPUs",
+        "runs": args.runs,
+        "chromium": version,
+        "machine": f"{platform.machine()}, {_cpus()} CPUs",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     print(json.dumps(result, indent=2))
@@ -136,13 +158,24 @@ def stress(args) -> None:
         sys.exit(f"{root} holds {len(files)} images; {2 * args.groups} are needed")
     groups = []
     for index in range(args.groups):
-        pair = files[2 * index: 2 * index + 2]
-        members = tuple(GroupMember("data", p.relative_to(root).as_posix(), p.parent.name, i == 0, 32, 32,
-                                    p.stat().st_size) for i, p in enumerate(pair))
+        pair = files[2 * index : 2 * index + 2]
+        members = tuple(
+            GroupMember("data", p.relative_to(root).as_posix(), p.parent.name, i == 0, 32, 32, p.stat().st_size)
+            for i, p in enumerate(pair)
+        )
         groups.append(DuplicateGroup(index, "near", index % 11, members))
     conflicts = sum(g.is_label_conflict for g in groups)
-    report = ScanReport("bench", (Root("data", str(root), True),), Settings(), Summary(
-        len(files), 0, len(groups), len(groups), conflicts, 0, 0.0, 0.0), (), (), tuple(groups), (), "data")
+    report = ScanReport(
+        "bench",
+        (Root("data", str(root), True),),
+        Settings(),
+        Summary(len(files), 0, len(groups), len(groups), conflicts, 0, 0.0, 0.0),
+        (),
+        (),
+        tuple(groups),
+        (),
+        "data",
+    )
     started = time.perf_counter()
     page = html_format.render(report)
     Path(args.out).write_text(page, encoding="utf-8")

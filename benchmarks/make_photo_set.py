@@ -19,8 +19,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "coins", "rocket", "hubble_deep_field",
-          "immunohistochemistry", "moon", "retina", "grass", "gravel", "brick", "cell", "clock")
+PHOTOS = (
+    "astronaut",
+    "camera",
+    "coffee",
+    "chelsea",
+    "coins",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "retina",
+    "grass",
+    "gravel",
+    "brick",
+    "cell",
+    "clock",
+)
 
 
 def load_photos() -> dict[str, Image.Image]:

@@ -37,15 +37,26 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
 
 def run_mode(args, adversarial: str | None) -> dict:
     """Clean, uniform and non-uniform injection under one training mode; per-seed accuracies of each."""
-    common = dict(seeds=args.seeds, epochs=args.epochs, width=args.width, max_train=args.train_images,
-                  max_test=args.test_images, device=args.device, adversarial=adversarial, pgd_steps=args.pgd_steps,
-                  match_steps=args.match_steps)
+    common = dict(
+        seeds=args.seeds,
+        epochs=args.epochs,
+        width=args.width,
+        max_train=args.train_images,
+        max_test=args.test_images,
+        device=args.device,
+        adversarial=adversarial,
+        pgd_steps=args.pgd_steps,
+        match_steps=args.match_steps,
+    )
     # as-is = the injected training set; deduplicated = exactly the clean set (copies join their source's group)
-    uniform = run_probe(args.data, settings=ProbeSettings(arms=("as-is", "deduplicated"), inject="uniform",
-                                                          rates=(args.rate,), **common))
+    uniform = run_probe(
+        args.data,
+        settings=ProbeSettings(arms=("as-is", "deduplicated"), inject="uniform", rates=(args.rate,), **common),
+    )
     # the clean arm is the same training set with the same seeds, so only the injected arm runs again
-    nonuniform = run_probe(args.data, settings=ProbeSettings(arms=("as-is",), inject="nonuniform",
-                                                             rates=(args.rate,), **common))
+    nonuniform = run_probe(
+        args.data, settings=ProbeSettings(arms=("as-is",), inject="nonuniform", rates=(args.rate,), **common)
+    )
     u, n = uniform.conditions[0], nonuniform.conditions[0]
 
     def per_seed(condition, arm: str, metric: str) -> list[float]:
@@ -57,8 +68,11 @@ def run_mode(args, adversarial: str | None) -> dict:
         rows[name] = {m: per_seed(condition, arm, m) for m in metric_names}
         rows[name]["train_images"] = condition.arm(arm).train_images
         rows[name]["train_seconds"] = [r.train_seconds for r in condition.runs if r.arm == arm]
-    return {"rows": rows, "reports": [to_dict(uniform), to_dict(nonuniform)],
-            "nonuniform_classes": _injected_classes(nonuniform)}
+    return {
+        "rows": rows,
+        "reports": [to_dict(uniform), to_dict(nonuniform)],
+        "nonuniform_classes": _injected_classes(nonuniform),
+    }
 
 
 def _injected_classes(report) -> list[str]:
@@ -78,8 +92,11 @@ def _fmt(interval) -> str:
 
 def table(results: dict) -> tuple[str, list[str]]:
     """A markdown table and the verdict on each of the paper's claims."""
-    lines = ["| training | data | train images | clean accuracy (%) | Δ vs clean (points, 95% CI) | "
-             "robust accuracy (%) | Δ robust vs clean |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| training | data | train images | clean accuracy (%) | Δ vs clean (points, 95% CI) | "
+        "robust accuracy (%) | Δ robust vs clean |",
+        "|---|---|---|---|---|---|---|",
+    ]
     verdicts = []
     for mode, result in results.items():
         rows = result["rows"]
@@ -92,27 +109,45 @@ def table(results: dict) -> tuple[str, list[str]]:
             else:
                 d = paired_difference(row["accuracy"], clean["accuracy"])
                 delta = _difference(d)
-                delta_robust = _difference(paired_difference(row["robust_accuracy"], clean["robust_accuracy"])) \
-                    if robust else "–"
-            lines.append(f"| {mode} | {name} | {row['train_images']:,} | {_fmt(accuracy)} | {delta} | "
-                         f"{_fmt(robust) if robust else '–'} | {delta_robust} |")
+                delta_robust = (
+                    _difference(paired_difference(row["robust_accuracy"], clean["robust_accuracy"])) if robust else "–"
+                )
+            lines.append(
+                f"| {mode} | {name} | {row['train_images']:,} | {_fmt(accuracy)} | {delta} | "
+                f"{_fmt(robust) if robust else '–'} | {delta_robust} |"
+            )
     standard = results.get("standard")
     if standard:
         rows = standard["rows"]
         d = paired_difference(rows["non-uniform"]["accuracy"], rows["clean"]["accuracy"])
-        verdicts.append(_claim("standard: non-uniform duplication lowers clean accuracy (CI below 0)",
-                               d.high is not None and d.high < 0, d))
+        verdicts.append(
+            _claim(
+                "standard: non-uniform duplication lowers clean accuracy (CI below 0)",
+                d.high is not None and d.high < 0,
+                d,
+            )
+        )
         d = paired_difference(rows["uniform"]["accuracy"], rows["clean"]["accuracy"])
-        verdicts.append(_claim("standard: uniform duplication gives no significant gain (CI not above 0)",
-                               not (d.low is not None and d.low > 0), d))
+        verdicts.append(
+            _claim(
+                "standard: uniform duplication gives no significant gain (CI not above 0)",
+                not (d.low is not None and d.low > 0),
+                d,
+            )
+        )
     pgd = results.get("pgd")
     if pgd:
         rows = pgd["rows"]
         for name in ("uniform", "non-uniform"):
             for metric in ("accuracy", "robust_accuracy"):
                 d = paired_difference(rows[name][metric], rows["clean"][metric])
-                verdicts.append(_claim(f"PGD: {name} duplication lowers {metric.replace('_', ' ')} (CI below 0)",
-                                       d.high is not None and d.high < 0, d))
+                verdicts.append(
+                    _claim(
+                        f"PGD: {name} duplication lowers {metric.replace('_', ' ')} (CI below 0)",
+                        d.high is not None and d.high < 0,
+                        d,
+                    )
+                )
     return "\n".join(lines), verdicts
 
 
@@ -139,8 +174,11 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--modes", default="standard,pgd")
-    parser.add_argument("--match-steps", action="store_true",
-                        help="train the clean set for as many optimizer steps as the injected sets")
+    parser.add_argument(
+        "--match-steps",
+        action="store_true",
+        help="train the clean set for as many optimizer steps as the injected sets",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "paper_repro")
     args = parser.parse_args()
 
@@ -158,24 +196,34 @@ def main() -> int:
     markdown, verdicts = table(results)
     device = results[next(iter(results))]["reports"][0]["device"]
     now = datetime.datetime.now(datetime.timezone.utc)
-    header = (f"Paper reproduction (Aghabagherloo et al.), {now:%Y-%m-%d %H:%M} UTC, {device}, "
-              f"{platform.node() or 'unknown host'}, torch {torch.__version__}\n"
-              f"rate {args.rate:g} (share of the injected training set that is copies), {args.seeds} seeds, "
-              f"{args.epochs:g} epochs{' (steps matched)' if args.match_steps else ''}, width {args.width}, "
-              f"PGD train steps {args.pgd_steps}, "
-              f"train images {args.train_images or 'all'}, test images {args.test_images or 'all'}; "
-              f"non-uniform copies in: {', '.join(results[next(iter(results))]['nonuniform_classes'])}; "
-              f"wall time {wall:.0f} s")
+    header = (
+        f"Paper reproduction (Aghabagherloo et al.), {now:%Y-%m-%d %H:%M} UTC, {device}, "
+        f"{platform.node() or 'unknown host'}, torch {torch.__version__}\n"
+        f"rate {args.rate:g} (share of the injected training set that is copies), {args.seeds} seeds, "
+        f"{args.epochs:g} epochs{' (steps matched)' if args.match_steps else ''}, width {args.width}, "
+        f"PGD train steps {args.pgd_steps}, "
+        f"train images {args.train_images or 'all'}, test images {args.test_images or 'all'}; "
+        f"non-uniform copies in: {', '.join(results[next(iter(results))]['nonuniform_classes'])}; "
+        f"wall time {wall:.0f} s"
+    )
     text = header + "\n\n" + markdown + "\n\n" + "\n".join(f"- {v}" for v in verdicts) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text, encoding="utf-8")
     slim = {mode: {"rows": r["rows"], "nonuniform_classes": r["nonuniform_classes"]} for mode, r in results.items()}
-    args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                         "wall_seconds": wall, "results": slim,
-                                                         "verdicts": verdicts, "reports": {
-                                                             m: r["reports"] for m, r in results.items()}},
-                                                        indent=1), encoding="utf-8")
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "wall_seconds": wall,
+                "results": slim,
+                "verdicts": verdicts,
+                "reports": {m: r["reports"] for m, r in results.items()},
+            },
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
     return 0
 
 

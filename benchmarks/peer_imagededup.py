@@ -49,8 +49,12 @@ def main() -> None:
     result["images"] = len(encodings)
     for method in [m for m in args.methods.split(",") if m]:
         started, cpu = time.perf_counter(), _cpu()
-        duplicates = hasher.find_duplicates(encoding_map=encodings, max_distance_threshold=args.threshold,
-                                            search_method=method, num_dist_workers=args.workers)
+        duplicates = hasher.find_duplicates(
+            encoding_map=encodings,
+            max_distance_threshold=args.threshold,
+            search_method=method,
+            num_dist_workers=args.workers,
+        )
         result[f"search_{method}_s"] = time.perf_counter() - started
         result[f"search_{method}_cpu_s"] = _cpu() - cpu
         print(json.dumps(result), file=sys.stderr, flush=True)  # partial results survive an interrupted run

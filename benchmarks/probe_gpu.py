@@ -66,31 +66,36 @@ def main() -> int:
     as_is = condition.arm("as-is")
     accuracy_ok = as_is.accuracy.mean >= TARGET_ACCURACY
     time_ok = wall <= TARGET_SECONDS
-    lines = [f"probe_gpu.py, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {report.device}, "
-             f"torch {report.torch_version}{' (SMOKE TEST, not the benchmark)' if args.smoke else ''}",
-             f"CIFAR-10 {report.data.train_images:,} train / {report.data.test_images:,} test images, "
-             f"{report.data.groups:,} duplicate groups, {report.data.redundant:,} redundant; "
-             f"{len(report.seeds)} seeds x {len(condition.arms)} arms, {settings.epochs:g} epochs, "
-             f"batch {condition.batch_size}",
-             "",
-             "| arm | train images | accuracy (%) | train time per run (s) |",
-             "|---|---|---|---|"]
+    lines = [
+        f"probe_gpu.py, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {report.device}, "
+        f"torch {report.torch_version}{' (SMOKE TEST, not the benchmark)' if args.smoke else ''}",
+        f"CIFAR-10 {report.data.train_images:,} train / {report.data.test_images:,} test images, "
+        f"{report.data.groups:,} duplicate groups, {report.data.redundant:,} redundant; "
+        f"{len(report.seeds)} seeds x {len(condition.arms)} arms, {settings.epochs:g} epochs, "
+        f"batch {condition.batch_size}",
+        "",
+        "| arm | train images | accuracy (%) | train time per run (s) |",
+        "|---|---|---|---|",
+    ]
     for arm in condition.arms:
         half = f" ± {100 * arm.accuracy.half_width:.2f}" if arm.accuracy.half_width is not None else ""
-        lines.append(f"| {arm.arm} | {arm.train_images:,} | {100 * arm.accuracy.mean:.2f}{half} | "
-                     f"{arm.train_seconds.mean:.2f} |")
-    lines += ["", *(f"- {c.text}" for c in condition.comparisons),
-              f"- scan {report.timings['scan']:.1f} s, loading {report.timings['load']:.1f} s, "
-              f"training and testing {report.timings['train']:.1f} s; wall clock in all {wall:.1f} s",
-              f"- as-is accuracy >= {100 * TARGET_ACCURACY:.0f}%: {'yes' if accuracy_ok else 'NO'}; "
-              f"wall <= {TARGET_SECONDS:.0f} s: {'yes' if time_ok else 'NO'}"]
+        lines.append(
+            f"| {arm.arm} | {arm.train_images:,} | {100 * arm.accuracy.mean:.2f}{half} | {arm.train_seconds.mean:.2f} |"
+        )
+    lines += [
+        "",
+        *(f"- {c.text}" for c in condition.comparisons),
+        f"- scan {report.timings['scan']:.1f} s, loading {report.timings['load']:.1f} s, "
+        f"training and testing {report.timings['train']:.1f} s; wall clock in all {wall:.1f} s",
+        f"- as-is accuracy >= {100 * TARGET_ACCURACY:.0f}%: {'yes' if accuracy_ok else 'NO'}; "
+        f"wall <= {TARGET_SECONDS:.0f} s: {'yes' if time_ok else 'NO'}",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     name = "probe_gpu_smoke" if args.smoke else "probe_gpu"
     (args.out / f"{name}.md").write_text(text, encoding="utf-8")
     body = json.loads(render_json(report))
-    body["benchmark"] = {"wall_seconds": wall, "accuracy_ok": accuracy_ok, "time_ok": time_ok,
-                         "smoke": args.smoke}
+    body["benchmark"] = {"wall_seconds": wall, "accuracy_ok": accuracy_ok, "time_ok": time_ok, "smoke": args.smoke}
     (args.out / f"{name}.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
     return 0 if (accuracy_ok and time_ok) or args.smoke else 1
 

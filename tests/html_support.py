@@ -44,8 +44,14 @@ def embedded_data(page: str) -> dict:
     return json.loads(match.group(1))
 
 
-def synthetic_report(root: Path | None, distances: list[int], *, conflict_every: int = 5, leak_every: int = 7,
-                     skipped: tuple[Skipped, ...] = ()) -> ScanReport:
+def synthetic_report(
+    root: Path | None,
+    distances: list[int],
+    *,
+    conflict_every: int = 5,
+    leak_every: int = 7,
+    skipped: tuple[Skipped, ...] = (),
+) -> ScanReport:
     """One two-member group per distance; with a root, the images are written there (32 px, like CIFAR)."""
     train = Root("train", str(root / "train") if root else "/nonexistent/train", True)
     test = Root("test", str(root / "test") if root else "/nonexistent/test", True)
@@ -56,8 +62,9 @@ def synthetic_report(root: Path | None, distances: list[int], *, conflict_every:
         leak = leak_every and index % leak_every == 3
         other_label = CLASSES[(index + 1) % len(CLASSES)] if conflict else label
         first = GroupMember("train", f"{label}/g{index:05d}_a.jpg", label, True, 32, 32, 900)
-        second = GroupMember("test" if leak else "train", f"{other_label}/g{index:05d}_b.jpg", other_label, False,
-                             32, 32, 880)
+        second = GroupMember(
+            "test" if leak else "train", f"{other_label}/g{index:05d}_b.jpg", other_label, False, 32, 32, 880
+        )
         if root is not None:
             image = procedural_image(10_000 + index, 32)
             for member in (first, second):
@@ -65,39 +72,97 @@ def synthetic_report(root: Path | None, distances: list[int], *, conflict_every:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 image.save(path, quality=90)
         groups.append(DuplicateGroup(index, "exact" if distance == 0 else "near", distance, (first, second)))
-    classes = tuple(ClassStats("train", label, 100, 100 - 5 * i, 5 * i, 0.05 * i, 0.25 + 0.01 * (i - 1.5),
-                               0.25, 1 + 0.04 * (i - 1.5)) for i, label in enumerate(CLASSES))
-    splits = (SplitStats("train", "train", 400, 370, 30, 0.02, 0.075, 0, 0.0),
-              SplitStats("test", "eval", 100, 100, 0, 0.0, 0.0, 3, 0.03))
+    classes = tuple(
+        ClassStats(
+            "train", label, 100, 100 - 5 * i, 5 * i, 0.05 * i, 0.25 + 0.01 * (i - 1.5), 0.25, 1 + 0.04 * (i - 1.5)
+        )
+        for i, label in enumerate(CLASSES)
+    )
+    splits = (
+        SplitStats("train", "train", 400, 370, 30, 0.02, 0.075, 0, 0.0),
+        SplitStats("test", "eval", 100, 100, 0, 0.0, 0.0, 3, 0.03),
+    )
     conflicts = sum(1 for g in groups if g.is_label_conflict)
     leaks = sum(1 for g in groups if g.is_leak)
     summary = Summary(500, len(skipped), len(groups), len(groups), conflicts, leaks, 0.02, 0.075)
-    return ScanReport("0.1.0", (train, test), Settings("phash", 10, False), summary, classes, splits, tuple(groups),
-                      skipped, train_split="train")
+    return ScanReport(
+        "0.1.0",
+        (train, test),
+        Settings("phash", 10, False),
+        summary,
+        classes,
+        splits,
+        tuple(groups),
+        skipped,
+        train_split="train",
+    )
 
 
 def probe_result() -> dict:
     """A probe result shaped like dupaudit.probing.results.to_dict (issue 5): one condition, three arms, 3 seeds."""
+
     def interval(mean, half):
         return {"mean": mean, "low": mean - half, "high": mean + half, "n": 3, "level": 0.95}
 
-    arms = [{"arm": arm, "train_images": images, "images_seen": images * 10, "steps": 490, "accuracy": interval(m, h),
-             "robust_accuracy": None, "train_seconds": interval(s, 0.4)}
-            for arm, images, m, h, s in (("as-is", 50000, 0.9312, 0.0021, 31.0),
-                                         ("deduplicated", 45802, 0.9297, 0.0018, 28.6),
-                                         ("random-removed", 45802, 0.9270, 0.0025, 28.5))]
-    comparisons = [{"treatment": "deduplicated", "control": "as-is", "metric": "accuracy",
-                    "difference": interval(-0.0015, 0.003), "significant": False,
-                    "text": "deduplicated − as-is (accuracy): -0.15 points (95% CI -0.45 to +0.15): "
-                            "no significant difference"}]
-    deltas = [{"label": label, "train_images": 5000, "redundant": 100 * i, "duplication_rate": 0.02 * i,
-               "scan_duplication_rate": 0.02 * i, "as_is_accuracy": 0.93, "deduplicated_accuracy": 0.93 + d,
-               "difference": d} for i, (label, d) in enumerate((("airplane", -0.012), ("cat", 0.006),
-                                                               ("<b>dog</b>", 0.001)))]
-    condition = {"rate": None, "train_images": 50000, "redundant": 4198, "batch_size": 1024, "arms": arms,
-                 "comparisons": comparisons, "class_deltas": deltas, "duplicate_time_seconds": 2.4,
-                 "duplicate_time_fraction": 0.077, "runs": []}
-    return {"schema": "dupaudit-probe", "schema_version": 1, "tool_version": "0.1.0", "device": "cpu",
-            "settings": {"epochs": 10, "seeds": 3}, "seeds": [0, 1, 2],
-            "data": {"train_images": 50000, "test_images": 10000, "test_source": "test"},
-            "conditions": [condition], "timings": {}}
+    arms = [
+        {
+            "arm": arm,
+            "train_images": images,
+            "images_seen": images * 10,
+            "steps": 490,
+            "accuracy": interval(m, h),
+            "robust_accuracy": None,
+            "train_seconds": interval(s, 0.4),
+        }
+        for arm, images, m, h, s in (
+            ("as-is", 50000, 0.9312, 0.0021, 31.0),
+            ("deduplicated", 45802, 0.9297, 0.0018, 28.6),
+            ("random-removed", 45802, 0.9270, 0.0025, 28.5),
+        )
+    ]
+    comparisons = [
+        {
+            "treatment": "deduplicated",
+            "control": "as-is",
+            "metric": "accuracy",
+            "difference": interval(-0.0015, 0.003),
+            "significant": False,
+            "text": "deduplicated − as-is (accuracy): -0.15 points (95% CI -0.45 to +0.15): no significant difference",
+        }
+    ]
+    deltas = [
+        {
+            "label": label,
+            "train_images": 5000,
+            "redundant": 100 * i,
+            "duplication_rate": 0.02 * i,
+            "scan_duplication_rate": 0.02 * i,
+            "as_is_accuracy": 0.93,
+            "deduplicated_accuracy": 0.93 + d,
+            "difference": d,
+        }
+        for i, (label, d) in enumerate((("airplane", -0.012), ("cat", 0.006), ("<b>dog</b>", 0.001)))
+    ]
+    condition = {
+        "rate": None,
+        "train_images": 50000,
+        "redundant": 4198,
+        "batch_size": 1024,
+        "arms": arms,
+        "comparisons": comparisons,
+        "class_deltas": deltas,
+        "duplicate_time_seconds": 2.4,
+        "duplicate_time_fraction": 0.077,
+        "runs": [],
+    }
+    return {
+        "schema": "dupaudit-probe",
+        "schema_version": 1,
+        "tool_version": "0.1.0",
+        "device": "cpu",
+        "settings": {"epochs": 10, "seeds": 3},
+        "seeds": [0, 1, 2],
+        "data": {"train_images": 50000, "test_images": 10000, "test_source": "test"},
+        "conditions": [condition],
+        "timings": {},
+    }

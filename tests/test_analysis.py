@@ -9,19 +9,29 @@ from dupaudit.engine.model import DuplicateGroup, GroupMember, ImageRecord, Root
 
 
 def _records(spec):
-    return [ImageRecord(root, f"{label}/{name}", label, 1, 1, f"/x/{root}/{label}/{name}")
-            for root, label, name in spec]
+    return [
+        ImageRecord(root, f"{label}/{name}", label, 1, 1, f"/x/{root}/{label}/{name}") for root, label, name in spec
+    ]
 
 
 def _group(gid, *members):
-    return DuplicateGroup(gid, "near", 2, tuple(GroupMember(r, p, p.split("/")[0], i == 0)
-                                               for i, (r, p) in enumerate(members)))
+    return DuplicateGroup(
+        gid, "near", 2, tuple(GroupMember(r, p, p.split("/")[0], i == 0) for i, (r, p) in enumerate(members))
+    )
 
 
 def test_class_stats_and_skew_by_hand():
     # train: cat has 4 images of which 3 are copies of one photo (u=2); dog has 2 distinct images.
-    records = _records([("train", "cat", "a"), ("train", "cat", "b"), ("train", "cat", "c"), ("train", "cat", "d"),
-                        ("train", "dog", "e"), ("train", "dog", "f")])
+    records = _records(
+        [
+            ("train", "cat", "a"),
+            ("train", "cat", "b"),
+            ("train", "cat", "c"),
+            ("train", "cat", "d"),
+            ("train", "dog", "e"),
+            ("train", "dog", "f"),
+        ]
+    )
     groups = [_group(0, ("train", "cat/a"), ("train", "cat/b"), ("train", "cat/c"))]
     roots = (Root("train", "/x/train", True),)
     summary, classes, splits = analyse(roots, "train", records, groups, skipped=0)
@@ -46,8 +56,15 @@ def test_uniform_duplication_has_zero_skew():
 
 
 def test_label_conflict_and_leakage():
-    records = _records([("train", "cat", "a"), ("train", "dog", "b"), ("train", "dog", "c"), ("test", "dog", "x"),
-                        ("test", "cat", "y")])
+    records = _records(
+        [
+            ("train", "cat", "a"),
+            ("train", "dog", "b"),
+            ("train", "dog", "c"),
+            ("test", "dog", "x"),
+            ("test", "cat", "y"),
+        ]
+    )
     groups = [_group(0, ("train", "cat/a"), ("train", "dog/b")), _group(1, ("train", "dog/c"), ("test", "dog/x"))]
     roots = (Root("train", "/x/train", True), Root("test", "/x/test", True))
     summary, _, splits = analyse(roots, "train", records, groups, 0)

@@ -28,8 +28,10 @@ def test_changed_file_is_fingerprinted_again(tmp_path, cache_file):
     os.utime(target, ns=(1, 1))
     report = scan(plan.root, cache_path=cache_file)
     assert report.decoded == 1
-    assert any({("train", "stripes/0005.jpg"), ("train", "checker/0005.jpg")} <= {(m.root, m.path) for m in g.members}
-               for g in report.groups)
+    assert any(
+        {("train", "stripes/0005.jpg"), ("train", "checker/0005.jpg")} <= {(m.root, m.path) for m in g.members}
+        for g in report.groups
+    )
 
 
 def test_no_cache_writes_no_file(tmp_path, cache_file):

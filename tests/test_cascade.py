@@ -120,8 +120,9 @@ def test_refining_only_unjoined_pairs_gives_the_same_groups():
     lean = candidate_pairs([empty], thumbs, False, settings, groups_only=True)
     full_ok, lean_ok = full.scores >= settings.min_similarity, lean.scores >= settings.min_similarity
     assert lean_ok.sum() < full_ok.sum()  # some refinements were skipped...
-    assert _partition(len(thumbs), full.first[full_ok], full.second[full_ok]) == \
-        _partition(len(thumbs), lean.first[lean_ok], lean.second[lean_ok])  # ...and the groups are the same
+    assert _partition(len(thumbs), full.first[full_ok], full.second[full_ok]) == _partition(
+        len(thumbs), lean.first[lean_ok], lean.second[lean_ok]
+    )  # ...and the groups are the same
 
 
 def test_descriptors_from_worker_block_sums_equal_those_from_thumbs():

@@ -60,7 +60,9 @@ def dataset(tmp_path: Path, clean_template: Path, monkeypatch) -> Path:
     shutil.copytree(clean_template, root)
     (root / "pyproject.toml").write_text(
         f'[project]\nname = "my-data"\n\n[tool.dupaudit]\ncache = "{(tmp_path / "cache.sqlite").as_posix()}"\n'
-        "jobs = 1\n", encoding="utf-8")
+        "jobs = 1\n",
+        encoding="utf-8",
+    )
     monkeypatch.chdir(root)
     for name in list(os.environ):
         if name.startswith("DUPAUDIT_"):
@@ -76,8 +78,9 @@ def invoke(*args: str):
 
 
 def test_config_precedence_flag_over_env_over_file_over_default(tmp_path: Path):
-    (tmp_path / "pyproject.toml").write_text('[tool.dupaudit]\nthreshold = 4\nmethod = "dhash"\n'
-                                             'fail-on = "leakage"\nroot = "data"\n', encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.dupaudit]\nthreshold = 4\nmethod = "dhash"\nfail-on = "leakage"\nroot = "data"\n', encoding="utf-8"
+    )
     env = {"DUPAUDIT_THRESHOLD": "6", "DUPAUDIT_FLIPS": "true"}
     assert load_config(start=tmp_path, environ={}).threshold == 4
     assert load_config(start=tmp_path, environ=env).threshold == 6
@@ -102,7 +105,7 @@ def test_defaults_without_any_config(tmp_path: Path):
 
 def test_config_found_upward_and_dupaudit_toml_wins(tmp_path: Path):
     (tmp_path / ".git").mkdir()
-    (tmp_path / "pyproject.toml").write_text('[tool.dupaudit]\nthreshold = 2\n', encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text("[tool.dupaudit]\nthreshold = 2\n", encoding="utf-8")
     deep = tmp_path / "train" / "cat"
     deep.mkdir(parents=True)
     assert find_config_file(deep) == tmp_path / "pyproject.toml"
@@ -114,7 +117,7 @@ def test_config_found_upward_and_dupaudit_toml_wins(tmp_path: Path):
 
 
 def test_config_search_stops_at_the_repository_root(tmp_path: Path):
-    (tmp_path / "pyproject.toml").write_text('[tool.dupaudit]\nthreshold = 2\n', encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text("[tool.dupaudit]\nthreshold = 2\n", encoding="utf-8")
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)
     assert find_config_file(repo) is None
@@ -122,14 +125,14 @@ def test_config_search_stops_at_the_repository_root(tmp_path: Path):
 
 
 def test_pyproject_without_our_table_is_passed_over(tmp_path: Path):
-    (tmp_path / "pyproject.toml").write_text('[tool.dupaudit]\nthreshold = 2\n', encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text("[tool.dupaudit]\nthreshold = 2\n", encoding="utf-8")
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "pyproject.toml").write_text('[tool.black]\nline-length = 100\n', encoding="utf-8")
+    (tmp_path / "sub" / "pyproject.toml").write_text("[tool.black]\nline-length = 100\n", encoding="utf-8")
     assert find_config_file(tmp_path / "sub") == tmp_path / "pyproject.toml"
 
 
 def test_unknown_key_warns_and_the_rest_still_loads(tmp_path: Path, caplog):
-    (tmp_path / "pyproject.toml").write_text('[tool.dupaudit]\nthreshhold = 3\nflips = true\n', encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text("[tool.dupaudit]\nthreshhold = 3\nflips = true\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="dupaudit.config"):
         config = load_config(start=tmp_path, environ={})
     assert config.flips is True
@@ -138,13 +141,16 @@ def test_unknown_key_warns_and_the_rest_still_loads(tmp_path: Path, caplog):
     assert any("threshhold" in w and "pyproject.toml" in w for w in warnings), warnings
 
 
-@pytest.mark.parametrize("line, complaint", [
-    ('threshold = "high"', "threshold"),
-    ("threshold = 99", "between 0 and 64"),
-    ('method = "md5"', "unknown method"),
-    ('fail_on = "leakage,typos"', "typos"),
-    ("flips = 3", "flips"),
-])
+@pytest.mark.parametrize(
+    "line, complaint",
+    [
+        ('threshold = "high"', "threshold"),
+        ("threshold = 99", "between 0 and 64"),
+        ('method = "md5"', "unknown method"),
+        ('fail_on = "leakage,typos"', "typos"),
+        ("flips = 3", "flips"),
+    ],
+)
 def test_bad_config_values_are_config_errors_naming_the_file(tmp_path: Path, line: str, complaint: str):
     (tmp_path / ".dupaudit.toml").write_text(line + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=complaint) as caught:
@@ -165,15 +171,24 @@ def test_env_lists_and_bad_env_values(tmp_path: Path):
 
 
 def _group(group_id: int, kind: str, *members: tuple[str, str, str], distance: int = 0) -> DuplicateGroup:
-    return DuplicateGroup(group_id, kind, distance, tuple(
-        GroupMember(root, path, label, keep=(i == 0)) for i, (root, path, label) in enumerate(members)))
+    return DuplicateGroup(
+        group_id,
+        kind,
+        distance,
+        tuple(GroupMember(root, path, label, keep=(i == 0)) for i, (root, path, label) in enumerate(members)),
+    )
 
 
 def _report(*groups: DuplicateGroup, skew: float = 0.0) -> ScanReport:
     return ScanReport(
-        tool_version="test", roots=(Root("train", "/data/train", True), Root("test", "/data/test", True)),
-        settings=Settings(), summary=Summary(10, 0, len(groups), 0, 0, 0, skew, 0.0), classes=(), splits=(),
-        groups=groups, skipped=(),
+        tool_version="test",
+        roots=(Root("train", "/data/train", True), Root("test", "/data/test", True)),
+        settings=Settings(),
+        summary=Summary(10, 0, len(groups), 0, 0, 0, skew, 0.0),
+        classes=(),
+        splits=(),
+        groups=groups,
+        skipped=(),
     )
 
 
@@ -185,8 +200,10 @@ def test_baseline_is_sorted_relative_and_free_of_timestamps():
     text = baseline_file.dumps(baseline_file.from_report(report))
     data = json.loads(text)
     assert data["schema_version"] == 1
-    assert [f["members"] for f in data["findings"]] == [["test/cat/z.jpg", "train/cat/c.jpg"],
-                                                         ["train/cat/a.jpg", "train/dog/b.jpg"]]
+    assert [f["members"] for f in data["findings"]] == [
+        ["test/cat/z.jpg", "train/cat/c.jpg"],
+        ["train/cat/a.jpg", "train/dog/b.jpg"],
+    ]
     assert data["findings"][0]["leakage"] is True and data["findings"][1]["label_conflict"] is True
     assert "/data/" not in text  # no absolute paths
     assert not any(word in text for word in ("time", "date", '"id"'))
@@ -200,38 +217,56 @@ def test_baseline_is_sorted_relative_and_free_of_timestamps():
 
 
 def test_subtract_reports_only_the_file_that_joined_an_accepted_group():
-    accepted = baseline_file.from_report(_report(
-        _group(0, "near", ("train", "cat/a.jpg", "cat"), ("train", "cat/b.jpg", "cat"), distance=2)))
-    grown = _report(_group(0, "near", ("train", "cat/a.jpg", "cat"), ("train", "cat/b.jpg", "cat"),
-                           ("train", "dog/new.jpg", "dog"), distance=6))
+    accepted = baseline_file.from_report(
+        _report(_group(0, "near", ("train", "cat/a.jpg", "cat"), ("train", "cat/b.jpg", "cat"), distance=2))
+    )
+    grown = _report(
+        _group(
+            0,
+            "near",
+            ("train", "cat/a.jpg", "cat"),
+            ("train", "cat/b.jpg", "cat"),
+            ("train", "dog/new.jpg", "dog"),
+            distance=6,
+        )
+    )
     new = baseline_file.subtract(grown, accepted)
     assert [f.message for f in new] == [
-        "train/dog/new.jpg: near duplicate of train/cat/a.jpg, train/cat/b.jpg (distance 6, label conflict)"]
+        "train/dog/new.jpg: near duplicate of train/cat/a.jpg, train/cat/b.jpg (distance 6, label conflict)"
+    ]
     # a group that shrank (a member deleted) is still accepted
     shrunk = _report(_group(0, "near", ("train", "cat/a.jpg", "cat"), ("train", "cat/b.jpg", "cat")))
     assert baseline_file.subtract(shrunk, accepted) == []
 
 
 def test_subtract_with_changed_files_blames_the_changed_file_only():
-    report = _report(_group(0, "exact", ("test", "cat/old.jpg", "cat"), ("train", "cat/new.jpg", "cat")),
-                     _group(1, "exact", ("train", "dog/x.jpg", "dog"), ("train", "dog/y.jpg", "dog")))
+    report = _report(
+        _group(0, "exact", ("test", "cat/old.jpg", "cat"), ("train", "cat/new.jpg", "cat")),
+        _group(1, "exact", ("train", "dog/x.jpg", "dog"), ("train", "dog/y.jpg", "dog")),
+    )
     new = baseline_file.subtract(report, baseline_file.Baseline(), changed={"train/cat/new.jpg"})
     assert [f.message for f in new] == ["train/cat/new.jpg: exact copy of test/cat/old.jpg (leakage train/test)"]
     assert new[0].leakage and not new[0].label_conflict
 
 
 def test_prune_drops_gone_files_and_dissolved_findings():
-    accepted = baseline_file.from_report(_report(
-        _group(0, "near", ("train", "cat/a.jpg", "cat"), ("train", "cat/b.jpg", "cat"), ("train", "cat/c.jpg", "cat")),
-        _group(1, "exact", ("train", "dog/x.jpg", "dog"), ("train", "dog/y.jpg", "dog"))))
-    pruned, dropped = baseline_file.prune(accepted, lambda member: member not in {"train/cat/c.jpg",
-                                                                                  "train/dog/y.jpg"})
+    accepted = baseline_file.from_report(
+        _report(
+            _group(
+                0, "near", ("train", "cat/a.jpg", "cat"), ("train", "cat/b.jpg", "cat"), ("train", "cat/c.jpg", "cat")
+            ),
+            _group(1, "exact", ("train", "dog/x.jpg", "dog"), ("train", "dog/y.jpg", "dog")),
+        )
+    )
+    pruned, dropped = baseline_file.prune(accepted, lambda member: member not in {"train/cat/c.jpg", "train/dog/y.jpg"})
     assert dropped == 2
     assert [f.members for f in pruned.findings] == [("train/cat/a.jpg", "train/cat/b.jpg")]
 
 
-@pytest.mark.parametrize("text", ["not json", '{"schema_version": 99}', '{"schema_version": 1, "findings": '
-                                                                        '[{"kind": "near", "members": ["a"]}]}'])
+@pytest.mark.parametrize(
+    "text",
+    ["not json", '{"schema_version": 99}', '{"schema_version": 1, "findings": [{"kind": "near", "members": ["a"]}]}'],
+)
 def test_a_broken_baseline_is_a_baseline_error(tmp_path: Path, text: str):
     path = tmp_path / "b.json"
     path.write_text(text, encoding="utf-8")
@@ -292,8 +327,10 @@ def test_baseline_accepts_old_findings_and_a_new_one_still_fails(dataset: Path):
     result = invoke("baseline")
     assert result.exit_code == 0, result.output
     stored = json.loads((dataset / ".dupaudit-baseline.json").read_text())
-    assert [f["members"] for f in stored["findings"]] == [["train/cat/0001.jpg", "train/cat/copy.jpg"],
-                                                           ["train/cat/0002.jpg", "train/dog/stray.jpg"]]
+    assert [f["members"] for f in stored["findings"]] == [
+        ["train/cat/0001.jpg", "train/cat/copy.jpg"],
+        ["train/cat/0002.jpg", "train/dog/stray.jpg"],
+    ]
     assert invoke("check").exit_code == 0
     assert invoke("check", "train/cat/copy.jpg", "train/dog/stray.jpg").exit_code == 0
     shutil.copy(dataset / "train/dog/0003.jpg", dataset / "train/dog/again.jpg")
@@ -338,8 +375,15 @@ def test_usage_config_and_baseline_errors_exit_2(dataset: Path):
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 

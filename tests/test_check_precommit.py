@@ -32,8 +32,9 @@ def pre_commit_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def hook_rev() -> str:
     """The commit pre-commit installs the hook from; it must hold the hook manifest (commit it first)."""
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    rev = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     manifest = subprocess.run(["git", "cat-file", "-e", f"{rev}:.pre-commit-hooks.yaml"], cwd=CHECKOUT)
     assert manifest.returncode == 0, f"HEAD {rev} has no .pre-commit-hooks.yaml: commit it before running this test"
     return rev
@@ -46,20 +47,29 @@ class Repo:
         self.path = path
         self.rev = rev
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DUPAUDIT_", "GIT_", "PRE_COMMIT"))}
-        self.env.update({
-            "PRE_COMMIT_HOME": str(home), "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": "data team", "GIT_AUTHOR_EMAIL": "data@example.com",
-            "GIT_COMMITTER_NAME": "data team", "GIT_COMMITTER_EMAIL": "data@example.com",
-        })
+        self.env.update(
+            {
+                "PRE_COMMIT_HOME": str(home),
+                "GIT_CONFIG_GLOBAL": os.devnull,
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_AUTHOR_NAME": "data team",
+                "GIT_AUTHOR_EMAIL": "data@example.com",
+                "GIT_COMMITTER_NAME": "data team",
+                "GIT_COMMITTER_EMAIL": "data@example.com",
+            }
+        )
         path.mkdir(parents=True)
         self.git("init", "-q", "-b", "main")
         (path / ".pre-commit-config.yaml").write_text(
             f"repos:\n  - repo: {CHECKOUT.as_posix()}\n    rev: {rev}\n    hooks:\n      - id: dupaudit\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         (path / "pyproject.toml").write_text(
-            f'[tool.dupaudit]\ncache = "{cache.as_posix()}"\njobs = 1\n', encoding="utf-8")
-        subprocess.run([sys.executable, "-m", "pre_commit", "install"], cwd=path, env=self.env, check=True,
-                       capture_output=True)
+            f'[tool.dupaudit]\ncache = "{cache.as_posix()}"\njobs = 1\n', encoding="utf-8"
+        )
+        subprocess.run(
+            [sys.executable, "-m", "pre_commit", "install"], cwd=path, env=self.env, check=True, capture_output=True
+        )
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(["git", *args], cwd=self.path, env=self.env, capture_output=True, text=True)
@@ -73,8 +83,9 @@ class Repo:
         return result.returncode, result.stdout + result.stderr
 
     def dupaudit(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "dupaudit", *args], cwd=self.path, env=self.env,
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "dupaudit", *args], cwd=self.path, env=self.env, capture_output=True, text=True
+        )
 
     def image(self, relpath: str, seed: int) -> None:
         target = self.path / relpath
@@ -100,8 +111,10 @@ def hook_modules(repo: Repo) -> list[str]:
         (folder,) = rows.fetchone()
     pythons = sorted(Path(folder).glob("py_env-*/bin/python"))
     assert pythons, f"no python environment under {folder}"
-    probe = "import importlib.util as u; print(' '.join(m for m in ('dupaudit', 'faiss', 'torch', 'torchvision', " \
-            "'imagededup') if u.find_spec(m)))"
+    probe = (
+        "import importlib.util as u; print(' '.join(m for m in ('dupaudit', 'faiss', 'torch', 'torchvision', "
+        "'imagededup') if u.find_spec(m)))"
+    )
     result = subprocess.run([str(pythons[0]), "-c", probe], capture_output=True, text=True, check=True)
     return result.stdout.split()
 
@@ -128,14 +141,26 @@ def test_hook_passes_clean_commits_and_blocks_each_kind_of_new_duplicate(repo: R
     assert not {"torch", "torchvision", "imagededup"} & set(modules), f"the hook env must be core only: {modules}"
 
     cases = [
-        ("train/cat/copy.jpg", lambda: repo.copy("train/cat/0001.jpg", "train/cat/copy.jpg"),
-         "train/cat/copy.jpg: exact copy of train/cat/0001.jpg"),
-        ("train/dog/near.jpg", lambda: repo.near_copy("train/dog/0002.jpg", "train/dog/near.jpg"),
-         "train/dog/near.jpg: near duplicate of train/dog/0002.jpg (distance "),
-        ("train/dog/stray.jpg", lambda: repo.copy("train/cat/0002.jpg", "train/dog/stray.jpg"),
-         "train/dog/stray.jpg: exact copy of train/cat/0002.jpg (label conflict)"),
-        ("train/cat/from_test.jpg", lambda: repo.copy("test/cat/0001.jpg", "train/cat/from_test.jpg"),
-         "train/cat/from_test.jpg: exact copy of test/cat/0001.jpg (leakage train/test)"),
+        (
+            "train/cat/copy.jpg",
+            lambda: repo.copy("train/cat/0001.jpg", "train/cat/copy.jpg"),
+            "train/cat/copy.jpg: exact copy of train/cat/0001.jpg",
+        ),
+        (
+            "train/dog/near.jpg",
+            lambda: repo.near_copy("train/dog/0002.jpg", "train/dog/near.jpg"),
+            "train/dog/near.jpg: near duplicate of train/dog/0002.jpg (distance ",
+        ),
+        (
+            "train/dog/stray.jpg",
+            lambda: repo.copy("train/cat/0002.jpg", "train/dog/stray.jpg"),
+            "train/dog/stray.jpg: exact copy of train/cat/0002.jpg (label conflict)",
+        ),
+        (
+            "train/cat/from_test.jpg",
+            lambda: repo.copy("test/cat/0001.jpg", "train/cat/from_test.jpg"),
+            "train/cat/from_test.jpg: exact copy of test/cat/0001.jpg (leakage train/test)",
+        ),
     ]
     for path, make, expected in cases:
         make()
@@ -176,8 +201,13 @@ def test_hook_with_a_baseline_accepts_old_findings_and_trims_deleted_files(repo:
     assert status == 0, output
 
     # The old findings pass even when the hook is given every file; a new one still fails.
-    every = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=repo.path, env=repo.env,
-                           capture_output=True, text=True)
+    every = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "run", "--all-files"],
+        cwd=repo.path,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+    )
     assert every.returncode == 0, every.stdout + every.stderr
     repo.near_copy("train/dog/0003.jpg", "train/dog/near.jpg")
     repo.git("add", "train/dog/near.jpg")

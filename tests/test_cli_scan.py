@@ -56,8 +56,10 @@ def test_summary_mentions_findings(sample):
         assert words in result.stdout
 
 
-@pytest.mark.parametrize("rules, code", [("leakage", 1), ("label-conflicts", 1), ("exact", 1), ("near", 1),
-                                         ("skew>0.9", 0), ("skew>0.001", 1)])
+@pytest.mark.parametrize(
+    "rules, code",
+    [("leakage", 1), ("label-conflicts", 1), ("exact", 1), ("near", 1), ("skew>0.9", 0), ("skew>0.001", 1)],
+)
 def test_fail_on_rules_exit_codes(sample, rules, code):
     result = _invoke("scan", sample, "--no-cache", "--quiet", "--fail-on", rules)
     assert result.exit_code == code, result.output

@@ -113,30 +113,47 @@ def test_cross_filesystem_copy_verify_remove(plan_path: Path, dataset: Path, tmp
     assert checksums(dataset) == before
 
 
-def _run_apply(plan_path: Path, quarantine: Path, fault: str | None, force_copy: bool = False,
-               action: str = "apply") -> int:
-    code = ("import sys; from dupaudit import dedup as actions; "
-            + ("actions.apply_plan(actions.read_plan(sys.argv[1]), sys.argv[2], force_copy=sys.argv[3] == '1')"
-               if action == "apply" else "actions.undo(sys.argv[2], force_copy=sys.argv[3] == '1')"))
+def _run_apply(
+    plan_path: Path, quarantine: Path, fault: str | None, force_copy: bool = False, action: str = "apply"
+) -> int:
+    code = "import sys; from dupaudit import dedup as actions; " + (
+        "actions.apply_plan(actions.read_plan(sys.argv[1]), sys.argv[2], force_copy=sys.argv[3] == '1')"
+        if action == "apply"
+        else "actions.undo(sys.argv[2], force_copy=sys.argv[3] == '1')"
+    )
     env = dict(os.environ)
     env.pop(actions.FAULT_ENV, None)
     if fault:
         env[actions.FAULT_ENV] = fault
-    process = subprocess.run([sys.executable, "-c", code, str(plan_path), str(quarantine / actions.JOURNAL_NAME)
-                              if action == "undo" else str(quarantine), "1" if force_copy else "0"],
-                             env=env, capture_output=True, text=True)
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(plan_path),
+            str(quarantine / actions.JOURNAL_NAME) if action == "undo" else str(quarantine),
+            "1" if force_copy else "0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     return process.returncode
 
 
-@pytest.mark.parametrize("fault,force_copy", [
-    ("apply:1:intent", False),   # journal record on disk, file untouched
-    ("apply:2:moved", False),    # renamed, 'done' not yet written
-    ("apply:2:intent", True),    # across filesystems: before the copy
-    ("apply:1:copied", True),    # verified copy in the quarantine, source not yet removed
-    ("apply:3:moved", True),     # source removed, 'done' not yet written
-])
-def test_sigkill_during_apply_then_resume_or_undo_loses_nothing(plan_path: Path, dataset: Path, tmp_path: Path,
-                                                                fault: str, force_copy: bool) -> None:
+@pytest.mark.parametrize(
+    "fault,force_copy",
+    [
+        ("apply:1:intent", False),  # journal record on disk, file untouched
+        ("apply:2:moved", False),  # renamed, 'done' not yet written
+        ("apply:2:intent", True),  # across filesystems: before the copy
+        ("apply:1:copied", True),  # verified copy in the quarantine, source not yet removed
+        ("apply:3:moved", True),  # source removed, 'done' not yet written
+    ],
+)
+def test_sigkill_during_apply_then_resume_or_undo_loses_nothing(
+    plan_path: Path, dataset: Path, tmp_path: Path, fault: str, force_copy: bool
+) -> None:
     before = checksums(dataset)
     dropped = dropped_paths(plan_path)
     assert len(dropped) >= 3
@@ -152,8 +169,9 @@ def test_sigkill_during_apply_then_resume_or_undo_loses_nothing(plan_path: Path,
         if finish == "resume":
             assert _run_apply(plan_path, quarantine, None, force_copy) == 0
             assert checksums(dataset) == {k: v for k, v in before.items() if k not in dropped}
-            assert {f"train/{k}": v for k, v in checksums(quarantine / "train").items()} == \
-                {k: before[k] for k in dropped if k.startswith("train/")}
+            assert {f"train/{k}": v for k, v in checksums(quarantine / "train").items()} == {
+                k: before[k] for k in dropped if k.startswith("train/")
+            }
         code = _run_apply(plan_path, quarantine, None, force_copy, action="undo")
         assert code == 0
         assert checksums(dataset) == before
@@ -180,8 +198,7 @@ def test_torn_last_journal_line_is_ignored(plan_path: Path, dataset: Path, tmp_p
 
 
 @pytest.mark.parametrize("change", ["append", "touch", "remove-kept"])
-def test_stale_plan_is_refused_and_moves_nothing(plan_path: Path, dataset: Path, tmp_path: Path,
-                                                 change: str) -> None:
+def test_stale_plan_is_refused_and_moves_nothing(plan_path: Path, dataset: Path, tmp_path: Path, change: str) -> None:
     data = json.loads(plan_path.read_text())
     root_of = {r["name"]: Path(r["path"]) for r in data["roots"]}
     group = data["groups"][0]
@@ -313,7 +330,8 @@ def test_keep_policies(dataset: Path) -> None:
 def test_scopes_kinds_conflicts_leakage(dataset: Path) -> None:
     exact_only = _plan(dataset, kinds=["exact"])
     assert [sorted(f.path for f in g.keep + g.drop) for g in exact_only.groups] == [
-        ["circle/0000.jpg", "circle/copy_exact.jpg"]]
+        ["circle/0000.jpg", "circle/copy_exact.jpg"]
+    ]
     assert all(g.kind == "exact" for g in exact_only.groups)
 
     report = scan(dataset, jobs=1, use_cache=False)
@@ -344,8 +362,12 @@ def test_plan_to_stdout_and_usage_errors(dataset: Path, tmp_path: Path) -> None:
     assert json.loads(result.stdout)["format"] == "dupaudit-plan"
     assert runner.invoke(app, ["dedup"]).exit_code == 2
     assert runner.invoke(app, ["dedup", "--apply", str(tmp_path / "none.json")]).exit_code == 2
-    assert runner.invoke(app, ["dedup", "--apply", str(tmp_path / "none.json"), "--quarantine",
-                               str(tmp_path / "q")]).exit_code == 2
+    assert (
+        runner.invoke(
+            app, ["dedup", "--apply", str(tmp_path / "none.json"), "--quarantine", str(tmp_path / "q")]
+        ).exit_code
+        == 2
+    )
     assert runner.invoke(app, ["undo", str(tmp_path / "missing.jsonl")]).exit_code == 2
 
 
@@ -464,22 +486,23 @@ def test_cli_apply_killed_then_rerun_resumes(plan_path: Path, dataset: Path, tmp
     dropped = dropped_paths(plan_path)
     quarantine = tmp_path / "q"
     command = [sys.executable, "-m", "dupaudit", "dedup", "--apply", str(plan_path), "--quarantine", str(quarantine)]
-    killed = subprocess.run(command, env=dict(os.environ, **{actions.FAULT_ENV: "apply:2:moved"}),
-                            capture_output=True, text=True)
+    killed = subprocess.run(
+        command, env=dict(os.environ, **{actions.FAULT_ENV: "apply:2:moved"}), capture_output=True, text=True
+    )
     assert killed.returncode == -signal.SIGKILL
     env = {k: v for k, v in os.environ.items() if k != actions.FAULT_ENV}
     resumed = subprocess.run(command, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stderr and "2 were already there" in resumed.stderr
     assert set(checksums(dataset)) == set(before) - set(dropped)
-    undone = subprocess.run([sys.executable, "-m", "dupaudit", "undo", str(quarantine)], env=env,
-                            capture_output=True, text=True)
+    undone = subprocess.run(
+        [sys.executable, "-m", "dupaudit", "undo", str(quarantine)], env=env, capture_output=True, text=True
+    )
     assert undone.returncode == 0, undone.stderr
     assert checksums(dataset) == before
 
 
-def test_a_journal_torn_before_its_first_line_is_started_afresh(plan_path: Path, dataset: Path,
-                                                                tmp_path: Path) -> None:
+def test_a_journal_torn_before_its_first_line_is_started_afresh(plan_path: Path, dataset: Path, tmp_path: Path) -> None:
     quarantine = tmp_path / "q"
     quarantine.mkdir()
     (quarantine / actions.JOURNAL_NAME).write_bytes(b'{"format":"dupaudit-jou')

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dupaudit.engine import embed
 from dupaudit.cli import app
+from dupaudit.engine import embed
 from dupaudit.engine.discover import discover, resolve_roots
 from dupaudit.engine.pipeline import scan
 from dupaudit.sample import procedural_image
@@ -126,8 +126,10 @@ def test_hash_settings_are_refused_with_cnn(images):
     assert result.exit_code == 2 and "--min-similarity" in result.output
 
 
-@pytest.mark.parametrize("content, words", [(b"not a model at all", "not a file of plain tensors"),
-                                            ("tensor", "does not fit mobilenet_v3_small")])
+@pytest.mark.parametrize(
+    "content, words",
+    [(b"not a model at all", "not a file of plain tensors"), ("tensor", "does not fit mobilenet_v3_small")],
+)
 def test_unusable_weights_file_is_a_clear_error(weights, images, tmp_path, content, words):
     import torch
 
@@ -203,8 +205,14 @@ def test_preprocessing_is_imagededups_transform(images):
     from torchvision import transforms
 
     # imagededup.utils.models.MobilenetV3.transform, applied to the RGB image as imagededup loads it
-    reference = transforms.Compose([transforms.Resize((256, 256)), transforms.CenterCrop(224), transforms.ToTensor(),
-                                    transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    reference = transforms.Compose(
+        [
+            transforms.Resize((256, 256)),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
     for name in ("orig.jpg", "orig_big.png"):
         expected = reference(Image.open(images / name).convert("RGB")).numpy()
         assert np.allclose(embed.preprocess(str(images / name)), expected, atol=1e-5)

@@ -15,8 +15,12 @@ METHODS = ("phash", "dhash", "ahash", "whash")
 @pytest.fixture(scope="module")
 def reference():
     methods = pytest.importorskip("imagededup.methods", reason="imagededup is the reference (dev extra)")
-    return {"phash": methods.PHash(verbose=False), "dhash": methods.DHash(verbose=False),
-            "ahash": methods.AHash(verbose=False), "whash": methods.WHash(verbose=False)}
+    return {
+        "phash": methods.PHash(verbose=False),
+        "dhash": methods.DHash(verbose=False),
+        "ahash": methods.AHash(verbose=False),
+        "whash": methods.WHash(verbose=False),
+    }
 
 
 def _has_exif_orientation(path) -> bool:

@@ -42,10 +42,25 @@ BAD = {
     "self_loop.jpg": "symlink",
     NON_UTF8_BAD: "corrupt",
 }
-GOOD = ["one_pixel.png", "cmyk.jpg", "cmyk_twin.png", "sixteen_bit.png", "eight_bit_twin.png",
-        "palette_transparent.png", "palette_twin.png", "animated.gif", "first_frame.png", "photo.jpg",
-        "photo_rotated_exif.jpg", NON_UTF8, "copy_of_cafe.jpg", NEWLINE, "copy_of_newline.jpg", META_NAME,
-        "copy_of_meta.jpg"]
+GOOD = [
+    "one_pixel.png",
+    "cmyk.jpg",
+    "cmyk_twin.png",
+    "sixteen_bit.png",
+    "eight_bit_twin.png",
+    "palette_transparent.png",
+    "palette_twin.png",
+    "animated.gif",
+    "first_frame.png",
+    "photo.jpg",
+    "photo_rotated_exif.jpg",
+    NON_UTF8,
+    "copy_of_cafe.jpg",
+    NEWLINE,
+    "copy_of_newline.jpg",
+    META_NAME,
+    "copy_of_meta.jpg",
+]
 if IS_ROOT:
     GOOD.append("no_read.jpg")  # root reads everything: permissions do not bite
 else:
@@ -69,17 +84,18 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def png_header(width: int, height: int) -> bytes:
     """A PNG that declares width x height but holds a few bytes: a bomb that costs nothing to make."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b"")
+    )
 
 
 def jpeg_with_size(data: bytes, width: int, height: int) -> bytes:
     """The JPEG with its frame header (SOF) patched to declare another size."""
     index = 2
     while index < len(data):
-        marker, length = data[index + 1], struct.unpack(">H", data[index + 2:index + 4])[0]
+        marker, length = data[index + 1], struct.unpack(">H", data[index + 2 : index + 4])[0]
         if marker in (0xC0, 0xC1, 0xC2):
-            return data[:index + 5] + struct.pack(">HH", height, width) + data[index + 9:]
+            return data[: index + 5] + struct.pack(">HH", height, width) + data[index + 9 :]
         index += 2 + length
     raise ValueError("no SOF marker")
 
@@ -120,8 +136,11 @@ def make_hostile(root: Path) -> None:
     (root / NON_UTF8_BAD).write_bytes(good[:100])
     procedural_image(17, 64).save(root / NEWLINE)
     procedural_image(18, 64).save(root / META_NAME)
-    for source, copy in ((NON_UTF8, "copy_of_cafe.jpg"), (NEWLINE, "copy_of_newline.jpg"),
-                         (META_NAME, "copy_of_meta.jpg")):
+    for source, copy in (
+        (NON_UTF8, "copy_of_cafe.jpg"),
+        (NEWLINE, "copy_of_newline.jpg"),
+        (META_NAME, "copy_of_meta.jpg"),
+    ):
         (root / copy).write_bytes((root / source).read_bytes())
 
 
@@ -153,8 +172,25 @@ def test_cli_scan_of_the_hostile_corpus_exits_0(corpus: Path, tmp_path: Path) ->
     for attempt in ("cold", "warm"):  # the second run reads the SQLite cache (with its odd names)
         json_file, csv_file = tmp_path / f"{attempt}.json", tmp_path / f"{attempt}.csv"
         process = subprocess.run(
-            [sys.executable, "-m", "dupaudit", "scan", str(corpus), "--cache", str(cache), "-j", "1", "-f", "json",
-             "--json", str(json_file), "--csv", str(csv_file)], capture_output=True)
+            [
+                sys.executable,
+                "-m",
+                "dupaudit",
+                "scan",
+                str(corpus),
+                "--cache",
+                str(cache),
+                "-j",
+                "1",
+                "-f",
+                "json",
+                "--json",
+                str(json_file),
+                "--csv",
+                str(csv_file),
+            ],
+            capture_output=True,
+        )
         assert process.returncode == 0, process.stderr.decode(errors="replace")
         stdout = json.loads(process.stdout.decode("utf-8"))  # valid UTF-8 JSON whatever the file names
         assert stdout == json.loads(json_file.read_text(encoding="utf-8"))
@@ -163,8 +199,11 @@ def test_cli_scan_of_the_hostile_corpus_exits_0(corpus: Path, tmp_path: Path) ->
         outputs.append(stdout)
     assert outputs[0] == outputs[1]
     assert not (corpus / "pwned").exists() and not Path("pwned").exists()
-    text = subprocess.run([sys.executable, "-m", "dupaudit", "scan", str(corpus), "--no-cache", "-j", "1"],
-                          capture_output=True, env=dict(os.environ, COLUMNS="300"))
+    text = subprocess.run(
+        [sys.executable, "-m", "dupaudit", "scan", str(corpus), "--no-cache", "-j", "1"],
+        capture_output=True,
+        env=dict(os.environ, COLUMNS="300"),
+    )
     assert text.returncode == 0, text.stderr.decode(errors="replace")
     assert b"[red]x[bold]" in text.stdout  # names are printed, not read as rich markup
     assert b"new\\nline.jpg" in text.stdout  # a newline in a name stays on its row
@@ -183,19 +222,31 @@ def test_every_bad_file_has_a_reason_and_every_good_file_a_fingerprint(corpus: P
 
 def test_dedup_plan_apply_undo_over_hostile_names(corpus: Path, tmp_path: Path) -> None:
     def checksums() -> dict[str, str]:
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in corpus.iterdir()
-                if p.is_file() and not p.is_symlink() and os.access(p, os.R_OK)}
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in corpus.iterdir()
+            if p.is_file() and not p.is_symlink() and os.access(p, os.R_OK)
+        }
 
     before = checksums()
     plan_file = tmp_path / "plan.json"
-    result = runner.invoke(app, ["dedup", str(corpus), "--plan", str(plan_file), "--keep", "first", "--no-cache",
-                                 "-j", "1"])
+    result = runner.invoke(
+        app, ["dedup", str(corpus), "--plan", str(plan_file), "--keep", "first", "--no-cache", "-j", "1"]
+    )
     assert result.exit_code == 0, result.output
     plan = actions.read_plan(plan_file)
     dropped = {f.path for f in plan.drops}
     # --keep first: the first path of each group stays
-    assert dropped == {"copy_of_meta.jpg", "copy_of_cafe.jpg", NEWLINE, "photo_rotated_exif.jpg", "sixteen_bit.png",
-                       "cmyk_twin.png", "palette_twin.png", "first_frame.png"}
+    assert dropped == {
+        "copy_of_meta.jpg",
+        "copy_of_cafe.jpg",
+        NEWLINE,
+        "photo_rotated_exif.jpg",
+        "sixteen_bit.png",
+        "cmyk_twin.png",
+        "palette_twin.png",
+        "first_frame.png",
+    }
     assert dropped.isdisjoint(BAD)
 
     # edit the plan by hand: keep the file whose name has a newline, drop its copy instead
@@ -208,8 +259,10 @@ def test_dedup_plan_apply_undo_over_hostile_names(corpus: Path, tmp_path: Path) 
     listing = tmp_path / "kept.txt"
     result = runner.invoke(app, ["dedup", "--plan", str(plan_file), "--list", str(listing)])
     assert result.exit_code == 2 and "--null" in result.output  # a newline in a name cannot be one line
-    result = runner.invoke(app, ["dedup", "--plan", str(plan_file), "--list", str(listing), "--null",
-                                 "--link-tree", str(tmp_path / "tree")])
+    result = runner.invoke(
+        app,
+        ["dedup", "--plan", str(plan_file), "--list", str(listing), "--null", "--link-tree", str(tmp_path / "tree")],
+    )
     assert result.exit_code == 0, result.output
     kept = set(GOOD) - dropped
     listed = {os.fsdecode(p) for p in listing.read_bytes().split(b"\0") if p}

@@ -99,12 +99,20 @@ def test_untrusted_text_is_escaped_everywhere(tmp_path):
 
     group = report.groups[0]
     hostile_member = replace(group.members[1], path=f"{evil}.jpg", label=evil)
-    report = replace(report, roots=report.roots + (replace(report.roots[0], name=evil, path=f"/x/{evil}"),),
-                     groups=(replace(group, members=(group.members[0], hostile_member)),) + report.groups[1:],
-                     classes=report.classes + (ClassStats("train", evil, 10, 9, 1, 0.1, 0.1, 0.09, 1.1),),
-                     tool_version=evil)
-    page = html_format.render(report, probe={"device": evil, "conditions": [{"arms": [{"arm": evil, "accuracy": 0.5}],
-                                                                             "comparisons": [{"text": evil}]}]})
+    report = replace(
+        report,
+        roots=report.roots + (replace(report.roots[0], name=evil, path=f"/x/{evil}"),),
+        groups=(replace(group, members=(group.members[0], hostile_member)),) + report.groups[1:],
+        classes=report.classes + (ClassStats("train", evil, 10, 9, 1, 0.1, 0.1, 0.09, 1.1),),
+        tool_version=evil,
+    )
+    page = html_format.render(
+        report,
+        probe={
+            "device": evil,
+            "conditions": [{"arms": [{"arm": evil, "accuracy": 0.5}], "comparisons": [{"text": evil}]}],
+        },
+    )
     assert "<img src=x" not in page
     assert page.count("<script") == 2 and page.count("</script>") == 2  # the data block and the page's own script
     assert "&lt;img src=x onerror=alert(1)&gt;" in page  # shown as text (summary, chart, skipped list, options)
@@ -147,12 +155,28 @@ def test_class_chart_highlights_the_classes_that_drive_the_skew():
 def test_probe_result_shows_arms_intervals_verdicts_and_class_differences(sample):
     _, report = sample
     page = html_format.render(report, probe=probe_result())
-    section = page[page.index("<section id='probe'>"):page.index("</section>", page.index("<section id='probe'>"))]
-    assert html_format.probe_arms(probe_result()["conditions"][0])[1] == ("deduplicated", 0.9297,
-                                                                          pytest.approx((0.9279, 0.9315)))
-    for text in ("as-is", "deduplicated", "random-removed", "93.12%", "[92.91, 93.33]", "no significant difference",
-                 "airplane", "&lt;b&gt;dog&lt;/b&gt;", "-1.20 pp", "clean test accuracy (%)", "percentage points",
-                 "45,802", "28.6 [28.2, 29.0]", "time spent on duplicates <b>2.4 s</b> (7.7% of training)"):
+    section = page[page.index("<section id='probe'>") : page.index("</section>", page.index("<section id='probe'>"))]
+    assert html_format.probe_arms(probe_result()["conditions"][0])[1] == (
+        "deduplicated",
+        0.9297,
+        pytest.approx((0.9279, 0.9315)),
+    )
+    for text in (
+        "as-is",
+        "deduplicated",
+        "random-removed",
+        "93.12%",
+        "[92.91, 93.33]",
+        "no significant difference",
+        "airplane",
+        "&lt;b&gt;dog&lt;/b&gt;",
+        "-1.20 pp",
+        "clean test accuracy (%)",
+        "percentage points",
+        "45,802",
+        "28.6 [28.2, 29.0]",
+        "time spent on duplicates <b>2.4 s</b> (7.7% of training)",
+    ):
         assert text in section, text
     assert "<b>dog</b>" not in section
 
@@ -164,16 +188,23 @@ def test_probe_sweep_shows_accuracy_against_the_injection_rate(sample):
     probe["conditions"] = [dict(base, rate=rate) for rate in (0.0, 0.1, 0.3)]
     probe["settings"]["inject"] = "nonuniform"
     page = html_format.render(report, probe=probe)
-    sweep = page[page.index("<figure class='probe-sweep'>"):]
-    sweep = sweep[:sweep.index("</figure>")]
+    sweep = page[page.index("<figure class='probe-sweep'>") :]
+    sweep = sweep[: sweep.index("</figure>")]
     assert sweep.count("class='sweep-arm'") == 3 and sweep.count("<circle") == 9
     assert "injection rate (nonuniform)" in sweep and "clean test accuracy (%)" in sweep
     assert "duplicates injected at rate 0.3" in page and page.count("<details open><summary>duplicates") == 1
 
 
-@pytest.mark.parametrize("probe", [{}, {"conditions": [1, None, "x"]}, {"arms": "nope"},
-                                   {"conditions": [{"arms": [{"arm": "as-is", "accuracy": float("nan")}]}]},
-                                   {"arms": {"as-is": {"accuracy": {"mean": 0.9, "low": None, "high": None}}}}])
+@pytest.mark.parametrize(
+    "probe",
+    [
+        {},
+        {"conditions": [1, None, "x"]},
+        {"arms": "nope"},
+        {"conditions": [{"arms": [{"arm": "as-is", "accuracy": float("nan")}]}]},
+        {"arms": {"as-is": {"accuracy": {"mean": 0.9, "low": None, "high": None}}}},
+    ],
+)
 def test_an_unexpected_probe_result_does_not_break_the_report(sample, probe):
     _, report = sample
     page = html_format.render(report, probe=probe)
@@ -190,8 +221,9 @@ def test_report_command_renders_a_saved_scan_with_a_probe(sample, tmp_path):
     (tmp_path / "scan.json").write_text(json_format.render(report), encoding="utf-8")
     (tmp_path / "probe.json").write_text(json.dumps(probe_result()), encoding="utf-8")
     out = tmp_path / "out" / "report.html"
-    result = CliRunner().invoke(app, ["report", str(tmp_path / "scan.json"), "--html", str(out),
-                                      "--probe", str(tmp_path / "probe.json")])
+    result = CliRunner().invoke(
+        app, ["report", str(tmp_path / "scan.json"), "--html", str(out), "--probe", str(tmp_path / "probe.json")]
+    )
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     assert len(embedded_data(page)["groups"]) == len(report.groups) and "<section id='probe'>" in page
@@ -201,8 +233,10 @@ def test_report_command_renders_a_saved_scan_with_a_probe(sample, tmp_path):
 def test_report_command_refuses_bad_input_with_exit_2(sample, tmp_path, case):
     _, report = sample
     scan_file, probe_file = tmp_path / "scan.json", tmp_path / "probe.json"
-    scan_file.write_text({"missing": "", "not-json": "{", "not-a-report": '{"x": 1}'}.get(
-        case, json_format.render(report)), encoding="utf-8")
+    scan_file.write_text(
+        {"missing": "", "not-json": "{", "not-a-report": '{"x": 1}'}.get(case, json_format.render(report)),
+        encoding="utf-8",
+    )
     if case == "missing":
         scan_file.unlink()
     probe_file.write_text("[1, 2]", encoding="utf-8")
@@ -214,8 +248,9 @@ def test_report_command_refuses_bad_input_with_exit_2(sample, tmp_path, case):
 
 def test_scan_html_option_writes_the_report(tmp_path):
     root = synthetic_report(tmp_path / "data", [0, 2]).roots[0].path
-    result = CliRunner().invoke(app, ["scan", str(Path(root).parent), "--no-cache", "--quiet", "--html",
-                                      str(tmp_path / "r.html")])
+    result = CliRunner().invoke(
+        app, ["scan", str(Path(root).parent), "--no-cache", "--quiet", "--html", str(tmp_path / "r.html")]
+    )
     assert result.exit_code == 0, result.output
     assert "dupaudit-data" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
@@ -229,23 +264,72 @@ def test_a_real_probe_report_renders(sample):
     def interval(mean):
         return Interval(mean, mean - 0.002, mean + 0.002, 3)
 
-    arms = tuple(results.ArmSummary(arm=arm, train_images=100, images_seen=1000, steps=10, accuracy=interval(acc),
-                                    robust_accuracy=None, train_seconds=interval(3.0))
-                 for arm, acc in (("as-is", 0.91), ("deduplicated", 0.905), ("random-removed", 0.9)))
-    comparison = results.Comparison(treatment="deduplicated", control="as-is", metric="accuracy",
-                                    difference=interval(-0.005), significant=True, text="deduplicated − as-is: lower")
-    delta = results.ClassDelta(label="cat", train_images=50, redundant=5, duplication_rate=0.1,
-                               scan_duplication_rate=0.1, as_is_accuracy=0.9, deduplicated_accuracy=0.92,
-                               difference=0.02)
-    condition = results.Condition(rate=None, train_images=100, redundant=5, batch_size=32, arms=arms,
-                                  comparisons=(comparison,), class_deltas=(delta,), duplicate_time_seconds=0.3,
-                                  duplicate_time_fraction=0.1, runs=())
-    data = results.DataInfo(root="/data", train_split="train", test_source="test", classes=("cat",),
-                            train_images=100, test_images=20, groups=3, redundant=5, leaked=0)
-    probe = results.ProbeReport(tool_version="0.1.0", torch_version="2", device="cpu", settings=ProbeSettings(),
-                                hyperparameters={}, seeds=(0, 1, 2), data=data, conditions=(condition,), timings={})
+    arms = tuple(
+        results.ArmSummary(
+            arm=arm,
+            train_images=100,
+            images_seen=1000,
+            steps=10,
+            accuracy=interval(acc),
+            robust_accuracy=None,
+            train_seconds=interval(3.0),
+        )
+        for arm, acc in (("as-is", 0.91), ("deduplicated", 0.905), ("random-removed", 0.9))
+    )
+    comparison = results.Comparison(
+        treatment="deduplicated",
+        control="as-is",
+        metric="accuracy",
+        difference=interval(-0.005),
+        significant=True,
+        text="deduplicated − as-is: lower",
+    )
+    delta = results.ClassDelta(
+        label="cat",
+        train_images=50,
+        redundant=5,
+        duplication_rate=0.1,
+        scan_duplication_rate=0.1,
+        as_is_accuracy=0.9,
+        deduplicated_accuracy=0.92,
+        difference=0.02,
+    )
+    condition = results.Condition(
+        rate=None,
+        train_images=100,
+        redundant=5,
+        batch_size=32,
+        arms=arms,
+        comparisons=(comparison,),
+        class_deltas=(delta,),
+        duplicate_time_seconds=0.3,
+        duplicate_time_fraction=0.1,
+        runs=(),
+    )
+    data = results.DataInfo(
+        root="/data",
+        train_split="train",
+        test_source="test",
+        classes=("cat",),
+        train_images=100,
+        test_images=20,
+        groups=3,
+        redundant=5,
+        leaked=0,
+    )
+    probe = results.ProbeReport(
+        tool_version="0.1.0",
+        torch_version="2",
+        device="cpu",
+        settings=ProbeSettings(),
+        hyperparameters={},
+        seeds=(0, 1, 2),
+        data=data,
+        conditions=(condition,),
+        timings={},
+    )
     page = html_format.render(sample[1], probe=json.loads(results.render_json(probe)))
-    section = page[page.index("<section id='probe'>"):]
+    section = page[page.index("<section id='probe'>") :]
     assert "No accuracy per arm" not in section
     assert section.count("class='prow'") == 4  # three arms and one class
     assert "91.00% [90.80, 91.20]" in section and "deduplicated − as-is: lower" in section and "2.00 pp" in section

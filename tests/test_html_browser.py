@@ -25,9 +25,18 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,1600")
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1600",
+)
 
 
 def find_chromium() -> tuple[str, str] | None:
@@ -78,15 +87,18 @@ def shown(driver) -> list:
 def wait_for_matching(driver, count: int) -> None:
     """Wait (up to 20 s) for a debounced redraw to show `count` matching groups."""
     WebDriverWait(driver, 20).until(
-        lambda d: d.find_element(By.ID, "count").get_attribute("data-matching") == str(count))
+        lambda d: d.find_element(By.ID, "count").get_attribute("data-matching") == str(count)
+    )
 
 
 def assert_no_script_ran(driver) -> None:
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text  # noqa: B018 (an alert() from a file name would be open here)
     assert driver.execute_script("return window.__pwned === undefined")
-    assert driver.execute_script("return document.querySelectorAll('img:not(.thumb), svg [onload], [onerror]')"
-                                 ".length") == 0
+    assert (
+        driver.execute_script("return document.querySelectorAll('img:not(.thumb), svg [onload], [onerror]').length")
+        == 0
+    )
 
 
 def test_gallery_shows_every_group_and_every_thumbnail(browser, sample):
@@ -97,12 +109,14 @@ def test_gallery_shows_every_group_and_every_thumbnail(browser, sample):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery figure.member")) == members
     thumbs = browser.find_elements(By.CSS_SELECTOR, "#gallery img.thumb")
     assert len(thumbs) == members
-    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", t)
-               for t in thumbs)  # every embedded image decodes
+    assert all(
+        browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", t) for t in thumbs
+    )  # every embedded image decodes
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery .member.keep")) == len(report.groups)
     assert browser.find_element(By.ID, "count").get_attribute("data-matching") == str(len(report.groups))
     assert browser.find_elements(By.CSS_SELECTOR, "#classes svg .crow") and browser.find_elements(
-        By.CSS_SELECTOR, "#probe figure.probe-arms svg")
+        By.CSS_SELECTOR, "#probe figure.probe-arms svg"
+    )
 
 
 @pytest.mark.parametrize("csp", [True, False], ids=["with-csp", "escaping-alone"])
@@ -112,7 +126,7 @@ def test_hostile_file_names_show_as_text_and_run_nothing(browser, sample, tmp_pa
         text = page.read_text(encoding="utf-8")
         start = text.index("<meta http-equiv='Content-Security-Policy'")
         page = tmp_path / "no-csp.html"
-        page.write_text(text[:start] + text[text.index(">", start) + 1:], encoding="utf-8")
+        page.write_text(text[:start] + text[text.index(">", start) + 1 :], encoding="utf-8")
     open_page(browser, page)
     paths = [p.text for p in browser.find_elements(By.CSS_SELECTOR, "#gallery .member .path")]
     assert f"circle/{HOSTILE}" in paths and f"stripes/{HOSTILE_FLAG}" in paths

@@ -12,7 +12,9 @@ from dupaudit.engine.fingerprint import fingerprint_paths
 from dupaudit.formats.json import render
 from dupaudit.sample import make_sample
 
-scan_module = importlib.import_module("dupaudit.engine.pipeline")  # the module (dupaudit.engine.pipeline the attribute is the function)
+scan_module = importlib.import_module(
+    "dupaudit.engine.pipeline"
+)  # the module (dupaudit.engine.pipeline the attribute is the function)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_batch_boundaries_do_not_change_any_fingerprint(dataset):
     paths = [r.abspath for r in records]
     methods = ("phash", "dhash", "ahash")
     whole = fingerprint_paths(paths, methods)
-    pieces = [fp for start in range(0, len(paths), 7) for fp in fingerprint_paths(paths[start:start + 7], methods)]
+    pieces = [fp for start in range(0, len(paths), 7) for fp in fingerprint_paths(paths[start : start + 7], methods)]
     singles = [fingerprint_paths([path], methods)[0] for path in paths[:40]]
     assert whole == pieces
     assert whole[:40] == singles

@@ -92,6 +92,7 @@ def _train_records_and_groups(root: Path, cache: Path):
 
 # --- arms -------------------------------------------------------------------------------------------------------
 
+
 def test_arms_dedup_keeps_one_per_group_and_random_removes_as_many(dataset, cache):
     records, report = _train_records_and_groups(dataset, cache)
     pool = build_pool(records, report.groups)
@@ -146,6 +147,7 @@ def test_flat_root_is_probed_on_a_holdout(flat_dataset, cache):
 
 # --- injection --------------------------------------------------------------------------------------------------
 
+
 def test_injection_adds_the_requested_copies_per_class(dataset, cache):
     records, report = _train_records_and_groups(dataset, cache)
     classes = class_names(records)
@@ -175,7 +177,7 @@ def test_injection_adds_the_requested_copies_per_class(dataset, cache):
     dedup = arm_pool(injected, "deduplicated", 0)
     assert sorted(dedup.items.tolist()) == sorted(clean.items.tolist())
     # copies spread over the class: no image copied twice before every image is copied once
-    copied = np.bincount(injected.items[len(clean):], minlength=len(records))
+    copied = np.bincount(injected.items[len(clean) :], minlength=len(records))
     bee = np.flatnonzero(labels == 1)
     assert copied[bee].max() - copied[bee].min() <= 1
 
@@ -195,6 +197,7 @@ def test_injection_rejects_unknown_classes_and_rates():
 
 
 # --- intervals --------------------------------------------------------------------------------------------------
+
 
 def test_t_intervals_on_known_inputs():
     interval = mean_interval([1.0, 2.0, 3.0])
@@ -223,6 +226,7 @@ def test_t_intervals_on_known_inputs():
 
 # --- training ---------------------------------------------------------------------------------------------------
 
+
 def _tensors(n: int = 24, classes: int = 3, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=generator)
@@ -235,8 +239,12 @@ def test_training_is_deterministic_on_cpu_for_a_seed():
     from dupaudit.probing.train import train_model
 
     images, labels, mean, std = _tensors()
-    runs = [train_model(images, labels, num_classes=3, mean=mean, std=std, seed=seed, total_steps=4, batch_size=8,
-                        width=8).model.state_dict() for seed in (7, 7, 8)]
+    runs = [
+        train_model(
+            images, labels, num_classes=3, mean=mean, std=std, seed=seed, total_steps=4, batch_size=8, width=8
+        ).model.state_dict()
+        for seed in (7, 7, 8)
+    ]
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
@@ -247,8 +255,18 @@ def test_adversarial_training_runs_and_robust_accuracy_is_at_most_clean(kind):
 
     images, labels, mean, std = _tensors(n=32)
     spec = AttackSpec.for_training(kind, 8 / 255, 2)
-    outcome = train_model(images, labels, num_classes=3, mean=mean, std=std, seed=0, total_steps=4, batch_size=8,
-                          width=8, adversarial=spec)
+    outcome = train_model(
+        images,
+        labels,
+        num_classes=3,
+        mean=mean,
+        std=std,
+        seed=0,
+        total_steps=4,
+        batch_size=8,
+        width=8,
+        adversarial=spec,
+    )
     clean, robust = evaluate(outcome.model, images, labels, tta_level=0, robust=AttackSpec.for_evaluation(8 / 255))
     assert robust is not None and len(robust) == len(clean)
     assert robust.mean() <= clean.mean()
@@ -284,8 +302,15 @@ def test_match_steps_gives_smaller_arms_the_as_is_step_count(dataset, cache):
 
 
 def test_sweep_injects_each_rate_and_reuses_identical_runs(dataset, cache, tmp_path):
-    settings = ProbeSettings(arms=("as-is", "deduplicated"), seeds=1, inject="nonuniform", rates=(0.0, 0.3),
-                             inject_classes=("cow",), max_train=15, **TINY)
+    settings = ProbeSettings(
+        arms=("as-is", "deduplicated"),
+        seeds=1,
+        inject="nonuniform",
+        rates=(0.0, 0.3),
+        inject_classes=("cow",),
+        max_train=15,
+        **TINY,
+    )
     report = run_probe(dataset, settings=settings, cache_path=cache)
     zero, thirty = report.conditions
     assert (zero.rate, thirty.rate) == (0.0, 0.3)
@@ -306,11 +331,33 @@ def test_sweep_injects_each_rate_and_reuses_identical_runs(dataset, cache, tmp_p
 
 # --- the command ------------------------------------------------------------------------------------------------
 
+
 def test_cli_json_holds_what_the_table_shows(dataset, cache, tmp_path):
     out, png = tmp_path / "probe.json", tmp_path / "probe.png"
-    result = CliRunner().invoke(app, ["probe", str(dataset), "--epochs", "1", "--seeds", "2", "--size", "16",
-                                      "--width", "8", "--cache", str(cache), "--json", str(out), "--plot", str(png),
-                                      "--threads", "1"], terminal_width=200)
+    result = CliRunner().invoke(
+        app,
+        [
+            "probe",
+            str(dataset),
+            "--epochs",
+            "1",
+            "--seeds",
+            "2",
+            "--size",
+            "16",
+            "--width",
+            "8",
+            "--cache",
+            str(cache),
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+            "--threads",
+            "1",
+        ],
+        terminal_width=200,
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["schema"] == "dupaudit-probe" and data["schema_version"] == 1
@@ -343,10 +390,12 @@ def test_cli_rejects_bad_options_with_exit_2(dataset, cache):
 
 
 def test_missing_torch_exits_2_with_the_pip_line(dataset):
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from dupaudit.cli import main\n"
-            f"sys.argv = ['dupaudit', 'probe', {str(dataset)!r}, '--no-cache']\n"
-            "main()\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from dupaudit.cli import main\n"
+        f"sys.argv = ['dupaudit', 'probe', {str(dataset)!r}, '--no-cache']\n"
+        "main()\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "pip install 'dupaudit[probe]'" in done.stderr
@@ -354,7 +403,9 @@ def test_missing_torch_exits_2_with_the_pip_line(dataset):
 
 
 def test_importing_the_cli_and_the_probe_package_leaves_torch_unloaded():
-    code = ("import sys, dupaudit, dupaudit.cli, dupaudit.probing\n"
-            "print('torch' in sys.modules, 'matplotlib' in sys.modules)\n")
+    code = (
+        "import sys, dupaudit, dupaudit.cli, dupaudit.probing\n"
+        "print('torch' in sys.modules, 'matplotlib' in sys.modules)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr

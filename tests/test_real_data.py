@@ -45,5 +45,4 @@ def test_formats_corpus_scans_without_traceback(tmp_path):
     assert data["summary"]["images"] == 32
     # the JPEGs named .bmp/.png/.svg are recognised by content and grouped with the real JPEG
     kinds = {frozenset(m["path"] for m in g["members"]): g["kind"] for g in data["groups"]}
-    assert any({"formats_images/ukbench09380.svg", "formats_images/ukbench09380.bmp"} <= members
-               for members in kinds)
+    assert any({"formats_images/ukbench09380.svg", "formats_images/ukbench09380.bmp"} <= members for members in kinds)

@@ -29,13 +29,14 @@ def _pillow_coefficients(in_size: int, out_size: int) -> np.ndarray:
 def test_weights_are_pillows_lanczos_coefficients():
     for in_size in (8, 9, 31, 32, 33, 47, 100, 257):
         for out_size in (8, 9, 32):
-            np.testing.assert_allclose(weights(in_size, out_size), _pillow_coefficients(in_size, out_size),
-                                       atol=1e-6)
+            np.testing.assert_allclose(weights(in_size, out_size), _pillow_coefficients(in_size, out_size), atol=1e-6)
 
 
 def test_gray_thumbnail_is_within_a_few_levels_of_pillow_and_keeps_most_phashes():
-    images = [np.asarray(procedural_image(seed, size=48).convert("RGB").resize((40 + seed % 20, 33 + seed % 17)))
-              for seed in range(200)]
+    images = [
+        np.asarray(procedural_image(seed, size=48).convert("RGB").resize((40 + seed % 20, 33 + seed % 17)))
+        for seed in range(200)
+    ]
     pillow = np.stack([np.asarray(Image.fromarray(a).resize((32, 32), Image.LANCZOS).convert("L")) for a in images])
     ours = np.stack([gray_thumbnail(a, (32, 32)) for a in images])
     difference = np.abs(pillow.astype(int) - ours)

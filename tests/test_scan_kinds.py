@@ -31,10 +31,16 @@ def _planted(tmp_path: Path, transform, name: str, seed: int) -> Path:
 TRANSFORMS = {
     "jpeg_q60": (lambda im, root: _save(im, root / "copy.jpg", quality=60), "near"),
     "upscale_2x": (lambda im, root: _save(im.resize((256, 256), Image.LANCZOS), root / "copy.jpg", quality=92), "near"),
-    "brightness_8pct": (lambda im, root: _save(ImageEnhance.Brightness(im).enhance(1.08), root / "copy.jpg",
-                                               quality=92), "near"),
-    "crop_1px_resize": (lambda im, root: _save(im.crop((1, 1, 127, 127)).resize((128, 128), Image.LANCZOS),
-                                               root / "copy.jpg", quality=92), "near"),
+    "brightness_8pct": (
+        lambda im, root: _save(ImageEnhance.Brightness(im).enhance(1.08), root / "copy.jpg", quality=92),
+        "near",
+    ),
+    "crop_1px_resize": (
+        lambda im, root: _save(
+            im.crop((1, 1, 127, 127)).resize((128, 128), Image.LANCZOS), root / "copy.jpg", quality=92
+        ),
+        "near",
+    ),
     "grayscale": (lambda im, root: _save(ImageOps.grayscale(im), root / "copy.jpg", quality=92), "near"),
     "png_of_jpeg": (lambda im, root: _save(im, root / "copy.png"), "pixel"),
     "bmp_of_jpeg": (lambda im, root: _save(im, root / "copy.bmp"), "pixel"),

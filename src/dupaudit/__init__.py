@@ -13,9 +13,27 @@ from .engine.model import ClassStats, DuplicateGroup, GroupMember, ImageRecord, 
 from .engine.pipeline import scan  # noqa: E402
 from .errors import DupauditError, InputError, MissingExtraError  # noqa: E402
 
-__all__ = ["__version__", "scan", "explain", "ScanReport", "DuplicateGroup", "GroupMember", "ClassStats",
-           "ImageRecord", "Skipped", "DupauditError", "InputError", "MissingExtraError", "make_plan", "apply_plan",
-           "undo", "link_tree", "write_list", "run_probe", "ProbeSettings"]
+__all__ = [
+    "__version__",
+    "scan",
+    "explain",
+    "ScanReport",
+    "DuplicateGroup",
+    "GroupMember",
+    "ClassStats",
+    "ImageRecord",
+    "Skipped",
+    "DupauditError",
+    "InputError",
+    "MissingExtraError",
+    "make_plan",
+    "apply_plan",
+    "undo",
+    "link_tree",
+    "write_list",
+    "run_probe",
+    "ProbeSettings",
+]
 
 
 def __getattr__(name: str):

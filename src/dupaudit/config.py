@@ -183,9 +183,13 @@ def environment_values(environ: Mapping[str, str] | None = None, cwd: str | os.P
     return _absolute(values, Path(cwd).resolve())
 
 
-def load_config(overrides: Mapping[str, object] | None = None, *, start: str | os.PathLike = ".",
-                config_file: str | os.PathLike | None = None,
-                environ: Mapping[str, str] | None = None) -> AuditConfig:
+def load_config(
+    overrides: Mapping[str, object] | None = None,
+    *,
+    start: str | os.PathLike = ".",
+    config_file: str | os.PathLike | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> AuditConfig:
     """Merge defaults < config file < environment < overrides (flags; None means 'not given')."""
     cwd = Path(start).resolve()
     path = Path(config_file) if config_file is not None else find_config_file(cwd)
@@ -203,6 +207,9 @@ def load_config(overrides: Mapping[str, object] | None = None, *, start: str | o
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     merged.update(_absolute(_normalise(flags, "command line", unknown="ignore"), cwd))
     config = AuditConfig(**merged, source=str(path.resolve()) if path is not None else None)
-    defaults = {k: str((default_base / AuditConfig.__dataclass_fields__[k].default).resolve())
-                for k in ("root", "baseline") if k not in merged}
+    defaults = {
+        k: str((default_base / AuditConfig.__dataclass_fields__[k].default).resolve())
+        for k in ("root", "baseline")
+        if k not in merged
+    }
     return replace(config, **defaults) if defaults else config

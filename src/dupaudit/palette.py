@@ -11,22 +11,22 @@ from __future__ import annotations
 KIND_COLORS: dict[str, str] = {
     "exact": "#D55E00",  # vermillion: byte-identical copies, the clearest waste
     "pixel": "#E69F00",  # orange: same pixels, another encoding
-    "near": "#0072B2",   # blue: similar pixels within the Hamming radius
+    "near": "#0072B2",  # blue: similar pixels within the Hamming radius
 }
 
 # Probe arms (issue 5): train as-is, with duplicates removed, and with as many random images removed.
 ARM_COLORS: dict[str, str] = {
-    "as-is": "#555555",           # dark grey: the baseline
-    "deduplicated": "#009E73",    # bluish green: the treatment
+    "as-is": "#555555",  # dark grey: the baseline
+    "deduplicated": "#009E73",  # bluish green: the treatment
     "random-removed": "#CC79A7",  # reddish purple: the control (same size as deduplicated)
 }
 
 # Findings that a user must look at first.
 HIGHLIGHT: dict[str, str] = {
     "label_conflict": "#D55E00",  # vermillion
-    "leakage": "#7B3294",         # purple
-    "skew_driver": "#D55E00",     # classes whose inflation drives the skew
-    "kept": "#009E73",            # the member a dedup keeps
+    "leakage": "#7B3294",  # purple
+    "skew_driver": "#D55E00",  # classes whose inflation drives the skew
+    "kept": "#009E73",  # the member a dedup keeps
 }
 
 # Neutral colours for axes, grids, bars that are not highlighted, and the unknown.

@@ -76,7 +76,6 @@ def make_sample(root: str | Path, per_class: int = 12, test_per_class: int = 4, 
     # The same image under two labels, and a test image copied into train.
     Image.open(train / "checker" / "0002.jpg").convert("RGB").save(train / "blobs" / "mislabelled.jpg", quality=85)
     conflicts += 1
-    Image.open(root / "test" / "blobs" / "0000.jpg").convert("RGB").save(train / "blobs" / "from_test.jpg",
-                                                                           quality=85)
+    Image.open(root / "test" / "blobs" / "0000.jpg").convert("RGB").save(train / "blobs" / "from_test.jpg", quality=85)
     leaks += 1
     return SamplePlan(root, exact, pixel, near, leaks, conflicts)

@@ -85,8 +85,12 @@ class Finding:
 def from_report(report: ScanReport) -> Baseline:
     """Accept every duplicate group of a scan."""
     findings = sorted(
-        (AcceptedFinding(tuple(sorted(dataset_path(m.root, m.path) for m in g.members)), g.kind,
-                         g.is_label_conflict, g.is_leak) for g in report.groups),
+        (
+            AcceptedFinding(
+                tuple(sorted(dataset_path(m.root, m.path) for m in g.members)), g.kind, g.is_label_conflict, g.is_leak
+            )
+            for g in report.groups
+        ),
         key=lambda f: f.members,
     )
     return Baseline(tuple(findings), report.settings, round(report.summary.skew, 6))
@@ -126,12 +130,21 @@ def from_dict(data: object, where: str = "baseline") -> Baseline:
         findings = []
         for entry in data.get("findings", []):
             members = entry["members"]
-            if entry["kind"] not in KINDS or not isinstance(members, list) or len(members) < 2 or \
-                    not all(isinstance(m, str) and "/" in m for m in members):
+            if (
+                entry["kind"] not in KINDS
+                or not isinstance(members, list)
+                or len(members) < 2
+                or not all(isinstance(m, str) and "/" in m for m in members)
+            ):
                 raise BaselineError(f"{where}: malformed finding {entry!r}")
-            findings.append(AcceptedFinding(tuple(sorted(members)), entry["kind"],
-                                            bool(entry.get("label_conflict", False)),
-                                            bool(entry.get("leakage", False))))
+            findings.append(
+                AcceptedFinding(
+                    tuple(sorted(members)),
+                    entry["kind"],
+                    bool(entry.get("label_conflict", False)),
+                    bool(entry.get("leakage", False)),
+                )
+            )
         return Baseline(tuple(sorted(findings, key=lambda f: f.members)), settings, float(data.get("skew", 0.0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise BaselineError(f"{where}: malformed baseline: {exc}") from None
@@ -178,8 +191,9 @@ def subtract(report: ScanReport, baseline: Baseline, changed: Collection[str] | 
     return new
 
 
-def _group_findings(group: DuplicateGroup, owner: dict[str, int], root_paths: dict[str, str],
-                    changed: Collection[str] | None) -> Iterable[Finding]:
+def _group_findings(
+    group: DuplicateGroup, owner: dict[str, int], root_paths: dict[str, str], changed: Collection[str] | None
+) -> Iterable[Finding]:
     names = [dataset_path(m.root, m.path) for m in group.members]
     parts: dict[int, list[int]] = {}
     for position, name in enumerate(names):

@@ -69,14 +69,28 @@ def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: Progr
     """Scan the configured dataset with the configured settings."""
     from ..engine.pipeline import scan
 
-    return scan(config.root, list(config.against), method=config.method, threshold=config.threshold,
-                flips=config.flips, jobs=config.jobs, cache_path=config.cache, use_cache=use_cache,
-                progress=progress)
+    return scan(
+        config.root,
+        list(config.against),
+        method=config.method,
+        threshold=config.threshold,
+        flips=config.flips,
+        jobs=config.jobs,
+        cache_path=config.cache,
+        use_cache=use_cache,
+        progress=progress,
+    )
 
 
-def run_check(config: AuditConfig, files: Sequence[str] | None = None, *, cwd: str | os.PathLike = ".",
-              use_cache: bool = True, update_baseline: bool = True,
-              progress: ProgressSink | None = None) -> CheckResult:
+def run_check(
+    config: AuditConfig,
+    files: Sequence[str] | None = None,
+    *,
+    cwd: str | os.PathLike = ".",
+    use_cache: bool = True,
+    update_baseline: bool = True,
+    progress: ProgressSink | None = None,
+) -> CheckResult:
     """Check `files` (paths relative to `cwd`; None: the whole dataset) against the dataset and the baseline."""
     rules = parse_rules(config.fail_on)
     baseline_path = Path(config.baseline)
@@ -84,8 +98,10 @@ def run_check(config: AuditConfig, files: Sequence[str] | None = None, *, cwd: s
     if found and files is not None:
         problem = unstaged_problem(baseline_path)
         if problem:
-            raise BaselineError(f"{_shown(baseline_path, cwd)} {problem}: stage it (git add "
-                                f"{_shown(baseline_path, cwd)}) or discard the change, then commit again")
+            raise BaselineError(
+                f"{_shown(baseline_path, cwd)} {problem}: stage it (git add "
+                f"{_shown(baseline_path, cwd)}) or discard the change, then commit again"
+            )
     accepted_baseline = baseline_file.load(baseline_path) if found else Baseline()
 
     from ..engine.discover import resolve_roots
@@ -108,10 +124,17 @@ def run_check(config: AuditConfig, files: Sequence[str] | None = None, *, cwd: s
     report = scan_dataset(config, use_cache=use_cache, progress=progress)
     if found and accepted_baseline.settings is not None and accepted_baseline.settings != report.settings:
         s = accepted_baseline.settings
-        log.warning("%s was made with %s threshold %s%s, this check uses %s threshold %s%s: run `dupaudit "
-                    "baseline` again if the settings changed on purpose", _shown(baseline_path, cwd), s.method,
-                    s.threshold, " + flips" if s.flips else "", report.settings.method, report.settings.threshold,
-                    " + flips" if report.settings.flips else "")
+        log.warning(
+            "%s was made with %s threshold %s%s, this check uses %s threshold %s%s: run `dupaudit "
+            "baseline` again if the settings changed on purpose",
+            _shown(baseline_path, cwd),
+            s.method,
+            s.threshold,
+            " + flips" if s.flips else "",
+            report.settings.method,
+            report.settings.threshold,
+            " + flips" if report.settings.flips else "",
+        )
 
     dropped, rewritten = 0, False
     if found:
@@ -146,9 +169,21 @@ def run_check(config: AuditConfig, files: Sequence[str] | None = None, *, cwd: s
     blamed_groups = {f.group_id for f in everything_new}
     accepted = sum(1 for g in report.groups if g.id not in blamed_groups)
     skipped_files = tuple(s for s in report.skipped if changed is not None and f"{s.root}/{s.path}" in changed)
-    return CheckResult(config, report, tuple(failing), tuple(tolerated), tuple(dataset_failures), accepted,
-                       str(baseline_path), found, dropped, rewritten,
-                       tuple(sorted(changed)) if changed is not None else None, tuple(outside), skipped_files)
+    return CheckResult(
+        config,
+        report,
+        tuple(failing),
+        tuple(tolerated),
+        tuple(dataset_failures),
+        accepted,
+        str(baseline_path),
+        found,
+        dropped,
+        rewritten,
+        tuple(sorted(changed)) if changed is not None else None,
+        tuple(outside),
+        skipped_files,
+    )
 
 
 def locate(name: str, roots, cwd: str | os.PathLike = ".") -> str | None:
@@ -172,8 +207,13 @@ def unstaged_problem(path: Path) -> str | None:
     Outside a git work tree (or without git) there is nothing to compare, and None is returned.
     """
     try:
-        result = subprocess.run(["git", "status", "--porcelain=v1", "--untracked-files=all", "--", path.name],
-                                cwd=path.parent, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            ["git", "status", "--porcelain=v1", "--untracked-files=all", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if result.returncode != 0:
@@ -186,8 +226,9 @@ def unstaged_problem(path: Path) -> str | None:
     return None
 
 
-def write_baseline(config: AuditConfig, *, use_cache: bool = True,
-                   progress: ProgressSink | None = None) -> tuple[Baseline, ScanReport]:
+def write_baseline(
+    config: AuditConfig, *, use_cache: bool = True, progress: ProgressSink | None = None
+) -> tuple[Baseline, ScanReport]:
     """Accept every current finding: scan, then write the baseline file."""
     report = scan_dataset(config, use_cache=use_cache, progress=progress)
     accepted = baseline_file.from_report(report)

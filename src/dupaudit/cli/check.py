@@ -45,15 +45,16 @@ def _shown(path: str) -> str:
 
 
 # Options shared by both commands (typer has no option groups; these keep the two in step).
-ROOT = typer.Option(None, "--root", help="Dataset folder (its train/, val/, test/ children are splits). "
-                                         "(config: root)")
+ROOT = typer.Option(None, "--root", help="Dataset folder (its train/, val/, test/ children are splits). (config: root)")
 AGAINST = typer.Option([], "--against", help="An evaluation folder outside the root (repeatable). (config: against)")
 METHOD = typer.Option(None, "--method", help="Perceptual hash. (config: method; default phash)")
-THRESHOLD = typer.Option(None, "--threshold", min=0, max=64, help="Hamming radius for near duplicates. "
-                                                                  "(config: threshold)")
+THRESHOLD = typer.Option(
+    None, "--threshold", min=0, max=64, help="Hamming radius for near duplicates. (config: threshold)"
+)
 FLIPS = typer.Option(None, "--flips/--no-flips", help="Also match mirrored copies. (config: flips)")
-BASELINE = typer.Option(None, "--baseline", help="Baseline file. (config: baseline; default "
-                                                 ".dupaudit-baseline.json beside the config file)")
+BASELINE = typer.Option(
+    None, "--baseline", help="Baseline file. (config: baseline; default .dupaudit-baseline.json beside the config file)"
+)
 CACHE = typer.Option(None, "--cache", help="Fingerprint cache file. (config: cache)")
 NO_CACHE = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache.")
 JOBS = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores). (config: jobs)")
@@ -64,28 +65,36 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no summar
 @app.command()
 @guarded
 def check(
-    files: Optional[list[Path]] = typer.Argument(None, help="Changed images to check (pre-commit passes the staged "
-                                                            "ones); none: check the whole dataset."),
+    files: Optional[list[Path]] = typer.Argument(
+        None, help="Changed images to check (pre-commit passes the staged ones); none: check the whole dataset."
+    ),
     root: Optional[Path] = ROOT,
     against: list[Path] = AGAINST,
     method: Optional[Method] = METHOD,
     threshold: Optional[int] = THRESHOLD,
     flips: Optional[bool] = FLIPS,
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Rules that fail: exact, pixel, near, "
-                                                                  "label-conflicts, leakage, skew>X. "
-                                                                  "(config: fail_on; default "
-                                                                  "near,label-conflicts,leakage)"),
+    fail_on: Optional[str] = typer.Option(
+        None,
+        "--fail-on",
+        help="Rules that fail: exact, pixel, near, "
+        "label-conflicts, leakage, skew>X. "
+        "(config: fail_on; default "
+        "near,label-conflicts,leakage)",
+    ),
     baseline: Optional[Path] = BASELINE,
     cache: Optional[Path] = CACHE,
     no_cache: bool = NO_CACHE,
     jobs: Optional[int] = JOBS,
     config_file: Optional[Path] = CONFIG,
-    output_format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f",
-                                              help="text: one line per finding; github: Actions annotations; "
-                                                   "markdown: a summary table."),
-    append_summary: Optional[Path] = typer.Option(None, "--append-summary", help="Also append the Markdown summary "
-                                                                                 "to FILE (e.g. "
-                                                                                 "$GITHUB_STEP_SUMMARY)."),
+    output_format: CheckFormat = typer.Option(
+        CheckFormat.text,
+        "--format",
+        "-f",
+        help="text: one line per finding; github: Actions annotations; markdown: a summary table.",
+    ),
+    append_summary: Optional[Path] = typer.Option(
+        None, "--append-summary", help="Also append the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY)."
+    ),
     quiet: bool = QUIET,
 ) -> None:
     """Fail (exit 1) when changed images add duplicates, label conflicts or leakage that the baseline does not accept.
@@ -97,11 +106,13 @@ def check(
     from ..formats import github as github_format
     from ..formats import markdown as markdown_format
 
-    config = load_config(_overrides(root, against, method, threshold, flips, fail_on, baseline, cache, jobs),
-                         config_file=config_file)
+    config = load_config(
+        _overrides(root, against, method, threshold, flips, fail_on, baseline, cache, jobs), config_file=config_file
+    )
     started = time.perf_counter()
-    result = run_check(config, [str(f) for f in files] if files else None, use_cache=not no_cache,
-                       progress=progress_sink(quiet))
+    result = run_check(
+        config, [str(f) for f in files] if files else None, use_cache=not no_cache, progress=progress_sink(quiet)
+    )
     elapsed = time.perf_counter() - started
 
     if output_format is CheckFormat.github:
@@ -121,15 +132,23 @@ def check(
         err_console.print(f"[red]fail:[/] {message}", highlight=False, soft_wrap=True)
     if not quiet:
         for finding in result.tolerated:
-            err_console.print(f"note: {finding.message} (no fail_on rule covers it)", highlight=False, markup=False,
-                              soft_wrap=True)
+            err_console.print(
+                f"note: {finding.message} (no fail_on rule covers it)", highlight=False, markup=False, soft_wrap=True
+            )
         for skipped in result.skipped_files:
-            err_console.print(f"warning: {skipped.root}/{skipped.path}: not checked: {skipped.reason}",
-                              highlight=False, markup=False, soft_wrap=True)
+            err_console.print(
+                f"warning: {skipped.root}/{skipped.path}: not checked: {skipped.reason}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
     if result.baseline_rewritten:
-        err_console.print(f"[yellow]baseline:[/] dropped {result.baseline_dropped} accepted file(s) that are gone "
-                          f"from {baseline_name}; stage it (git add {baseline_name}) and commit again",
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]baseline:[/] dropped {result.baseline_dropped} accepted file(s) that are gone "
+            f"from {baseline_name}; stage it (git add {baseline_name}) and commit again",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not quiet:
         _print_summary(result, baseline_name, elapsed)
     raise typer.Exit(result.exit_code)
@@ -138,20 +157,31 @@ def check(
 def _print_summary(result, baseline_name: str, elapsed: float) -> None:
     report = result.report
     if report is None:
-        err_console.print(f"dupaudit check: none of the {len(result.outside)} file(s) is in the dataset "
-                          f"({_shown(result.config.root)}): nothing to check", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"dupaudit check: none of the {len(result.outside)} file(s) is in the dataset "
+            f"({_shown(result.config.root)}): nothing to check",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     scope = "whole dataset" if result.files is None else f"{len(result.files):,} changed file(s)"
-    baseline_note = (f"{result.accepted:,} group(s) accepted by {baseline_name}" if result.baseline_found
-                     else "no baseline")
-    verdict = (f"[red]{len(result.failing):,} new finding(s)[/]" if result.failing
-               else "[green]no new findings[/]")
-    err_console.print(f"dupaudit check ({scope}): {verdict} · {baseline_note} · {report.summary.images:,} images, "
-                      f"{report.decoded:,} decoded, {report.cache_hits:,} from cache · {elapsed:.1f} s",
-                      highlight=False, soft_wrap=True)
+    baseline_note = (
+        f"{result.accepted:,} group(s) accepted by {baseline_name}" if result.baseline_found else "no baseline"
+    )
+    verdict = f"[red]{len(result.failing):,} new finding(s)[/]" if result.failing else "[green]no new findings[/]"
+    err_console.print(
+        f"dupaudit check ({scope}): {verdict} · {baseline_note} · {report.summary.images:,} images, "
+        f"{report.decoded:,} decoded, {report.cache_hits:,} from cache · {elapsed:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.failing:
-        err_console.print(f"Intended? Accept them with `dupaudit baseline` and commit {baseline_name}.",
-                          highlight=False, markup=False, soft_wrap=True)
+        err_console.print(
+            f"Intended? Accept them with `dupaudit baseline` and commit {baseline_name}.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("baseline")
@@ -173,11 +203,15 @@ def baseline_command(
     from ..check.runner import write_baseline
     from ..config import load_config
 
-    config = load_config(_overrides(root, against, method, threshold, flips, None, baseline, cache, jobs),
-                         config_file=config_file)
+    config = load_config(
+        _overrides(root, against, method, threshold, flips, None, baseline, cache, jobs), config_file=config_file
+    )
     accepted, report = write_baseline(config, use_cache=not no_cache, progress=progress_sink(quiet))
     name = _shown(config.baseline)
     if not quiet:
-        err_console.print(f"wrote {name}: {len(accepted):,} finding(s) accepted ({report.summary.images:,} images, "
-                          f"{report.decoded:,} decoded); stage it: git add {name}", highlight=False, soft_wrap=True)
-
+        err_console.print(
+            f"wrote {name}: {len(accepted):,} finding(s) accepted ({report.summary.images:,} images, "
+            f"{report.decoded:,} decoded); stage it: git add {name}",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -83,8 +83,14 @@ class RichProgress:
     def start(self, stage: str, total: int) -> None:
         if total <= 0:
             return
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeRemainingColumn(), console=err_console, transient=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
         self._progress.start()
         self._task = self._progress.add_task(stage, total=total)
 

@@ -38,27 +38,37 @@ def _say(message: str) -> None:
 @app.command()
 @guarded
 def dedup(
-    root: Optional[Path] = typer.Argument(None, help="Dataset folder to plan for (omit with --apply, or to read "
-                                                     "an existing --plan)."),
+    root: Optional[Path] = typer.Argument(
+        None, help="Dataset folder to plan for (omit with --apply, or to read an existing --plan)."
+    ),
     against: list[Path] = typer.Option([], "--against", help="An evaluation folder, as in scan (repeatable)."),
-    plan_file: Optional[Path] = typer.Option(None, "--plan", help="With ROOT: write the plan here ('-': stdout). "
-                                                                  "Without ROOT: read this plan."),
-    apply: Optional[Path] = typer.Option(None, "--apply", help="Apply this plan: move its dropped files into "
-                                                               "--quarantine (resumes an interrupted apply)."),
-    quarantine: Optional[Path] = typer.Option(None, "--quarantine", help="Folder the dropped files are moved into "
-                                                                         "(new or empty, or the one to resume)."),
-    link_tree_dir: Optional[Path] = typer.Option(None, "--link-tree", help="Make a deduplicated view: a new folder "
-                                                                           "of links to the kept files."),
+    plan_file: Optional[Path] = typer.Option(
+        None, "--plan", help="With ROOT: write the plan here ('-': stdout). Without ROOT: read this plan."
+    ),
+    apply: Optional[Path] = typer.Option(
+        None,
+        "--apply",
+        help="Apply this plan: move its dropped files into --quarantine (resumes an interrupted apply).",
+    ),
+    quarantine: Optional[Path] = typer.Option(
+        None, "--quarantine", help="Folder the dropped files are moved into (new or empty, or the one to resume)."
+    ),
+    link_tree_dir: Optional[Path] = typer.Option(
+        None, "--link-tree", help="Make a deduplicated view: a new folder of links to the kept files."
+    ),
     hardlinks: bool = typer.Option(False, "--hardlinks", help="Link tree of hardlinks instead of symlinks."),
     list_file: Optional[Path] = typer.Option(None, "--list", help="Write the kept files' paths, one per line."),
     null: bool = typer.Option(False, "--null", "-0", help="--list separates paths with NUL, not newline."),
-    keep: Keep = typer.Option(Keep.resolution, "--keep", help="Which copy stays: highest resolution, largest file, "
-                                                              "oldest file, first path."),
+    keep: Keep = typer.Option(
+        Keep.resolution, "--keep", help="Which copy stays: highest resolution, largest file, oldest file, first path."
+    ),
     kinds: str = typer.Option("exact,pixel,near", "--kinds", help="Duplicate kinds to act on (comma-separated)."),
-    conflicts: Conflicts = typer.Option(Conflicts.keep_one, "--conflicts",
-                                        help="Copies with different labels: keep one, drop all, or leave them."),
-    leakage: Leakage = typer.Option(Leakage.keep_one, "--leakage",
-                                    help="Copies spanning splits: keep one, drop the train copies, or leave them."),
+    conflicts: Conflicts = typer.Option(
+        Conflicts.keep_one, "--conflicts", help="Copies with different labels: keep one, drop all, or leave them."
+    ),
+    leakage: Leakage = typer.Option(
+        Leakage.keep_one, "--leakage", help="Copies spanning splits: keep one, drop the train copies, or leave them."
+    ),
     method: Method = typer.Option(Method.phash, "--method", help="Perceptual hash, as in scan."),
     threshold: Optional[int] = typer.Option(None, "--threshold", min=0, max=64, help="Hamming radius, as in scan."),
     flips: bool = typer.Option(False, "--flips", help="Also match mirrored copies."),
@@ -83,8 +93,10 @@ def dedup(
                 _say(f"already applied: all {result.already:,} dropped file(s) are in {result.quarantine}")
             else:
                 verb = "resumed: " if result.resumed else ""
-                _say(f"{verb}moved {result.moved:,} file(s) ({result.bytes:,} bytes) into {result.quarantine}"
-                     + (f"; {result.already:,} were already there" if result.already else ""))
+                _say(
+                    f"{verb}moved {result.moved:,} file(s) ({result.bytes:,} bytes) into {result.quarantine}"
+                    + (f"; {result.already:,} were already there" if result.already else "")
+                )
             _say(f"journal: {result.journal}  (undo with: dupaudit undo {result.journal})")
         return
     if quarantine is not None:
@@ -92,8 +104,11 @@ def dedup(
 
     if root is None:
         if plan_file is None or str(plan_file) == "-":
-            raise fail("give a dataset folder (dupaudit dedup ROOT --plan plan.json), or --apply PLAN --quarantine "
-                       "DIR, or --plan PLAN with --link-tree/--list", EXIT_USAGE)
+            raise fail(
+                "give a dataset folder (dupaudit dedup ROOT --plan plan.json), or --apply PLAN --quarantine "
+                "DIR, or --plan PLAN with --link-tree/--list",
+                EXIT_USAGE,
+            )
         if not (link_tree_dir or list_file):
             raise fail("reading a plan is for --link-tree OUT or --list FILE; to move files use --apply")
         plan = actions.read_plan(plan_file)
@@ -101,10 +116,20 @@ def dedup(
         from ..engine.pipeline import scan as run_scan
 
         kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
-        report = run_scan(root, against, method=method.value, threshold=threshold, flips=flips, jobs=jobs,
-                          cache_path=cache, use_cache=not no_cache, progress=progress)
-        plan = actions.make_plan(report, keep=keep.value, kinds=kind_list, conflicts=conflicts.value,
-                                 leakage=leakage.value, dataset=root)
+        report = run_scan(
+            root,
+            against,
+            method=method.value,
+            threshold=threshold,
+            flips=flips,
+            jobs=jobs,
+            cache_path=cache,
+            use_cache=not no_cache,
+            progress=progress,
+        )
+        plan = actions.make_plan(
+            report, keep=keep.value, kinds=kind_list, conflicts=conflicts.value, leakage=leakage.value, dataset=root
+        )
         if plan_file is not None:
             if str(plan_file) == "-":
                 typer.echo(actions.render_plan(plan), nl=False)
@@ -112,12 +137,13 @@ def dedup(
                 actions.write_plan(plan, plan_file)
         if not quiet:
             counts = actions.summarize(plan)
-            _say(f"plan: drop {counts['drop']:,} file(s) ({counts['drop_bytes']:,} bytes) from {counts['groups']:,} "
-                 f"group(s), keeping {counts['keep']:,} copies" + (f"; {len(report.skipped):,} unreadable file(s) "
-                                                                   "left out" if report.skipped else ""))
+            _say(
+                f"plan: drop {counts['drop']:,} file(s) ({counts['drop_bytes']:,} bytes) from {counts['groups']:,} "
+                f"group(s), keeping {counts['keep']:,} copies"
+                + (f"; {len(report.skipped):,} unreadable file(s) left out" if report.skipped else "")
+            )
             if plan_file is not None and str(plan_file) != "-":
-                _say(f"wrote {plan_file}; review or edit it, then: dupaudit dedup --apply {plan_file} "
-                     "--quarantine DIR")
+                _say(f"wrote {plan_file}; review or edit it, then: dupaudit dedup --apply {plan_file} --quarantine DIR")
             elif plan_file is None and not (link_tree_dir or list_file):
                 _say("nothing written: add --plan FILE to save the plan")
     if link_tree_dir is not None:
@@ -133,8 +159,9 @@ def dedup(
 @app.command()
 @guarded
 def undo(
-    journal: Path = typer.Argument(..., help="The journal an apply wrote (QUARANTINE/dupaudit-journal.jsonl), or "
-                                             "the quarantine folder."),
+    journal: Path = typer.Argument(
+        ..., help="The journal an apply wrote (QUARANTINE/dupaudit-journal.jsonl), or the quarantine folder."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Put every file a dedup --apply moved back where it was, byte for byte (safe to run again)."""
@@ -142,8 +169,10 @@ def undo(
 
     result = run_undo(journal, progress=progress_sink(quiet))
     if not quiet:
-        _say(f"restored {result.restored:,} file(s)" + (f"; {result.already:,} already in place"
-                                                         if result.already else ""))
+        _say(
+            f"restored {result.restored:,} file(s)"
+            + (f"; {result.already:,} already in place" if result.already else "")
+        )
     if result.problems:
         for line in result.problems[:20]:
             _say(f"problem: {line}")

@@ -47,44 +47,61 @@ def _rates(rate: Optional[float], sweep: Optional[str]) -> tuple[float, ...]:
 @guarded
 def probe(
     root: Path = typer.Argument(..., help="Labelled dataset: ROOT/<class>/... or ROOT/{train,val,test}/<class>/..."),
-    test: Optional[Path] = typer.Option(None, "--test", help="Evaluation folder (default: ROOT's test/val split, "
-                                                             "else a hold-out that keeps duplicate groups whole)."),
+    test: Optional[Path] = typer.Option(
+        None,
+        "--test",
+        help="Evaluation folder (default: ROOT's test/val split, else a hold-out that keeps duplicate groups whole).",
+    ),
     epochs: float = typer.Option(10.0, "--epochs", min=0.01, help="Training epochs per run (fractions allowed)."),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Paired seeds per arm (intervals need at least 2)."),
-    arms: str = typer.Option("as-is,deduplicated,random-removed", "--arms",
-                             help="Comma-separated arms: as-is, deduplicated, random-removed."),
-    match_steps: bool = typer.Option(False, "--match-steps", help="Train smaller arms for as many optimizer steps "
-                                                                  "as as-is (default: the same epochs)."),
+    arms: str = typer.Option(
+        "as-is,deduplicated,random-removed", "--arms", help="Comma-separated arms: as-is, deduplicated, random-removed."
+    ),
+    match_steps: bool = typer.Option(
+        False,
+        "--match-steps",
+        help="Train smaller arms for as many optimizer steps as as-is (default: the same epochs).",
+    ),
     size: int = typer.Option(32, "--size", min=16, help="Image side in pixels (resize shorter side, centre crop)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, help="Default: 1024, smaller for small "
-                                                                                "datasets."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=2, help="Default: 1024, smaller for small datasets."
+    ),
     width: int = typer.Option(64, "--width", min=1, help="Base width of the network (airbench94: 64)."),
-    adversarial: Optional[Adversarial] = typer.Option(None, "--adversarial", help="Adversarial training (L-inf): "
-                                                                                  "PGD, or FGSM with random start."),
+    adversarial: Optional[Adversarial] = typer.Option(
+        None, "--adversarial", help="Adversarial training (L-inf): PGD, or FGSM with random start."
+    ),
     eps: float = typer.Option(8.0, "--eps", min=0.0, help="L-inf radius in /255 units (default 8/255)."),
     pgd_steps: int = typer.Option(5, "--pgd-steps", min=1, help="PGD steps per training batch."),
     inject: Optional[Inject] = typer.Option(None, "--inject", help="Add duplicates in memory to a clean dataset."),
-    rate: Optional[float] = typer.Option(None, "--rate", min=0.0, max=0.99,
-                                         help="Injection: share of the injected training set that is copies."),
+    rate: Optional[float] = typer.Option(
+        None, "--rate", min=0.0, max=0.99, help="Injection: share of the injected training set that is copies."
+    ),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Injection rates to run in turn, e.g. 0,0.1,0.3,0.5."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Non-uniform injection: the classes that get "
-                                                                  "copies (default: half of them, at random)."),
-    holdout: float = typer.Option(0.2, "--holdout", min=0.01, max=0.99, help="Hold-out share when there is no "
-                                                                              "test split."),
-    max_train: Optional[int] = typer.Option(None, "--max-train", min=1, help="Use a stratified subset of this many "
-                                                                             "training images."),
-    max_test: Optional[int] = typer.Option(None, "--max-test", min=1, help="Use a stratified subset of this many "
-                                                                           "test images."),
+    classes: Optional[str] = typer.Option(
+        None, "--classes", help="Non-uniform injection: the classes that get copies (default: half of them, at random)."
+    ),
+    holdout: float = typer.Option(
+        0.2, "--holdout", min=0.01, max=0.99, help="Hold-out share when there is no test split."
+    ),
+    max_train: Optional[int] = typer.Option(
+        None, "--max-train", min=1, help="Use a stratified subset of this many training images."
+    ),
+    max_test: Optional[int] = typer.Option(
+        None, "--max-test", min=1, help="Use a stratified subset of this many test images."
+    ),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when present, else CPU."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes/threads."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's "
-                                                                        "own choice)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch (default: torch's own choice)."
+    ),
     cache: Optional[Path] = typer.Option(None, "--cache", envvar="DUPAUDIT_CACHE", help="Fingerprint cache file."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write every number, the device, torch version, "
-                                                                  "seeds and settings as JSON."),
-    plot_file: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: accuracy per arm, per-class "
-                                                                  "differences, the sweep curve."),
+    json_file: Optional[Path] = typer.Option(
+        None, "--json", help="Write every number, the device, torch version, seeds and settings as JSON."
+    ),
+    plot_file: Optional[Path] = typer.Option(
+        None, "--plot", help="Write a PNG: accuracy per arm, per-class differences, the sweep curve."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no table."),
 ) -> None:
     """Measure what the duplicates cost: train as-is, deduplicated and random-removed arms over paired seeds."""
@@ -100,13 +117,33 @@ def probe(
 
         require_matplotlib()
     settings = ProbeSettings(
-        arms=_split_list(arms), seeds=seeds, epochs=epochs, match_steps=match_steps, size=size,
-        batch_size=batch_size, width=width, adversarial=adversarial.value if adversarial else None, eps=eps / 255,
-        pgd_steps=pgd_steps, inject=inject.value if inject else None, rates=_rates(rate, sweep),
-        inject_classes=_split_list(classes), holdout=holdout, max_train=max_train, max_test=max_test,
-        device=device.value)
-    report = run_probe(root, test=test, settings=settings, jobs=jobs, cache_path=cache, use_cache=not no_cache,
-                       progress=progress_sink(quiet))
+        arms=_split_list(arms),
+        seeds=seeds,
+        epochs=epochs,
+        match_steps=match_steps,
+        size=size,
+        batch_size=batch_size,
+        width=width,
+        adversarial=adversarial.value if adversarial else None,
+        eps=eps / 255,
+        pgd_steps=pgd_steps,
+        inject=inject.value if inject else None,
+        rates=_rates(rate, sweep),
+        inject_classes=_split_list(classes),
+        holdout=holdout,
+        max_train=max_train,
+        max_test=max_test,
+        device=device.value,
+    )
+    report = run_probe(
+        root,
+        test=test,
+        settings=settings,
+        jobs=jobs,
+        cache_path=cache,
+        use_cache=not no_cache,
+        progress=progress_sink(quiet),
+    )
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(render_json(report), encoding="utf-8")
@@ -142,15 +179,24 @@ def print_probe(report, console: Console) -> None:
     console.print(
         f"train: {data.train_images:,} images ('{data.train_split}'), {data.groups:,} duplicate groups, "
         f"{data.redundant:,} redundant · test: {data.test_images:,} images ({data.test_source}), "
-        f"{data.leaked:,} with a copy in train", highlight=False)
-    mode = f"adversarial {settings.adversarial} (eps {settings.eps * 255:g}/255)" if settings.adversarial \
+        f"{data.leaked:,} with a copy in train",
+        highlight=False,
+    )
+    mode = (
+        f"adversarial {settings.adversarial} (eps {settings.eps * 255:g}/255)"
+        if settings.adversarial
         else "standard training"
-    console.print(f"{report.device} · torch {report.torch_version} · {mode} · {len(report.seeds)} seeds · "
-                  f"{settings.epochs:g} epochs{' (steps matched to as-is)' if settings.match_steps else ''} · "
-                  f"{settings.size}px · width {settings.width}", highlight=False)
+    )
+    console.print(
+        f"{report.device} · torch {report.torch_version} · {mode} · {len(report.seeds)} seeds · "
+        f"{settings.epochs:g} epochs{' (steps matched to as-is)' if settings.match_steps else ''} · "
+        f"{settings.size}px · width {settings.width}",
+        highlight=False,
+    )
     for condition in report.conditions:
-        title = "Arms" if condition.rate is None else \
-            f"Arms with {settings.inject} injection at rate {condition.rate:g}"
+        title = (
+            "Arms" if condition.rate is None else f"Arms with {settings.inject} injection at rate {condition.rate:g}"
+        )
         table = Table(title=f"{title} (accuracy in %, mean ± 95% CI over seeds)", title_justify="left")
         for column in ("arm", "train images", "images seen", "clean accuracy", "robust accuracy", "train time (s)"):
             if column == "robust accuracy" and not settings.adversarial:
@@ -161,8 +207,9 @@ def print_probe(report, console: Console) -> None:
             if settings.adversarial:
                 row.append(_interval(arm.robust_accuracy))
             seconds = arm.train_seconds
-            row.append(f"{seconds.mean:.1f}" if seconds.low is None
-                       else f"{seconds.mean:.1f} ± {seconds.half_width:.1f}")
+            row.append(
+                f"{seconds.mean:.1f}" if seconds.low is None else f"{seconds.mean:.1f} ± {seconds.half_width:.1f}"
+            )
             table.add_row(*row)
         console.print(table)
         for comparison in condition.comparisons:
@@ -170,18 +217,30 @@ def print_probe(report, console: Console) -> None:
             console.print(f"[{style}]{comparison.text}[/]", highlight=False, soft_wrap=True)
         if condition.duplicate_time_seconds is not None:
             share = condition.duplicate_time_fraction
-            console.print(f"The duplicates cost {condition.duplicate_time_seconds:.1f} s of training time per run"
-                          + (f" ({share:.1%} of as-is)" if share is not None else ""), highlight=False,
-                          soft_wrap=True)
+            console.print(
+                f"The duplicates cost {condition.duplicate_time_seconds:.1f} s of training time per run"
+                + (f" ({share:.1%} of as-is)" if share is not None else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
         deltas = [d for d in condition.class_deltas if d.difference is not None]
         if deltas:
-            table = Table(title="Per class: deduplicated − as-is accuracy (points) next to the duplication rate",
-                          title_justify="left")
+            table = Table(
+                title="Per class: deduplicated − as-is accuracy (points) next to the duplication rate",
+                title_justify="left",
+            )
             for column in ("class", "train images", "redundant", "duplication rate", "as-is", "deduplicated", "Δ"):
                 table.add_column(column, justify="left" if column == "class" else "right")
             for d in sorted(deltas, key=lambda d: (-d.duplication_rate, d.label)):
-                table.add_row(d.label, f"{d.train_images:,}", f"{d.redundant:,}", f"{d.duplication_rate:.2%}",
-                              _pct(d.as_is_accuracy), _pct(d.deduplicated_accuracy), f"{100 * d.difference:+.2f}")
+                table.add_row(
+                    d.label,
+                    f"{d.train_images:,}",
+                    f"{d.redundant:,}",
+                    f"{d.duplication_rate:.2%}",
+                    _pct(d.as_is_accuracy),
+                    _pct(d.deduplicated_accuracy),
+                    f"{100 * d.difference:+.2f}",
+                )
             console.print(table)
     if len(report.conditions) > 1:
         table = Table(title="Sweep: clean accuracy (%) per injection rate", title_justify="left")
@@ -191,6 +250,9 @@ def print_probe(report, console: Console) -> None:
         for condition in report.conditions:
             table.add_row(f"{condition.rate:g}", *(_interval(condition.arm(a).accuracy) for a in settings.arms))
         console.print(table)
-    console.print(f"[dim]{report.timings.get('total', 0):.1f} s in all (scan {report.timings.get('scan', 0):.1f} s, "
-                  f"loading {report.timings.get('load', 0):.1f} s, training and testing "
-                  f"{report.timings.get('train', 0):.1f} s)[/]", highlight=False)
+    console.print(
+        f"[dim]{report.timings.get('total', 0):.1f} s in all (scan {report.timings.get('scan', 0):.1f} s, "
+        f"loading {report.timings.get('load', 0):.1f} s, training and testing "
+        f"{report.timings.get('train', 0):.1f} s)[/]",
+        highlight=False,
+    )

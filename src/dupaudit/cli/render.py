@@ -31,41 +31,72 @@ def print_summary(report: ScanReport, console: Console, top: int = 10) -> None:
         method = f"cnn embeddings, cosine similarity >= {report.settings.min_similarity:g}"
     else:
         method = f"{report.settings.method} threshold {report.settings.threshold}"
-    console.print(f"{s.images:,} images, {s.skipped:,} skipped · {method}"
-                  f"{' + flips' if report.settings.flips else ''}", highlight=False)
+    console.print(
+        f"{s.images:,} images, {s.skipped:,} skipped · {method}{' + flips' if report.settings.flips else ''}",
+        highlight=False,
+    )
     console.print(
         f"[bold]{s.groups:,}[/] duplicate groups ({kinds.get('exact', 0):,} exact, {kinds.get('pixel', 0):,} pixel, "
         f"{kinds.get('near', 0):,} near) · [bold]{s.redundant:,}[/] redundant copies · "
-        f"{s.wasted_fraction:.2%} of a {report.train_split} epoch spent on copies", highlight=False)
+        f"{s.wasted_fraction:.2%} of a {report.train_split} epoch spent on copies",
+        highlight=False,
+    )
     exact = sum(g.exact_copies for g in report.groups)
     pixel = sum(g.pixel_copies for g in report.groups)
     if exact or pixel:
-        console.print(f"  of the copies, {exact:,} are byte-identical and {pixel:,} pixel-identical to another member",
-                      highlight=False)
+        console.print(
+            f"  of the copies, {exact:,} are byte-identical and {pixel:,} pixel-identical to another member",
+            highlight=False,
+        )
     skew_style = "red" if s.skew > 0.05 else "yellow" if s.skew > 0.01 else "green"
-    console.print(f"Skew (prior shift, total variation): [{skew_style}]{s.skew:.4f}[/]"
-                  "  (0 = duplication uniform across classes)", highlight=False)
+    console.print(
+        f"Skew (prior shift, total variation): [{skew_style}]{s.skew:.4f}[/]  (0 = duplication uniform across classes)",
+        highlight=False,
+    )
 
     classes = top_duplicated_classes(report.classes, top)
     if classes:
         table = Table(title="Most duplicated classes", title_justify="left")
-        for column in ("split", "class", "images", "distinct", "redundant", "rate", "prior", "prior w/o dups",
-                       "inflation"):
+        for column in (
+            "split",
+            "class",
+            "images",
+            "distinct",
+            "redundant",
+            "rate",
+            "prior",
+            "prior w/o dups",
+            "inflation",
+        ):
             table.add_column(column, justify="left" if column in ("split", "class") else "right")
         for c in classes:
-            table.add_row(c.split, c.label or "(unlabelled)", f"{c.images:,}", f"{c.distinct:,}", f"{c.redundant:,}",
-                          f"{c.duplication_rate:.2%}", f"{c.prior:.4f}", f"{c.prior_without_duplicates:.4f}",
-                          f"{c.inflation:.3f}")
+            table.add_row(
+                c.split,
+                c.label or "(unlabelled)",
+                f"{c.images:,}",
+                f"{c.distinct:,}",
+                f"{c.redundant:,}",
+                f"{c.duplication_rate:.2%}",
+                f"{c.prior:.4f}",
+                f"{c.prior_without_duplicates:.4f}",
+                f"{c.inflation:.3f}",
+            )
         console.print(table)
 
     for split in report.splits:
         if split.role == "eval":
             style = "red" if split.leaked else "green"
-            console.print(f"Leakage: [{style}]{split.leaked:,} of {split.images:,} {split.split} images "
-                          f"({split.leaked_fraction:.2%})[/] have a copy in {report.train_split}", highlight=False)
+            console.print(
+                f"Leakage: [{style}]{split.leaked:,} of {split.images:,} {split.split} images "
+                f"({split.leaked_fraction:.2%})[/] have a copy in {report.train_split}",
+                highlight=False,
+            )
     conflicts = report.label_conflict_groups
-    console.print(f"Label conflicts: {'[red]' if conflicts else '[green]'}{len(conflicts):,}[/] groups whose members "
-                  "carry different labels", highlight=False)
+    console.print(
+        f"Label conflicts: {'[red]' if conflicts else '[green]'}{len(conflicts):,}[/] groups whose members "
+        "carry different labels",
+        highlight=False,
+    )
     for group in conflicts[:3]:
         console.print(f"  · {' / '.join(group.labels)}: {_member_text(group)}", highlight=False)
 

@@ -26,11 +26,13 @@ def _read(path: Path, what: str) -> str:
 @app.command()
 @guarded
 def report(
-    scan_json: Path = typer.Argument(..., metavar="SCAN.json",
-                                     help="A scan report written by `dupaudit scan --json FILE`."),
+    scan_json: Path = typer.Argument(
+        ..., metavar="SCAN.json", help="A scan report written by `dupaudit scan --json FILE`."
+    ),
     html_file: Path = typer.Option(..., "--html", metavar="FILE", help="Write the self-contained HTML report here."),
-    probe_json: Optional[Path] = typer.Option(None, "--probe", metavar="PROBE.json",
-                                              help="Also show a probe result (`dupaudit probe --json FILE`)."),
+    probe_json: Optional[Path] = typer.Option(
+        None, "--probe", metavar="PROBE.json", help="Also show a probe result (`dupaudit probe --json FILE`)."
+    ),
 ) -> None:
     """Render a saved scan report as one HTML file: summary, class charts, every group as thumbnails."""
     from ..errors import InputError
@@ -51,10 +53,17 @@ def report(
             raise InputError(f"{probe_json}: not a probe result (expected a JSON object)")
     for root in scan_report.roots:
         if not Path(root.path).is_dir():  # thumbnails are read from the roots: say why they will be placeholders
-            err_console.print(f"[yellow]warning:[/] root {root.name}: {root.path} is not a folder here; its "
-                              "thumbnails will be placeholders", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[yellow]warning:[/] root {root.name}: {root.path} is not a folder here; its "
+                "thumbnails will be placeholders",
+                highlight=False,
+                soft_wrap=True,
+            )
     page = html_format.render(scan_report, probe)
     html_file.parent.mkdir(parents=True, exist_ok=True)
     html_file.write_text(page, encoding="utf-8")
-    err_console.print(f"wrote {html_file} ({len(page.encode('utf-8')) / 1e6:.1f} MB, "
-                      f"{len(scan_report.groups):,} groups)", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"wrote {html_file} ({len(page.encode('utf-8')) / 1e6:.1f} MB, {len(scan_report.groups):,} groups)",
+        highlight=False,
+        soft_wrap=True,
+    )

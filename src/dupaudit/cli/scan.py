@@ -29,45 +29,72 @@ def write_text(path: Path, text: str) -> None:
 @app.command()
 @guarded
 def scan(
-    root: Optional[Path] = typer.Argument(None, help="Dataset folder: ROOT/<class>/..., "
-                                                     "ROOT/{train,val,test}/<class>/..., or a flat folder."),
-    against: list[Path] = typer.Option([], "--against", help="An evaluation folder to check for leakage "
-                                                             "(repeatable)."),
-    method: ScanMethod = typer.Option(ScanMethod.phash, "--method",
-                                      help="Perceptual hash (imagededup's definitions), or cnn: semantic near "
-                                           "duplicates from CNN embeddings (needs --model or DUPAUDIT_CNN_MODEL; "
-                                           "see README)."),
-    model: Optional[Path] = typer.Option(None, "--model", metavar="PATH",
-                                         help="--method cnn: a local torchvision mobilenet_v3_small state_dict "
-                                              "(.pth); else $DUPAUDIT_CNN_MODEL, else the torch hub cache. "
-                                              "Nothing is downloaded."),
-    threshold: Optional[int] = typer.Option(None, "--threshold", min=0, max=64,
-                                            help="Hamming radius for near duplicates (default: see README)."),
+    root: Optional[Path] = typer.Argument(
+        None, help="Dataset folder: ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., or a flat folder."
+    ),
+    against: list[Path] = typer.Option([], "--against", help="An evaluation folder to check for leakage (repeatable)."),
+    method: ScanMethod = typer.Option(
+        ScanMethod.phash,
+        "--method",
+        help="Perceptual hash (imagededup's definitions), or cnn: semantic near "
+        "duplicates from CNN embeddings (needs --model or DUPAUDIT_CNN_MODEL; "
+        "see README).",
+    ),
+    model: Optional[Path] = typer.Option(
+        None,
+        "--model",
+        metavar="PATH",
+        help="--method cnn: a local torchvision mobilenet_v3_small state_dict "
+        "(.pth); else $DUPAUDIT_CNN_MODEL, else the torch hub cache. "
+        "Nothing is downloaded.",
+    ),
+    threshold: Optional[int] = typer.Option(
+        None, "--threshold", min=0, max=64, help="Hamming radius for near duplicates (default: see README)."
+    ),
     flips: bool = typer.Option(False, "--flips", help="Also match horizontally mirrored copies."),
-    verify: bool = typer.Option(True, "--verify/--no-verify",
-                                help="Verify near candidates on thumbnails (the cascade); --no-verify: pHash only."),
-    min_similarity: Optional[float] = typer.Option(None, "--min-similarity", min=-1.0, max=1.0,
-                                                   help="Verification score a near pair must reach (default 0.84); "
-                                                        "with --method cnn, the cosine similarity of the "
-                                                        "embeddings (default 0.90)."),
-    neighbours: Optional[int] = typer.Option(None, "--neighbours", min=0,
-                                             help="Nearest neighbours per image proposed as candidates (default 3)."),
-    explain_pair: Optional[tuple[Path, Path]] = typer.Option(None, "--explain", metavar="A B",
-                                                             help="Say why two files are or are not grouped."),
+    verify: bool = typer.Option(
+        True,
+        "--verify/--no-verify",
+        help="Verify near candidates on thumbnails (the cascade); --no-verify: pHash only.",
+    ),
+    min_similarity: Optional[float] = typer.Option(
+        None,
+        "--min-similarity",
+        min=-1.0,
+        max=1.0,
+        help="Verification score a near pair must reach (default 0.84); "
+        "with --method cnn, the cosine similarity of the "
+        "embeddings (default 0.90).",
+    ),
+    neighbours: Optional[int] = typer.Option(
+        None, "--neighbours", min=0, help="Nearest neighbours per image proposed as candidates (default 3)."
+    ),
+    explain_pair: Optional[tuple[Path, Path]] = typer.Option(
+        None, "--explain", metavar="A B", help="Say why two files are or are not grouped."
+    ),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores)."),
-    fast_decode: bool = typer.Option(False, "--fast-decode",
-                                     help="Decode JPEGs at reduced scale (several times faster on photos; the "
-                                          "hashes are then no longer imagededup's: see docs/performance.md)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", envvar="DUPAUDIT_CACHE",
-                                         help="Fingerprint cache (default ~/.cache/dupaudit/fingerprints.sqlite)."),
+    fast_decode: bool = typer.Option(
+        False,
+        "--fast-decode",
+        help="Decode JPEGs at reduced scale (several times faster on photos; the "
+        "hashes are then no longer imagededup's: see docs/performance.md).",
+    ),
+    cache: Optional[Path] = typer.Option(
+        None,
+        "--cache",
+        envvar="DUPAUDIT_CACHE",
+        help="Fingerprint cache (default ~/.cache/dupaudit/fingerprints.sqlite).",
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report (schema_version 1)."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member."),
     html_file: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML gallery of the groups."),
-    output_format: Format = typer.Option(Format.text, "--format", "-f",
-                                         help="What goes to stdout: the text summary, or the json/csv report."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 on: exact, pixel, near, label-conflicts, "
-                                                                  "leakage, skew>X (comma-separated)."),
+    output_format: Format = typer.Option(
+        Format.text, "--format", "-f", help="What goes to stdout: the text summary, or the json/csv report."
+    ),
+    fail_on: Optional[str] = typer.Option(
+        None, "--fail-on", help="Exit 1 on: exact, pixel, near, label-conflicts, leakage, skew>X (comma-separated)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Find exact, pixel and near duplicates; report class skew, label conflicts and train/test leakage."""
@@ -85,10 +112,22 @@ def scan(
     if root is None:
         raise fail("missing ROOT: give a dataset folder (or --explain A B)")
     started = time.perf_counter()
-    report = run_scan(root, against, method=method.value, threshold=threshold, flips=flips, jobs=jobs,
-                      cache_path=cache, use_cache=not no_cache, verify=verify, neighbours=neighbours,
-                      min_similarity=min_similarity, progress=progress_sink(quiet), fast_decode=fast_decode,
-                      model=model)
+    report = run_scan(
+        root,
+        against,
+        method=method.value,
+        threshold=threshold,
+        flips=flips,
+        jobs=jobs,
+        cache_path=cache,
+        use_cache=not no_cache,
+        verify=verify,
+        neighbours=neighbours,
+        min_similarity=min_similarity,
+        progress=progress_sink(quiet),
+        fast_decode=fast_decode,
+        model=model,
+    )
     elapsed = time.perf_counter() - started
     if json_file:
         write_text(json_file, json_format.render(report))
@@ -119,11 +158,14 @@ def _print_explanation(pair, method, threshold, flips, verify, min_similarity, n
     from ..engine.pipeline import DEFAULT_THRESHOLD, UNVERIFIED_THRESHOLD
 
     defaults = Settings()
-    settings = Settings(method=method, flips=flips, verify=verify,
-                        threshold=threshold if threshold is not None else
-                        (DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD),
-                        neighbours=defaults.neighbours if neighbours is None else neighbours,
-                        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity)
+    settings = Settings(
+        method=method,
+        flips=flips,
+        verify=verify,
+        threshold=threshold if threshold is not None else (DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD),
+        neighbours=defaults.neighbours if neighbours is None else neighbours,
+        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity,
+    )
     result = explain(str(pair[0]), str(pair[1]), settings)
     typer.echo(f"{result.first}\n{result.second}")
     for reason in result.reasons:

@@ -64,8 +64,9 @@ def _check(plan: Plan, item: PlanFile, path: str) -> str | None:
     return None
 
 
-def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = False,
-               progress: ProgressSink | None = None) -> ApplyResult:
+def apply_plan(
+    plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = False, progress: ProgressSink | None = None
+) -> ApplyResult:
     """Move every dropped file into QUARANTINE/<root>/<path>, journalled; resumes an interrupted apply.
 
     Refuses (StalePlanError, nothing moved) when a file the plan keeps or drops changed since the plan was made.
@@ -75,10 +76,11 @@ def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = 
     quarantine = Path(quarantine).expanduser().resolve()
     for root in plan.roots:
         base = Path(root.path)
-        if inside(quarantine, base) and not any(
-                part.startswith(".") for part in quarantine.relative_to(base).parts):
-            raise InputError(f"{quarantine}: the quarantine is inside root {root.name} ({base}); a rescan would "
-                             "find the quarantined files: choose a folder outside it (or a hidden one, .name)")
+        if inside(quarantine, base) and not any(part.startswith(".") for part in quarantine.relative_to(base).parts):
+            raise InputError(
+                f"{quarantine}: the quarantine is inside root {root.name} ({base}); a rescan would "
+                "find the quarantined files: choose a folder outside it (or a hidden one, .name)"
+            )
         if inside(base, quarantine):
             raise InputError(f"{quarantine}: the quarantine contains root {root.name}; choose another folder")
     journal_path = quarantine / JOURNAL_NAME
@@ -90,8 +92,10 @@ def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = 
     if not fresh:
         header, moves, _ = read_journal(journal_path)
         if header.get("plan") != identity:
-            raise InputError(f"{quarantine}: holds the journal of another plan (or this plan was edited since); "
-                             f"undo it (dupaudit undo {journal_path}) or choose an empty quarantine")
+            raise InputError(
+                f"{quarantine}: holds the journal of another plan (or this plan was edited since); "
+                f"undo it (dupaudit undo {journal_path}) or choose an empty quarantine"
+            )
     elif quarantine.exists() and any(quarantine.iterdir()):
         raise InputError(f"{quarantine}: not empty; the quarantine must be a new or empty folder")
 
@@ -132,9 +136,16 @@ def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = 
     quarantine.mkdir(parents=True, exist_ok=True)
     with Journal(journal_path) as journal:
         if fresh:
-            journal.write({"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "tool": __version__,
-                           "plan": identity, "quarantine": str(quarantine),
-                           "roots": {r.name: r.path for r in plan.roots}})
+            journal.write(
+                {
+                    "format": JOURNAL_FORMAT,
+                    "version": JOURNAL_VERSION,
+                    "tool": __version__,
+                    "plan": identity,
+                    "quarantine": str(quarantine),
+                    "roots": {r.name: r.path for r in plan.roots},
+                }
+            )
         journal.write({"op": "apply"})
         progress.start("quarantine", len(entries))
         count = 0
@@ -145,9 +156,16 @@ def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = 
                 result.already += 1
                 continue
             count += 1
-            entry = {"op": "move", "i": index, "src": src, "dst": dst, "size": item.size,
-                     "mtime_ns": item.mtime_ns, "sha256": item.sha256,
-                     "link": os.readlink(src) if os.path.islink(src) else None}
+            entry = {
+                "op": "move",
+                "i": index,
+                "src": src,
+                "dst": dst,
+                "size": item.size,
+                "mtime_ns": item.mtime_ns,
+                "sha256": item.sha256,
+                "link": os.readlink(src) if os.path.islink(src) else None,
+            }
             journal.write(entry)  # write-ahead: the record is on disk before the file is touched
             _fault("apply", count, "intent")
             try:
@@ -158,10 +176,12 @@ def apply_plan(plan: Plan, quarantine: str | os.PathLike, *, force_copy: bool = 
                     _remove_partial(entry)
                     _transfer(src, dst, entry, "apply", count, force_copy)
             except OSError as exc:
-                raise InputError(f"cannot move {src} to the quarantine: {exc.strerror or exc}. {result.moved} "
-                                 f"file(s) moved by this run and every file is in one place or the other: fix the "
-                                 f"cause and run the same command again to resume, or undo with: dupaudit undo "
-                                 f"{journal_path}") from None
+                raise InputError(
+                    f"cannot move {src} to the quarantine: {exc.strerror or exc}. {result.moved} "
+                    f"file(s) moved by this run and every file is in one place or the other: fix the "
+                    f"cause and run the same command again to resume, or undo with: dupaudit undo "
+                    f"{journal_path}"
+                ) from None
             _fault("apply", count, "moved")
             journal.write({"op": "done", "i": index})
             result.moved += 1
@@ -182,8 +202,9 @@ def _describe(state: str, entry: dict) -> str:
 # ------------------------------------------------------------------------------------------------ undo
 
 
-def undo(journal_path: str | os.PathLike, *, force_copy: bool = False,
-         progress: ProgressSink | None = None) -> UndoResult:
+def undo(
+    journal_path: str | os.PathLike, *, force_copy: bool = False, progress: ProgressSink | None = None
+) -> UndoResult:
     """Put every file an apply moved back where it was, byte for byte. Safe to run again, and after a crash."""
     progress = progress or NullProgress()
     journal_path = Path(journal_path).expanduser().resolve()
@@ -220,8 +241,10 @@ def undo(journal_path: str | os.PathLike, *, force_copy: bool = False,
                 _remove_partial(back)
                 _transfer(dst, src, back, "undo", count, force_copy)
             except OSError as exc:
-                raise InputError(f"cannot put {src} back: {exc.strerror or exc}. {result.restored} file(s) restored "
-                                 "so far; fix the cause and run undo again (it carries on where it stopped)") from None
+                raise InputError(
+                    f"cannot put {src} back: {exc.strerror or exc}. {result.restored} file(s) restored "
+                    "so far; fix the cause and run undo again (it carries on where it stopped)"
+                ) from None
             _fault("undo", count, "moved")
             journal.write({"op": "restored", "i": index})
             result.restored += 1
@@ -239,4 +262,3 @@ def _prune_empty(quarantine: Path) -> None:
                 os.rmdir(folder)
             except OSError:
                 pass
-

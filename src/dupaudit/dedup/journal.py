@@ -175,4 +175,3 @@ def _transfer(src: str, dst: str, entry: dict, action: str, count: int, force_co
     _copy_verified(src, dst, entry, action, count)
     os.unlink(src)  # the one removal dupaudit does: after a verified, durable copy
     fsync_dir(os.path.dirname(src))
-

@@ -35,8 +35,11 @@ def kept_files(plan: Plan) -> list[KeptFile]:
     excluded = {f.key for f in plan.drops} | {(root, path) for root, path, _ in plan.skipped}
     order = {r.name: i for i, r in enumerate(plan.roots)}
     trees = {r.name: r.tree for r in plan.roots}
-    kept = [KeptFile(r.root, r.path, r.abspath, f"{trees[r.root]}/{r.path}" if trees[r.root] else r.path)
-            for r in records if r.key not in excluded]
+    kept = [
+        KeptFile(r.root, r.path, r.abspath, f"{trees[r.root]}/{r.path}" if trees[r.root] else r.path)
+        for r in records
+        if r.key not in excluded
+    ]
     kept.sort(key=lambda k: (order[k.root], k.path))
     return kept
 
@@ -48,8 +51,10 @@ def write_list(plan: Plan, out: str | os.PathLike, *, null: bool = False) -> int
     if not null:
         awkward = [k for k in kept if "\n" in k.abspath]
         if awkward:
-            raise InputError(f"{len(awkward)} kept path(s) contain a newline (e.g. {awkward[0].abspath!r}); "
-                             "write a NUL-separated list instead (--null)")
+            raise InputError(
+                f"{len(awkward)} kept path(s) contain a newline (e.g. {awkward[0].abspath!r}); "
+                "write a NUL-separated list instead (--null)"
+            )
     data = b"".join(os.fsencode(k.abspath) + separator for k in kept)
     atomic_write(Path(out), data)
     return len(kept)
@@ -73,8 +78,10 @@ def link_tree(plan: Plan, out: str | os.PathLike, *, hardlinks: bool = False) ->
                 os.link(item.abspath, target)
             except OSError as exc:
                 if exc.errno == errno.EXDEV:
-                    raise InputError(f"{out}: hardlinks cannot cross filesystems; use symlinks or a folder on the "
-                                     "dataset's filesystem") from None
+                    raise InputError(
+                        f"{out}: hardlinks cannot cross filesystems; use symlinks or a folder on the "
+                        "dataset's filesystem"
+                    ) from None
                 raise
         else:
             os.symlink(item.abspath, target)
@@ -83,6 +90,9 @@ def link_tree(plan: Plan, out: str | os.PathLike, *, hardlinks: bool = False) ->
 
 def summarize(plan: Plan) -> dict[str, int]:
     drops = plan.drops
-    return {"groups": len(plan.groups), "keep": len(plan.keeps), "drop": len(drops),
-            "drop_bytes": sum(f.size for f in drops)}
-
+    return {
+        "groups": len(plan.groups),
+        "keep": len(plan.keeps),
+        "drop": len(drops),
+        "drop_bytes": sum(f.size for f in drops),
+    }

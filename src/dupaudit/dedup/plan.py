@@ -23,6 +23,7 @@ KEEP_POLICIES = ("resolution", "largest", "oldest", "first")
 CONFLICT_POLICIES = ("keep-one", "drop-all", "skip")
 LEAKAGE_POLICIES = ("keep-one", "drop-from-train", "skip")
 
+
 class StalePlanError(InputError):
     """The files a plan names changed since it was made; applying it could quarantine the wrong file."""
 
@@ -90,9 +91,14 @@ class Plan:
 
     def identity(self) -> str:
         """A digest of what the plan does (roots, keeps, drops), independent of JSON whitespace."""
-        canonical = json.dumps([[(r.name, r.path) for r in self.roots],
-                                sorted((f.root, f.path, f.sha256) for f in self.keeps),
-                                sorted((f.root, f.path, f.sha256) for f in self.drops)], ensure_ascii=True)
+        canonical = json.dumps(
+            [
+                [(r.name, r.path) for r in self.roots],
+                sorted((f.root, f.path, f.sha256) for f in self.keeps),
+                sorted((f.root, f.path, f.sha256) for f in self.drops),
+            ],
+            ensure_ascii=True,
+        )
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -103,8 +109,9 @@ def _plan_file(root: Root, member: GroupMember) -> PlanFile:
         digest = file_sha256(path)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return PlanFile(member.root, member.path, info.st_size, info.st_mtime_ns, digest, member.label,
-                    member.width, member.height)
+    return PlanFile(
+        member.root, member.path, info.st_size, info.st_mtime_ns, digest, member.label, member.width, member.height
+    )
 
 
 def _keep_key(policy: str, position: dict[tuple[str, str], tuple]):
@@ -126,12 +133,15 @@ def _pixel_digests(paths: list[str]) -> list[str]:
     from ..engine.fingerprint import fingerprint_paths
 
     # A file that no longer decodes matches nothing (its key is its own path).
-    return [f"unreadable:{path}" if isinstance(f, str) else f.pixel_digest.hex()
-            for path, f in zip(paths, fingerprint_paths(paths, ("phash",)))]
+    return [
+        f"unreadable:{path}" if isinstance(f, str) else f.pixel_digest.hex()
+        for path, f in zip(paths, fingerprint_paths(paths, ("phash",)))
+    ]
 
 
-def _units(group: DuplicateGroup, files: list[PlanFile], kinds: frozenset[str], abspaths: list[str]
-           ) -> list[tuple[str, list[PlanFile]]]:
+def _units(
+    group: DuplicateGroup, files: list[PlanFile], kinds: frozenset[str], abspaths: list[str]
+) -> list[tuple[str, list[PlanFile]]]:
     """The sets of interchangeable files in a group whose kind is among `kinds`.
 
     Kinds nest (exact ⊂ pixel ⊂ near). A group wider than the widest kind asked is split into its pixel-identical
@@ -155,9 +165,16 @@ def _units(group: DuplicateGroup, files: list[PlanFile], kinds: frozenset[str], 
     return units
 
 
-def make_plan(report: ScanReport, *, keep: str = "resolution", kinds: Iterable[str] = KINDS,
-              conflicts: str = "keep-one", leakage: str = "keep-one", dataset: str | os.PathLike | None = None,
-              progress: ProgressSink | None = None) -> Plan:
+def make_plan(
+    report: ScanReport,
+    *,
+    keep: str = "resolution",
+    kinds: Iterable[str] = KINDS,
+    conflicts: str = "keep-one",
+    leakage: str = "keep-one",
+    dataset: str | os.PathLike | None = None,
+    progress: ProgressSink | None = None,
+) -> Plan:
     """Which files to drop so that one of each set of duplicates is left.
 
     keep: which copy stays (resolution: highest resolution, then largest file, then first path; largest: largest
@@ -167,8 +184,11 @@ def make_plan(report: ScanReport, *, keep: str = "resolution", kinds: Iterable[s
     one each) or skip. dataset: the folder the roots came from, so a link tree mirrors its layout.
     """
     kinds = frozenset(kinds)
-    for name, value, allowed in (("keep", keep, KEEP_POLICIES), ("conflicts", conflicts, CONFLICT_POLICIES),
-                                 ("leakage", leakage, LEAKAGE_POLICIES)):
+    for name, value, allowed in (
+        ("keep", keep, KEEP_POLICIES),
+        ("conflicts", conflicts, CONFLICT_POLICIES),
+        ("leakage", leakage, LEAKAGE_POLICIES),
+    ):
         if value not in allowed:
             raise InputError(f"unknown --{name} {value!r}: choose one of {', '.join(allowed)}")
     if not kinds or not kinds <= set(KINDS):
@@ -193,8 +213,15 @@ def make_plan(report: ScanReport, *, keep: str = "resolution", kinds: Iterable[s
                 if conflicts == "skip":
                     continue
                 if conflicts == "drop-all":
-                    groups.append(PlanGroup(group.id, kind, "label conflict: every copy dropped", (),
-                                            tuple(sorted(unit, key=lambda f: position[f.key]))))
+                    groups.append(
+                        PlanGroup(
+                            group.id,
+                            kind,
+                            "label conflict: every copy dropped",
+                            (),
+                            tuple(sorted(unit, key=lambda f: position[f.key])),
+                        )
+                    )
                     continue
                 reason = "label conflict: one copy kept"
             if len(splits) > 1:
@@ -206,15 +233,22 @@ def make_plan(report: ScanReport, *, keep: str = "resolution", kinds: Iterable[s
                         copies = sorted((f for f in unit if f.root == split), key=choose)
                         kept.append(copies[0])
                         dropped.extend(copies[1:])
-                    groups.append(PlanGroup(group.id, kind, "leak: train copies dropped",
-                                            tuple(sorted(kept, key=lambda f: position[f.key])),
-                                            tuple(sorted(dropped, key=lambda f: position[f.key]))))
+                    groups.append(
+                        PlanGroup(
+                            group.id,
+                            kind,
+                            "leak: train copies dropped",
+                            tuple(sorted(kept, key=lambda f: position[f.key])),
+                            tuple(sorted(dropped, key=lambda f: position[f.key])),
+                        )
+                    )
                     continue
                 reason = "leak: one copy kept" if reason == "duplicates" else reason + ", leak"
             winner = min(unit, key=choose)
             dropped = [f for f in unit if f is not winner]
-            groups.append(PlanGroup(group.id, kind, reason, (winner,),
-                                    tuple(sorted(dropped, key=lambda f: position[f.key]))))
+            groups.append(
+                PlanGroup(group.id, kind, reason, (winner,), tuple(sorted(dropped, key=lambda f: position[f.key])))
+            )
     progress.finish()
     groups = _protect_links(groups, roots)
     base = Path(dataset).expanduser().resolve() if dataset is not None else None
@@ -228,9 +262,15 @@ def make_plan(report: ScanReport, *, keep: str = "resolution", kinds: Iterable[s
             except ValueError:
                 pass
         plan_roots.append(PlanRoot(root.name, root.path, tree))
-    settings = {"method": report.settings.method, "threshold": report.settings.threshold,
-                "flips": report.settings.flips, "keep": keep, "kinds": [k for k in KINDS if k in kinds],
-                "conflicts": conflicts, "leakage": leakage}
+    settings = {
+        "method": report.settings.method,
+        "threshold": report.settings.threshold,
+        "flips": report.settings.flips,
+        "keep": keep,
+        "kinds": [k for k in KINDS if k in kinds],
+        "conflicts": conflicts,
+        "leakage": leakage,
+    }
     return Plan(tuple(plan_roots), settings, tuple(groups), tuple((s.root, s.path, s.reason) for s in report.skipped))
 
 
@@ -250,6 +290,7 @@ def _hops(path: str) -> list[str]:
 
 def _protect_links(groups: list[PlanGroup], roots: dict[str, Root]) -> list[PlanGroup]:
     """Never drop a file that a kept path reaches through a symlink (moving it would break the kept copy)."""
+
     def hops(item: PlanFile) -> list[str]:
         return _hops(os.path.join(roots[item.root].path, *item.path.split("/")))
 
@@ -258,8 +299,13 @@ def _protect_links(groups: list[PlanGroup], roots: dict[str, Root]) -> list[Plan
     for group in groups:
         rescued = tuple(f for f in group.drop if hops(f)[0] in needed)
         if rescued:
-            group = PlanGroup(group.id, group.kind, group.reason + " (link targets of kept files kept)",
-                              group.keep + rescued, tuple(f for f in group.drop if f not in rescued))
+            group = PlanGroup(
+                group.id,
+                group.kind,
+                group.reason + " (link targets of kept files kept)",
+                group.keep + rescued,
+                tuple(f for f in group.drop if f not in rescued),
+            )
         if group.drop:
             result.append(group)
     return result
@@ -277,8 +323,16 @@ def dumps(data) -> str:
 
 
 def _file_dict(item: PlanFile) -> dict:
-    return {"root": item.root, "path": item.path, "label": item.label, "size": item.size,
-            "mtime_ns": item.mtime_ns, "sha256": item.sha256, "width": item.width, "height": item.height}
+    return {
+        "root": item.root,
+        "path": item.path,
+        "label": item.label,
+        "size": item.size,
+        "mtime_ns": item.mtime_ns,
+        "sha256": item.sha256,
+        "width": item.width,
+        "height": item.height,
+    }
 
 
 def plan_to_dict(plan: Plan) -> dict:
@@ -288,13 +342,25 @@ def plan_to_dict(plan: Plan) -> dict:
         "version": PLAN_VERSION,
         "tool": {"name": "dupaudit", "version": __version__},
         "help": "Files under 'drop' are moved to the quarantine by `dupaudit dedup --apply`; files under 'keep' "
-                "must be unchanged when it runs. Edit freely: move an entry from drop to keep, or delete a group.",
+        "must be unchanged when it runs. Edit freely: move an entry from drop to keep, or delete a group.",
         "roots": [{"name": r.name, "path": r.path, "tree": r.tree} for r in plan.roots],
         "settings": plan.settings,
-        "summary": {"groups": len(plan.groups), "keep": len(plan.keeps), "drop": len(drops),
-                    "drop_bytes": sum(f.size for f in drops)},
-        "groups": [{"id": g.id, "kind": g.kind, "reason": g.reason, "keep": [_file_dict(f) for f in g.keep],
-                    "drop": [_file_dict(f) for f in g.drop]} for g in plan.groups],
+        "summary": {
+            "groups": len(plan.groups),
+            "keep": len(plan.keeps),
+            "drop": len(drops),
+            "drop_bytes": sum(f.size for f in drops),
+        },
+        "groups": [
+            {
+                "id": g.id,
+                "kind": g.kind,
+                "reason": g.reason,
+                "keep": [_file_dict(f) for f in g.keep],
+                "drop": [_file_dict(f) for f in g.drop],
+            }
+            for g in plan.groups
+        ],
         "skipped": [{"root": r, "path": p, "reason": why} for r, p, why in plan.skipped],
     }
 
@@ -320,9 +386,16 @@ def _file_from(data: object, where: str) -> PlanFile:
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected an object")
     try:
-        item = PlanFile(str(data["root"]), _safe_relative(data["path"], where), int(data["size"]),
-                        int(data["mtime_ns"]), str(data["sha256"]), data.get("label"), int(data.get("width", 0)),
-                        int(data.get("height", 0)))
+        item = PlanFile(
+            str(data["root"]),
+            _safe_relative(data["path"], where),
+            int(data["size"]),
+            int(data["mtime_ns"]),
+            str(data["sha256"]),
+            data.get("label"),
+            int(data.get("width", 0)),
+            int(data.get("height", 0)),
+        )
     except KeyError as exc:
         raise InputError(f"{where}: missing field {exc}") from None
     except (TypeError, ValueError) as exc:
@@ -335,7 +408,7 @@ def _file_from(data: object, where: str) -> PlanFile:
 def plan_from_dict(data: object, source: str = "plan") -> Plan:
     """Read a plan (possibly edited by hand), checking everything apply relies on."""
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise InputError(f"{source}: not a dupaudit plan (no \"format\": \"{PLAN_FORMAT}\")")
+        raise InputError(f'{source}: not a dupaudit plan (no "format": "{PLAN_FORMAT}")')
     if data.get("version") != PLAN_VERSION:
         raise InputError(f"{source}: plan version {data.get('version')!r} is not supported (expected {PLAN_VERSION})")
     try:
@@ -366,11 +439,11 @@ def plan_from_dict(data: object, source: str = "plan") -> Plan:
                 if item.root not in names:
                     raise InputError(f"{where}: unknown root {item.root!r}")
                 if item.key in seen:
-                    raise InputError(f"{source}: {item.root}/{item.path} is listed twice "
-                                     f"({seen[item.key]} and {role})")
+                    raise InputError(f"{source}: {item.root}/{item.path} is listed twice ({seen[item.key]} and {role})")
                 seen[item.key] = role
-        groups.append(PlanGroup(int(raw.get("id", index)), str(raw.get("kind", "near")), str(raw.get("reason", "")),
-                                keep, drop))
+        groups.append(
+            PlanGroup(int(raw.get("id", index)), str(raw.get("kind", "near")), str(raw.get("reason", "")), keep, drop)
+        )
     return Plan(roots, dict(data.get("settings", {})), tuple(groups), skipped)
 
 
@@ -386,4 +459,3 @@ def read_plan(path: str | os.PathLike) -> Plan:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not JSON: {exc}") from None
     return plan_from_dict(data, str(path))
-

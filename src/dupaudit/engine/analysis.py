@@ -17,9 +17,13 @@ from collections.abc import Sequence
 from .model import ClassStats, DuplicateGroup, ImageRecord, Root, SplitStats, Summary
 
 
-def analyse(roots: Sequence[Root], train_split: str, records: Sequence[ImageRecord],
-            groups: Sequence[DuplicateGroup], skipped: int) -> tuple[Summary, tuple[ClassStats, ...],
-                                                                      tuple[SplitStats, ...]]:
+def analyse(
+    roots: Sequence[Root],
+    train_split: str,
+    records: Sequence[ImageRecord],
+    groups: Sequence[DuplicateGroup],
+    skipped: int,
+) -> tuple[Summary, tuple[ClassStats, ...], tuple[SplitStats, ...]]:
     """Class and split statistics and the summary, from fingerprinted records and their groups."""
     group_of: dict[tuple[str, str], int] = {}
     for group in groups:
@@ -45,21 +49,41 @@ def analyse(roots: Sequence[Root], train_split: str, records: Sequence[ImageReco
             prior = n / total if total else 0.0
             prior_unique = u / total_distinct if total_distinct else 0.0
             skew += abs(prior - prior_unique) / 2
-            classes.append(ClassStats(root.name, label, n, u, n - u, (n - u) / n if n else 0.0,
-                                      prior, prior_unique, prior / prior_unique if prior_unique else 0.0))
+            classes.append(
+                ClassStats(
+                    root.name,
+                    label,
+                    n,
+                    u,
+                    n - u,
+                    (n - u) / n if n else 0.0,
+                    prior,
+                    prior_unique,
+                    prior / prior_unique if prior_unique else 0.0,
+                )
+            )
         split_distinct = len({identity[i] for i in in_split})
         is_train = root.name == train_split
         leaked = 0 if is_train else sum(1 for i in in_split if identity[i] in train_groups)
-        splits.append(SplitStats(
-            split=root.name, role="train" if is_train else "eval", images=total, distinct=split_distinct,
-            redundant=total - split_distinct, skew=_clean(skew),
-            wasted_fraction=(total - split_distinct) / total if total else 0.0,
-            leaked=leaked, leaked_fraction=leaked / total if total else 0.0,
-        ))
+        splits.append(
+            SplitStats(
+                split=root.name,
+                role="train" if is_train else "eval",
+                images=total,
+                distinct=split_distinct,
+                redundant=total - split_distinct,
+                skew=_clean(skew),
+                wasted_fraction=(total - split_distinct) / total if total else 0.0,
+                leaked=leaked,
+                leaked_fraction=leaked / total if total else 0.0,
+            )
+        )
 
     train = next((s for s in splits if s.role == "train"), None)
     summary = Summary(
-        images=len(records), skipped=skipped, groups=len(groups),
+        images=len(records),
+        skipped=skipped,
+        groups=len(groups),
         redundant=sum(len(g.members) - 1 for g in groups),
         label_conflicts=sum(1 for g in groups if g.is_label_conflict),
         leaked=sum(s.leaked for s in splits),
@@ -76,7 +100,8 @@ def _clean(value: float) -> float:
 
 def top_duplicated_classes(classes: Sequence[ClassStats], count: int = 10) -> list[ClassStats]:
     return sorted((c for c in classes if c.redundant), key=lambda c: (-c.duplication_rate, c.split, c.label or ""))[
-        :count]
+        :count
+    ]
 
 
 def kind_counts(groups: Sequence[DuplicateGroup]) -> Counter:

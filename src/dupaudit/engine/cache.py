@@ -22,8 +22,19 @@ from .listing import Listing
 
 _METHODS = tuple(HASH_SIZES)
 _HASH_COLUMNS = [m for m in _METHODS] + [f"{m}_flip" for m in _METHODS]
-_COLUMNS = ["path", "size", "mtime_ns", "error", "width", "height", "byte_digest", "pixel_digest",
-            *_HASH_COLUMNS, "thumb", "draft"]
+_COLUMNS = [
+    "path",
+    "size",
+    "mtime_ns",
+    "error",
+    "width",
+    "height",
+    "byte_digest",
+    "pixel_digest",
+    *_HASH_COLUMNS,
+    "thumb",
+    "draft",
+]
 _CACHE_LAYOUT = 3  # bump with the table layout; the stored version is "<FINGERPRINT_VERSION>.<_CACHE_LAYOUT>"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS fingerprints (
@@ -34,9 +45,11 @@ CREATE TABLE IF NOT EXISTS fingerprints (
 # Whole-scan answers (model.StoredAnswer: the report without its run facts), keyed by answer_key.
 _RESULTS_SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
 # CNN embeddings (embed.py, --method cnn): float16 vectors keyed by file identity and the weights file's digest.
-_EMBEDDINGS_SCHEMA = ("CREATE TABLE IF NOT EXISTS embeddings (path TEXT NOT NULL, model BLOB NOT NULL, "
-                      "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, vector BLOB NOT NULL, "
-                      "PRIMARY KEY (path, model))")
+_EMBEDDINGS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS embeddings (path TEXT NOT NULL, model BLOB NOT NULL, "
+    "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, vector BLOB NOT NULL, "
+    "PRIMARY KEY (path, model))"
+)
 _KEEP_RESULTS = 16  # the most recently used answers kept (one per dataset and settings, typically)
 _code_digest: bytes | None = None
 
@@ -126,8 +139,9 @@ class FingerprintCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lookup(self, keys: Iterable[tuple[str, int, int]], methods: tuple[str, ...],
-               draft: bool = False) -> dict[str, CachedRow]:
+    def lookup(
+        self, keys: Iterable[tuple[str, int, int]], methods: tuple[str, ...], draft: bool = False
+    ) -> dict[str, CachedRow]:
         """Rows for (abspath, size, mtime_ns) keys that are unchanged and hold every method asked for.
 
         Their Fingerprints carry the hashes of the methods asked for only, and no thumbnail (see thumbs()).
@@ -135,17 +149,19 @@ class FingerprintCache:
         """
         if self._db.execute("SELECT 1 FROM fingerprints LIMIT 1").fetchone() is None:
             return {}  # a new cache: nothing to match (listing 60,000 keys for nothing took 0.27 s)
-        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted "
-                         "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS wanted (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)"
+        )
         self._db.execute("DELETE FROM wanted")
         self._db.executemany("INSERT OR REPLACE INTO wanted VALUES (?, ?, ?)", keys)
         # Only the columns asked for: the other methods' hashes and the thumbnails stay on disk.
         methods = tuple(m for m in dict.fromkeys(methods) if m in _METHODS)
-        columns = ["error", "width", "height", "byte_digest", "pixel_digest", *methods,
-                   *(f"{m}_flip" for m in methods)]
-        query = (f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM fingerprints f JOIN wanted w "
-                 "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns "
-                 "WHERE f.draft = ? OR f.error IS NOT NULL")
+        columns = ["error", "width", "height", "byte_digest", "pixel_digest", *methods, *(f"{m}_flip" for m in methods)]
+        query = (
+            f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM fingerprints f JOIN wanted w "
+            "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns "
+            "WHERE f.draft = ? OR f.error IS NOT NULL"
+        )
         found: dict[str, CachedRow] = {}
         count = len(methods)
         for row in self._db.execute(query, (int(draft),)):
@@ -153,14 +169,19 @@ class FingerprintCache:
             if error is not None:
                 found[path] = CachedRow(error, None)
                 continue
-            hash_values = row[6:6 + count]
-            flip_values = row[6 + count:6 + 2 * count]
+            hash_values = row[6 : 6 + count]
+            flip_values = row[6 + count : 6 + 2 * count]
             if None in hash_values or None in flip_values:
                 continue  # fingerprinted earlier without this method: decode again
             fingerprint = Fingerprint(
-                width=width, height=height, byte_digest=byte_digest, pixel_digest=pixel_digest,
-                hashes=dict(zip(methods, hash_values)), flip_hashes=dict(zip(methods, flip_values)),
-                thumb=b"", draft=draft,
+                width=width,
+                height=height,
+                byte_digest=byte_digest,
+                pixel_digest=pixel_digest,
+                hashes=dict(zip(methods, hash_values)),
+                flip_hashes=dict(zip(methods, flip_values)),
+                thumb=b"",
+                draft=draft,
             )
             found[path] = CachedRow(None, fingerprint)
         self._db.execute("DELETE FROM wanted")
@@ -171,7 +192,7 @@ class FingerprintCache:
         result: dict[str, bytes] = {}
         paths = list(paths)
         for start in range(0, len(paths), 500):
-            chunk = paths[start:start + 500]
+            chunk = paths[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for path, thumb in self._db.execute(f"SELECT path, thumb FROM fingerprints WHERE path IN ({marks})", chunk):
                 if thumb is not None:
@@ -186,19 +207,35 @@ class FingerprintCache:
                 rows.append((path, size, mtime_ns, value) + (None,) * (len(_COLUMNS) - 5) + (0,))
                 continue
             hashes = [value.hashes.get(m) for m in _METHODS] + [value.flip_hashes.get(m) for m in _METHODS]
-            rows.append((path, size, mtime_ns, None, value.width, value.height, value.byte_digest,
-                         value.pixel_digest, *hashes, value.thumb, int(value.draft)))
+            rows.append(
+                (
+                    path,
+                    size,
+                    mtime_ns,
+                    None,
+                    value.width,
+                    value.height,
+                    value.byte_digest,
+                    value.pixel_digest,
+                    *hashes,
+                    value.thumb,
+                    int(value.draft),
+                )
+            )
         with self._db:
             self._db.executemany(f"INSERT OR REPLACE INTO fingerprints VALUES ({','.join('?' * len(_COLUMNS))})", rows)
 
     def embeddings(self, keys: Iterable[tuple[str, int, int]], model: bytes) -> dict[str, bytes]:
         """Stored embeddings (float16 bytes) of unchanged (abspath, size, mtime_ns) keys, for the weights `model`."""
-        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_embeddings "
-                         "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)")
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS wanted_embeddings (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)"
+        )
         self._db.execute("DELETE FROM wanted_embeddings")
         self._db.executemany("INSERT OR REPLACE INTO wanted_embeddings VALUES (?, ?, ?)", keys)
-        query = ("SELECT e.path, e.vector FROM embeddings e JOIN wanted_embeddings w ON e.path = w.path "
-                 "AND e.size = w.size AND e.mtime_ns = w.mtime_ns WHERE e.model = ?")
+        query = (
+            "SELECT e.path, e.vector FROM embeddings e JOIN wanted_embeddings w ON e.path = w.path "
+            "AND e.size = w.size AND e.mtime_ns = w.mtime_ns WHERE e.model = ?"
+        )
         found = dict(self._db.execute(query, (model,)).fetchall())
         self._db.execute("DELETE FROM wanted_embeddings")
         return found
@@ -206,8 +243,10 @@ class FingerprintCache:
     def store_embeddings(self, entries: Iterable[tuple[str, int, int, bytes]], model: bytes) -> None:
         """Write (abspath, size, mtime_ns, float16 vector bytes) rows for the weights `model` in one transaction."""
         with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
-                                 ((path, model, size, mtime_ns, vector) for path, size, mtime_ns, vector in entries))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
+                ((path, model, size, mtime_ns, vector) for path, size, mtime_ns, vector in entries),
+            )
 
     @staticmethod
     def answer_key(listing: Listing, settings: object) -> bytes:
@@ -245,5 +284,7 @@ class FingerprintCache:
         blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, time.time(), blob))
-            self._db.execute("DELETE FROM results WHERE key NOT IN "
-                             "(SELECT key FROM results ORDER BY used DESC LIMIT ?)", (_KEEP_RESULTS,))
+            self._db.execute(
+                "DELETE FROM results WHERE key NOT IN (SELECT key FROM results ORDER BY used DESC LIMIT ?)",
+                (_KEEP_RESULTS,),
+            )

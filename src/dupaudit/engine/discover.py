@@ -16,8 +16,22 @@ IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .bmp .dib .gif .tif .tiff .webp .ppm .pgm .pbm .pnm .ico .tga .jp2 .j2k".split()
 )
 # Leading bytes of the formats Pillow reads; used for files whose extension is not an image one.
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5",
-          b"P6", b"\x00\x00\x01\x00", b"\x00\x00\x00\x0cjP")
+_MAGIC = (
+    b"\xff\xd8\xff",
+    b"\x89PNG",
+    b"GIF8",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"P1",
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+    b"\x00\x00\x01\x00",
+    b"\x00\x00\x00\x0cjP",
+)
 
 
 _EXTENSIONS = tuple(IMAGE_EXTENSIONS)  # for str.endswith
@@ -72,8 +86,13 @@ def resolve_roots(root: str | os.PathLike, against: list[str | os.PathLike] | tu
                 roots.append(Root(_unique(entry.name, roots, path.name), str(split_path), _has_only_dirs(split_path)))
         else:
             default = path.name or "root"
-            roots.append(Root(_unique(default if index else default, roots, "root"), str(path),
-                              bool(dirs) and len(dirs) == len(children)))
+            roots.append(
+                Root(
+                    _unique(default if index else default, roots, "root"),
+                    str(path),
+                    bool(dirs) and len(dirs) == len(children),
+                )
+            )
     return tuple(roots)
 
 
@@ -110,12 +129,23 @@ def image_records(listing: Listing) -> list[ImageRecord]:
             label = folder.prefix[:slash] if root.labelled and slash >= 0 else None
             where = base + folder.prefix
             # visible names never start with ".", so this suffix test is os.path.splitext's
-            keep = [i for i, name in enumerate(folder.names)
-                    if name.lower().endswith(_EXTENSIONS) or looks_like_image(where + name)]
+            keep = [
+                i
+                for i, name in enumerate(folder.names)
+                if name.lower().endswith(_EXTENSIONS) or looks_like_image(where + name)
+            ]
             names = [folder.names[i] for i in keep]
-            found.extend(map(ImageRecord, repeat(root.name), map(folder.prefix.__add__, names), repeat(label),
-                             [files.sizes[position + i] for i in keep],
-                             [files.mtimes[position + i] for i in keep], map(where.__add__, names)))
+            found.extend(
+                map(
+                    ImageRecord,
+                    repeat(root.name),
+                    map(folder.prefix.__add__, names),
+                    repeat(label),
+                    [files.sizes[position + i] for i in keep],
+                    [files.mtimes[position + i] for i in keep],
+                    map(where.__add__, names),
+                )
+            )
             position += count
         found.sort(key=_PATH)
         records.extend(found)

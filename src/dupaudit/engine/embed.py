@@ -77,7 +77,8 @@ class Embedded:
 def hub_cache_path() -> Path:
     """Where torch.hub (and so torchvision and imagededup) keeps mobilenet_v3_small's weights."""
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "torch")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "torch"
+    )
     return Path(torch_home).expanduser() / "hub" / "checkpoints" / HUB_FILE
 
 
@@ -85,8 +86,10 @@ def find_weights(model: str | os.PathLike | None = None) -> Weights:
     """The weights file to use: `model`, else $DUPAUDIT_CNN_MODEL, else the torch hub cache file.
 
     Needs no torch: a missing file is reported before anything heavy is imported or decoded."""
-    how_to = (f"save torchvision's mobilenet_v3_small state_dict on a machine with internet (see README) and pass "
-              f"it with --model PATH or {ENV_VAR}=PATH; nothing is downloaded")
+    how_to = (
+        f"save torchvision's mobilenet_v3_small state_dict on a machine with internet (see README) and pass "
+        f"it with --model PATH or {ENV_VAR}=PATH; nothing is downloaded"
+    )
     for value, source in ((model, "--model"), (os.environ.get(ENV_VAR), f"${ENV_VAR}")):
         if value is None or str(value) == "":
             continue
@@ -97,8 +100,9 @@ def find_weights(model: str | os.PathLike | None = None) -> Weights:
     hub = hub_cache_path()
     if hub.is_file():
         return Weights(str(hub), "the torch hub cache", _file_digest(hub))
-    raise InputError(f"--method cnn needs MobileNetV3-Small weights and found none (no --model, no ${ENV_VAR}, "
-                     f"no {hub}): {how_to}")
+    raise InputError(
+        f"--method cnn needs MobileNetV3-Small weights and found none (no --model, no ${ENV_VAR}, no {hub}): {how_to}"
+    )
 
 
 def _file_digest(path: Path) -> bytes:
@@ -138,20 +142,23 @@ def build_encoder(weights: Weights) -> torch.nn.Module:
         # weights_only: a weights file is data; a pickled model (code) is refused rather than run
         state = torch.load(weights.path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise InputError(f"{weights.path} ({weights.source}): not a file of plain tensors (not made by torch.save, "
-                         f"or a whole pickled model); {hint}") from None
+        raise InputError(
+            f"{weights.path} ({weights.source}): not a file of plain tensors (not made by torch.save, "
+            f"or a whole pickled model); {hint}"
+        ) from None
     except Exception as exc:  # zip, I/O or torch errors alike: the file is not what we need
-        raise InputError(f"{weights.path} ({weights.source}): not a loadable weights file "
-                         f"({_first_sentence(exc)}); {hint}") from None
+        raise InputError(
+            f"{weights.path} ({weights.source}): not a loadable weights file ({_first_sentence(exc)}); {hint}"
+        ) from None
     if not isinstance(state, dict):
-        raise InputError(f"{weights.path} ({weights.source}): holds a {type(state).__name__}, not a state_dict; "
-                         f"{hint}")
+        raise InputError(f"{weights.path} ({weights.source}): holds a {type(state).__name__}, not a state_dict; {hint}")
     network = torchvision.models.mobilenet_v3_small(weights=None)  # weights=None: never download
     try:
         network.load_state_dict(state)
     except Exception as exc:
-        raise InputError(f"{weights.path} ({weights.source}): does not fit mobilenet_v3_small "
-                         f"({_first_sentence(exc)}); {hint}") from None
+        raise InputError(
+            f"{weights.path} ({weights.source}): does not fit mobilenet_v3_small ({_first_sentence(exc)}); {hint}"
+        ) from None
     return torch.nn.Sequential(network.features, network.avgpool, torch.nn.Flatten(1)).eval()
 
 
@@ -177,8 +184,14 @@ def preprocess(path: str) -> np.ndarray | None:
     return ((pixels / 255.0 - _MEAN) / _STD).transpose(2, 0, 1)
 
 
-def embed_records(records: Sequence[ImageRecord], weights: Weights, *, jobs: int | None = None,
-                  cache: FingerprintCache | None = None, progress: ProgressSink | None = None) -> Embedded:
+def embed_records(
+    records: Sequence[ImageRecord],
+    weights: Weights,
+    *,
+    jobs: int | None = None,
+    cache: FingerprintCache | None = None,
+    progress: ProgressSink | None = None,
+) -> Embedded:
     """Embeddings of every record: from the cache when unchanged, else by running the network in batches.
 
     This stage decodes each new file again (at 224x224, RGB): the fingerprint stage decodes straight to the
@@ -188,8 +201,11 @@ def embed_records(records: Sequence[ImageRecord], weights: Weights, *, jobs: int
     count = len(records)
     vectors = np.zeros((count, DIMENSIONS), dtype=np.float16)
     valid = np.ones(count, dtype=bool)
-    stored = cache.embeddings(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)),
-                              weights.digest) if cache is not None else {}
+    stored = (
+        cache.embeddings(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)), weights.digest)
+        if cache is not None
+        else {}
+    )
     todo = []
     for index, record in enumerate(records):
         vector = stored.get(record.abspath)
@@ -201,8 +217,9 @@ def embed_records(records: Sequence[ImageRecord], weights: Weights, *, jobs: int
     if todo:
         _compute(records, todo, weights, vectors, valid, jobs, cache, progress)
     if not valid.all():
-        log.warning("%d file(s) could not be decoded again for their embeddings: they join no near group",
-                    int((~valid).sum()))
+        log.warning(
+            "%d file(s) could not be decoded again for their embeddings: they join no near group", int((~valid).sum())
+        )
     return Embedded(vectors.astype(np.float32), valid, len(todo), hits)
 
 
@@ -218,7 +235,7 @@ def _compute(records, todo, weights, vectors, valid, jobs, cache, progress) -> N
         # Pillow releases the GIL while it decodes and resizes, so threads decode a batch side by side.
         with ThreadPoolExecutor(max_workers=threads) as pool, torch.inference_mode():
             for start in range(0, len(todo), BATCH):
-                batch = todo[start:start + BATCH]
+                batch = todo[start : start + BATCH]
                 inputs = list(pool.map(preprocess, [records[i].abspath for i in batch]))
                 done = [i for i, x in zip(batch, inputs) if x is not None]
                 for i, x in zip(batch, inputs):
@@ -228,18 +245,28 @@ def _compute(records, todo, weights, vectors, valid, jobs, cache, progress) -> N
                     norms = np.linalg.norm(features, axis=1, keepdims=True)
                     vectors[done] = (features / np.maximum(norms, 1e-12)).astype(np.float16)
                     if cache is not None:  # one transaction per batch: an interrupted scan keeps what it did
-                        cache.store_embeddings(((records[i].abspath, records[i].size, records[i].mtime_ns,
-                                                 vectors[i].tobytes()) for i in done if cacheable(records[i].abspath)),
-                                               weights.digest)
+                        cache.store_embeddings(
+                            (
+                                (records[i].abspath, records[i].size, records[i].mtime_ns, vectors[i].tobytes())
+                                for i in done
+                                if cacheable(records[i].abspath)
+                            ),
+                            weights.digest,
+                        )
                 progress.advance(len(batch))
     finally:
         progress.finish()
         torch.set_num_threads(previous)
 
 
-def similar_pairs(vectors: np.ndarray, min_similarity: float, *, valid: np.ndarray | None = None,
-                  threads: int | None = None, exact_limit: int = EXACT_LIMIT
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def similar_pairs(
+    vectors: np.ndarray,
+    min_similarity: float,
+    *,
+    valid: np.ndarray | None = None,
+    threads: int | None = None,
+    exact_limit: int = EXACT_LIMIT,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i, j, cosine) with i < j and cosine >= min_similarity between L2-normalised rows, sorted by (i, j).
 
     Exact (faiss IndexFlatIP range search, brute force in C++) up to `exact_limit` rows; above it an inverted-file
@@ -270,7 +297,7 @@ def similar_pairs(vectors: np.ndarray, min_similarity: float, *, valid: np.ndarr
     radius = float(np.nextafter(np.float32(min_similarity), np.float32(-np.inf)))
     firsts, seconds, scores = [], [], []
     for start in range(0, count, _QUERY_CHUNK):
-        limits, similarity, found = index.range_search(data[start:start + _QUERY_CHUNK], radius)
+        limits, similarity, found = index.range_search(data[start : start + _QUERY_CHUNK], radius)
         query = np.repeat(np.arange(start, start + len(limits) - 1), np.diff(limits.astype(np.int64)))
         keep = (found != query) & (similarity >= np.float32(min_similarity))
         query, found, similarity = query[keep], found[keep].astype(np.int64), similarity[keep]

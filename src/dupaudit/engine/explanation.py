@@ -59,12 +59,16 @@ def explain(first: str, second: str, settings: Settings | None = None) -> Explan
     if mirrored is not None:
         reasons.append(f"{settings.method} distance to the mirrored second image {mirrored}")
     if settings.verify:
-        reasons.append(f"descriptor similarity {descriptor_similarity:.3f} (neighbour candidates need >= "
-                       f"{cascade.min_descriptor_similarity} and to be among the {settings.neighbours} nearest "
-                       "neighbours in the dataset)")
-        reasons.append(f"verification score {_score(similarity, cascade)} (needs >= {settings.min_similarity}; "
-                       "the best high-passed correlation over 1-px shifts and a 1.12x zoom, refined to half a pixel "
-                       f"and 6% zoom per axis when it lies between {cascade.refine_from} and the threshold)")
+        reasons.append(
+            f"descriptor similarity {descriptor_similarity:.3f} (neighbour candidates need >= "
+            f"{cascade.min_descriptor_similarity} and to be among the {settings.neighbours} nearest "
+            "neighbours in the dataset)"
+        )
+        reasons.append(
+            f"verification score {_score(similarity, cascade)} (needs >= {settings.min_similarity}; "
+            "the best high-passed correlation over 1-px shifts and a 1.12x zoom, refined to half a pixel "
+            f"and 6% zoom per axis when it lies between {cascade.refine_from} and the threshold)"
+        )
         if mirrored_similarity is not None:
             reasons.append(f"verification score against the mirror {_score(mirrored_similarity, cascade)}")
     if a.byte_digest == b.byte_digest:
@@ -75,9 +79,20 @@ def explain(first: str, second: str, settings: Settings | None = None) -> Explan
         verdict = "near"
     else:
         verdict = "not a duplicate"
-    return Explanation(str(first), str(second), settings, a.byte_digest == b.byte_digest,
-                       a.pixel_digest == b.pixel_digest, distance, mirrored, descriptor_similarity, similarity,
-                       mirrored_similarity, verdict, tuple(reasons))
+    return Explanation(
+        str(first),
+        str(second),
+        settings,
+        a.byte_digest == b.byte_digest,
+        a.pixel_digest == b.pixel_digest,
+        distance,
+        mirrored,
+        descriptor_similarity,
+        similarity,
+        mirrored_similarity,
+        verdict,
+        tuple(reasons),
+    )
 
 
 def _distance(x: bytes, y: bytes) -> int:

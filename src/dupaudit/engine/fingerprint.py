@@ -75,8 +75,9 @@ def _decode_jpeg_fast(data: bytes, draft: bool = False) -> tuple[np.ndarray, tup
         if colorspace != "YCbCr" or (limit and width * height > limit):
             return None
         if draft:  # libjpeg-turbo's DCT scaling, to no less than DRAFT_SIZE a side, as Image.draft() does
-            pixels = _simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True,
-                                             min_height=DRAFT_SIZE, min_width=DRAFT_SIZE)
+            pixels = _simplejpeg.decode_jpeg(
+                data, colorspace="RGB", strict=True, min_height=DRAFT_SIZE, min_width=DRAFT_SIZE
+            )
         else:
             pixels = _simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
         return pixels, (width, height)
@@ -97,7 +98,7 @@ def _may_have_exif(data: bytes) -> bool:
             continue
         if marker == 0xDA:  # start of scan: the header is over
             return False
-        if marker == 0xE1 and data[position + 4:position + 10] == b"Exif\x00\x00":
+        if marker == 0xE1 and data[position + 4 : position + 10] == b"Exif\x00\x00":
             return True
         position += 2 + ((data[position + 2] << 8) | data[position + 3])
     return True
@@ -147,8 +148,9 @@ def _reason(exc: BaseException) -> str:
     return f"cannot decode: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
 
 
-def _facts(data: bytes, pixels, width: int, height: int, reduced: bool,
-           decoded_size: tuple[int, int] | None = None) -> dict:
+def _facts(
+    data: bytes, pixels, width: int, height: int, reduced: bool, decoded_size: tuple[int, int] | None = None
+) -> dict:
     """Size and digests of one file. `pixels`: the decoded RGB bytes (or an array holding them).
 
     The digests are 128-bit XXH3: equal bytes (or pixels) are what they detect, not tampering, and XXH3 is
@@ -171,8 +173,9 @@ def pillow_gray(rgb: np.ndarray) -> np.ndarray:
     return gray.astype(np.uint8)
 
 
-def decode_small(path: str, methods: tuple[str, ...], draft: bool = False,
-                 rgb_ok: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
+def decode_small(
+    path: str, methods: tuple[str, ...], draft: bool = False, rgb_ok: bool = False
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and decode one file; return its facts and the small gray arrays each method needs.
 
     With `draft`, a JPEG decodes at reduced scale (see DRAFT_SIZE); its pixel digest is then that of the
@@ -188,25 +191,29 @@ def decode_small(path: str, methods: tuple[str, ...], draft: bool = False,
     try:
         fast = _decode_jpeg_fast(data, draft)
         pixels, (width, height) = fast if fast is not None else (None, (0, 0))
-        if pixels is not None and pixels.shape[:2] == (THUMB_SIZE, THUMB_SIZE) == (height, width) \
-                and set(methods) <= {"phash"}:
+        if (
+            pixels is not None
+            and pixels.shape[:2] == (THUMB_SIZE, THUMB_SIZE) == (height, width)
+            and set(methods) <= {"phash"}
+        ):
             # Already the pHash input size (CIFAR-style): Pillow's resize would be a copy, and its RGB->L is
             # this integer formula (bit-identical, checked in tests), so no Pillow image is made at all.
             facts = _facts(data, pixels, THUMB_SIZE, THUMB_SIZE, reduced=False)
             return facts, {"phash": pixels if rgb_ok else pillow_gray(pixels)}
         if pixels is not None and draft:  # already approximate: the fast resize (resize.py) is close enough
             decoded_size = (pixels.shape[1], pixels.shape[0])
-            facts = _facts(data, pixels, width, height, reduced=decoded_size != (width, height),
-                           decoded_size=decoded_size)
+            facts = _facts(
+                data, pixels, width, height, reduced=decoded_size != (width, height), decoded_size=decoded_size
+            )
             return facts, {m: gray_thumbnail(pixels, HASH_SIZES[m]) for m in dict.fromkeys(("phash", *methods))}
         if pixels is not None:
             image = Image.fromarray(pixels, "RGB")
-            facts = _facts(data, pixels, width, height, reduced=image.size != (width, height),
-                           decoded_size=image.size)
+            facts = _facts(data, pixels, width, height, reduced=image.size != (width, height), decoded_size=image.size)
         else:
             image, (width, height) = _open_rgb(data, draft)
-            facts = _facts(data, image.tobytes(), width, height, reduced=image.size != (width, height),
-                           decoded_size=image.size)
+            facts = _facts(
+                data, image.tobytes(), width, height, reduced=image.size != (width, height), decoded_size=image.size
+            )
         del pixels
         small: dict[str, np.ndarray] = {}
         for method in dict.fromkeys(("phash", *methods)):
@@ -289,17 +296,19 @@ def fingerprints_of(decoded: DecodedBatch, draft: bool = False) -> list[Fingerpr
         if isinstance(facts, str):
             results.append(facts)
             continue
-        results.append(Fingerprint(
-            width=facts["width"],
-            height=facts["height"],
-            byte_digest=facts["byte_digest"],
-            pixel_digest=facts["pixel_digest"],
-            hashes={m: hashes[m][row].tobytes() for m in hashes},
-            flip_hashes={m: flips[m][row].tobytes() for m in flips},
-            thumb=thumbs[row].tobytes(),
-            blocks=sums[row].tobytes(),
-            draft=draft,
-        ))
+        results.append(
+            Fingerprint(
+                width=facts["width"],
+                height=facts["height"],
+                byte_digest=facts["byte_digest"],
+                pixel_digest=facts["pixel_digest"],
+                hashes={m: hashes[m][row].tobytes() for m in hashes},
+                flip_hashes={m: flips[m][row].tobytes() for m in flips},
+                thumb=thumbs[row].tobytes(),
+                blocks=sums[row].tobytes(),
+                draft=draft,
+            )
+        )
         row += 1
     return results
 

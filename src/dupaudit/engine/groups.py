@@ -34,10 +34,17 @@ class UnionFind:
                 self.parent[root_a] = root_b
 
 
-def build_groups(records: Sequence[ImageRecord], index_of_root: dict[str, int], pairs_a: np.ndarray,
-                 pairs_b: np.ndarray, byte_digests: Sequence[bytes], pixel_digests: Sequence[bytes],
-                 hashes: np.ndarray, flip_hashes: np.ndarray | None, sizes: Sequence[tuple[int, int]]
-                 ) -> tuple[DuplicateGroup, ...]:
+def build_groups(
+    records: Sequence[ImageRecord],
+    index_of_root: dict[str, int],
+    pairs_a: np.ndarray,
+    pairs_b: np.ndarray,
+    byte_digests: Sequence[bytes],
+    pixel_digests: Sequence[bytes],
+    hashes: np.ndarray,
+    flip_hashes: np.ndarray | None,
+    sizes: Sequence[tuple[int, int]],
+) -> tuple[DuplicateGroup, ...]:
     """Groups of two or more records joined by pairs; sorted by their first member, ids from 0."""
     union = UnionFind(len(records))
     for a, b in zip(pairs_a.tolist(), pairs_b.tolist()):
@@ -65,14 +72,17 @@ def build_groups(records: Sequence[ImageRecord], index_of_root: dict[str, int], 
         max_distance = _max_distance(hashes[items], None if flip_hashes is None else flip_hashes[items])
         keep = min(items, key=lambda i: (keep_order(records[i], *sizes[i]), position(i)))
         members = tuple(
-            GroupMember(records[i].root, records[i].path, records[i].label, i == keep,
-                        sizes[i][0], sizes[i][1], records[i].size)
+            GroupMember(
+                records[i].root, records[i].path, records[i].label, i == keep, sizes[i][0], sizes[i][1], records[i].size
+            )
             for i in items
         )
         groups.append((position(items[0]), kind, max_distance, members, exact_copies, pixel_copies))
     groups.sort(key=lambda g: g[0])
-    return tuple(DuplicateGroup(i, kind, dist, members, exact, pixel)
-                 for i, (_, kind, dist, members, exact, pixel) in enumerate(groups))
+    return tuple(
+        DuplicateGroup(i, kind, dist, members, exact, pixel)
+        for i, (_, kind, dist, members, exact, pixel) in enumerate(groups)
+    )
 
 
 def _max_distance(group_hashes: np.ndarray, group_flips: np.ndarray | None) -> int:

@@ -195,7 +195,7 @@ def _split(work: list[tuple[str, list[str]]], half: int):
     for index, (path, names) in enumerate(work):
         if count + len(names) >= half:
             cut = half - count
-            return first + [(path, names[:cut])], [(path, names[cut:])] + work[index + 1:], half
+            return first + [(path, names[:cut])], [(path, names[cut:])] + work[index + 1 :], half
         first.append((path, names))
         count += len(names)
     return first, [], count
@@ -234,6 +234,7 @@ def _stat_folder(path: str, names: list[str], first: int, failed: dict[int, str]
 
         def stat(name: str) -> os.stat_result:
             return os.stat(base + name)
+
     try:
         try:
             return list(map(stat, names))  # map(): C speed, the per-file cost is the system call

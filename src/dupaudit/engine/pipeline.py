@@ -48,19 +48,28 @@ class Fingerprinted:
     cache_hits: int
 
 
-def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...], *, jobs: int | None = None,
-                        cache: FingerprintCache | None = None, progress: ProgressSink | None = None,
-                        draft: bool = False) -> Fingerprinted:
+def fingerprint_records(
+    records: Sequence[ImageRecord],
+    methods: tuple[str, ...],
+    *,
+    jobs: int | None = None,
+    cache: FingerprintCache | None = None,
+    progress: ProgressSink | None = None,
+    draft: bool = False,
+) -> Fingerprinted:
     """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes.
 
     `draft`: decode JPEGs at reduced scale (fingerprint.DRAFT_SIZE): faster on photos, not bit-identical."""
     progress = progress or NullProgress()
-    cached = cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)),
-                          methods, draft) if cache else {}
+    cached = (
+        cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)), methods, draft)
+        if cache
+        else {}
+    )
     todo = [r for r in records if r.abspath not in cached]
     fresh: dict[str, Fingerprint | str] = {}
     progress.start("fingerprint", len(todo))
-    batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
+    batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
     jobs = max(1, jobs or default_jobs())
     if jobs == 1 or len(batches) <= 1:
         outputs = (fingerprint_paths([r.abspath for r in batch], methods, draft) for batch in batches)
@@ -72,9 +81,12 @@ def fingerprint_records(records: Sequence[ImageRecord], methods: tuple[str, ...]
         # would be the bottleneck. The fingerprints are the same either way (tests/test_parallel.py).
         hash_here = sum(r.size for r in todo) >= PARENT_HASHING_BYTES * len(todo)
         with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
-            outputs = pool.map(decode_paths if hash_here else fingerprint_paths,
-                               [[r.abspath for r in b] for b in batches], [methods] * len(batches),
-                               [draft] * len(batches))
+            outputs = pool.map(
+                decode_paths if hash_here else fingerprint_paths,
+                [[r.abspath for r in b] for b in batches],
+                [methods] * len(batches),
+                [draft] * len(batches),
+            )
             if hash_here:
                 outputs = (fingerprints_of(decoded, draft) for decoded in outputs)
             _collect(batches, outputs, fresh, cache, progress)
@@ -104,12 +116,23 @@ def _collect(batches, outputs, fresh, cache, progress) -> None:
         progress.advance(len(batch))
 
 
-def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, method: str = "phash",
-         threshold: int | None = None, flips: bool = False, jobs: int | None = None,
-         cache_path: str | os.PathLike | None = None, use_cache: bool = True, verify: bool = True,
-         neighbours: int | None = None, min_similarity: float | None = None,
-         progress: ProgressSink | None = None, fast_decode: bool = False,
-         model: str | os.PathLike | None = None) -> ScanReport:
+def scan(
+    root: str | os.PathLike,
+    against: Sequence[str | os.PathLike] = (),
+    *,
+    method: str = "phash",
+    threshold: int | None = None,
+    flips: bool = False,
+    jobs: int | None = None,
+    cache_path: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    verify: bool = True,
+    neighbours: int | None = None,
+    min_similarity: float | None = None,
+    progress: ProgressSink | None = None,
+    fast_decode: bool = False,
+    model: str | os.PathLike | None = None,
+) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
 
     method "cnn": near duplicates are pairs of CNN embeddings with cosine similarity >= min_similarity (default
@@ -121,8 +144,10 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
         raise InputError("--model goes with --method cnn")
     if method == "cnn":  # checked before any work, so that a missing model or torch is said at once
         if threshold is not None or flips or neighbours is not None:
-            raise InputError("--threshold, --flips and --neighbours are hash settings; with --method cnn the near "
-                             "duplicate threshold is --min-similarity (cosine, default 0.90)")
+            raise InputError(
+                "--threshold, --flips and --neighbours are hash settings; with --method cnn the near "
+                "duplicate threshold is --min-similarity (cosine, default 0.90)"
+            )
         weights = embed.find_weights(model)
         embed.require_torch(load=False)
         hash_method, threshold, verify, neighbours = "phash", 0, False, 0
@@ -139,17 +164,23 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     timings["discover"] = time.perf_counter() - started
 
     defaults = Settings()
-    settings = Settings(method=method, threshold=threshold, flips=flips, verify=verify,
-                        neighbours=defaults.neighbours if neighbours is None else neighbours,
-                        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity)
+    settings = Settings(
+        method=method,
+        threshold=threshold,
+        flips=flips,
+        verify=verify,
+        neighbours=defaults.neighbours if neighbours is None else neighbours,
+        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity,
+    )
     cache_file = cache_path or default_cache_path()
     # A rescan of unchanged folders with the same settings and code reuses the last answer: no file is
     # decoded, searched or even turned into a record (FingerprintCache.answer_key lists what it depends on).
     reuse_key = None
     if use_cache:
         with FingerprintCache(cache_file) as cache:
-            reuse_key = cache.answer_key(listing, (settings, roots, fast_decode)
-                                         + ((weights.digest,) if weights is not None else ()))
+            reuse_key = cache.answer_key(
+                listing, (settings, roots, fast_decode) + ((weights.digest,) if weights is not None else ())
+            )
             reused = cache.load_result(reuse_key)
         if isinstance(reused, StoredAnswer):
             timings["fingerprint"] = timings["search"] = 0.0
@@ -165,8 +196,9 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     if verify:  # the cascade needs faiss (0.15 s to import): load it while the workers decode
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
-        found = fingerprint_records(records, (hash_method,), jobs=jobs, cache=cache, progress=progress,
-                                    draft=fast_decode)
+        found = fingerprint_records(
+            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=fast_decode
+        )
         if verify and cache is not None:
             _load_thumbs(found, cache)
     finally:
@@ -176,13 +208,15 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
 
     mark = time.perf_counter()
     if weights is not None:  # --method cnn: near pairs from the embeddings instead of the hash cascade
-        groups = find_semantic_groups(found, roots, settings, weights, cache_file if use_cache else None,
-                                      jobs=jobs, progress=progress)
+        groups = find_semantic_groups(
+            found, roots, settings, weights, cache_file if use_cache else None, jobs=jobs, progress=progress
+        )
     else:
         groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
     timings["search"] = time.perf_counter() - mark
-    skipped = tuple(sorted([Skipped(*p) for p in listing.problems] + found.skipped,
-                           key=lambda s: (order[s.root], s.path)))
+    skipped = tuple(
+        sorted([Skipped(*p) for p in listing.problems] + found.skipped, key=lambda s: (order[s.root], s.path))
+    )
     train_split = next((r.name for r in roots if r.name == "train"), roots[0].name)
     summary, classes, splits = analyse(roots, train_split, found.records, groups, len(skipped))
     answer = StoredAnswer(summary, classes, splits, tuple(groups), skipped, train_split)
@@ -193,12 +227,27 @@ def scan(root: str | os.PathLike, against: Sequence[str | os.PathLike] = (), *, 
     return _report(roots, settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded)
 
 
-def _report(roots: tuple[Root, ...], settings: Settings, answer: StoredAnswer, timings: dict[str, float],
-            cache_hits: int, decoded: int) -> ScanReport:
+def _report(
+    roots: tuple[Root, ...],
+    settings: Settings,
+    answer: StoredAnswer,
+    timings: dict[str, float],
+    cache_hits: int,
+    decoded: int,
+) -> ScanReport:
     return ScanReport(
-        tool_version=__version__, roots=roots, settings=settings, summary=answer.summary, classes=answer.classes,
-        splits=answer.splits, groups=answer.groups, skipped=answer.skipped, train_split=answer.train_split,
-        timings=timings, cache_hits=cache_hits, decoded=decoded,
+        tool_version=__version__,
+        roots=roots,
+        settings=settings,
+        summary=answer.summary,
+        classes=answer.classes,
+        splits=answer.splits,
+        groups=answer.groups,
+        skipped=answer.skipped,
+        train_split=answer.train_split,
+        timings=timings,
+        cache_hits=cache_hits,
+        decoded=decoded,
     )
 
 
@@ -221,8 +270,14 @@ def _load_thumbs(found: Fingerprinted, cache: FingerprintCache) -> None:
             fingerprint.thumb = thumbs[record.abspath]
 
 
-def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerprint], roots: Sequence[Root],
-                settings: Settings, jobs: int | None = None, progress: ProgressSink | None = None):
+def find_groups(
+    records: Sequence[ImageRecord],
+    fingerprints: Sequence[Fingerprint],
+    roots: Sequence[Root],
+    settings: Settings,
+    jobs: int | None = None,
+    progress: ProgressSink | None = None,
+):
     """Exact, pixel and near pairs, joined into groups."""
     progress = progress or NullProgress()
     progress.start("searching", 3 if settings.verify else 1)
@@ -230,8 +285,9 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
     hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8).reshape(count, 8)
     flip_hashes = None
     if settings.flips:
-        flip_hashes = np.frombuffer(b"".join(f.flip_hashes[settings.method] for f in fingerprints),
-                                    dtype=np.uint8).reshape(count, 8)
+        flip_hashes = np.frombuffer(
+            b"".join(f.flip_hashes[settings.method] for f in fingerprints), dtype=np.uint8
+        ).reshape(count, 8)
     pair_a, pair_b = [], []
     for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
         a, b = _equal_pairs(digests)
@@ -248,9 +304,16 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
         sums = None
         if all(f.blocks for f in fingerprints):  # fresh fingerprints carry their block sums (cached ones do not)
             sums = np.frombuffer(b"".join(f.blocks for f in fingerprints), dtype=np.uint16).reshape(count, 64)
-        candidates = candidate_pairs(hash_pairs, thumbs, settings.flips, cascade, threads=jobs or default_jobs(),
-                                     progress=progress, groups_only=True,  # only the groups are reported
-                                     sums=sums)
+        candidates = candidate_pairs(
+            hash_pairs,
+            thumbs,
+            settings.flips,
+            cascade,
+            threads=jobs or default_jobs(),
+            progress=progress,
+            groups_only=True,  # only the groups are reported
+            sums=sums,
+        )
         verified = candidates.scores >= settings.min_similarity
         pair_a.append(candidates.first[verified])
         pair_b.append(candidates.second[verified])
@@ -261,14 +324,28 @@ def find_groups(records: Sequence[ImageRecord], fingerprints: Sequence[Fingerpri
     progress.advance()
     progress.finish()
     order = {r.name: i for i, r in enumerate(roots)}
-    return build_groups(records, order, np.concatenate(pair_a), np.concatenate(pair_b),
-                        [f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints],
-                        hashes, flip_hashes, [(f.width, f.height) for f in fingerprints])
+    return build_groups(
+        records,
+        order,
+        np.concatenate(pair_a),
+        np.concatenate(pair_b),
+        [f.byte_digest for f in fingerprints],
+        [f.pixel_digest for f in fingerprints],
+        hashes,
+        flip_hashes,
+        [(f.width, f.height) for f in fingerprints],
+    )
 
 
-def find_semantic_groups(found: Fingerprinted, roots: Sequence[Root], settings: Settings, weights: embed.Weights,
-                         cache_path: str | os.PathLike | None, jobs: int | None = None,
-                         progress: ProgressSink | None = None):
+def find_semantic_groups(
+    found: Fingerprinted,
+    roots: Sequence[Root],
+    settings: Settings,
+    weights: embed.Weights,
+    cache_path: str | os.PathLike | None,
+    jobs: int | None = None,
+    progress: ProgressSink | None = None,
+):
     """--method cnn: exact and pixel pairs from the digests, near pairs from CNN embeddings (embed.py), joined
     into groups. Thumbnail verification does not apply to semantic pairs; max_distance stays the pHash distance."""
     records, fingerprints = found.records, found.fingerprints
@@ -278,8 +355,9 @@ def find_semantic_groups(found: Fingerprinted, roots: Sequence[Root], settings: 
     finally:
         if cache is not None:
             cache.close()
-    near_a, near_b, _ = embed.similar_pairs(embedded.vectors, settings.min_similarity, valid=embedded.valid,
-                                            threads=jobs)
+    near_a, near_b, _ = embed.similar_pairs(
+        embedded.vectors, settings.min_similarity, valid=embedded.valid, threads=jobs
+    )
     pair_a, pair_b = [near_a], [near_b]
     for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
         a, b = _equal_pairs(digests)
@@ -287,9 +365,17 @@ def find_semantic_groups(found: Fingerprinted, roots: Sequence[Root], settings: 
         pair_b.append(b)
     hashes = np.frombuffer(b"".join(f.hashes["phash"] for f in fingerprints), dtype=np.uint8).reshape(-1, 8)
     order = {r.name: i for i, r in enumerate(roots)}
-    return build_groups(records, order, np.concatenate(pair_a), np.concatenate(pair_b),
-                        [f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints],
-                        hashes, None, [(f.width, f.height) for f in fingerprints])
+    return build_groups(
+        records,
+        order,
+        np.concatenate(pair_a),
+        np.concatenate(pair_b),
+        [f.byte_digest for f in fingerprints],
+        [f.pixel_digest for f in fingerprints],
+        hashes,
+        None,
+        [(f.width, f.height) for f in fingerprints],
+    )
 
 
 def _equal_pairs(digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,7 @@ def plan_blocks(count: int, radius: int, queries: int | None = None) -> Plan:
             masks = sum(math.comb(width, k) for k in range(flip + 1))
             # self-search probes half the hashes per mask and meets each candidate pair once
             share = 0.5 if queries == count else 1.0
-            cost += masks * queries * share * (_PROBE_COST + _CANDIDATE_COST * count / 2 ** width)
+            cost += masks * queries * share * (_PROBE_COST + _CANDIDATE_COST * count / 2**width)
             blocks.append((offset, width, flip))
             offset += width
         if best is None or cost < best.cost:
@@ -62,8 +62,9 @@ def plan_blocks(count: int, radius: int, queries: int | None = None) -> Plan:
     return best
 
 
-def pairs_within(hashes: np.ndarray, radius: int, queries: np.ndarray | None = None,
-                 threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pairs_within(
+    hashes: np.ndarray, radius: int, queries: np.ndarray | None = None, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i, j, distance) with distance <= radius, sorted by (i, j).
 
     Without queries: every unordered pair of rows of `hashes` once, i < j. With queries (for example the
@@ -83,8 +84,9 @@ def pairs_within(hashes: np.ndarray, radius: int, queries: np.ndarray | None = N
     if flat_cost <= plan.cost:
         first, second, distance = _faiss_pairs(hashes, radius, None if self_search else query_rows, threads)
     else:
-        first, second, distance = multi_index_pairs(hashes, radius, None if self_search else query_rows,
-                                                    threads=threads, plan=plan)
+        first, second, distance = multi_index_pairs(
+            hashes, radius, None if self_search else query_rows, threads=threads, plan=plan
+        )
     order = np.lexsort((second, first))
     return first[order], second[order], distance[order]
 
@@ -93,9 +95,14 @@ def _as_words(rows: np.ndarray) -> np.ndarray:
     return rows.view(">u8").ravel().astype(np.uint64)
 
 
-def multi_index_pairs(hashes: np.ndarray, radius: int, queries: np.ndarray | None = None, *,
-                      threads: int | None = None, plan: Plan | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def multi_index_pairs(
+    hashes: np.ndarray,
+    radius: int,
+    queries: np.ndarray | None = None,
+    *,
+    threads: int | None = None,
+    plan: Plan | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact pairs within `radius` by multi-index hashing (unsorted); see the module docstring."""
     words = _as_words(np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, 8))
     self_search = queries is None
@@ -117,8 +124,11 @@ def multi_index_pairs(hashes: np.ndarray, radius: int, queries: np.ndarray | Non
             parts = list(pool.map(run_block, range(len(blocks))))
     else:
         parts = [run_block(position) for position in range(len(blocks))]
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]))
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
 
 
 def _block_keys(words: np.ndarray, offset: int, width: int) -> np.ndarray:
@@ -142,9 +152,14 @@ def _expand(owners: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> tuple
     return owner_rep, positions
 
 
-def _search_block(words: np.ndarray, query_words: np.ndarray, self_search: bool, radius: int,
-                  blocks: tuple[tuple[int, int, int], ...], position: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _search_block(
+    words: np.ndarray,
+    query_words: np.ndarray,
+    self_search: bool,
+    radius: int,
+    blocks: tuple[tuple[int, int, int], ...],
+    position: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair whose keys in block `position` differ in at most its flip budget, verified on 64 bits."""
     offset, width, flips = blocks[position]
     keys = _block_keys(words, offset, width)
@@ -218,7 +233,7 @@ def _search_block(words: np.ndarray, query_words: np.ndarray, self_search: bool,
                 probe_positions = np.flatnonzero(((query_keys >> top) & 1) == 0)
                 probe_keys = query_keys[probe_positions]
                 probe_words = query_sorted_words[probe_positions]
-                targets, hits = target_buffer[:len(probe_keys)], hit_buffer[:len(probe_keys)]
+                targets, hits = target_buffer[: len(probe_keys)], hit_buffer[: len(probe_keys)]
         np.bitwise_xor(probe_keys, mask, out=targets)
         np.take(occupied, targets, out=hits)
         rows = np.flatnonzero(hits)
@@ -232,16 +247,22 @@ def _search_block(words: np.ndarray, query_words: np.ndarray, self_search: bool,
         more = np.flatnonzero(np.take(several, found_keys))
         if len(more):
             more_keys = np.take(found_keys, more)
-            verify(*_expand(np.take(probe_positions, np.take(rows, more)), np.take(starts, more_keys) + 1,
-                            np.take(counts, more_keys) - 1))
+            verify(
+                *_expand(
+                    np.take(probe_positions, np.take(rows, more)),
+                    np.take(starts, more_keys) + 1,
+                    np.take(counts, more_keys) - 1,
+                )
+            )
     if not found_a:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
     return np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_d)
 
 
-def _faiss_pairs(hashes: np.ndarray, radius: int, queries: np.ndarray | None,
-                 threads: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _faiss_pairs(
+    hashes: np.ndarray, radius: int, queries: np.ndarray | None, threads: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact pairs by faiss's IndexBinaryFlat range search (brute force in C++; best for small sets)."""
     import faiss  # imported here so that `dupaudit --help` and the pre-commit hook start fast
 
@@ -253,7 +274,7 @@ def _faiss_pairs(hashes: np.ndarray, radius: int, queries: np.ndarray | None,
     query_rows = hashes if self_search else queries
     firsts, seconds, distances = [], [], []
     for start in range(0, len(query_rows), _QUERY_CHUNK):
-        chunk = query_rows[start:start + _QUERY_CHUNK]
+        chunk = query_rows[start : start + _QUERY_CHUNK]
         # faiss returns distances strictly below the radius it is given.
         lims, found_d, found_i = index.range_search(chunk, radius + 1)
         owners = np.repeat(np.arange(start, start + len(chunk), dtype=np.int64), np.diff(lims).astype(np.int64))
@@ -271,7 +292,7 @@ def brute_force_pairs(hashes: np.ndarray, radius: int) -> set[tuple[int, int, in
 
     found = set()
     for i in range(len(hashes)):
-        d = hamming(hashes[i][None, :], hashes[i + 1:])
+        d = hamming(hashes[i][None, :], hashes[i + 1 :])
         for offset in np.nonzero(d <= radius)[0]:
             found.add((i, i + 1 + int(offset), int(d[offset])))
     return found

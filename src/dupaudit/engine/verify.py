@@ -46,11 +46,11 @@ def block_sums(thumbs: np.ndarray) -> np.ndarray:
     count = len(thumbs)
     result = np.empty((count, 64), dtype=np.uint16)
     for lo in range(0, count, 4096):  # chunked: small temporaries reuse the same memory
-        chunk = np.ascontiguousarray(thumbs[lo:lo + 4096], dtype=np.uint8)
+        chunk = np.ascontiguousarray(thumbs[lo : lo + 4096], dtype=np.uint8)
         # in integers: four pixels of a row at once as one uint32 (10x faster than a float mean)
         quads = chunk.reshape(len(chunk), 32 * 8 * 4).view(np.uint32)
         rows = ((quads & 0xFF) + ((quads >> 8) & 0xFF) + ((quads >> 16) & 0xFF) + (quads >> 24)).astype(np.uint16)
-        result[lo:lo + 4096] = rows.reshape(len(chunk), 8, 4, 8).sum(axis=2, dtype=np.uint16).reshape(-1, 64)
+        result[lo : lo + 4096] = rows.reshape(len(chunk), 8, 4, 8).sum(axis=2, dtype=np.uint16).reshape(-1, 64)
     return result
 
 
@@ -63,8 +63,9 @@ def descriptors(thumbs: np.ndarray | None = None, sums: np.ndarray | None = None
     return result
 
 
-def neighbour_pairs(desc: np.ndarray, k: int, min_similarity: float, queries: np.ndarray | None = None,
-                    threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_pairs(
+    desc: np.ndarray, k: int, min_similarity: float, queries: np.ndarray | None = None, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i, j), i != j, where j is among the k nearest neighbours of query i by cosine similarity."""
     import faiss
 
@@ -119,7 +120,7 @@ def _window_matrix(size: int, window: int) -> np.ndarray:
     span = size - window + 1
     matrix = np.zeros((span, size), dtype=np.float32)
     for offset in range(span):
-        matrix[offset, offset:offset + window] = 1
+        matrix[offset, offset : offset + window] = 1
     return matrix
 
 
@@ -129,10 +130,10 @@ def _sandwich(images: np.ndarray, left: np.ndarray) -> np.ndarray:
     out = left.shape[0]
     result = np.empty((count, out, out), dtype=np.float32)
     for start in range(0, count, 2048):
-        chunk = images[start:start + 2048]
+        chunk = images[start : start + 2048]
         rows = (chunk.reshape(-1, size) @ left.T).reshape(len(chunk), size, out)
         both = np.ascontiguousarray(rows.transpose(0, 2, 1)).reshape(-1, size) @ left.T
-        result[start:start + 2048] = both.reshape(len(chunk), out, out).transpose(0, 2, 1)
+        result[start : start + 2048] = both.reshape(len(chunk), out, out).transpose(0, 2, 1)
     return result
 
 
@@ -250,8 +251,14 @@ class Prepared:
         # high-passed images have a mean near 0, so this difference loses no precision in float32
         return sums, np.sqrt(np.maximum(squares - sums**2 / (w * w), 0)) + 1e-6
 
-    def scores(self, first: np.ndarray, second: np.ndarray, threads: int = 1, alignment: bool = False,
-               variants: tuple[int, ...] = (0, 1, 2)) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def scores(
+        self,
+        first: np.ndarray,
+        second: np.ndarray,
+        threads: int = 1,
+        alignment: bool = False,
+        variants: tuple[int, ...] = (0, 1, 2),
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Best correlation of each pair over shifts, plain and with either image zoomed.
 
         With `alignment`, also where it was found: variant * 9 + dy * 3 + dx (variant 0 plain, 1 the second
@@ -270,18 +277,21 @@ class Prepared:
         span = 2 * s + 1
         result = np.full(len(a), -1.0, dtype=np.float32)
         where = np.zeros(len(a), dtype=np.int8)
-        sides = {0: lambda: (self.plain[a], self.plain[b], 0, b), 1: lambda: (self.plain[a], self.zoom[b], 1, b),
-                 2: lambda: (self.plain[b], self.zoom[a], 1, a)}
+        sides = {
+            0: lambda: (self.plain[a], self.plain[b], 0, b),
+            1: lambda: (self.plain[a], self.zoom[b], 1, b),
+            2: lambda: (self.plain[b], self.zoom[a], 1, a),
+        }
         for variant in variants:
             fixed, moving, version, f = sides[variant]()
             fixed_index = b if variant == 2 else a
-            centre = fixed[:, s:s + w, s:s + w]
+            centre = fixed[:, s : s + w, s : s + w]
             mean, norm = self.centre_mean[fixed_index], self.centre_norm[fixed_index]
             sums, norms = self.sums[version, f], self.norms[version, f]
             for dy in range(span):
                 for dx in range(span):
                     # sum (c - mean_c)(m - mean_m) = sum c*m - mean_c * sum m  (the other terms cancel)
-                    dots = np.einsum("nij,nij->n", centre, moving[:, dy:dy + w, dx:dx + w])
+                    dots = np.einsum("nij,nij->n", centre, moving[:, dy : dy + w, dx : dx + w])
                     dots = (dots - mean * sums[:, dy, dx]) / (norm * norms[:, dy, dx])
                     better = dots > result
                     result[better] = dots[better]
@@ -352,7 +362,7 @@ def _refine_chunk(prepared: Prepared, first: np.ndarray, second: np.ndarray, whe
     fixed_index, moving_index = np.where(swap, second, first), np.where(swap, first, second)
     zoomed = (variant != 0).astype(np.int64)
     lo = (THUMB - _REFINE_WINDOW) // 2
-    fixed = prepared.plain[fixed_index][:, lo:lo + _REFINE_WINDOW, lo:lo + _REFINE_WINDOW]
+    fixed = prepared.plain[fixed_index][:, lo : lo + _REFINE_WINDOW, lo : lo + _REFINE_WINDOW]
     fixed = fixed - fixed.mean(axis=(1, 2), keepdims=True)
     fixed /= np.sqrt(np.einsum("nij,nij->n", fixed, fixed))[:, None, None] + 1e-6
     moving = prepared.plain[moving_index]
@@ -392,8 +402,15 @@ def similarity(thumbs_a: np.ndarray, thumbs_b: np.ndarray, size: int = THUMB) ->
     return prepared.scores(index, index + len(thumbs_a))
 
 
-def verify(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray, mirrored: np.ndarray,
-           settings: CascadeSettings, threads: int = 1, groups_only: bool = False) -> np.ndarray:
+def verify(
+    thumbs: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    mirrored: np.ndarray,
+    settings: CascadeSettings,
+    threads: int = 1,
+    groups_only: bool = False,
+) -> np.ndarray:
     """The score of each candidate pair (-1 for pairs dropped by the coarse pass); mirrored pairs flip the second.
 
     `groups_only`: skip the refinement of a pair whose two images are already joined by verified pairs (its
@@ -419,7 +436,7 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         second[mirrored] = [row_of[int(image)] for image in second[mirrored]]
         thumbs = np.concatenate([thumbs, np.ascontiguousarray(thumbs[flipped][:, :, ::-1])])
     involved, inverse = np.unique(np.concatenate([first, second]), return_inverse=True)
-    local_first, local_second = inverse[:len(first)], inverse[len(first):]
+    local_first, local_second = inverse[: len(first)], inverse[len(first) :]
     small = Prepared(thumbs[involved], THUMB // 2, threads, zoom=False)
     coarse = small.scores(local_first, local_second, threads, variants=(0,))
     # the zoomed comparisons only where they can matter: no verified CIFAR-10 pair scores below 0.35 unzoomed
@@ -431,10 +448,11 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
     del small  # its pages go back before the 32x32 stage allocates (fresh memory is what costs here)
     survivors = np.nonzero(coarse >= settings.min_coarse)[0]
     if len(survivors):
-        kept, kept_inverse = np.unique(np.concatenate([local_first[survivors], local_second[survivors]]),
-                                       return_inverse=True)
+        kept, kept_inverse = np.unique(
+            np.concatenate([local_first[survivors], local_second[survivors]]), return_inverse=True
+        )
         fine = Prepared(thumbs[involved[kept]], THUMB, threads)
-        fine_first, fine_second = kept_inverse[:len(survivors)], kept_inverse[len(survivors):]
+        fine_first, fine_second = kept_inverse[: len(survivors)], kept_inverse[len(survivors) :]
         fine_scores, where = fine.scores(fine_first, fine_second, threads, alignment=True)
         scores[survivors] = fine_scores
         # pairs in the uncertain band get the sub-pixel search; its score replaces the rough one when higher
@@ -468,7 +486,7 @@ def _refine_joining(fine, first, second, where, band, fine_scores, settings, thr
     refined = fine_scores[band].copy()  # pairs left out keep their unrefined score
     order = np.argsort(-fine_scores[band], kind="stable")
     for lo in range(0, len(order), 1024):
-        chunk = order[lo:lo + 1024]
+        chunk = order[lo : lo + 1024]
         pairs = zip(first[band[chunk]].tolist(), second[band[chunk]].tolist())
         todo = chunk[[joined.find(a) != joined.find(b) for a, b in pairs]]
         if not len(todo):
@@ -489,9 +507,16 @@ class Candidates:
     scores: np.ndarray  # -1 where the coarse pass dropped the pair
 
 
-def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumbs: np.ndarray, flips: bool,
-                    settings: CascadeSettings, threads: int | None = None, progress=None,
-                    groups_only: bool = False, sums: np.ndarray | None = None) -> Candidates:
+def candidate_pairs(
+    hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]],
+    thumbs: np.ndarray,
+    flips: bool,
+    settings: CascadeSettings,
+    threads: int | None = None,
+    progress=None,
+    groups_only: bool = False,
+    sums: np.ndarray | None = None,
+) -> Candidates:
     """The union of the hash pairs and the nearest-neighbour pairs, each unordered pair once, scored.
 
     `progress` (a ProgressSink, optional) advances once after the neighbour search and once after verification.
@@ -499,12 +524,14 @@ def candidate_pairs(hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]], thumb
     """
     desc = descriptors(thumbs, sums)
     sources = list(hash_pairs)
-    sources.append((*neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity,
-                                     threads=threads), False))
+    sources.append(
+        (*neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity, threads=threads), False)
+    )
     if flips:
         mirrored_desc = descriptors(np.ascontiguousarray(thumbs[:, :, ::-1]))
-        query, found = neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity,
-                                       queries=mirrored_desc, threads=threads)
+        query, found = neighbour_pairs(
+            desc, settings.neighbours, settings.min_descriptor_similarity, queries=mirrored_desc, threads=threads
+        )
         sources.append((found, query, True))  # found vs the mirror of query
         del mirrored_desc
     del desc

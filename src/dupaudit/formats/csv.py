@@ -7,8 +7,20 @@ import io
 
 from ..engine.model import ScanReport
 
-COLUMNS = ["group", "kind", "max_distance", "label_conflict", "leakage", "root", "path", "label", "keep", "width",
-           "height", "size"]
+COLUMNS = [
+    "group",
+    "kind",
+    "max_distance",
+    "label_conflict",
+    "leakage",
+    "root",
+    "path",
+    "label",
+    "keep",
+    "width",
+    "height",
+    "size",
+]
 
 
 def render(report: ScanReport) -> str:
@@ -17,7 +29,20 @@ def render(report: ScanReport) -> str:
     writer.writerow(COLUMNS)
     for group in report.groups:
         for m in group.members:
-            writer.writerow([group.id, group.kind, group.max_distance, int(group.is_label_conflict),
-                             int(group.is_leak), m.root, m.path, m.label or "", int(m.keep), m.width, m.height,
-                             m.size])
+            writer.writerow(
+                [
+                    group.id,
+                    group.kind,
+                    group.max_distance,
+                    int(group.is_label_conflict),
+                    int(group.is_leak),
+                    m.root,
+                    m.path,
+                    m.label or "",
+                    int(m.keep),
+                    m.width,
+                    m.height,
+                    m.size,
+                ]
+            )
     return buffer.getvalue()

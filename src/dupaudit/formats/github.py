@@ -32,17 +32,25 @@ def render_check(result: CheckResult, cwd: str | os.PathLike = ".") -> str:
     for failing in result.failing:
         finding = failing.finding
         title = f"dupaudit: {finding.kind} duplicate ({', '.join(failing.rules)})"
-        lines.append(f"::error file={escape_property(_workspace_path(finding.file, cwd))},"
-                     f"title={escape_property(title)}::{escape_data(finding.message)}")
+        lines.append(
+            f"::error file={escape_property(_workspace_path(finding.file, cwd))},"
+            f"title={escape_property(title)}::{escape_data(finding.message)}"
+        )
     for finding in result.tolerated:
-        lines.append(f"::notice file={escape_property(_workspace_path(finding.file, cwd))},"
-                     f"title={escape_property('dupaudit: ' + finding.kind + ' duplicate')}::"
-                     f"{escape_data(finding.message)}")
+        lines.append(
+            f"::notice file={escape_property(_workspace_path(finding.file, cwd))},"
+            f"title={escape_property('dupaudit: ' + finding.kind + ' duplicate')}::"
+            f"{escape_data(finding.message)}"
+        )
     for message in result.dataset_failures:
         lines.append(f"::error title={escape_property('dupaudit: skew')}::{escape_data(message)}")
     if result.baseline_rewritten:
         baseline = _workspace_path(result.baseline_path, cwd)
-        lines.append(f"::error file={escape_property(baseline)},title={escape_property('dupaudit: baseline')}::"
-                     + escape_data(f"{result.baseline_dropped} accepted file(s) are gone and were dropped from "
-                                   f"{baseline}: commit the rewritten baseline"))
+        lines.append(
+            f"::error file={escape_property(baseline)},title={escape_property('dupaudit: baseline')}::"
+            + escape_data(
+                f"{result.baseline_dropped} accepted file(s) are gone and were dropped from "
+                f"{baseline}: commit the rewritten baseline"
+            )
+        )
     return "".join(line + "\n" for line in lines)

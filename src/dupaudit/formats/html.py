@@ -42,6 +42,7 @@ MAX_CHART_CLASSES = 40  # per split; the classes that contribute most to the ske
 
 # ---------------------------------------------------------------------------------------------- text helpers
 
+
 def _clean(value: object) -> str:
     """Text that can be written as UTF-8: undecodable bytes of a file name (surrogate escapes) become U+FFFD."""
     text = "" if value is None else str(value)
@@ -88,6 +89,7 @@ def _finite(value: object) -> float | None:
 
 # ------------------------------------------------------------------------------------------------ thumbnails
 
+
 def _member_file(root_path: str | None, relative: str) -> Path | None:
     """The file of a group member, or None when the relative path would leave its root."""
     if not root_path:
@@ -113,8 +115,11 @@ def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, 
                 width, height = image.size
                 if width * height > MAX_PREVIEW_PIXELS:
                     return None, f"too large for a preview ({width}x{height})"
-                if (image.format in ("JPEG", "PNG") and max(width, height) <= size
-                        and path.stat().st_size <= RAW_EMBED_BYTES):
+                if (
+                    image.format in ("JPEG", "PNG")
+                    and max(width, height) <= size
+                    and path.stat().st_size <= RAW_EMBED_BYTES
+                ):
                     mime = "image/jpeg" if image.format == "JPEG" else "image/png"
                     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}", ""
                 if image.format == "JPEG":
@@ -140,6 +145,7 @@ def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, 
 
 
 # ---------------------------------------------------------------------------------------------------- charts
+
 
 def _nice_step(span: float, target: int = 5) -> float:
     if span <= 0:
@@ -184,8 +190,9 @@ def _class_chart(split: str, classes: Sequence[ClassStats], skew: float | None) 
     if len(rows) > MAX_CHART_CLASSES:
         rows.sort(key=lambda c: (-abs(c.prior - c.prior_without_duplicates), str(c.label)))
         rows = rows[:MAX_CHART_CLASSES]
-        note = (f"<p class='note'>Showing the {MAX_CHART_CLASSES} classes whose prior shifts most, "
-                f"of {len(classes):,}.</p>")
+        note = (
+            f"<p class='note'>Showing the {MAX_CHART_CLASSES} classes whose prior shifts most, of {len(classes):,}.</p>"
+        )
     rows.sort(key=lambda c: (-c.inflation, str(c.label)))
     label_w, gap, panel_w, row_h, top = 150, 40, 300, 20, 34
     a_x = label_w + 10
@@ -208,52 +215,70 @@ def _class_chart(split: str, classes: Sequence[ClassStats], skew: float | None) 
 
     grid, text, muted = palette.NEUTRAL["grid"], palette.NEUTRAL["text"], palette.NEUTRAL["muted"]
     bottom = top + row_h * len(rows)
-    parts = [f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
-             f"xmlns='http://www.w3.org/2000/svg' aria-label='{_e(f'classes of split {split}')}'>",
-             f"<text x='{a_x}' y='14' class='ptitle'>duplication rate</text>",
-             f"<text x='{b_x}' y='14' class='ptitle'>prior inflation p/q</text>"]
+    parts = [
+        f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
+        f"xmlns='http://www.w3.org/2000/svg' aria-label='{_e(f'classes of split {split}')}'>",
+        f"<text x='{a_x}' y='14' class='ptitle'>duplication rate</text>",
+        f"<text x='{b_x}' y='14' class='ptitle'>prior inflation p/q</text>",
+    ]
     # the same gridlines and labels for both panels: rate ticks on ax, inflation ticks on bx
     for ticks, to_x, default_step in ((rate_ticks, ax, 1.0), (inf_ticks, bx, 0.1)):
         step = ticks[1] - ticks[0] if len(ticks) > 1 else default_step
         for tick in ticks:
             x = to_x(tick)
-            parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{bottom}' stroke='{grid}'/>"
-                         f"<text x='{x:.1f}' y='{bottom + 14}' text-anchor='middle' class='tick'>"
-                         f"{_fmt_tick(tick, step)}</text>")
+            parts.append(
+                f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{bottom}' stroke='{grid}'/>"
+                f"<text x='{x:.1f}' y='{bottom + 14}' text-anchor='middle' class='tick'>"
+                f"{_fmt_tick(tick, step)}</text>"
+            )
     for index, c in enumerate(rows):
         y = top + index * row_h
         driver = c.label in drivers
         fill = palette.HIGHLIGHT["skew_driver"] if driver else palette.NEUTRAL["bar"]
         label = "(unlabelled)" if c.label is None else c.label
-        tip = _e(f"{label}: {c.redundant:,} of {c.images:,} images are redundant copies "
-                 f"({_pct(c.duplication_rate)}); prior {c.prior:.4f} -> {c.prior_without_duplicates:.4f} "
-                 f"without duplicates (x{c.inflation:.3f})" + ("; drives the skew" if driver else ""))
+        tip = _e(
+            f"{label}: {c.redundant:,} of {c.images:,} images are redundant copies "
+            f"({_pct(c.duplication_rate)}); prior {c.prior:.4f} -> {c.prior_without_duplicates:.4f} "
+            f"without duplicates (x{c.inflation:.3f})" + ("; drives the skew" if driver else "")
+        )
         weight = " font-weight='bold'" if driver else ""
         short = label if len(label) <= 22 else label[:21] + "…"
-        parts.append(f"<g class='crow{' driver' if driver else ''}'><title>{tip}</title>"
-                     f"<text x='{label_w}' y='{y + 14}' text-anchor='end' fill='{text}'{weight}>{_e(short)}</text>")
+        parts.append(
+            f"<g class='crow{' driver' if driver else ''}'><title>{tip}</title>"
+            f"<text x='{label_w}' y='{y + 14}' text-anchor='end' fill='{text}'{weight}>{_e(short)}</text>"
+        )
         rate_w = ax(c.duplication_rate * 100) - a_x
-        parts.append(f"<rect x='{a_x}' y='{y + 3}' width='{rate_w:.1f}' height='{row_h - 6}' fill='{fill}'/>"
-                     f"<text x='{a_x + rate_w + 4:.1f}' y='{y + 14}' class='val'>{_pct(c.duplication_rate)}</text>")
+        parts.append(
+            f"<rect x='{a_x}' y='{y + 3}' width='{rate_w:.1f}' height='{row_h - 6}' fill='{fill}'/>"
+            f"<text x='{a_x + rate_w + 4:.1f}' y='{y + 14}' class='val'>{_pct(c.duplication_rate)}</text>"
+        )
         one, end = bx(1.0), bx(min(max(c.inflation, inf_lo), inf_hi))
         left, bar_w = min(one, end), abs(end - one)
         anchor_x = max(one, end) + 4
-        parts.append(f"<rect x='{left:.1f}' y='{y + 3}' width='{max(bar_w, 0.5):.1f}' height='{row_h - 6}' "
-                     f"fill='{fill}'/><text x='{anchor_x:.1f}' y='{y + 14}' class='val'>×{c.inflation:.3f}</text>"
-                     "</g>")
+        parts.append(
+            f"<rect x='{left:.1f}' y='{y + 3}' width='{max(bar_w, 0.5):.1f}' height='{row_h - 6}' "
+            f"fill='{fill}'/><text x='{anchor_x:.1f}' y='{y + 14}' class='val'>×{c.inflation:.3f}</text>"
+            "</g>"
+        )
     parts.append(f"<line x1='{bx(1.0):.1f}' y1='{top - 4}' x2='{bx(1.0):.1f}' y2='{bottom}' stroke='{muted}'/>")
-    parts.append(f"<text x='{a_x + panel_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
-                 "redundant copies / images in the class (%)</text>"
-                 f"<text x='{b_x + panel_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
-                 "class prior with / without duplicates (×, 1 = unchanged)</text></svg>")
+    parts.append(
+        f"<text x='{a_x + panel_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
+        "redundant copies / images in the class (%)</text>"
+        f"<text x='{b_x + panel_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
+        "class prior with / without duplicates (×, 1 = unchanged)</text></svg>"
+    )
     skew_text = f" · skew {skew:.4f}" if skew is not None else ""
     legend = ""
     if drivers:
-        legend = (f"<span class='key' style='background:{palette.HIGHLIGHT['skew_driver']}'></span> drives the skew "
-                  "(an above-average share of |p − q|) "
-                  f"<span class='key' style='background:{palette.NEUTRAL['bar']}'></span> other classes")
-    return (f"<figure class='classchart'><figcaption><b>{_e(split)}</b>: {len(classes):,} classes{skew_text}"
-            f"<span class='legend'>{legend}</span></figcaption>{''.join(parts)}{note}</figure>")
+        legend = (
+            f"<span class='key' style='background:{palette.HIGHLIGHT['skew_driver']}'></span> drives the skew "
+            "(an above-average share of |p − q|) "
+            f"<span class='key' style='background:{palette.NEUTRAL['bar']}'></span> other classes"
+        )
+    return (
+        f"<figure class='classchart'><figcaption><b>{_e(split)}</b>: {len(classes):,} classes{skew_text}"
+        f"<span class='legend'>{legend}</span></figcaption>{''.join(parts)}{note}</figure>"
+    )
 
 
 def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
@@ -270,14 +295,18 @@ def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
     y_hi = max(y_ticks[-1], max(totals), 1)
     left, width, plot_h, top = 60, 700, 150, 12
     slot = width / (top_d + 1)
-    parts = [f"<svg class='chart' role='img' viewBox='0 0 {left + width + 20} {top + plot_h + 46}' "
-             f"width='{left + width + 20}' height='{top + plot_h + 46}' xmlns='http://www.w3.org/2000/svg' "
-             "aria-label='groups per distance'>"]
+    parts = [
+        f"<svg class='chart' role='img' viewBox='0 0 {left + width + 20} {top + plot_h + 46}' "
+        f"width='{left + width + 20}' height='{top + plot_h + 46}' xmlns='http://www.w3.org/2000/svg' "
+        "aria-label='groups per distance'>"
+    ]
     for tick in y_ticks:
         y = top + plot_h - plot_h * tick / y_hi
-        parts.append(f"<line x1='{left}' y1='{y:.1f}' x2='{left + width}' y2='{y:.1f}' "
-                     f"stroke='{palette.NEUTRAL['grid']}'/><text x='{left - 6}' y='{y + 4:.1f}' "
-                     f"text-anchor='end' class='tick'>{int(tick):,}</text>")
+        parts.append(
+            f"<line x1='{left}' y1='{y:.1f}' x2='{left + width}' y2='{y:.1f}' "
+            f"stroke='{palette.NEUTRAL['grid']}'/><text x='{left - 6}' y='{y + 4:.1f}' "
+            f"text-anchor='end' class='tick'>{int(tick):,}</text>"
+        )
     for d in range(top_d + 1):
         base = top + plot_h
         x = left + d * slot
@@ -286,28 +315,39 @@ def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
             if n:
                 h = plot_h * n / y_hi
                 base -= h
-                parts.append(f"<rect x='{x + 1:.1f}' y='{base:.1f}' width='{max(slot - 2, 1):.1f}' "
-                             f"height='{h:.1f}' fill='{palette.kind_color(kind)}'>"
-                             f"<title>{n:,} {kind} groups at distance {d}</title></rect>")
+                parts.append(
+                    f"<rect x='{x + 1:.1f}' y='{base:.1f}' width='{max(slot - 2, 1):.1f}' "
+                    f"height='{h:.1f}' fill='{palette.kind_color(kind)}'>"
+                    f"<title>{n:,} {kind} groups at distance {d}</title></rect>"
+                )
         if other[d]:
             h = plot_h * other[d] / y_hi
             base -= h
-            parts.append(f"<rect x='{x + 1:.1f}' y='{base:.1f}' width='{max(slot - 2, 1):.1f}' height='{h:.1f}' "
-                         f"fill='{palette.UNKNOWN}'/>")
+            parts.append(
+                f"<rect x='{x + 1:.1f}' y='{base:.1f}' width='{max(slot - 2, 1):.1f}' height='{h:.1f}' "
+                f"fill='{palette.UNKNOWN}'/>"
+            )
         if top_d <= 32 or d % 2 == 0:
-            parts.append(f"<text x='{x + slot / 2:.1f}' y='{top + plot_h + 14}' text-anchor='middle' "
-                         f"class='tick'>{d}</text>")
+            parts.append(
+                f"<text x='{x + slot / 2:.1f}' y='{top + plot_h + 14}' text-anchor='middle' class='tick'>{d}</text>"
+            )
     tx = left + (threshold + 1) * slot
-    parts.append(f"<line x1='{tx:.1f}' y1='{top}' x2='{tx:.1f}' y2='{top + plot_h}' "
-                 f"stroke='{palette.NEUTRAL['text']}' stroke-dasharray='4 3'/>"
-                 f"<text x='{tx + 4:.1f}' y='{top + 10}' class='tick'>scan threshold {threshold}</text>")
-    parts.append(f"<text x='{left + width / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"
-                 "largest Hamming distance between two members of the group (bits)</text>"
-                 f"<text transform='translate(14 {top + plot_h / 2}) rotate(-90)' text-anchor='middle' "
-                 "class='axis'>groups</text></svg>")
+    parts.append(
+        f"<line x1='{tx:.1f}' y1='{top}' x2='{tx:.1f}' y2='{top + plot_h}' "
+        f"stroke='{palette.NEUTRAL['text']}' stroke-dasharray='4 3'/>"
+        f"<text x='{tx + 4:.1f}' y='{top + 10}' class='tick'>scan threshold {threshold}</text>"
+    )
+    parts.append(
+        f"<text x='{left + width / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"
+        "largest Hamming distance between two members of the group (bits)</text>"
+        f"<text transform='translate(14 {top + plot_h / 2}) rotate(-90)' text-anchor='middle' "
+        "class='axis'>groups</text></svg>"
+    )
     legend = " ".join(f"<span class='key' style='background:{palette.kind_color(k)}'></span> {k}" for k in KINDS)
-    return f"<figure><figcaption>Groups per distance <span class='legend'>{legend}</span></figcaption>" \
-           f"{''.join(parts)}</figure>"
+    return (
+        f"<figure><figcaption>Groups per distance <span class='legend'>{legend}</span></figcaption>"
+        f"{''.join(parts)}</figure>"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- probe
@@ -345,14 +385,19 @@ def _estimate(entry: object, prefixes: Sequence[str]) -> tuple[float, tuple[floa
             if found:
                 return found
         p = f"{prefix}_" if prefix else ""
-        mean = _finite(_first(entry, f"{p}mean", f"{p}value", f"{p}estimate", prefix) if prefix
-                       else _first(entry, "mean", "value", "estimate", "accuracy", "difference", "delta", "diff"))
+        mean = _finite(
+            _first(entry, f"{p}mean", f"{p}value", f"{p}estimate", prefix)
+            if prefix
+            else _first(entry, "mean", "value", "estimate", "accuracy", "difference", "delta", "diff")
+        )
         if mean is None:
             continue
         interval = _interval(_first(entry, f"{p}ci95", f"{p}ci", f"{p}interval", f"{p}ci_95"))
         if interval is None:
-            low, high = _finite(entry.get(f"{p}ci_low", entry.get(f"{p}low"))), _finite(
-                entry.get(f"{p}ci_high", entry.get(f"{p}high")))
+            low, high = (
+                _finite(entry.get(f"{p}ci_low", entry.get(f"{p}low"))),
+                _finite(entry.get(f"{p}ci_high", entry.get(f"{p}high"))),
+            )
             if low is not None and high is not None:
                 interval = (min(low, high), max(low, high))
         return mean, interval
@@ -422,9 +467,15 @@ def _as_percent(values: Iterable[float]) -> float:
     return 100.0 if all(-1.0 <= v <= 1.0 for v in values) else 1.0
 
 
-def _interval_chart(rows: Sequence[tuple[str, float, tuple[float, float] | None]], colors: Sequence[str],
-                    axis: str, scale: float, zero_line: bool, unit: str,
-                    bounds: tuple[float, float] | None = None) -> str:
+def _interval_chart(
+    rows: Sequence[tuple[str, float, tuple[float, float] | None]],
+    colors: Sequence[str],
+    axis: str,
+    scale: float,
+    zero_line: bool,
+    unit: str,
+    bounds: tuple[float, float] | None = None,
+) -> str:
     """Dots with 95% whiskers, one row each; `bounds` (in axis units) clips the axis, e.g. 0-100 % accuracy."""
     values = [v * scale for _, mean, ci in rows for v in ((mean,) + (ci or ()))]
     if bounds:  # a t-interval over two seeds can reach below 0 %; the axis need not
@@ -447,47 +498,71 @@ def _interval_chart(rows: Sequence[tuple[str, float, tuple[float, float] | None]
         return label_w + 10 + plot_w * (min(max(value, lo), hi) - lo) / (hi - lo)
 
     bottom = top + row_h * len(rows)
-    parts = [f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
-             f"xmlns='http://www.w3.org/2000/svg' aria-label='{_e(axis)}'>"]
+    parts = [
+        f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
+        f"xmlns='http://www.w3.org/2000/svg' aria-label='{_e(axis)}'>"
+    ]
     for tick in ticks:
-        parts.append(f"<line x1='{x(tick):.1f}' y1='{top}' x2='{x(tick):.1f}' y2='{bottom}' "
-                     f"stroke='{palette.NEUTRAL['grid']}'/><text x='{x(tick):.1f}' y='{bottom + 14}' "
-                     f"text-anchor='middle' class='tick'>{_fmt_tick(tick, step)}</text>")
+        parts.append(
+            f"<line x1='{x(tick):.1f}' y1='{top}' x2='{x(tick):.1f}' y2='{bottom}' "
+            f"stroke='{palette.NEUTRAL['grid']}'/><text x='{x(tick):.1f}' y='{bottom + 14}' "
+            f"text-anchor='middle' class='tick'>{_fmt_tick(tick, step)}</text>"
+        )
     if zero_line:
-        parts.append(f"<line x1='{x(0):.1f}' y1='{top}' x2='{x(0):.1f}' y2='{bottom}' "
-                     f"stroke='{palette.NEUTRAL['muted']}'/>")
+        parts.append(
+            f"<line x1='{x(0):.1f}' y1='{top}' x2='{x(0):.1f}' y2='{bottom}' stroke='{palette.NEUTRAL['muted']}'/>"
+        )
     digits = 2 if scale == 100 else 4
     for index, ((name, mean, ci), color) in enumerate(zip(rows, colors)):
         y = top + index * row_h + row_h / 2
         m = mean * scale
         text = f"{m:.{digits}f}{unit}" + (f" [{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]" if ci else "")
-        parts.append(f"<g class='prow'><title>{_e(name)}: {_e(text)}</title>"
-                     f"<text x='{label_w}' y='{y + 4:.1f}' text-anchor='end'>{_e(name)}</text>")
+        parts.append(
+            f"<g class='prow'><title>{_e(name)}: {_e(text)}</title>"
+            f"<text x='{label_w}' y='{y + 4:.1f}' text-anchor='end'>{_e(name)}</text>"
+        )
         if zero_line:
-            parts.append(f"<rect x='{min(x(0), x(m)):.1f}' y='{y - 6:.1f}' width='{abs(x(m) - x(0)):.1f}' "
-                         f"height='12' fill='{color}' opacity='0.55'/>")
+            parts.append(
+                f"<rect x='{min(x(0), x(m)):.1f}' y='{y - 6:.1f}' width='{abs(x(m) - x(0)):.1f}' "
+                f"height='12' fill='{color}' opacity='0.55'/>"
+            )
         if ci:
-            parts.append(f"<line x1='{x(ci[0] * scale):.1f}' y1='{y:.1f}' x2='{x(ci[1] * scale):.1f}' "
-                         f"y2='{y:.1f}' stroke='{color}' stroke-width='2'/>"
-                         f"<line x1='{x(ci[0] * scale):.1f}' y1='{y - 5:.1f}' x2='{x(ci[0] * scale):.1f}' "
-                         f"y2='{y + 5:.1f}' stroke='{color}' stroke-width='2'/>"
-                         f"<line x1='{x(ci[1] * scale):.1f}' y1='{y - 5:.1f}' x2='{x(ci[1] * scale):.1f}' "
-                         f"y2='{y + 5:.1f}' stroke='{color}' stroke-width='2'/>")
-        parts.append(f"<circle cx='{x(m):.1f}' cy='{y:.1f}' r='4.5' fill='{color}'/>"
-                     f"<text x='{label_w + plot_w + 20}' y='{y + 4:.1f}' class='val'>{_e(text)}</text></g>")
-    parts.append(f"<text x='{label_w + 10 + plot_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
-                 f"{_e(axis)}</text></svg>")
+            parts.append(
+                f"<line x1='{x(ci[0] * scale):.1f}' y1='{y:.1f}' x2='{x(ci[1] * scale):.1f}' "
+                f"y2='{y:.1f}' stroke='{color}' stroke-width='2'/>"
+                f"<line x1='{x(ci[0] * scale):.1f}' y1='{y - 5:.1f}' x2='{x(ci[0] * scale):.1f}' "
+                f"y2='{y + 5:.1f}' stroke='{color}' stroke-width='2'/>"
+                f"<line x1='{x(ci[1] * scale):.1f}' y1='{y - 5:.1f}' x2='{x(ci[1] * scale):.1f}' "
+                f"y2='{y + 5:.1f}' stroke='{color}' stroke-width='2'/>"
+            )
+        parts.append(
+            f"<circle cx='{x(m):.1f}' cy='{y:.1f}' r='4.5' fill='{color}'/>"
+            f"<text x='{label_w + plot_w + 20}' y='{y + 4:.1f}' class='val'>{_e(text)}</text></g>"
+        )
+    parts.append(
+        f"<text x='{label_w + 10 + plot_w / 2}' y='{bottom + 34}' text-anchor='middle' class='axis'>"
+        f"{_e(axis)}</text></svg>"
+    )
     return "".join(parts)
 
 
 def _arm_figure(arms: Sequence[tuple[str, float, tuple[float, float] | None]], what: str) -> str:
     scale = _as_percent([v for _, m, ci in arms for v in (m,) + (ci or ())])
     unit = "%" if scale == 100 else ""
-    return (f"<figure class='probe-arms'><figcaption>{_e(what.capitalize())} per arm: mean and 95% interval over seeds"
-            "</figcaption>" + _interval_chart(arms, [palette.arm_color(a) for a, _, _ in arms],
-                                               f"{what} ({'%' if unit else 'as given'})", scale, False, unit,
-                                               (0.0, 100.0) if unit else None)
-            + "</figure>")
+    return (
+        f"<figure class='probe-arms'><figcaption>{_e(what.capitalize())} per arm: mean and 95% interval over seeds"
+        "</figcaption>"
+        + _interval_chart(
+            arms,
+            [palette.arm_color(a) for a, _, _ in arms],
+            f"{what} ({'%' if unit else 'as given'})",
+            scale,
+            False,
+            unit,
+            (0.0, 100.0) if unit else None,
+        )
+        + "</figure>"
+    )
 
 
 def _arm_table(condition: dict) -> str:
@@ -500,30 +575,41 @@ def _arm_table(condition: dict) -> str:
         cells = [_finite(entry.get("train_images")), _finite(entry.get("steps")), _finite(entry.get("images_seen"))]
         if seconds is None and all(c is None for c in cells):
             continue
-        time_text = "" if seconds is None else f"{seconds[0]:.1f}" + (
-            f" [{seconds[1][0]:.1f}, {seconds[1][1]:.1f}]" if seconds[1] else "")
-        rows.append(f"<tr><td><span class='key' style='background:{palette.arm_color(name)}'></span>{_e(name)}</td>"
-                    + "".join(f"<td class='num'>{'' if c is None else f'{c:,.0f}'}</td>" for c in cells)
-                    + f"<td class='num'>{time_text}</td></tr>")
+        time_text = (
+            ""
+            if seconds is None
+            else f"{seconds[0]:.1f}" + (f" [{seconds[1][0]:.1f}, {seconds[1][1]:.1f}]" if seconds[1] else "")
+        )
+        rows.append(
+            f"<tr><td><span class='key' style='background:{palette.arm_color(name)}'></span>{_e(name)}</td>"
+            + "".join(f"<td class='num'>{'' if c is None else f'{c:,.0f}'}</td>" for c in cells)
+            + f"<td class='num'>{time_text}</td></tr>"
+        )
     if not rows:
         return ""
-    return ("<table class='arms'><thead><tr><th>arm</th><th>training images</th><th>steps</th><th>images seen</th>"
-            "<th>training time (s, 95% interval)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    return (
+        "<table class='arms'><thead><tr><th>arm</th><th>training images</th><th>steps</th><th>images seen</th>"
+        "<th>training time (s, 95% interval)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
 def _condition_html(title: str, condition: dict) -> str:
     parts = [f"<h3>On {_e(title)}</h3>"] if title else []
     facts = []
-    for key, name in (("train_images", "training images"), ("redundant", "redundant copies removed by dedup"),
-                      ("batch_size", "batch size")):
+    for key, name in (
+        ("train_images", "training images"),
+        ("redundant", "redundant copies removed by dedup"),
+        ("batch_size", "batch size"),
+    ):
         value = _finite(condition.get(key))
         if value is not None:
             facts.append(f"{name} <b>{value:,.0f}</b>")
-    seconds, share = _finite(condition.get("duplicate_time_seconds")), _finite(
-        condition.get("duplicate_time_fraction"))
+    seconds, share = _finite(condition.get("duplicate_time_seconds")), _finite(condition.get("duplicate_time_fraction"))
     if seconds is not None:
-        facts.append(f"time spent on duplicates <b>{seconds:.1f} s</b>" + (f" ({_pct(share)} of training)"
-                                                                            if share is not None else ""))
+        facts.append(
+            f"time spent on duplicates <b>{seconds:.1f} s</b>"
+            + (f" ({_pct(share)} of training)" if share is not None else "")
+        )
     if facts:
         parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
     arms = probe_arms(condition)
@@ -544,14 +630,30 @@ def _condition_html(title: str, condition: dict) -> str:
         scale = _as_percent([v for _, m, ci in rows for v in (m,) + (ci or ())])
         unit = " pp" if scale == 100 else ""
         rows = sorted(rows, key=lambda r: r[1])
-        colors = [palette.arm_color("deduplicated") if m > 0 else palette.arm_color("as-is") if m < 0
-                  else palette.NEUTRAL["muted"] for _, m, _ in rows]
-        parts.append("<figure class='probe-classes'><figcaption>Per-class accuracy, deduplicated − as-is "
-                     f"<span class='legend'><span class='key' style='background:{palette.arm_color('deduplicated')}'>"
-                     "</span> better without duplicates <span class='key' style='background:"
-                     f"{palette.arm_color('as-is')}'></span> better as-is</span></figcaption>")
-        parts.append(_interval_chart(rows, colors, "difference in class accuracy (percentage points)"
-                                     if unit else "difference in class accuracy", scale, True, unit))
+        colors = [
+            palette.arm_color("deduplicated")
+            if m > 0
+            else palette.arm_color("as-is")
+            if m < 0
+            else palette.NEUTRAL["muted"]
+            for _, m, _ in rows
+        ]
+        parts.append(
+            "<figure class='probe-classes'><figcaption>Per-class accuracy, deduplicated − as-is "
+            f"<span class='legend'><span class='key' style='background:{palette.arm_color('deduplicated')}'>"
+            "</span> better without duplicates <span class='key' style='background:"
+            f"{palette.arm_color('as-is')}'></span> better as-is</span></figcaption>"
+        )
+        parts.append(
+            _interval_chart(
+                rows,
+                colors,
+                "difference in class accuracy (percentage points)" if unit else "difference in class accuracy",
+                scale,
+                True,
+                unit,
+            )
+        )
         parts.append("</figure>")
     return "".join(parts)
 
@@ -581,37 +683,53 @@ def _sweep_chart(conditions: Sequence[tuple[float, dict]], inject: str) -> str:
     xs = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
     ys = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0
     grid = palette.NEUTRAL["grid"]
-    parts = [f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
-             "xmlns='http://www.w3.org/2000/svg' aria-label='accuracy against injection rate'>"]
+    parts = [
+        f"<svg class='chart' role='img' viewBox='0 0 {width} {height}' width='{width}' height='{height}' "
+        "xmlns='http://www.w3.org/2000/svg' aria-label='accuracy against injection rate'>"
+    ]
     for t in x_ticks:
-        parts.append(f"<line x1='{x(t):.1f}' y1='{top}' x2='{x(t):.1f}' y2='{top + plot_h}' stroke='{grid}'/>"
-                     f"<text x='{x(t):.1f}' y='{top + plot_h + 14}' text-anchor='middle' class='tick'>"
-                     f"{_fmt_tick(t, xs)}</text>")
+        parts.append(
+            f"<line x1='{x(t):.1f}' y1='{top}' x2='{x(t):.1f}' y2='{top + plot_h}' stroke='{grid}'/>"
+            f"<text x='{x(t):.1f}' y='{top + plot_h + 14}' text-anchor='middle' class='tick'>"
+            f"{_fmt_tick(t, xs)}</text>"
+        )
     for t in y_ticks:
         yy = top + plot_h - plot_h * (t - y_ticks[0]) / (y_ticks[-1] - y_ticks[0])
-        parts.append(f"<line x1='{left}' y1='{yy:.1f}' x2='{left + plot_w}' y2='{yy:.1f}' stroke='{grid}'/>"
-                     f"<text x='{left - 6}' y='{yy + 4:.1f}' text-anchor='end' class='tick'>{_fmt_tick(t, ys)}</text>")
+        parts.append(
+            f"<line x1='{left}' y1='{yy:.1f}' x2='{left + plot_w}' y2='{yy:.1f}' stroke='{grid}'/>"
+            f"<text x='{left - 6}' y='{yy + 4:.1f}' text-anchor='end' class='tick'>{_fmt_tick(t, ys)}</text>"
+        )
     for index, (arm, points) in enumerate(series.items()):
         color = palette.arm_color(arm)
         points.sort()
         line = " ".join(f"{x(r):.1f},{y(m):.1f}" for r, m, _ in points)
-        parts.append(f"<g class='sweep-arm'><title>{_e(arm)}</title>"
-                     f"<polyline points='{line}' fill='none' stroke='{color}' stroke-width='2'/>")
+        parts.append(
+            f"<g class='sweep-arm'><title>{_e(arm)}</title>"
+            f"<polyline points='{line}' fill='none' stroke='{color}' stroke-width='2'/>"
+        )
         for r, m, ci in points:
             if ci:
-                parts.append(f"<line x1='{x(r):.1f}' y1='{y(ci[0]):.1f}' x2='{x(r):.1f}' y2='{y(ci[1]):.1f}' "
-                             f"stroke='{color}' stroke-width='2'/>")
+                parts.append(
+                    f"<line x1='{x(r):.1f}' y1='{y(ci[0]):.1f}' x2='{x(r):.1f}' y2='{y(ci[1]):.1f}' "
+                    f"stroke='{color}' stroke-width='2'/>"
+                )
             parts.append(f"<circle cx='{x(r):.1f}' cy='{y(m):.1f}' r='4' fill='{color}'/>")
-        parts.append(f"<rect x='{left + plot_w + 16}' y='{top + 6 + 18 * index}' width='10' height='10' "
-                     f"fill='{color}'/><text x='{left + plot_w + 32}' y='{top + 15 + 18 * index}'>{_e(arm)}</text>"
-                     "</g>")
+        parts.append(
+            f"<rect x='{left + plot_w + 16}' y='{top + 6 + 18 * index}' width='10' height='10' "
+            f"fill='{color}'/><text x='{left + plot_w + 32}' y='{top + 15 + 18 * index}'>{_e(arm)}</text>"
+            "</g>"
+        )
     unit = "%" if scale == 100 else "as given"
-    parts.append(f"<text x='{left + plot_w / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"
-                 f"injection rate{f' ({_e(inject)})' if inject else ''}: share of the training set that is copies"
-                 f"</text><text transform='translate(14 {top + plot_h / 2}) rotate(-90)' text-anchor='middle' "
-                 f"class='axis'>clean test accuracy ({unit})</text></svg>")
-    return ("<figure class='probe-sweep'><figcaption>Sweep: accuracy per arm against the injection rate, "
-            "95% intervals over seeds</figcaption>" + "".join(parts) + "</figure>")
+    parts.append(
+        f"<text x='{left + plot_w / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"
+        f"injection rate{f' ({_e(inject)})' if inject else ''}: share of the training set that is copies"
+        f"</text><text transform='translate(14 {top + plot_h / 2}) rotate(-90)' text-anchor='middle' "
+        f"class='axis'>clean test accuracy ({unit})</text></svg>"
+    )
+    return (
+        "<figure class='probe-sweep'><figcaption>Sweep: accuracy per arm against the injection rate, "
+        "95% intervals over seeds</figcaption>" + "".join(parts) + "</figure>"
+    )
 
 
 def _probe_section(probe: dict) -> str:
@@ -624,10 +742,16 @@ def _probe_section(probe: dict) -> str:
         facts.append(f"seeds <b>{len(seeds)}</b>")
     settings = probe.get("settings") if isinstance(probe.get("settings"), dict) else {}
     data = probe.get("data") if isinstance(probe.get("data"), dict) else {}
-    for source, key, name in ((settings, "epochs", "epochs"), (settings, "size", "image size"),
-                              (settings, "adversarial", "adversarial"), (settings, "inject", "injection"),
-                              (data, "train_images", "training images"), (data, "test_images", "test images"),
-                              (data, "test_source", "test images from"), (probe, "device", "device")):
+    for source, key, name in (
+        (settings, "epochs", "epochs"),
+        (settings, "size", "image size"),
+        (settings, "adversarial", "adversarial"),
+        (settings, "inject", "injection"),
+        (data, "train_images", "training images"),
+        (data, "test_images", "test images"),
+        (data, "test_source", "test images from"),
+        (probe, "device", "device"),
+    ):
         value = source.get(key)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             facts.append(f"{_e(name)} <b>{_e(f'{value:,}' if isinstance(value, int) else value)}</b>")
@@ -643,8 +767,9 @@ def _probe_section(probe: dict) -> str:
     shown = [(title, part) for title, part in shown if "<figure" in part]
     for index, (title, part) in enumerate(shown):
         if sweep:  # a sweep: every rate is there, the strongest duplication open
-            part = (f"<details{' open' if index == len(shown) - 1 else ''}><summary>{_e(title)}</summary>"
-                    f"{part}</details>")
+            part = (
+                f"<details{' open' if index == len(shown) - 1 else ''}><summary>{_e(title)}</summary>{part}</details>"
+            )
         parts.append(part)
     if not shown:
         parts.append("<p>No accuracy per arm was found in the probe file; its content is below.</p>")
@@ -657,29 +782,44 @@ def _probe_section(probe: dict) -> str:
 
 # -------------------------------------------------------------------------------------------------- sections
 
+
 def _summary_section(report: ScanReport) -> str:
     s = report.summary
     kinds = {k: 0 for k in KINDS}
     for g in report.groups:
         kinds[g.kind] = kinds.get(g.kind, 0) + 1
-    kind_text = " · ".join(f"<span class='kind' style='color:{palette.kind_color(k)}'>{_e(k)}</span> {n:,}"
-                           for k, n in kinds.items())
+    kind_text = " · ".join(
+        f"<span class='kind' style='color:{palette.kind_color(k)}'>{_e(k)}</span> {n:,}" for k, n in kinds.items()
+    )
     evals = [sp for sp in report.splits if sp.role != "train"]
-    leak_detail = "; ".join(f"{_e(sp.split)}: {sp.leaked:,} of {sp.images:,} ({_pct(sp.leaked_fraction, 2)})"
-                            for sp in evals) or "no evaluation split scanned"
+    leak_detail = (
+        "; ".join(f"{_e(sp.split)}: {sp.leaked:,} of {sp.images:,} ({_pct(sp.leaked_fraction, 2)})" for sp in evals)
+        or "no evaluation split scanned"
+    )
     cards = [
         ("images", _num(s.images), f"{len(report.roots)} root{'s' if len(report.roots) != 1 else ''}", ""),
         ("duplicate groups", _num(s.groups), kind_text, ""),
         ("redundant copies", _num(s.redundant), f"{_pct(s.wasted_fraction)} of a training epoch", ""),
         ("skew (prior shift)", f"{s.skew:.4f}", "total variation; 0 = duplication even across classes", ""),
         ("leaked images", _num(s.leaked), f"with a copy in train · {leak_detail}", "leakage" if s.leaked else ""),
-        ("label conflicts", _num(s.label_conflicts), "groups whose members carry different labels",
-         "conflict" if s.label_conflicts else ""),
-        ("skipped files", _num(s.skipped), "<a href='#skipped'>reasons below</a>" if s.skipped else "none",
-         "skipped" if s.skipped else ""),
+        (
+            "label conflicts",
+            _num(s.label_conflicts),
+            "groups whose members carry different labels",
+            "conflict" if s.label_conflicts else "",
+        ),
+        (
+            "skipped files",
+            _num(s.skipped),
+            "<a href='#skipped'>reasons below</a>" if s.skipped else "none",
+            "skipped" if s.skipped else "",
+        ),
     ]
-    html_cards = "".join(f"<div class='card {cls}'><div class='label'>{title}</div><div class='value'>{value}</div>"
-                         f"<div class='detail'>{detail}</div></div>" for title, value, detail, cls in cards)
+    html_cards = "".join(
+        f"<div class='card {cls}'><div class='label'>{title}</div><div class='value'>{value}</div>"
+        f"<div class='detail'>{detail}</div></div>"
+        for title, value, detail, cls in cards
+    )
     return f"<section id='summary'><h2>Summary</h2><div class='cards'>{html_cards}</div></section>"
 
 
@@ -698,25 +838,36 @@ def _classes_section(report: ScanReport) -> str:
             charts.append(f"<p><b>{_e(split)}</b>: unlabelled, so no per-class statistics.</p>")
             continue
         if all(c.redundant == 0 for c in classes):
-            charts.append(f"<p><b>{_e(split)}</b>: {len(classes):,} classes, no redundant copies within the split"
-                          " (copies across splits are leaks, shown in the summary and the groups).</p>")
+            charts.append(
+                f"<p><b>{_e(split)}</b>: {len(classes):,} classes, no redundant copies within the split"
+                " (copies across splits are leaks, shown in the summary and the groups).</p>"
+            )
             continue
         charts.append(_class_chart(split, classes, skews.get(split)))
-    return ("<section id='classes'><h2>Classes</h2><p class='note'>Duplication rate: the share of a class's images "
-            "that are redundant copies. Prior inflation: how much more often a model sees the class than it would "
-            "without duplicates (p/q). Classes far from 1 drive the skew.</p>" + "".join(charts) + "</section>")
+    return (
+        "<section id='classes'><h2>Classes</h2><p class='note'>Duplication rate: the share of a class's images "
+        "that are redundant copies. Prior inflation: how much more often a model sees the class than it would "
+        "without duplicates (p/q). Classes far from 1 drive the skew.</p>" + "".join(charts) + "</section>"
+    )
 
 
 def _skipped_section(report: ScanReport, limit: int = 2_000) -> str:
     if not report.skipped:
         return ""
-    rows = "".join(f"<tr><td>{_e(s.root)}</td><td class='path'>{_e(s.path)}</td><td>{_e(s.reason)}</td></tr>"
-                   for s in report.skipped[:limit])
-    more = (f"<p class='note'>… and {len(report.skipped) - limit:,} more (see the JSON report).</p>"
-            if len(report.skipped) > limit else "")
-    return (f"<section id='skipped'><h2>Skipped files ({len(report.skipped):,})</h2><details open>"
-            f"<summary>Files that could not be read, with the reason</summary><table><thead><tr><th>root</th>"
-            f"<th>path</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>{more}</details></section>")
+    rows = "".join(
+        f"<tr><td>{_e(s.root)}</td><td class='path'>{_e(s.path)}</td><td>{_e(s.reason)}</td></tr>"
+        for s in report.skipped[:limit]
+    )
+    more = (
+        f"<p class='note'>… and {len(report.skipped) - limit:,} more (see the JSON report).</p>"
+        if len(report.skipped) > limit
+        else ""
+    )
+    return (
+        f"<section id='skipped'><h2>Skipped files ({len(report.skipped):,})</h2><details open>"
+        f"<summary>Files that could not be read, with the reason</summary><table><thead><tr><th>root</th>"
+        f"<th>path</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>{more}</details></section>"
+    )
 
 
 def _gallery_data(report: ScanReport, thumb_px: int) -> dict:
@@ -737,22 +888,42 @@ def _gallery_data(report: ScanReport, thumb_px: int) -> dict:
         members = []
         for m in g.members:
             uri, reason = thumbnail(_member_file(roots.get(m.root), m.path), thumb_px)
-            members.append([root_index[m.root], _clean(m.path), -1 if m.label is None else label_index[_clean(m.label)],
-                            1 if m.keep else 0, m.width, m.height, m.size, uri, reason])
+            members.append(
+                [
+                    root_index[m.root],
+                    _clean(m.path),
+                    -1 if m.label is None else label_index[_clean(m.label)],
+                    1 if m.keep else 0,
+                    m.width,
+                    m.height,
+                    m.size,
+                    uri,
+                    reason,
+                ]
+            )
         flags = (1 if g.is_label_conflict else 0) | (2 if g.is_leak else 0)
         groups.append([g.id, _clean(g.kind), g.max_distance, flags, members])
     max_distance = max([g.max_distance for g in report.groups] + [report.settings.threshold, 0])
-    return {"roots": [_clean(r) for r in root_names], "labels": labels, "kinds": list(KINDS),
-            "kindColors": {k: palette.kind_color(k) for k in KINDS}, "groups": groups,
-            "maxDistance": max_distance, "threshold": report.settings.threshold, "pageSize": PAGE_SIZE,
-            "membersShown": MEMBERS_SHOWN}
+    return {
+        "roots": [_clean(r) for r in root_names],
+        "labels": labels,
+        "kinds": list(KINDS),
+        "kindColors": {k: palette.kind_color(k) for k in KINDS},
+        "groups": groups,
+        "maxDistance": max_distance,
+        "threshold": report.settings.threshold,
+        "pageSize": PAGE_SIZE,
+        "membersShown": MEMBERS_SHOWN,
+    }
 
 
 def _groups_section(report: ScanReport) -> str:
     kinds = [k for k in KINDS] + sorted({g.kind for g in report.groups} - set(KINDS))
     kind_boxes = "".join(
         f"<label class='kind'><input type='checkbox' name='kind' value='{_e(k)}' checked> "
-        f"<span class='badge' style='background:{palette.kind_color(k)}'>{_e(k)}</span></label>" for k in kinds)
+        f"<span class='badge' style='background:{palette.kind_color(k)}'>{_e(k)}</span></label>"
+        for k in kinds
+    )
     labels = sorted({_clean(m.label) for g in report.groups for m in g.members if m.label is not None})
     label_opts = "".join(f"<option value='{_e(label)}'>{_e(label)}</option>" for label in labels)
     roots = [r.name for r in report.roots]
@@ -804,8 +975,10 @@ SCRIPT = _asset("report.js")
 def render(report: ScanReport, probe: dict | None = None, *, thumb_px: int = THUMBNAIL_PX) -> str:
     """The report as one self-contained HTML page (thumbnails read from each root's files)."""
     script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
-    csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
-           "base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
+        "base-uri 'none'; form-action 'none'"
+    )
     roots = " · ".join(f"<b>{_e(r.name)}</b> <span class='path'>{_e(r.path)}</span>" for r in report.roots)
     st = report.settings
     title = "dupaudit report: " + ", ".join(_clean(r.name) for r in report.roots)
@@ -823,12 +996,16 @@ def render(report: ScanReport, probe: dict | None = None, *, thumb_px: int = THU
         _classes_section(report),
     ]
     if report.groups:
-        body.append(f"<section id='distances'><h2>Distances</h2>{_distance_chart(report.groups, st.threshold)}"
-                    "</section>")
+        body.append(
+            f"<section id='distances'><h2>Distances</h2>{_distance_chart(report.groups, st.threshold)}</section>"
+        )
     if probe is not None:
         body.append(_probe_section(probe))
-    body.append(_groups_section(report) if report.groups else
-                "<section id='groups'><h2>Duplicate groups</h2><p>No duplicates found.</p></section>")
+    body.append(
+        _groups_section(report)
+        if report.groups
+        else "<section id='groups'><h2>Duplicate groups</h2><p>No duplicates found.</p></section>"
+    )
     body.append(_skipped_section(report))
     if report.groups:
         body.append(f"<script type='application/json' id='dupaudit-data'>{data}</script>")

@@ -31,33 +31,74 @@ def to_dict(report: ScanReport) -> dict:
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "dupaudit", "version": report.tool_version},
         "roots": [{"name": r.name, "path": r.path} for r in report.roots],
-        "settings": {"method": report.settings.method, "threshold": report.settings.threshold,
-                     "flips": report.settings.flips, "verify": report.settings.verify,
-                     "neighbours": report.settings.neighbours, "min_similarity": report.settings.min_similarity},
+        "settings": {
+            "method": report.settings.method,
+            "threshold": report.settings.threshold,
+            "flips": report.settings.flips,
+            "verify": report.settings.verify,
+            "neighbours": report.settings.neighbours,
+            "min_similarity": report.settings.min_similarity,
+        },
         "summary": {
-            "images": report.summary.images, "skipped": report.summary.skipped, "groups": report.summary.groups,
-            "redundant": report.summary.redundant, "label_conflicts": report.summary.label_conflicts,
-            "leaked": report.summary.leaked, "skew": _round(report.summary.skew),
+            "images": report.summary.images,
+            "skipped": report.summary.skipped,
+            "groups": report.summary.groups,
+            "redundant": report.summary.redundant,
+            "label_conflicts": report.summary.label_conflicts,
+            "leaked": report.summary.leaked,
+            "skew": _round(report.summary.skew),
             "wasted_fraction": _round(report.summary.wasted_fraction),
         },
         "classes": [
-            {"split": c.split, "label": c.label, "images": c.images, "distinct": c.distinct,
-             "redundant": c.redundant, "duplication_rate": _round(c.duplication_rate), "prior": _round(c.prior),
-             "prior_without_duplicates": _round(c.prior_without_duplicates), "inflation": _round(c.inflation)}
+            {
+                "split": c.split,
+                "label": c.label,
+                "images": c.images,
+                "distinct": c.distinct,
+                "redundant": c.redundant,
+                "duplication_rate": _round(c.duplication_rate),
+                "prior": _round(c.prior),
+                "prior_without_duplicates": _round(c.prior_without_duplicates),
+                "inflation": _round(c.inflation),
+            }
             for c in report.classes
         ],
         "splits": [
-            {"split": s.split, "role": s.role, "images": s.images, "distinct": s.distinct, "redundant": s.redundant,
-             "skew": _round(s.skew), "wasted_fraction": _round(s.wasted_fraction), "leaked": s.leaked,
-             "leaked_fraction": _round(s.leaked_fraction)}
+            {
+                "split": s.split,
+                "role": s.role,
+                "images": s.images,
+                "distinct": s.distinct,
+                "redundant": s.redundant,
+                "skew": _round(s.skew),
+                "wasted_fraction": _round(s.wasted_fraction),
+                "leaked": s.leaked,
+                "leaked_fraction": _round(s.leaked_fraction),
+            }
             for s in report.splits
         ],
         "groups": [
-            {"id": g.id, "kind": g.kind, "max_distance": g.max_distance,
-             "label_conflict": g.is_label_conflict, "leakage": g.is_leak,
-             "exact_copies": g.exact_copies, "pixel_copies": g.pixel_copies,
-             "members": [{"root": m.root, "path": m.path, "label": m.label, "keep": m.keep, "width": m.width,
-                          "height": m.height, "size": m.size} for m in g.members]}
+            {
+                "id": g.id,
+                "kind": g.kind,
+                "max_distance": g.max_distance,
+                "label_conflict": g.is_label_conflict,
+                "leakage": g.is_leak,
+                "exact_copies": g.exact_copies,
+                "pixel_copies": g.pixel_copies,
+                "members": [
+                    {
+                        "root": m.root,
+                        "path": m.path,
+                        "label": m.label,
+                        "keep": m.keep,
+                        "width": m.width,
+                        "height": m.height,
+                        "size": m.size,
+                    }
+                    for m in g.members
+                ],
+            }
             for g in report.groups
         ],
         "skipped": [{"root": s.root, "path": s.path, "reason": s.reason} for s in report.skipped],
@@ -80,8 +121,9 @@ def from_dict(data: dict) -> ScanReport:
         raise InputError(f"not a dupaudit scan report of schema_version {SCHEMA_VERSION}")
     try:
         roots = tuple(Root(r["name"], r["path"], True) for r in data["roots"])
-        train = next((s["split"] for s in data.get("splits", []) if s.get("role") == "train"),
-                     roots[0].name if roots else "")
+        train = next(
+            (s["split"] for s in data.get("splits", []) if s.get("role") == "train"), roots[0].name if roots else ""
+        )
         return ScanReport(
             tool_version=data["tool"]["version"],
             roots=roots,
@@ -90,10 +132,25 @@ def from_dict(data: dict) -> ScanReport:
             classes=tuple(ClassStats(**c) for c in data["classes"]),
             splits=tuple(SplitStats(**s) for s in data.get("splits", [])),
             groups=tuple(
-                DuplicateGroup(g["id"], g["kind"], g["max_distance"],
-                               tuple(GroupMember(m["root"], m["path"], m.get("label"), m["keep"], m.get("width", 0),
-                                                 m.get("height", 0), m.get("size", 0)) for m in g["members"]),
-                               g.get("exact_copies", 0), g.get("pixel_copies", 0))
+                DuplicateGroup(
+                    g["id"],
+                    g["kind"],
+                    g["max_distance"],
+                    tuple(
+                        GroupMember(
+                            m["root"],
+                            m["path"],
+                            m.get("label"),
+                            m["keep"],
+                            m.get("width", 0),
+                            m.get("height", 0),
+                            m.get("size", 0),
+                        )
+                        for m in g["members"]
+                    ),
+                    g.get("exact_copies", 0),
+                    g.get("pixel_copies", 0),
+                )
                 for g in data["groups"]
             ),
             skipped=tuple(Skipped(**s) for s in data["skipped"]),

@@ -19,11 +19,14 @@ def render_check(result: CheckResult) -> str:
     report = result.report
     scope = "the whole dataset" if result.files is None else f"{len(result.files):,} changed file(s)"
     if result.failing or result.dataset_failures:
-        lines.append(f"**Failed:** {len(result.failing):,} new finding(s) in {scope} break the gate "
-                     f"(`{result.config.fail_on}`).")
+        lines.append(
+            f"**Failed:** {len(result.failing):,} new finding(s) in {scope} break the gate (`{result.config.fail_on}`)."
+        )
     elif result.baseline_rewritten:
-        lines.append(f"**Baseline rewritten:** {result.baseline_dropped:,} accepted file(s) are gone; commit "
-                     f"the new {_code(result.baseline_path.rsplit('/', 1)[-1])}.")
+        lines.append(
+            f"**Baseline rewritten:** {result.baseline_dropped:,} accepted file(s) are gone; commit "
+            f"the new {_code(result.baseline_path.rsplit('/', 1)[-1])}."
+        )
     else:
         lines.append(f"**Passed:** no new finding in {scope} breaks the gate (`{result.config.fail_on}`).")
     lines.append("")
@@ -42,16 +45,20 @@ def render_check(result: CheckResult) -> str:
         lines.append("")
     rows = [(f.finding, ", ".join(f.rules)) for f in result.failing] + [(f, "") for f in result.tolerated]
     if rows:
-        lines += ["| file | finding | duplicate of | distance | label conflict | leakage | fails |",
-                  "|---|---|---|---:|:-:|:-:|---|"]
+        lines += [
+            "| file | finding | duplicate of | distance | label conflict | leakage | fails |",
+            "|---|---|---|---:|:-:|:-:|---|",
+        ]
         relation = {"exact": "exact copy", "pixel": "same pixels", "near": "near duplicate"}
         for finding, rules in rows:
             partners = ", ".join(_code(p) for p in finding.partners[:3])
             if len(finding.partners) > 3:
                 partners += f" and {len(finding.partners) - 3} more"
-            lines.append(f"| {_code(finding.path)} | {relation[finding.kind]} | {partners} | {finding.distance} "
-                         f"| {'yes' if finding.label_conflict else ''} "
-                         f"| {'/'.join(finding.splits) if finding.leakage else ''} | {rules} |")
+            lines.append(
+                f"| {_code(finding.path)} | {relation[finding.kind]} | {partners} | {finding.distance} "
+                f"| {'yes' if finding.label_conflict else ''} "
+                f"| {'/'.join(finding.splits) if finding.leakage else ''} | {rules} |"
+            )
         lines.append("")
     if result.failing:
         lines.append("Accept findings that are intended with `dupaudit baseline` and commit the baseline file.")

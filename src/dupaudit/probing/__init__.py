@@ -11,6 +11,21 @@ from .experiment import require_torch, run_probe
 from .results import ArmSummary, ClassDelta, Comparison, Condition, DataInfo, ProbeReport, RunResult, render_json
 from .stats import Interval, mean_interval, paired_difference
 
-__all__ = ["ARMS", "HYPERPARAMETERS", "ProbeSettings", "run_probe", "require_torch", "ProbeReport", "Condition",
-           "ArmSummary", "Comparison", "ClassDelta", "DataInfo", "RunResult", "Interval", "mean_interval",
-           "paired_difference", "render_json"]
+__all__ = [
+    "ARMS",
+    "HYPERPARAMETERS",
+    "ProbeSettings",
+    "run_probe",
+    "require_torch",
+    "ProbeReport",
+    "Condition",
+    "ArmSummary",
+    "Comparison",
+    "ClassDelta",
+    "DataInfo",
+    "RunResult",
+    "Interval",
+    "mean_interval",
+    "paired_difference",
+    "render_json",
+]

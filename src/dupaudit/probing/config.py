@@ -12,46 +12,46 @@ from dataclasses import dataclass
 
 HYPERPARAMETERS: dict = {
     "opt": {
-        "epochs": 10.0,              # airbench94 uses 9.9 epochs of CIFAR-10 for 94%
-        "batch_size": 1024,          # the largest batch; smaller datasets get a smaller one (see batch_size_for)
-        "min_steps_per_epoch": 16,   # below this many steps an epoch the batch is halved (tiny datasets)
-        "lr": 11.5,                  # learning rate per 1024 examples (the loss is summed, not averaged)
-        "momentum": 0.85,            # Nesterov momentum
-        "weight_decay": 0.0153,      # per 1024 examples, decoupled from the learning rate
-        "bias_scaler": 64.0,         # BatchNorm biases learn this much faster (no extra weight decay)
+        "epochs": 10.0,  # airbench94 uses 9.9 epochs of CIFAR-10 for 94%
+        "batch_size": 1024,  # the largest batch; smaller datasets get a smaller one (see batch_size_for)
+        "min_steps_per_epoch": 16,  # below this many steps an epoch the batch is halved (tiny datasets)
+        "lr": 11.5,  # learning rate per 1024 examples (the loss is summed, not averaged)
+        "momentum": 0.85,  # Nesterov momentum
+        "weight_decay": 0.0153,  # per 1024 examples, decoupled from the learning rate
+        "bias_scaler": 64.0,  # BatchNorm biases learn this much faster (no extra weight decay)
         "label_smoothing": 0.2,
-        "whiten_bias_epochs": 3,     # the whitening layer's bias trains for this many epochs, then freezes
-        "ema_start_epochs": 3,       # the Lookahead EMA starts after this many epochs...
-        "ema_every_steps": 5,        # ...is applied every this many steps...
-        "ema_decay_base": 0.95,      # ...with a decay warmed up as base**every * (step/total)**pow
+        "whiten_bias_epochs": 3,  # the whitening layer's bias trains for this many epochs, then freezes
+        "ema_start_epochs": 3,  # the Lookahead EMA starts after this many epochs...
+        "ema_every_steps": 5,  # ...is applied every this many steps...
+        "ema_decay_base": 0.95,  # ...with a decay warmed up as base**every * (step/total)**pow
         "ema_decay_pow": 3.0,
         "lr_schedule": (0.2, 0.23, 0.07),  # triangle: start factor, peak position (share of steps), end factor
     },
     "aug": {
-        "flip": True,                # alternating flip: a random half flipped once, then all flipped every odd epoch
-        "translate": 2,              # random crop from a reflect-padded image, up to 2 px each way
+        "flip": True,  # alternating flip: a random half flipped once, then all flipped every odd epoch
+        "translate": 2,  # random crop from a reflect-padded image, up to 2 px each way
     },
     "net": {
-        "base_width": 64,            # widths of the three conv groups: 1x, 4x, 4x this
-        "whiten_kernel": 2,          # patch size of the whitening convolution
-        "whiten_eps": 5e-4,          # added to the patch-covariance eigenvalues
-        "whiten_images": 5000,       # images used to estimate the patch covariance
-        "batchnorm_momentum": 0.6,   # airbench's convention: running = 0.6 * running + 0.4 * batch
-        "scaling_factor": 1 / 9,     # logits are scaled down by this
-        "tta_level": 2,              # clean evaluation: 0 none, 1 mirror, 2 mirror + 1-px translations
+        "base_width": 64,  # widths of the three conv groups: 1x, 4x, 4x this
+        "whiten_kernel": 2,  # patch size of the whitening convolution
+        "whiten_eps": 5e-4,  # added to the patch-covariance eigenvalues
+        "whiten_images": 5000,  # images used to estimate the patch covariance
+        "batchnorm_momentum": 0.6,  # airbench's convention: running = 0.6 * running + 0.4 * batch
+        "scaling_factor": 1 / 9,  # logits are scaled down by this
+        "tta_level": 2,  # clean evaluation: 0 none, 1 mirror, 2 mirror + 1-px translations
     },
     "adversarial": {
-        "eps": 8 / 255,              # L-infinity radius, in [0, 1] pixel units
-        "pgd_train_steps": 5,        # PGD steps per training batch (--adversarial pgd)
-        "fgsm_alpha": 1.25,          # FGSM with random start: step = alpha * eps (Wong et al. 2020)
-        "pgd_step_factor": 2.5,      # PGD step size = factor * eps / steps (Madry et al. 2018)
-        "eval_pgd_steps": 10,        # the PGD attack that measures robust accuracy on the test split
-        "tta_level": 0,              # adversarial runs evaluate clean and robust accuracy on the plain network
+        "eps": 8 / 255,  # L-infinity radius, in [0, 1] pixel units
+        "pgd_train_steps": 5,  # PGD steps per training batch (--adversarial pgd)
+        "fgsm_alpha": 1.25,  # FGSM with random start: step = alpha * eps (Wong et al. 2020)
+        "pgd_step_factor": 2.5,  # PGD step size = factor * eps / steps (Madry et al. 2018)
+        "eval_pgd_steps": 10,  # the PGD attack that measures robust accuracy on the test split
+        "tta_level": 0,  # adversarial runs evaluate clean and robust accuracy on the plain network
     },
     "data": {
-        "holdout": 0.2,              # share of the images held out for testing when ROOT has no test/val split
-        "data_seed": 0,              # seeds the hold-out, the --max-train/--max-test subsets and the injection
-        "eval_batch_size": 1000,     # test images per forward pass on a GPU...
+        "holdout": 0.2,  # share of the images held out for testing when ROOT has no test/val split
+        "data_seed": 0,  # seeds the hold-out, the --max-train/--max-test subsets and the injection
+        "eval_batch_size": 1000,  # test images per forward pass on a GPU...
         "eval_batch_size_cpu": 100,  # ...and on a CPU (smaller batches stay in cache: about 20% faster here)
     },
 }
@@ -68,20 +68,20 @@ class ProbeSettings:
     arms: tuple[str, ...] = ARMS
     seeds: int = 3
     epochs: float = HYPERPARAMETERS["opt"]["epochs"]
-    match_steps: bool = False          # smaller arms train for as many optimizer steps as as-is
-    size: int = 32                     # images are resized (shorter side) and centre-cropped to size x size
-    batch_size: int | None = None      # None: chosen from the size of the as-is arm
+    match_steps: bool = False  # smaller arms train for as many optimizer steps as as-is
+    size: int = 32  # images are resized (shorter side) and centre-cropped to size x size
+    batch_size: int | None = None  # None: chosen from the size of the as-is arm
     width: int = HYPERPARAMETERS["net"]["base_width"]
-    adversarial: str | None = None     # None, "pgd" or "fgsm"
+    adversarial: str | None = None  # None, "pgd" or "fgsm"
     eps: float = HYPERPARAMETERS["adversarial"]["eps"]
     pgd_steps: int = HYPERPARAMETERS["adversarial"]["pgd_train_steps"]
-    inject: str | None = None          # None, "uniform" or "nonuniform"
-    rates: tuple[float, ...] = ()      # injection rates: share of the injected training set that is copies
+    inject: str | None = None  # None, "uniform" or "nonuniform"
+    rates: tuple[float, ...] = ()  # injection rates: share of the injected training set that is copies
     inject_classes: tuple[str, ...] = ()  # nonuniform: the classes that get copies (default: half, at random)
     holdout: float = HYPERPARAMETERS["data"]["holdout"]
-    max_train: int | None = None       # a stratified subset of the training images (None: all)
-    max_test: int | None = None        # a stratified subset of the test images (None: all)
-    device: str = "auto"               # auto, cuda or cpu
+    max_train: int | None = None  # a stratified subset of the training images (None: all)
+    max_test: int | None = None  # a stratified subset of the test images (None: all)
+    device: str = "auto"  # auto, cuda or cpu
 
     def __post_init__(self) -> None:
         from ..errors import InputError

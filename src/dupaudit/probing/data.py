@@ -23,9 +23,9 @@ EVAL_SPLITS = ("test", "val", "valid", "validation")
 class TrainPool:
     """A training set as items over decoded images, with duplicate groups and the member dedup keeps."""
 
-    items: np.ndarray   # int64: index into the decoded images, one per training example
+    items: np.ndarray  # int64: index into the decoded images, one per training example
     groups: np.ndarray  # int64: duplicate group of each item; a lone image has a group of its own
-    keep: np.ndarray    # bool: the one item per group that the deduplicated arm keeps
+    keep: np.ndarray  # bool: the one item per group that the deduplicated arm keeps
 
     def __len__(self) -> int:
         return len(self.items)
@@ -45,9 +45,9 @@ class Split:
 
     train: tuple[ImageRecord, ...]
     test: tuple[ImageRecord, ...]
-    pool: TrainPool           # items index `train`
-    test_source: str          # "split 'test'", "--test FOLDER" or "hold-out 20%"
-    leaked: int               # test images with a copy in the training images
+    pool: TrainPool  # items index `train`
+    test_source: str  # "split 'test'", "--test FOLDER" or "hold-out 20%"
+    leaked: int  # test images with a copy in the training images
 
 
 def class_names(records: Sequence[ImageRecord]) -> tuple[str, ...]:
@@ -95,8 +95,9 @@ def build_pool(records: Sequence[ImageRecord], groups: Sequence[DuplicateGroup])
     return TrainPool(np.arange(len(records), dtype=np.int64), ids, keep)
 
 
-def stratified_holdout(records: Sequence[ImageRecord], groups: Sequence[DuplicateGroup], fraction: float,
-                       seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
+def stratified_holdout(
+    records: Sequence[ImageRecord], groups: Sequence[DuplicateGroup], fraction: float, seed: int
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """Split records into (train, test), about `fraction` of each class in test, never splitting a group.
 
     The unit is a duplicate group (or a lone image); a group counts for the class of its first member.
@@ -158,9 +159,17 @@ def _apportion(weights: Sequence[int], total: int) -> list[int]:
     return counts
 
 
-def choose_split(train_records: Sequence[ImageRecord], eval_records: Sequence[ImageRecord] | None,
-                 groups: Sequence[DuplicateGroup], *, holdout: float, eval_source: str, max_train: int | None,
-                 max_test: int | None, seed: int) -> Split:
+def choose_split(
+    train_records: Sequence[ImageRecord],
+    eval_records: Sequence[ImageRecord] | None,
+    groups: Sequence[DuplicateGroup],
+    *,
+    holdout: float,
+    eval_source: str,
+    max_train: int | None,
+    max_test: int | None,
+    seed: int,
+) -> Split:
     """The training and test records (hold-out when there is no evaluation split), subsets, and the pool."""
     if eval_records:
         train, test, source = list(train_records), list(eval_records), eval_source
@@ -178,6 +187,7 @@ def choose_split(train_records: Sequence[ImageRecord], eval_records: Sequence[Im
 
 
 # --- injection (Aghabagherloo et al.): add copies in memory ------------------------------------------------------
+
 
 def injected_counts(class_sizes: Sequence[int], mode: str, rate: float, chosen: Sequence[int]) -> list[int]:
     """Copies to add per class so that `rate` of the injected training set is copies.
@@ -228,8 +238,9 @@ def inject(pool: TrainPool, labels: np.ndarray, counts: Sequence[int], seed: int
         new_items.append(pool.items[sources])
         new_groups.append(pool.groups[sources])
     added = sum(max(0, c) for c in counts)
-    return TrainPool(np.concatenate(new_items), np.concatenate(new_groups),
-                     np.concatenate([pool.keep, np.zeros(added, dtype=bool)]))
+    return TrainPool(
+        np.concatenate(new_items), np.concatenate(new_groups), np.concatenate([pool.keep, np.zeros(added, dtype=bool)])
+    )
 
 
 def arm_pool(pool: TrainPool, arm: str, seed: int) -> TrainPool:
@@ -249,6 +260,7 @@ def arm_pool(pool: TrainPool, arm: str, seed: int) -> TrainPool:
 
 # --- decoding ----------------------------------------------------------------------------------------------------
 
+
 def _decode(path: str, size: int) -> np.ndarray:
     from PIL import Image
 
@@ -257,8 +269,7 @@ def _decode(path: str, size: int) -> np.ndarray:
         if image.size != (size, size):
             width, height = image.size
             scale = size / min(width, height)
-            resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))),
-                                   Image.BILINEAR)
+            resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BILINEAR)
             left = (resized.width - size) // 2
             top = (resized.height - size) // 2
             image = resized.crop((left, top, left + size, top + size))

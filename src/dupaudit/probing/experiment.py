@@ -53,10 +53,16 @@ def require_torch() -> None:
         raise MissingExtraError("probe", "dupaudit probe") from None
 
 
-def run_probe(root: str | os.PathLike, *, test: str | os.PathLike | None = None,
-              settings: ProbeSettings | None = None, jobs: int | None = None,
-              cache_path: str | os.PathLike | None = None, use_cache: bool = True,
-              progress: ProgressSink | None = None) -> ProbeReport:
+def run_probe(
+    root: str | os.PathLike,
+    *,
+    test: str | os.PathLike | None = None,
+    settings: ProbeSettings | None = None,
+    jobs: int | None = None,
+    cache_path: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: ProgressSink | None = None,
+) -> ProbeReport:
     """Measure what the duplicates in ROOT cost: train each arm over each seed and compare (see docs/probe.md)."""
     settings = settings or ProbeSettings()
     progress = progress or NullProgress()
@@ -75,8 +81,9 @@ def run_probe(root: str | os.PathLike, *, test: str | os.PathLike | None = None,
     device = resolve_device(settings.device)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    report = scan(root, [test] if test else [], jobs=jobs, cache_path=cache_path, use_cache=use_cache,
-                  progress=progress)
+    report = scan(
+        root, [test] if test else [], jobs=jobs, cache_path=cache_path, use_cache=use_cache, progress=progress
+    )
     timings["scan"] = time.perf_counter() - started
 
     mark = time.perf_counter()
@@ -102,20 +109,30 @@ def run_probe(root: str | os.PathLike, *, test: str | os.PathLike | None = None,
     eval_records = [r for r in records if eval_name is not None and r.root == eval_name]
     unknown = sorted({r.label for r in eval_records if r.label not in classes}, key=str)
     if unknown:
-        log.warning("ignoring %d test images in classes absent from training: %s",
-                    sum(r.label not in classes for r in eval_records), ", ".join(map(str, unknown[:5])))
+        log.warning(
+            "ignoring %d test images in classes absent from training: %s",
+            sum(r.label not in classes for r in eval_records),
+            ", ".join(map(str, unknown[:5])),
+        )
         eval_records = [r for r in eval_records if r.label in classes]
     seed = HYPERPARAMETERS["data"]["data_seed"]
-    split = choose_split(train_records, eval_records or None, report.groups, holdout=settings.holdout,
-                         eval_source=eval_source, max_train=settings.max_train, max_test=settings.max_test,
-                         seed=seed)
+    split = choose_split(
+        train_records,
+        eval_records or None,
+        report.groups,
+        holdout=settings.holdout,
+        eval_source=eval_source,
+        max_train=settings.max_train,
+        max_test=settings.max_test,
+        seed=seed,
+    )
     train_labels = label_indices(split.train, classes)
     test_labels = label_indices(split.test, classes)
     images = load_images([r.abspath for r in (*split.train, *split.test)], settings.size, jobs)
     timings["load"] = time.perf_counter() - mark
 
     train_images_t = torch.from_numpy(images[: len(split.train)]).to(device)
-    test_images_t = torch.from_numpy(images[len(split.train):]).to(device)
+    test_images_t = torch.from_numpy(images[len(split.train) :]).to(device)
     train_labels_t = torch.from_numpy(train_labels).to(device)
     test_labels_t = torch.from_numpy(test_labels).to(device)
     mean = torch.from_numpy(images[: len(split.train)].mean(axis=(0, 2, 3)) / 255)
@@ -123,33 +140,68 @@ def run_probe(root: str | os.PathLike, *, test: str | os.PathLike | None = None,
     del images
 
     scan_rates = {c.label: c.duplication_rate for c in report.classes if c.split == train_name}
-    adversarial = (AttackSpec.for_training(settings.adversarial, settings.eps, settings.pgd_steps)
-                   if settings.adversarial else None)
+    adversarial = (
+        AttackSpec.for_training(settings.adversarial, settings.eps, settings.pgd_steps)
+        if settings.adversarial
+        else None
+    )
     robust_spec = AttackSpec.for_evaluation(settings.eps) if settings.adversarial else None
     tta_level = HYPERPARAMETERS["adversarial" if settings.adversarial else "net"]["tta_level"]
     seeds = tuple(range(settings.seeds))
     memo: dict[tuple, RunResult] = {}
 
-    def run_one(arm: str, run_seed: int, rate: float | None, pool: TrainPool, steps: int,
-                batch_size: int) -> RunResult:
+    def run_one(arm: str, run_seed: int, rate: float | None, pool: TrainPool, steps: int, batch_size: int) -> RunResult:
         digest = hashlib.sha1(pool.items.tobytes()).hexdigest()
         key = (digest, run_seed, steps, batch_size)
         if key in memo:  # identical training set, seed and steps: deterministic, so the same result
             previous = memo[key]
-            return RunResult(arm, run_seed, rate, previous.train_images, previous.steps, previous.images_seen,
-                             previous.train_seconds, previous.accuracy, previous.robust_accuracy,
-                             previous.class_accuracy, reused=True)
+            return RunResult(
+                arm,
+                run_seed,
+                rate,
+                previous.train_images,
+                previous.steps,
+                previous.images_seen,
+                previous.train_seconds,
+                previous.accuracy,
+                previous.robust_accuracy,
+                previous.class_accuracy,
+                reused=True,
+            )
         index = torch.from_numpy(pool.items).to(device)
         label = f"{arm} · seed {run_seed}" + (f" · rate {rate:g}" if rate is not None else "")
-        outcome = train_model(train_images_t[index], train_labels_t[index], num_classes=len(classes), mean=mean,
-                              std=std, seed=run_seed, total_steps=steps, batch_size=batch_size,
-                              width=settings.width, adversarial=adversarial, progress=progress, label=label)
-        clean, robust = evaluate(outcome.model, test_images_t, test_labels_t, tta_level=tta_level,
-                                 robust=robust_spec, seed=run_seed)
-        per_class = tuple(float(clean[test_labels == c].mean()) if np.any(test_labels == c) else None
-                          for c in range(len(classes)))
-        result = RunResult(arm, run_seed, rate, len(pool), outcome.steps, outcome.images_seen, outcome.seconds,
-                           float(clean.mean()), float(robust.mean()) if robust is not None else None, per_class)
+        outcome = train_model(
+            train_images_t[index],
+            train_labels_t[index],
+            num_classes=len(classes),
+            mean=mean,
+            std=std,
+            seed=run_seed,
+            total_steps=steps,
+            batch_size=batch_size,
+            width=settings.width,
+            adversarial=adversarial,
+            progress=progress,
+            label=label,
+        )
+        clean, robust = evaluate(
+            outcome.model, test_images_t, test_labels_t, tta_level=tta_level, robust=robust_spec, seed=run_seed
+        )
+        per_class = tuple(
+            float(clean[test_labels == c].mean()) if np.any(test_labels == c) else None for c in range(len(classes))
+        )
+        result = RunResult(
+            arm,
+            run_seed,
+            rate,
+            len(pool),
+            outcome.steps,
+            outcome.images_seen,
+            outcome.seconds,
+            float(clean.mean()),
+            float(robust.mean()) if robust is not None else None,
+            per_class,
+        )
         memo[key] = result
         return result
 
@@ -157,15 +209,29 @@ def run_probe(root: str | os.PathLike, *, test: str | os.PathLike | None = None,
         # The first training run of a process pays one-off costs (oneDNN primitives, cuDNN autotuning, allocator
         # growth); pay them here, untimed, so that the first arm's training time is not inflated.
         count = min(len(train_images_t), 2 * batch_size)
-        outcome = train_model(train_images_t[:count], train_labels_t[:count], num_classes=len(classes), mean=mean,
-                              std=std, seed=0, total_steps=2, batch_size=batch_size, width=settings.width,
-                              adversarial=adversarial)
-        evaluate(outcome.model, test_images_t[:batch_size], test_labels_t[:batch_size], tta_level=tta_level,
-                 robust=robust_spec)
+        outcome = train_model(
+            train_images_t[:count],
+            train_labels_t[:count],
+            num_classes=len(classes),
+            mean=mean,
+            std=std,
+            seed=0,
+            total_steps=2,
+            batch_size=batch_size,
+            width=settings.width,
+            adversarial=adversarial,
+        )
+        evaluate(
+            outcome.model,
+            test_images_t[:batch_size],
+            test_labels_t[:batch_size],
+            tta_level=tta_level,
+            robust=robust_spec,
+        )
 
     mark = time.perf_counter()
     conditions: list[Condition] = []
-    for rate in (settings.rates or (None,)):
+    for rate in settings.rates or (None,):
         pool = split.pool
         if rate is not None:
             chosen = choose_classes(classes, settings.inject_classes, seed)
@@ -181,45 +247,91 @@ def run_probe(root: str | os.PathLike, *, test: str | os.PathLike | None = None,
                 arm_items = arm_pool(pool, arm, run_seed)
                 if len(arm_items) == 0:
                     raise InputError(f"the {arm} arm has no training images")
-                steps = as_is_steps if settings.match_steps else total_steps_for(len(arm_items), batch_size,
-                                                                                  settings.epochs)
+                steps = (
+                    as_is_steps
+                    if settings.match_steps
+                    else total_steps_for(len(arm_items), batch_size, settings.epochs)
+                )
                 runs.append(run_one(arm, run_seed, rate, arm_items, steps, batch_size))
         conditions.append(summarise(rate, pool, train_labels, classes, scan_rates, batch_size, settings, runs))
     timings["train"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
 
     group_sizes = np.bincount(np.unique(split.pool.groups, return_inverse=True)[1])
-    data = DataInfo(root=str(root), train_split=train_name, test_source=split.test_source, classes=classes,
-                    train_images=len(split.train), test_images=len(split.test),
-                    groups=int(np.sum(group_sizes > 1)), redundant=split.pool.redundant, leaked=split.leaked,
-                    scan_settings={"method": report.settings.method, "threshold": report.settings.threshold,
-                                   "flips": report.settings.flips})
-    return ProbeReport(tool_version=__version__, torch_version=torch.__version__, device=describe_device(device),
-                       settings=settings, hyperparameters=HYPERPARAMETERS, seeds=seeds, data=data,
-                       conditions=tuple(conditions), timings=timings)
+    data = DataInfo(
+        root=str(root),
+        train_split=train_name,
+        test_source=split.test_source,
+        classes=classes,
+        train_images=len(split.train),
+        test_images=len(split.test),
+        groups=int(np.sum(group_sizes > 1)),
+        redundant=split.pool.redundant,
+        leaked=split.leaked,
+        scan_settings={
+            "method": report.settings.method,
+            "threshold": report.settings.threshold,
+            "flips": report.settings.flips,
+        },
+    )
+    return ProbeReport(
+        tool_version=__version__,
+        torch_version=torch.__version__,
+        device=describe_device(device),
+        settings=settings,
+        hyperparameters=HYPERPARAMETERS,
+        seeds=seeds,
+        data=data,
+        conditions=tuple(conditions),
+        timings=timings,
+    )
 
 
-def summarise(rate: float | None, pool: TrainPool, train_labels: np.ndarray, classes: Sequence[str],
-              scan_rates: dict, batch_size: int, settings: ProbeSettings, runs: Sequence[RunResult]) -> Condition:
+def summarise(
+    rate: float | None,
+    pool: TrainPool,
+    train_labels: np.ndarray,
+    classes: Sequence[str],
+    scan_rates: dict,
+    batch_size: int,
+    settings: ProbeSettings,
+    runs: Sequence[RunResult],
+) -> Condition:
     """Per-arm intervals, paired comparisons, per-class differences and the time the duplicates cost."""
     by_arm = {arm: sorted((r for r in runs if r.arm == arm), key=lambda r: r.seed) for arm in settings.arms}
     arms = []
     for arm, arm_runs in by_arm.items():
         robust = [r.robust_accuracy for r in arm_runs if r.robust_accuracy is not None]
-        arms.append(ArmSummary(arm, arm_runs[0].train_images, arm_runs[0].images_seen, arm_runs[0].steps,
-                               mean_interval([r.accuracy for r in arm_runs]),
-                               mean_interval(robust) if robust else None,
-                               mean_interval([r.train_seconds for r in arm_runs])))
+        arms.append(
+            ArmSummary(
+                arm,
+                arm_runs[0].train_images,
+                arm_runs[0].images_seen,
+                arm_runs[0].steps,
+                mean_interval([r.accuracy for r in arm_runs]),
+                mean_interval(robust) if robust else None,
+                mean_interval([r.train_seconds for r in arm_runs]),
+            )
+        )
     comparisons = []
     metrics = ("accuracy", "robust_accuracy") if settings.adversarial else ("accuracy",)
     for treatment, control in (("deduplicated", "as-is"), ("deduplicated", "random-removed")):
         if treatment in by_arm and control in by_arm:
             for metric in metrics:
-                difference = paired_difference([getattr(r, metric) for r in by_arm[treatment]],
-                                               [getattr(r, metric) for r in by_arm[control]])
+                difference = paired_difference(
+                    [getattr(r, metric) for r in by_arm[treatment]], [getattr(r, metric) for r in by_arm[control]]
+                )
                 name = f"{treatment} − {control} ({metric.replace('_', ' ')})"
-                comparisons.append(Comparison(treatment, control, metric, difference, difference.excludes_zero,
-                                              describe_difference(name, difference)))
+                comparisons.append(
+                    Comparison(
+                        treatment,
+                        control,
+                        metric,
+                        difference,
+                        difference.excludes_zero,
+                        describe_difference(name, difference),
+                    )
+                )
     item_labels = train_labels[pool.items]
     deltas = []
     for c, label in enumerate(classes):
@@ -230,20 +342,41 @@ def summarise(rate: float | None, pool: TrainPool, train_labels: np.ndarray, cla
         dedup = _class_mean(by_arm.get("deduplicated"), c)
         paired = None
         if "as-is" in by_arm and "deduplicated" in by_arm:
-            pairs = [(d.class_accuracy[c], a.class_accuracy[c])
-                     for d, a in zip(by_arm["deduplicated"], by_arm["as-is"])]
+            pairs = [
+                (d.class_accuracy[c], a.class_accuracy[c]) for d, a in zip(by_arm["deduplicated"], by_arm["as-is"])
+            ]
             if all(x is not None and y is not None for x, y in pairs):
                 paired = float(np.mean([x - y for x, y in pairs]))
-        deltas.append(ClassDelta(label, images, redundant, redundant / images if images else 0.0,
-                                 scan_rates.get(label), as_is, dedup, paired))
+        deltas.append(
+            ClassDelta(
+                label,
+                images,
+                redundant,
+                redundant / images if images else 0.0,
+                scan_rates.get(label),
+                as_is,
+                dedup,
+                paired,
+            )
+        )
     time_cost = time_fraction = None
     as_is_arm = next((a for a in arms if a.arm == "as-is"), None)
     dedup_arm = next((a for a in arms if a.arm == "deduplicated"), None)
     if as_is_arm and dedup_arm:
         time_cost = as_is_arm.train_seconds.mean - dedup_arm.train_seconds.mean
         time_fraction = time_cost / as_is_arm.train_seconds.mean if as_is_arm.train_seconds.mean > 0 else None
-    return Condition(rate, len(pool), pool.redundant, batch_size, tuple(arms), tuple(comparisons), tuple(deltas),
-                     time_cost, time_fraction, tuple(runs))
+    return Condition(
+        rate,
+        len(pool),
+        pool.redundant,
+        batch_size,
+        tuple(arms),
+        tuple(comparisons),
+        tuple(deltas),
+        time_cost,
+        time_fraction,
+        tuple(runs),
+    )
 
 
 def _class_mean(arm_runs: Sequence[RunResult] | None, c: int) -> float | None:

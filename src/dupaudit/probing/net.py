@@ -19,8 +19,9 @@ class BatchNorm(nn.BatchNorm2d):
 class Conv(nn.Conv2d):
     """3x3 'same' conv initialised close to the identity: an implicit residual connection."""
 
-    def __init__(self, channels_in: int, channels_out: int, kernel_size: int = 3, padding: str | int = "same",
-                 bias: bool = False) -> None:
+    def __init__(
+        self, channels_in: int, channels_out: int, kernel_size: int = 3, padding: str | int = "same", bias: bool = False
+    ) -> None:
         super().__init__(channels_in, channels_out, kernel_size=kernel_size, padding=padding, bias=bias)
 
     def reset_parameters(self) -> None:

@@ -45,8 +45,16 @@ def plot_report(report: ProbeReport, path: str | os.PathLike) -> None:
     offsets = [0.0] if len(metrics) == 1 else [-0.2, 0.2]
     for (metric, metric_label, alpha), offset in zip(metrics, offsets):
         means, errors = _errors([getattr(a, metric) for a in condition.arms])
-        ax.bar([i + offset for i in range(len(names))], means, width=0.8 / len(metrics), yerr=errors, capsize=4,
-               color=[arm_color(n) for n in names], alpha=alpha, label=metric_label)
+        ax.bar(
+            [i + offset for i in range(len(names))],
+            means,
+            width=0.8 / len(metrics),
+            yerr=errors,
+            capsize=4,
+            color=[arm_color(n) for n in names],
+            alpha=alpha,
+            label=metric_label,
+        )
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"Accuracy per arm, 95% CI over {len(report.seeds)} seeds{label}", fontsize=10)
@@ -63,19 +71,35 @@ def plot_report(report: ProbeReport, path: str | os.PathLike) -> None:
     if deltas:
         deltas.sort(key=lambda d: (-d.duplication_rate, d.label))
         positions = range(len(deltas))
-        ax.bar(positions, [100 * d.difference for d in deltas], color=arm_color("deduplicated"),
-               label="deduplicated − as-is")
+        ax.bar(
+            positions,
+            [100 * d.difference for d in deltas],
+            color=arm_color("deduplicated"),
+            label="deduplicated − as-is",
+        )
         ax.axhline(0, color=NEUTRAL["muted"], linewidth=0.8)
         ax.set_xticks(positions, [d.label for d in deltas], rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("accuracy difference (points)")
         twin = ax.twinx()
-        twin.plot(positions, [100 * d.duplication_rate for d in deltas], "o-", color=arm_color("as-is"),
-                  label="duplication rate")
+        twin.plot(
+            positions,
+            [100 * d.duplication_rate for d in deltas],
+            "o-",
+            color=arm_color("as-is"),
+            label="duplication rate",
+        )
         twin.set_ylabel("duplication rate in training (%)")
         ax.set_title("Per class: deduplicated − as-is, by duplication rate", fontsize=10)
     else:
-        ax.text(0.5, 0.5, "needs the as-is and deduplicated arms", ha="center", va="center",
-                transform=ax.transAxes, color=NEUTRAL["muted"])
+        ax.text(
+            0.5,
+            0.5,
+            "needs the as-is and deduplicated arms",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color=NEUTRAL["muted"],
+        )
         ax.set_axis_off()
 
     if sweep:

@@ -23,10 +23,10 @@ class RunResult:
     steps: int
     images_seen: int
     train_seconds: float
-    accuracy: float                     # clean test accuracy
-    robust_accuracy: float | None       # under the PGD attack (adversarial probes only)
+    accuracy: float  # clean test accuracy
+    robust_accuracy: float | None  # under the PGD attack (adversarial probes only)
     class_accuracy: tuple[float | None, ...]  # per class, in ProbeReport.classes order (None: no test image)
-    reused: bool = False                # the same training set, seed and steps ran before: its result is reused
+    reused: bool = False  # the same training set, seed and steps ran before: its result is reused
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +57,13 @@ class ClassDelta:
     """Per class: deduplicated − as-is accuracy next to how duplicated the class is."""
 
     label: str
-    train_images: int            # in the as-is training set of this probe
-    redundant: int               # items that deduplication removes from this class
-    duplication_rate: float      # redundant / train_images
+    train_images: int  # in the as-is training set of this probe
+    redundant: int  # items that deduplication removes from this class
+    duplication_rate: float  # redundant / train_images
     scan_duplication_rate: float | None  # the scan's rate for the class over the whole training split
     as_is_accuracy: float | None
     deduplicated_accuracy: float | None
-    difference: float | None     # mean over seeds of the paired per-class differences
+    difference: float | None  # mean over seeds of the paired per-class differences
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class Condition:
     arms: tuple[ArmSummary, ...]
     comparisons: tuple[Comparison, ...]
     class_deltas: tuple[ClassDelta, ...]
-    duplicate_time_seconds: float | None   # mean train time as-is − deduplicated
+    duplicate_time_seconds: float | None  # mean train time as-is − deduplicated
     duplicate_time_fraction: float | None  # the same, as a share of the as-is time
     runs: tuple[RunResult, ...]
 
@@ -93,9 +93,9 @@ class DataInfo:
     classes: tuple[str, ...]
     train_images: int
     test_images: int
-    groups: int            # duplicate groups with two or more members in the training images
-    redundant: int         # training images that deduplication removes
-    leaked: int            # test images with a copy in the training images
+    groups: int  # duplicate groups with two or more members in the training images
+    redundant: int  # training images that deduplication removes
+    leaked: int  # test images with a copy in the training images
     scan_settings: dict = field(default_factory=dict)
 
 

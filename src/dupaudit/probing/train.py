@@ -60,8 +60,9 @@ class AttackSpec:
         return AttackSpec("pgd", eps, steps, hp["pgd_step_factor"] * eps / steps)
 
 
-def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, generator: torch.Generator,
-           autocast: bool) -> torch.Tensor:
+def attack(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, generator: torch.Generator, autocast: bool
+) -> torch.Tensor:
     """Perturbed inputs that raise the loss: random start in the ball, then `steps` signed-gradient steps."""
     delta = (torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1) * spec.eps
     for _ in range(spec.steps):
@@ -110,8 +111,11 @@ def triangle(total_steps: int, start: float, peak: float, end: float) -> np.ndar
     """Learning-rate factor per step: linear from `start` up to 1 at `peak` of the steps, then down to `end`."""
     peak_step = max(1, int(peak * total_steps))
     steps = np.arange(total_steps + 1, dtype=np.float64)
-    return np.where(steps < peak_step, start + (1 - start) * steps / peak_step,
-                    1 + (end - 1) * (steps - peak_step) / max(1, total_steps - peak_step))
+    return np.where(
+        steps < peak_step,
+        start + (1 - start) * steps / peak_step,
+        1 + (end - 1) * (steps - peak_step) / max(1, total_steps - peak_step),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +126,21 @@ class TrainOutcome:
     images_seen: int
 
 
-def train_model(images: torch.Tensor, labels: torch.Tensor, *, num_classes: int, mean: torch.Tensor,
-                std: torch.Tensor, seed: int, total_steps: int, batch_size: int, width: int,
-                adversarial: AttackSpec | None = None, progress: ProgressSink | None = None,
-                label: str = "train") -> TrainOutcome:
+def train_model(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    num_classes: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    seed: int,
+    total_steps: int,
+    batch_size: int,
+    width: int,
+    adversarial: AttackSpec | None = None,
+    progress: ProgressSink | None = None,
+    label: str = "train",
+) -> TrainOutcome:
     """Train a fresh ProbeNet on uint8 `images` (on their device) for `total_steps` optimizer steps."""
     progress = progress or NullProgress()
     device = images.device
@@ -156,9 +171,14 @@ def train_model(images: torch.Tensor, labels: torch.Tensor, *, num_classes: int,
     lr_biases = lr * hp["bias_scaler"]
     norm_biases = [p for k, p in model.named_parameters() if "norm" in k and p.requires_grad]
     others = [p for k, p in model.named_parameters() if "norm" not in k and p.requires_grad]
-    optimizer = torch.optim.SGD([dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
-                                 dict(params=others, lr=lr, weight_decay=wd / lr)],
-                                momentum=hp["momentum"], nesterov=True)
+    optimizer = torch.optim.SGD(
+        [
+            dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
+            dict(params=others, lr=lr, weight_decay=wd / lr),
+        ],
+        momentum=hp["momentum"],
+        nesterov=True,
+    )
     start, peak, end = hp["lr_schedule"]
     schedule = triangle(total_steps, start, peak, end)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: float(schedule[min(i, total_steps)]))
@@ -180,7 +200,7 @@ def train_model(images: torch.Tensor, labels: torch.Tensor, *, num_classes: int,
         for first in range(0, steps_per_epoch * batch_size, batch_size):
             if step >= total_steps:
                 break
-            index = order[first:first + batch_size]
+            index = order[first : first + batch_size]
             x = augment(images[index], shifts[index], flips[index], pad)
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -229,12 +249,19 @@ def _logits(model: nn.Module, x: torch.Tensor, tta_level: int, cuda: bool) -> to
             return mirror(x)
         size = x.shape[-1]
         padded = F.pad(x, (1,) * 4, mode="reflect")
-        translated = (mirror(padded[:, :, 0:size, 0:size]) + mirror(padded[:, :, 2:size + 2, 2:size + 2])) / 2
+        translated = (mirror(padded[:, :, 0:size, 0:size]) + mirror(padded[:, :, 2 : size + 2, 2 : size + 2])) / 2
         return 0.5 * mirror(x) + 0.5 * translated
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, tta_level: int,
-             robust: AttackSpec | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    tta_level: int,
+    robust: AttackSpec | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Per test image: clean prediction correct (bool), and, with `robust`, correct under the PGD attack too.
 
     Robust correctness follows the usual convention (as AutoAttack): an image counts as robust only when it is
@@ -246,10 +273,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, tt
     generator = torch.Generator(device=images.device).manual_seed(seed + 2)
     clean, robust_correct = [], []
     for first in range(0, len(images), batch):
-        x = images[first:first + batch].float() / 255
+        x = images[first : first + batch].float() / 255
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = labels[first:first + batch]
+        y = labels[first : first + batch]
         right = _logits(model, x, tta_level, cuda).argmax(1) == y
         clean.append(right.cpu())
         if robust is not None:
