@@ -19,6 +19,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
+    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a folder to fsync it; NTFS journals its metadata
+        return
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:

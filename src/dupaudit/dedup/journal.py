@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .files import PARTIAL_SUFFIX, file_sha256, fsync_dir
+from .lock import lock_exclusive, unlock
 
 JOURNAL_FORMAT = "dupaudit-journal"
 JOURNAL_VERSION = 1
@@ -43,7 +43,7 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "ab")
         try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_exclusive(self._handle.fileno())
         except OSError:
             self._handle.close()
             raise InputError(f"{path}: another dupaudit apply or undo is using this journal") from None
@@ -57,7 +57,9 @@ class Journal:
         os.fsync(self._handle.fileno())
 
     def close(self) -> None:
-        self._handle.close()
+        if not self._handle.closed:
+            unlock(self._handle.fileno())
+            self._handle.close()
 
     def __enter__(self) -> Journal:
         return self
