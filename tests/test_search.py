@@ -7,7 +7,17 @@ import pytest
 
 from dupaudit.engine import search
 from dupaudit.engine.hashing import hamming
-from dupaudit.engine.search import Plan, brute_force_pairs, multi_index_pairs, pairs_within, plan_blocks
+from dupaudit.engine.search import Plan, multi_index_pairs, pairs_within, plan_blocks
+
+
+def brute_force_pairs(hashes: np.ndarray, radius: int) -> set[tuple[int, int, int]]:
+    """The reference answer: every pair compared with numpy."""
+    found = set()
+    for i in range(len(hashes)):
+        d = hamming(hashes[i][None, :], hashes[i + 1 :])
+        for offset in np.nonzero(d <= radius)[0]:
+            found.add((i, i + 1 + int(offset), int(d[offset])))
+    return found
 
 
 def _random_hashes(count: int, seed: int) -> np.ndarray:

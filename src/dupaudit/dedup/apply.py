@@ -44,7 +44,7 @@ class UndoResult:
     problems: list[str] = field(default_factory=list)
 
 
-def _check(plan: Plan, item: PlanFile, path: str) -> str | None:
+def _check(item: PlanFile, path: str) -> str | None:
     """None when the file is as the plan saw it, else the change in a few words."""
     try:
         info = os.stat(path)
@@ -110,7 +110,7 @@ def apply_plan(
     # Every check before the first move: a stale plan moves nothing.
     problems = []
     for item in plan.keeps:
-        change = _check(plan, item, plan.abspath(item))
+        change = _check(item, plan.abspath(item))
         if change:
             problems.append(f"kept {item.root}/{item.path}: {change}")
     states: dict[int, str] = {}
@@ -118,13 +118,13 @@ def apply_plan(
         if index in moves:
             states[index] = _state(moves[index])
             if states[index] in ("pending", "copied"):
-                change = _check(plan, item, src)
+                change = _check(item, src)
                 if change:
                     problems.append(f"{item.root}/{item.path}: {change}")
             elif states[index] != "moved":
                 problems.append(f"{item.root}/{item.path}: {_describe(states[index], moves[index])}")
         else:
-            change = _check(plan, item, src)
+            change = _check(item, src)
             if change:
                 problems.append(f"{item.root}/{item.path}: {change}")
             elif os.path.lexists(dst) or os.path.lexists(dst + PARTIAL_SUFFIX):

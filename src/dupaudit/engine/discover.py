@@ -68,7 +68,7 @@ def _is_dir(entry: os.DirEntry) -> bool:
 def resolve_roots(root: str | os.PathLike, against: list[str | os.PathLike] | tuple = ()) -> tuple[Root, ...]:
     """Turn the user's folders into named roots: split folders become one root each."""
     roots: list[Root] = []
-    for index, folder in enumerate([root, *against]):
+    for folder in [root, *against]:
         path = Path(folder).expanduser()
         if not path.exists():
             raise InputError(f"{folder}: no such folder")
@@ -88,7 +88,7 @@ def resolve_roots(root: str | os.PathLike, against: list[str | os.PathLike] | tu
             default = path.name or "root"
             roots.append(
                 Root(
-                    _unique(default if index else default, roots, "root"),
+                    _unique(default, roots, "root"),
                     str(path),
                     bool(dirs) and len(dirs) == len(children),
                 )

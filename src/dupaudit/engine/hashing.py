@@ -70,11 +70,6 @@ def whash(batch: np.ndarray) -> np.ndarray:
 HASH_FUNCTIONS = {"phash": phash, "dhash": dhash, "ahash": ahash, "whash": whash}
 
 
-def to_hex(packed: np.ndarray) -> str:
-    """imagededup's 16-character hex string for one packed hash."""
-    return bytes(np.asarray(packed, dtype=np.uint8)).hex()
-
-
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 

@@ -33,8 +33,9 @@ def weights(in_size: int, out_size: int) -> np.ndarray:
     matrix = np.where(inside, _lanczos((positions - centers[:, None] + 0.5) / filterscale), 0.0)
     totals = matrix.sum(axis=1, keepdims=True)
     matrix = np.divide(matrix, totals, out=matrix, where=totals != 0)
-    matrix.setflags(write=False)
-    return matrix.astype(np.float32)
+    result = matrix.astype(np.float32)
+    result.setflags(write=False)  # shared by every caller through the cache
+    return result
 
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")

@@ -284,15 +284,3 @@ def _faiss_pairs(
         seconds.append(found_i[keep])
         distances.append(found_d[keep].astype(np.int64))
     return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(distances)
-
-
-def brute_force_pairs(hashes: np.ndarray, radius: int) -> set[tuple[int, int, int]]:
-    """Reference answer for tests: every pair compared with numpy."""
-    from .hashing import hamming
-
-    found = set()
-    for i in range(len(hashes)):
-        d = hamming(hashes[i][None, :], hashes[i + 1 :])
-        for offset in np.nonzero(d <= radius)[0]:
-            found.add((i, i + 1 + int(offset), int(d[offset])))
-    return found
