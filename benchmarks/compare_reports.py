@@ -1,9 +1,9 @@
 """Check that two versions of dupaudit write byte-identical reports (a refactoring must not change behaviour).
 
-    git worktree add /work/wt-before e1954f5                       # the version to compare against
-    python benchmarks/compare_reports.py --before /work/wt-before/src
-    python benchmarks/compare_reports.py --before /work/wt-before/src --data ../shared/data/cifar10/test
-    python benchmarks/compare_reports.py --before /work/wt-before/src --data ../shared/data/cifar10
+    git worktree add ../dupaudit-before e1954f5                    # the version to compare against
+    python benchmarks/compare_reports.py --before ../dupaudit-before/src
+    python benchmarks/compare_reports.py --before ../dupaudit-before/src --data ../shared/data/cifar10/test
+    python benchmarks/compare_reports.py --before ../dupaudit-before/src --data ../shared/data/cifar10
 
 Each version runs in its own process with PYTHONPATH set to its src folder (`python -m dupaudit`). Without
 --data, the before version writes the demo sample (`dupaudit demo`), the after version writes its own, and the

@@ -26,10 +26,8 @@ FINGERPRINT_VERSION = 4  # bump when anything below changes what is stored, so c
 _EXIF_ORIENTATION = 0x0112
 # Draft decoding (opt-in): a JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain, no smaller than
 # DRAFT_SIZE px a side (the pHash input size), several times cheaper for photos, then made gray and resized
-# by resize.gray_thumbnail. Measured on the 6,000 photo-size JPEGs (300-800 px, benchmarks/draft_agreement.py,
-# 2026-12-01): decode + hash 5.4x faster (2.8 s vs 15.2 s, 2 processes); 27 % of pHashes identical to the
-# full decode's, 2.4 bits apart on average (90th percentile 6, max 20); 66 % of the pairs within radius 10
-# found both ways. Not bit-identical to imagededup and it moves pairs across a threshold: not the default.
+# by resize.gray_thumbnail. Not bit-identical to imagededup and it moves pairs across a threshold (measured in
+# docs/performance.md, "Draft decoding"): not the default.
 DRAFT_SIZE = 32
 
 
@@ -52,7 +50,7 @@ class BadImage(Exception):
     """A file that cannot be fingerprinted; its message is the one-line reason shown to the user."""
 
 
-try:  # libjpeg-turbo without Pillow's per-file overhead: 5x faster on CIFAR-10, 2x on photos
+try:  # libjpeg-turbo without Pillow's per-file overhead (speed: docs/performance.md)
     import simplejpeg as _simplejpeg
 except ImportError:  # optional: Pillow decodes the same pixels, only slower
     _simplejpeg = None
@@ -154,7 +152,7 @@ def _facts(
     """Size and digests of one file. `pixels`: the decoded RGB bytes (or an array holding them).
 
     The digests are 128-bit XXH3: equal bytes (or pixels) are what they detect, not tampering, and XXH3 is
-    50x faster than BLAKE2b here (1 us vs 43 us for a 34 KB photo), a tenth of the per-file cost of a draft scan."""
+    far cheaper than BLAKE2b (measured: docs/performance.md)."""
     decoded = decoded_size or (width, height)
     # keyed by the decoded size (and "d" when reduced): digests of different decodes never collide
     seed = xxhash.xxh3_64_intdigest(b"%dx%d%s" % (*decoded, b"d" if reduced else b""))

@@ -2,8 +2,8 @@
 
 A Listing identifies the state of the folders: a warm rescan compares it with the last scan's
 (cache.answer_key) before anything else is done, so this walk is most of a warm scan's time. One stat per
-file is the least a rescan can do to notice a changed file, and the stat system call is what costs (3-5 us
-per file on the 2-core VM, even from C: GNU find takes as long). So the folders are listed first, then the
+file is the least a rescan can do to notice a changed file, and the stat system call is what costs (even from
+C: GNU find takes as long; docs/performance.md). So the folders are listed first, then the
 files are stat-ed folder by folder, in directory order, relative to an open folder (a one-name path lookup),
 and in two processes when there are many.
 """
@@ -153,8 +153,8 @@ def _safely(check) -> bool:
 def _stat_all(folders: list[Folder]) -> tuple[array, array, dict[int, str]]:
     """Sizes and mtime_ns of every file (following symlinks), and {index: reason} for those that failed.
 
-    Many files: a forked child stats the second half meanwhile (threads do not help: measured no faster;
-    a process does: 35 % less wall time on 60,000 files). Only on Linux (fork without exec is unsafe on
+    Many files: a forked child stats the second half meanwhile (threads do not help, a process does:
+    docs/performance.md). Only on Linux (fork without exec is unsafe on
     macOS), and only when this process runs no other thread (forking a threaded process can deadlock the
     child; the child here only stats, pickles and exits)."""
     work = [(folder.path, folder.names) for folder in folders]

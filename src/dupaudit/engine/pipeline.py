@@ -76,8 +76,8 @@ def fingerprint_records(
         _collect(batches, outputs, fresh, cache, progress)
     else:
         # Where files are large (photos), decoding dominates and this process, idle otherwise, hashes what
-        # the workers decoded: SciPy's DCT is then imported once here instead of in every worker (0.3 s of
-        # CPU each). Small images (CIFAR) hash in the workers: this process, which also stores every row,
+        # the workers decoded: SciPy's DCT is then imported once here instead of in every worker (an import
+        # costs CPU). Small images (CIFAR) hash in the workers: this process, which also stores every row,
         # would be the bottleneck. The fingerprints are the same either way (tests/test_parallel.py).
         hash_here = sum(r.size for r in todo) >= PARENT_HASHING_BYTES * len(todo)
         with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
@@ -193,7 +193,7 @@ def scan(
     if not records and not listing.problems:
         raise InputError(f"{root}: no images found")
     cache = FingerprintCache(cache_file) if use_cache else None
-    if verify:  # the cascade needs faiss (0.15 s to import): load it while the workers decode
+    if verify:  # the cascade needs faiss (slow to import): load it while the workers decode
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
         found = fingerprint_records(

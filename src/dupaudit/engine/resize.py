@@ -1,8 +1,8 @@
 """Lanczos downscaling by two small matrix products: Pillow's filter and coefficients, without its per-image cost.
 
 Used where bit-identity with imagededup is already given up (draft decoding, --fast-decode): a JPEG decoded at
-1/8 scale is about 40x50 pixels, and Pillow's fromarray + resize + convert cost about 120 us for it, a fifth of
-the whole per-file cost. Here the image is turned gray first and resized in float32, rounded once: the result
+1/8 scale is about 40x50 pixels, and Pillow's fromarray + resize + convert are a large part of the per-file cost
+for it (docs/performance.md). Here the image is turned gray first and resized in float32, rounded once: the result
 is within a gray level or two of Pillow's (which rounds after each pass and converts to gray last).
 """
 

@@ -25,7 +25,7 @@ import numpy as np
 
 _QUERY_CHUNK = 65536  # bounds the memory of one faiss range_search result
 _MAX_BLOCK_BITS = 22  # a dense table of 2^22 int32 counts and starts is 32 MB
-# Relative costs (measured on this machine): one probe of one hash for one flip mask, one candidate
+# Relative costs (measured once, docs/performance.md): one probe of one hash for one flip mask, one candidate
 # verified, one pair compared by faiss's brute force. Used only to choose the plan, never for correctness.
 _PROBE_COST = 4.0
 _CANDIDATE_COST = 12.0

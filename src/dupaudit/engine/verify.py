@@ -22,8 +22,8 @@ import numpy as np
 
 THUMB = 32
 ZOOM = 1.12  # a centre zoom tried on either image: covers crops and rescales of about 10%
-# Work in chunks of about this many bytes per gathered array: fresh memory is slow on this kind of machine
-# (a first touch costs more than the arithmetic), and small chunks reuse the same pages (8x faster measured).
+# Work in chunks of about this many bytes per gathered array: a first touch of fresh memory can cost more than
+# the arithmetic, and small chunks reuse the same pages (measured: docs/performance.md).
 _CHUNK_BYTES = 1 << 22
 _LISTS, _PROBES = 2, 6  # neighbour search: inverted lists per sqrt(images), lists searched per query
 
@@ -47,7 +47,7 @@ def block_sums(thumbs: np.ndarray) -> np.ndarray:
     result = np.empty((count, 64), dtype=np.uint16)
     for lo in range(0, count, 4096):  # chunked: small temporaries reuse the same memory
         chunk = np.ascontiguousarray(thumbs[lo : lo + 4096], dtype=np.uint8)
-        # in integers: four pixels of a row at once as one uint32 (10x faster than a float mean)
+        # in integers: four pixels of a row at once as one uint32 (faster than a float mean: docs/performance.md)
         quads = chunk.reshape(len(chunk), 32 * 8 * 4).view(np.uint32)
         rows = ((quads & 0xFF) + ((quads >> 8) & 0xFF) + ((quads >> 16) & 0xFF) + (quads >> 24)).astype(np.uint16)
         result[lo : lo + 4096] = rows.reshape(len(chunk), 8, 4, 8).sum(axis=2, dtype=np.uint16).reshape(-1, 64)
@@ -76,9 +76,8 @@ def neighbour_pairs(
     if count < 2 or k <= 0:
         return empty, empty
     if count > 20000:
-        # An inverted-file index: exact scan of the _PROBES nearest of _LISTS * sqrt(n) clusters, several times
-        # faster than brute force here, with the same recall of the annotated CIFAR-10 pairs
-        # (benchmarks/bench_accuracy.py).
+        # An inverted-file index: exact scan of the _PROBES nearest of _LISTS * sqrt(n) clusters, faster than
+        # brute force with the same recall of the annotated CIFAR-10 pairs (benchmarks/bench_accuracy.py).
         lists = int(_LISTS * np.sqrt(count))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(64), 64, lists, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
@@ -421,8 +420,8 @@ def verify(
         return scores
     from threadpoolctl import threadpool_limits
 
-    # Thousands of tiny matrix products: BLAS threads only add synchronisation (10x slower measured on
-    # a busy 2-core machine), so this stage runs them single-threaded.
+    # Thousands of tiny matrix products: BLAS threads only add synchronisation (measured slower:
+    # docs/performance.md), so this stage runs them single-threaded.
     with threadpool_limits(limits=1, user_api="blas"):
         return _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_only)
 
@@ -545,7 +544,7 @@ def candidate_pairs(
             seconds.append(np.maximum(first, second))
         flags.append(np.full(len(first), mirrored))
     first, second, mirrored = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(flags)
-    # each (first, second, mirrored) once, as one integer key: np.unique over rows (axis=0) is 10x slower
+    # each (first, second, mirrored) once, as one integer key: np.unique over rows (axis=0) is much slower
     count = len(thumbs)
     keys = np.unique((first.astype(np.int64) * count + second) * 2 + mirrored)
     first, second, mirrored = keys // 2 // count, keys // 2 % count, (keys % 2).astype(bool)

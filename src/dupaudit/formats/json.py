@@ -1,4 +1,4 @@
-"""The schema_version 1 JSON report (design.md section 4): render a ScanReport, and read one back."""
+"""The schema_version 1 JSON report (docs/architecture.md, "The report"): render a ScanReport, and read one back."""
 
 from __future__ import annotations
 
