@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
+from ..exitcodes import EXIT_USAGE
 from . import app
-from .common import EXIT_USAGE, Method, err_console, fail, guarded, progress_sink
+from .common import Method, err_console, fail, guarded, progress_sink
 
 
 class Keep(str, Enum):

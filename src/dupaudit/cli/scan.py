@@ -10,8 +10,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from ..exitcodes import EXIT_FINDINGS
 from . import app
-from .common import EXIT_FINDINGS, ScanMethod, err_console, fail, guarded, progress_sink
+from .common import ScanMethod, err_console, fail, guarded, progress_sink
 from .render import print_summary
 
 
@@ -155,16 +156,14 @@ def scan(
 def _print_explanation(pair, method, threshold, flips, verify, min_similarity, neighbours) -> None:
     from ..engine.explanation import explain
     from ..engine.model import Settings
-    from ..engine.pipeline import DEFAULT_THRESHOLD, UNVERIFIED_THRESHOLD
 
-    defaults = Settings()
-    settings = Settings(
+    settings = Settings.resolve(
         method=method,
+        threshold=threshold,
         flips=flips,
         verify=verify,
-        threshold=threshold if threshold is not None else (DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD),
-        neighbours=defaults.neighbours if neighbours is None else neighbours,
-        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity,
+        neighbours=neighbours,
+        min_similarity=min_similarity,
     )
     result = explain(str(pair[0]), str(pair[1]), settings)
     typer.echo(f"{result.first}\n{result.second}")

@@ -58,14 +58,74 @@ class Skipped:
     reason: str
 
 
+# The defaults that depend on other settings (Settings.resolve applies them); chosen on CIFAR-10 and the ciFAIR
+# development pairs (README, "Accuracy on real data" and "Choosing the pHash radius without verification").
+UNVERIFIED_THRESHOLD = 6  # the pHash radius when near pairs are not verified (verify=False)
+CNN_MIN_SIMILARITY = 0.90  # method "cnn": cosine similarity of the embeddings (imagededup's default)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Everything that decides a scan's answer, and the one place of the scan defaults: the pipeline, the CLI,
+    the config file, check and the report read them here. Build one with Settings.resolve, which fills the
+    defaults that depend on the method and on verify, and says which parameters do not go together."""
+
     method: str = "phash"  # one of METHODS
     threshold: int = 10  # Hamming radius (0 with cnn: no hash radius is used)
     flips: bool = False
     verify: bool = True  # near candidates must pass the thumbnail check (verify.py); False with cnn
     neighbours: int = 3  # nearest neighbours per image proposed as candidates (0: hash pairs only)
     min_similarity: float = 0.84  # verification score a candidate must reach; with cnn: the cosine similarity
+    fast_decode: bool = False  # JPEGs decoded at reduced scale: faster on photos, hashes no longer imagededup's
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        method: str = "phash",
+        threshold: int | None = None,
+        flips: bool = False,
+        verify: bool = True,
+        neighbours: int | None = None,
+        min_similarity: float | None = None,
+        fast_decode: bool = False,
+        model: object = None,
+    ) -> Settings:
+        """The settings of a scan from its parameters (None: the default); `model` is only checked (it goes
+        with method 'cnn'). Raises ParameterError naming the parameters."""
+        from ..errors import ParameterError
+
+        defaults = cls()
+        if method not in METHODS:
+            raise ParameterError(f"unknown {{method}} {method!r}: choose one of {', '.join(METHODS)}")
+        if model is not None and method != "cnn":
+            raise ParameterError("{model} goes with {method='cnn'}")
+        if method == "cnn":
+            if threshold is not None or flips or neighbours is not None:
+                raise ParameterError(
+                    "{threshold}, {flips} and {neighbours} are hash settings; with {method='cnn'} the near "
+                    f"duplicate threshold is {{min_similarity}} (cosine, default {CNN_MIN_SIMILARITY:.2f})"
+                )
+            threshold, verify, neighbours = 0, False, 0
+            if min_similarity is None:
+                min_similarity = CNN_MIN_SIMILARITY
+        elif threshold is None:
+            threshold = defaults.threshold if verify else UNVERIFIED_THRESHOLD
+        if not 0 <= threshold <= 64:
+            raise ParameterError(f"{{threshold}} must be between 0 and 64, not {threshold}")
+        if neighbours is not None and neighbours < 0:
+            raise ParameterError(f"{{neighbours}} must be 0 or more, not {neighbours}")
+        if min_similarity is not None and not -1 <= min_similarity <= 1:
+            raise ParameterError(f"{{min_similarity}} must be between -1 and 1, not {min_similarity}")
+        return cls(
+            method=method,
+            threshold=threshold,
+            flips=flips,
+            verify=verify,
+            neighbours=defaults.neighbours if neighbours is None else neighbours,
+            min_similarity=defaults.min_similarity if min_similarity is None else min_similarity,
+            fast_decode=fast_decode,
+        )
 
 
 @_pickled_by_fields

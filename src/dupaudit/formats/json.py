@@ -38,6 +38,8 @@ def to_dict(report: ScanReport) -> dict:
             "verify": report.settings.verify,
             "neighbours": report.settings.neighbours,
             "min_similarity": report.settings.min_similarity,
+            # written only when on, so that reports of default scans keep their bytes (schema_version 1)
+            **({"fast_decode": True} if report.settings.fast_decode else {}),
         },
         "summary": {
             "images": report.summary.images,
