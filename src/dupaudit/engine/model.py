@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -58,6 +59,10 @@ class Skipped:
     reason: str
 
 
+# Rates, priors, skews and inflations are kept to this many decimals, in the objects as in the JSON report, so
+# that a report saved and read back (ScanReport.to_json / from_json) is equal to the one the scan returned.
+DECIMALS = 6
+
 # The defaults that depend on other settings (Settings.resolve applies them); chosen on CIFAR-10 and the ciFAIR
 # development pairs (README, "Accuracy on real data" and "Choosing the pHash radius without verification").
 UNVERIFIED_THRESHOLD = 6  # the pHash radius when near pairs are not verified (verify=False)
@@ -101,7 +106,7 @@ class Settings:
         if model is not None and method != "cnn":
             raise ParameterError("{model} goes with {method='cnn'}")
         if method == "cnn":
-            if threshold is not None or flips or neighbours is not None:
+            if threshold or flips or neighbours:  # 0 is what a cnn report records: a resolved cnn Settings passes
                 raise ParameterError(
                     "{threshold}, {flips} and {neighbours} are hash settings; with {method='cnn'} the near "
                     f"duplicate threshold is {{min_similarity}} (cosine, default {CNN_MIN_SIMILARITY:.2f})"
@@ -241,6 +246,24 @@ class ScanReport:
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     cache_hits: int = field(default=0, compare=False)
     decoded: int = field(default=0, compare=False)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The schema_version 1 JSON report (the bytes `dupaudit scan --json` writes), written to `path` when
+        given (its folder is created) and returned."""
+        from ..formats.json import render, write  # the report's codec lives with the other output formats
+
+        text = render(self)
+        if path is not None:
+            write(path, text)
+        return text
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> ScanReport:
+        """Read a report written by to_json or `dupaudit scan --json` (InputError when it is not one); equal to
+        the report that was saved, but for the run facts (timings, cache hits) that the JSON does not hold."""
+        from ..formats.json import read
+
+        return read(path)
 
     @property
     def label_conflict_groups(self) -> tuple[DuplicateGroup, ...]:
