@@ -72,13 +72,11 @@ def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: Progr
     return scan(
         config.root,
         list(config.against),
-        method=config.method,
-        threshold=config.threshold,
-        flips=config.flips,
         jobs=config.jobs,
         cache_path=config.cache,
         use_cache=use_cache,
         progress=progress,
+        **config.scan_parameters(),
     )
 
 
