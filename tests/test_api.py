@@ -161,3 +161,20 @@ def test_probe_returns_the_probes_report(tmp_path):
     assert report.data.train_images > 0 and report.conditions[0].arms[0].arm == "as-is"
     with pytest.raises(ParameterError, match="unknown probe setting colour"):
         dupaudit.probe(data, colour=True)
+
+
+def test_probe_and_dedup_settings_name_their_parameters(sample):
+    from dupaudit.probing import ProbeSettings
+
+    with pytest.raises(ParameterError, match="^seeds must be at least 1$"):
+        ProbeSettings(seeds=0)
+    with pytest.raises(ParameterError, match="^rates need inject uniform or nonuniform$"):
+        ProbeSettings(rates=(0.1,))
+    report = dupaudit.scan(sample, cache=False)
+    with pytest.raises(ParameterError, match="^kinds must be a comma-separated subset of exact,pixel,near$"):
+        dupaudit.make_plan(report, kinds=["blurry"])
+    with pytest.raises(ParameterError, match="^unknown keep 'newest'"):
+        dupaudit.make_plan(report, keep="newest")
+    pytest.importorskip("torch")  # the probe command checks for its extra before its settings
+    result = CliRunner().invoke(app, ["probe", str(sample), "--rate", "0.1", "--no-cache"])
+    assert result.exit_code == 2 and "--rate/--sweep need --inject uniform or nonuniform" in result.output

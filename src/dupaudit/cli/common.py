@@ -49,10 +49,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+# Parameters whose flag is not their name with dashes (probing.ProbeSettings' fields)
+_FLAGS = {"rates": "--rate/--sweep", "inject_classes": "--classes"}
+
+
 def as_flag(name: str, value: str | None) -> str:
     """A parameter as its command-line flag: model -> --model, verify=False -> --no-verify, method='cnn' ->
     --method cnn (the core's errors name parameters; see errors.NamesParameters)."""
-    flag = "--" + name.replace("_", "-")
+    flag = _FLAGS.get(name) or "--" + name.replace("_", "-")
     if value is None:
         return flag
     literal = ast.literal_eval(value)
