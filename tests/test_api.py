@@ -107,12 +107,17 @@ def test_cache_argument_path_default_and_none(sample, tmp_path, monkeypatch):
     assert not default.exists() and uncached.decoded == uncached.summary.images and uncached == first
     with pytest.raises(ParameterError, match="cache must be a path"):
         dupaudit.scan(sample, cache=3)
+    assert dupaudit.scan(sample, cache_path=own).decoded == 0  # the earlier keyword, the same cache
+    with pytest.raises(ParameterError, match="give cache alone"):
+        dupaudit.scan(sample, cache=own, use_cache=False)
 
 
 def test_more_sources_are_evaluation_folders_as_against_was(sample):
     positional = dupaudit.scan(sample / "train", sample / "test", cache=False)
     keyword = dupaudit.scan(sample / "train", against=[sample / "test"], cache=False)
     assert positional == keyword
+    earlier = dupaudit.scan(sample / "train", [sample / "test"], use_cache=False)  # the 0.1 signature still works
+    assert earlier == positional
     assert [r.name for r in positional.roots] == ["train", "test"] and positional.summary.leaked > 0
 
 

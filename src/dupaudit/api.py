@@ -38,7 +38,7 @@ def _cache_arguments(cache: Cache) -> tuple[PathLike | None, bool]:
 
 def scan(
     source: PathLike,
-    *more_sources: PathLike,
+    *more_sources: PathLike | Sequence[PathLike],
     against: Sequence[PathLike] = (),
     cache: Cache = None,
     settings: Settings | None = None,
@@ -52,12 +52,15 @@ def scan(
     model: PathLike | None = None,
     jobs: int | None = None,
     progress: ProgressSink | None = None,
+    cache_path: PathLike | None = None,
+    use_cache: bool | None = None,
 ) -> ScanReport:
     """Scan a dataset folder, and evaluation folders (`more_sources`, or `against=` as before), for duplicates.
 
     The scan is described either by `settings` (a Settings, e.g. a saved report's) or by the single settings
     (method, threshold, ...; None: the default of Settings.resolve), not both. `model` is the weights file of
-    method='cnn'; `jobs` the decoding processes (default: all cores)."""
+    method='cnn'; `jobs` the decoding processes (default: all cores). Earlier spellings still work: a list of
+    evaluation folders as the second argument, `cache_path=` and `use_cache=False`."""
     singles = {
         "method": method,
         "threshold": threshold,
@@ -72,12 +75,17 @@ def scan(
         if given:
             raise ParameterError(f"give {{settings}} or {', '.join(f'{{{n}}}' for n in given)}, not both")
         given = dataclasses.asdict(settings)
+    if cache_path is not None or use_cache is not None:
+        if cache is not None:
+            raise ParameterError("give {cache} alone: it replaces {cache_path} and {use_cache}")
+        cache = False if use_cache is False else cache_path
+    folders = [f for item in more_sources for f in (item if isinstance(item, (list, tuple)) else (item,))]
     cache_path, use_cache = _cache_arguments(cache)
     from .engine.pipeline import scan as scan_folders
 
     return scan_folders(
         source,
-        [*more_sources, *against],
+        [*folders, *against],
         jobs=jobs,
         cache_path=cache_path,
         use_cache=use_cache,
