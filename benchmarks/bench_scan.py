@@ -116,7 +116,9 @@ def _runs(values: list[float]) -> str:
 
 
 def bench(name: str, folder: Path, args: argparse.Namespace) -> dict:
-    from dupaudit.engine.pipeline import DEFAULT_THRESHOLD
+    from dupaudit.engine.model import Settings
+
+    default_threshold = Settings().threshold
 
     paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     print(f"\n== {name}: {len(paths):,} files under {folder}, {args.jobs} processes, {args.runs} runs ==")
@@ -184,7 +186,7 @@ def bench(name: str, folder: Path, args: argparse.Namespace) -> dict:
         print(f"imagededup (saved run {args.peer_json[name]}):", end=" ")
     elif not args.no_peer:
         peer = run_peer(
-            folder, DEFAULT_THRESHOLD if args.threshold is None else args.threshold, args.jobs, args.peer_methods
+            folder, default_threshold if args.threshold is None else args.threshold, args.jobs, args.peer_methods
         )
         print("imagededup (this run):", end=" ")
     if peer:

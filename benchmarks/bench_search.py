@@ -113,12 +113,14 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from dupaudit.engine.pipeline import DEFAULT_THRESHOLD
+    from dupaudit.engine.model import Settings
+
+    default_threshold = Settings().threshold
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="random hashes")
     parser.add_argument("--planted", type=int, default=10_000, help="planted near copies (0-8 bits flipped)")
-    parser.add_argument("--radii", default=",".join(str(r) for r in sorted({10, DEFAULT_THRESHOLD})))
+    parser.add_argument("--radii", default=",".join(str(r) for r in sorted({10, default_threshold})))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -132,7 +134,7 @@ def main() -> None:
         return
     print(
         f"{args.n:,} random 64-bit hashes + {args.planted:,} planted copies (0-8 bits flipped), "
-        f"{args.threads} threads, {args.runs} run(s), default threshold {DEFAULT_THRESHOLD}"
+        f"{args.threads} threads, {args.runs} run(s), default threshold {default_threshold}"
     )
     for radius in [int(r) for r in args.radii.split(",")]:
         runs = []

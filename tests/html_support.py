@@ -159,10 +159,29 @@ def probe_result() -> dict:
         "schema": "dupaudit-probe",
         "schema_version": 1,
         "tool_version": "0.1.0",
+        "torch_version": "2.14.1",
         "device": "cpu",
         "settings": {"epochs": 10, "seeds": 3},
+        "hyperparameters": {},
         "seeds": [0, 1, 2],
-        "data": {"train_images": 50000, "test_images": 10000, "test_source": "test"},
+        "data": {
+            "root": "/data",
+            "train_split": "train",
+            "test_source": "test",
+            "classes": ["airplane", "cat", "<b>dog</b>"],
+            "train_images": 50000,
+            "test_images": 10000,
+            "groups": 3000,
+            "redundant": 4198,
+            "leaked": 12,
+        },
         "conditions": [condition],
         "timings": {},
     }
+
+
+def probe_report():
+    """probe_result() read through the probe's own types, as `dupaudit report --probe` reads a file."""
+    from dupaudit.probing.results import from_dict
+
+    return from_dict(probe_result())

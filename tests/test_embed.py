@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from dupaudit.cli import app
 from dupaudit.engine import embed
 from dupaudit.engine.discover import discover, resolve_roots
+from dupaudit.engine.model import CNN_MIN_SIMILARITY
 from dupaudit.engine.pipeline import scan
 from dupaudit.sample import procedural_image
 
@@ -86,14 +87,14 @@ def test_copy_has_cosine_near_one_through_the_api(weights, images):
 
 def test_default_threshold_is_imagededups(weights, images):
     report = scan(images, method="cnn", model=weights, use_cache=False)
-    assert report.settings.min_similarity == embed.DEFAULT_MIN_SIMILARITY == 0.90
+    assert report.settings.min_similarity == CNN_MIN_SIMILARITY == 0.90
 
 
 def test_missing_weights_says_how_to_supply_them(images, tmp_path):
     result = _invoke("scan", images, "--method", "cnn", "--no-cache")
     assert result.exit_code == 2
     message = " ".join(result.output.split())
-    assert "--model PATH" in message and "DUPAUDIT_CNN_MODEL" in message
+    assert "as --model or DUPAUDIT_CNN_MODEL=PATH" in message  # the parameter spelled as the flag
     assert "mobilenet_v3_small-047dcff4.pth" in message  # the torch hub cache file it looked for
     assert "Traceback" not in result.output
 
@@ -109,7 +110,7 @@ def test_weights_from_environment_and_hub_cache(monkeypatch, tmp_path):
     assert embed.find_weights().source == "the torch hub cache"
     monkeypatch.setenv(embed.ENV_VAR, str(env_file))
     assert embed.find_weights().path == str(env_file)
-    assert embed.find_weights(hub_file).source == "--model"  # the flag wins over the environment
+    assert embed.find_weights(hub_file).source == "model"  # the parameter wins over the environment
 
 
 def test_missing_torch_names_the_extra(images, tmp_path, monkeypatch):

@@ -17,13 +17,31 @@ from typer.testing import CliRunner
 from dupaudit.cli import app
 from dupaudit.engine.model import ClassStats, Skipped
 from dupaudit.engine.pipeline import scan
+from dupaudit.errors import InputError
 from dupaudit.formats import html as html_format
 from dupaudit.formats import json as json_format
+from dupaudit.probing.results import from_dict
 
 try:  # tests/ may or may not be a package
-    from .html_support import HOSTILE, HOSTILE_LABEL, embedded_data, hostile_sample, probe_result, synthetic_report
+    from .html_support import (
+        HOSTILE,
+        HOSTILE_LABEL,
+        embedded_data,
+        hostile_sample,
+        probe_report,
+        probe_result,
+        synthetic_report,
+    )
 except ImportError:
-    from html_support import HOSTILE, HOSTILE_LABEL, embedded_data, hostile_sample, probe_result, synthetic_report
+    from html_support import (
+        HOSTILE,
+        HOSTILE_LABEL,
+        embedded_data,
+        hostile_sample,
+        probe_report,
+        probe_result,
+        synthetic_report,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +126,15 @@ def test_untrusted_text_is_escaped_everywhere(tmp_path):
     )
     page = html_format.render(
         report,
-        probe={
-            "device": evil,
-            "conditions": [{"arms": [{"arm": evil, "accuracy": 0.5}], "comparisons": [{"text": evil}]}],
-        },
+        probe=from_dict(
+            _broken(
+                lambda p: (
+                    p.update(device=evil),
+                    p["conditions"][0]["arms"][0].update(arm=evil),
+                    p["conditions"][0]["comparisons"][0].update(text=evil),
+                )
+            )
+        ),
     )
     assert "<img src=x" not in page
     assert page.count("<script") == 2 and page.count("</script>") == 2  # the data block and the page's own script
@@ -154,9 +177,9 @@ def test_class_chart_highlights_the_classes_that_drive_the_skew():
 
 def test_probe_result_shows_arms_intervals_verdicts_and_class_differences(sample):
     _, report = sample
-    page = html_format.render(report, probe=probe_result())
+    page = html_format.render(report, probe=probe_report())
     section = page[page.index("<section id='probe'>") : page.index("</section>", page.index("<section id='probe'>"))]
-    assert html_format.probe_arms(probe_result()["conditions"][0])[1] == (
+    assert html_format.probe_arms(probe_report().conditions[0])[1] == (
         "deduplicated",
         0.9297,
         pytest.approx((0.9279, 0.9315)),
@@ -186,8 +209,8 @@ def test_probe_sweep_shows_accuracy_against_the_injection_rate(sample):
     probe = probe_result()
     base = probe["conditions"][0]
     probe["conditions"] = [dict(base, rate=rate) for rate in (0.0, 0.1, 0.3)]
-    probe["settings"]["inject"] = "nonuniform"
-    page = html_format.render(report, probe=probe)
+    probe["settings"].update(inject="nonuniform", rates=[0.0, 0.1, 0.3])
+    page = html_format.render(report, probe=from_dict(probe))
     sweep = page[page.index("<figure class='probe-sweep'>") :]
     sweep = sweep[: sweep.index("</figure>")]
     assert sweep.count("class='sweep-arm'") == 3 and sweep.count("<circle") == 9
@@ -195,20 +218,34 @@ def test_probe_sweep_shows_accuracy_against_the_injection_rate(sample):
     assert "duplicates injected at rate 0.3" in page and page.count("<details open><summary>duplicates") == 1
 
 
+def _broken(change) -> dict:
+    probe = probe_result()
+    change(probe)
+    return probe
+
+
 @pytest.mark.parametrize(
-    "probe",
+    "probe, message",
     [
-        {},
-        {"conditions": [1, None, "x"]},
-        {"arms": "nope"},
-        {"conditions": [{"arms": [{"arm": "as-is", "accuracy": float("nan")}]}]},
-        {"arms": {"as-is": {"accuracy": {"mean": 0.9, "low": None, "high": None}}}},
+        ({}, "not a dupaudit probe result"),
+        ([1, 2], "not a dupaudit probe result"),
+        (dict(probe_result(), schema_version=2), "schema_version 2"),
+        (_broken(lambda p: p.update(conditions=[1, None, "x"])), "malformed probe result"),
+        (_broken(lambda p: p["conditions"][0].update(arms="nope")), "malformed probe result"),
+        (_broken(lambda p: p["conditions"][0]["arms"][0].pop("accuracy")), "malformed probe result"),
+        (_broken(lambda p: p["settings"].update(seeds=0)), "seeds must be at least 1"),
     ],
 )
-def test_an_unexpected_probe_result_does_not_break_the_report(sample, probe):
+def test_a_probe_file_is_read_through_the_probes_types_or_refused(probe, message):
+    with pytest.raises(InputError, match=message):
+        from_dict(probe)
+
+
+def test_a_probe_without_conditions_still_renders(sample):
     _, report = sample
+    probe = from_dict(_broken(lambda p: p.update(conditions=[], extra_key_from_a_newer_probe=1)))
     page = html_format.render(report, probe=probe)
-    assert "<section id='probe'>" in page and "Probe JSON" in page
+    assert "<section id='probe'>" in page and "Probe JSON" in page and "holds no accuracy per arm" in page
 
 
 def test_report_without_groups_says_so(tmp_path):
@@ -328,7 +365,8 @@ def test_a_real_probe_report_renders(sample):
         conditions=(condition,),
         timings={},
     )
-    page = html_format.render(sample[1], probe=json.loads(results.render_json(probe)))
+    assert results.from_dict(json.loads(results.render_json(probe))) == probe  # the JSON reads back equal
+    page = html_format.render(sample[1], probe=results.from_dict(json.loads(results.render_json(probe))))
     section = page[page.index("<section id='probe'>") :]
     assert "No accuracy per arm" not in section
     assert section.count("class='prow'") == 4  # three arms and one class

@@ -15,9 +15,9 @@ from dupaudit.engine.pipeline import scan
 from dupaudit.formats import html as html_format
 
 try:  # tests/ may or may not be a package
-    from .html_support import HOSTILE, HOSTILE_FLAG, HOSTILE_LABEL, hostile_sample, probe_result, synthetic_report
+    from .html_support import HOSTILE, HOSTILE_FLAG, HOSTILE_LABEL, hostile_sample, probe_report, synthetic_report
 except ImportError:
-    from html_support import HOSTILE, HOSTILE_FLAG, HOSTILE_LABEL, hostile_sample, probe_result, synthetic_report
+    from html_support import HOSTILE, HOSTILE_FLAG, HOSTILE_LABEL, hostile_sample, probe_report, synthetic_report
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -71,7 +71,7 @@ def sample(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
     report = scan(hostile_sample(folder / "data"), use_cache=False, jobs=1)
     page = folder / "report.html"
-    page.write_text(html_format.render(report, probe=probe_result()), encoding="utf-8")
+    page.write_text(html_format.render(report, probe=probe_report()), encoding="utf-8")
     return report, page
 
 

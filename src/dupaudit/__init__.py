@@ -1,44 +1,69 @@
 """dupaudit: find duplicated images in a training set, measure their skew, leakage and cost.
 
-The public API: `scan` (-> ScanReport), `explain` (why two files are or are not grouped), the dedup actions
-(`make_plan`, `apply_plan`, `undo`, `link_tree`, `write_list`) and, with the `probe` extra, `run_probe` and
-`ProbeSettings` (loaded on first use, so that importing dupaudit never loads torch).
+The public, typed API (README "Use from Python"): `scan` (-> ScanReport, which `to_json` saves and
+`ScanReport.from_json` reads back), `Settings` (what decides a scan's answer, with its defaults), `explain`
+(why two files are or are not grouped), the dedup actions (`make_plan`, `apply_plan`, `undo`, `link_tree`,
+`write_list`) and, with the `probe` extra, `probe` (-> ProbeReport) and `ProbeSettings`. The probe's types are
+loaded on first use, and torch only when a probe trains, so importing dupaudit never loads torch.
 """
 
 __version__ = "0.1.0"
 
+from .api import probe, scan  # noqa: E402
 from .dedup import apply_plan, link_tree, make_plan, undo, write_list  # noqa: E402
-from .engine.explanation import explain  # noqa: E402
-from .engine.model import ClassStats, DuplicateGroup, GroupMember, ImageRecord, ScanReport, Skipped  # noqa: E402
-from .engine.pipeline import scan  # noqa: E402
-from .errors import DupauditError, InputError, MissingExtraError  # noqa: E402
+from .engine.explanation import Explanation, explain  # noqa: E402
+from .engine.model import (  # noqa: E402
+    ClassStats,
+    DuplicateGroup,
+    GroupMember,
+    ImageRecord,
+    Root,
+    ScanReport,
+    Settings,
+    Skipped,
+    SplitStats,
+    Summary,
+)
+from .errors import ConfigError, DupauditError, InputError, MissingExtraError, ParameterError  # noqa: E402
 
 __all__ = [
     "__version__",
     "scan",
+    "Settings",
     "explain",
+    "Explanation",
     "ScanReport",
+    "Summary",
+    "SplitStats",
+    "ClassStats",
     "DuplicateGroup",
     "GroupMember",
-    "ClassStats",
+    "Root",
     "ImageRecord",
     "Skipped",
     "DupauditError",
     "InputError",
+    "ParameterError",
+    "ConfigError",
     "MissingExtraError",
     "make_plan",
     "apply_plan",
     "undo",
     "link_tree",
     "write_list",
-    "run_probe",
+    "probe",
     "ProbeSettings",
+    "ProbeReport",
+    "run_probe",
 ]
+
+_PROBING_NAMES = ("ProbeSettings", "ProbeReport", "run_probe")
 
 
 def __getattr__(name: str):
-    if name in ("run_probe", "ProbeSettings"):
-        from . import probing as probe
+    # Loaded on first use (PEP 562): the probing package imports no torch, but only the probe needs it.
+    if name in _PROBING_NAMES:
+        from . import probing
 
-        return getattr(probe, name)
+        return getattr(probing, name)
     raise AttributeError(f"module 'dupaudit' has no attribute {name!r}")

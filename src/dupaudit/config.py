@@ -1,11 +1,13 @@
-"""AuditConfig: the settings of `dupaudit check` and `dupaudit baseline`, from flags, environment and files.
+"""AuditConfig: the settings every command reads (scan, check, baseline, dedup, probe), from flags, environment
+and files.
 
 Precedence, highest first: command-line flag > DUPAUDIT_* environment variable > the config file > defaults.
 The config file is the nearest `.dupaudit.toml` (top-level keys) or `pyproject.toml` with a `[tool.dupaudit]`
 table, looking upward from the starting folder and stopping at the repository root (the folder holding .git).
 Keys mirror the option names (`fail_on` or `fail-on`); unknown keys are logged as warnings, not errors, so an
 older dupaudit can read a newer config. Relative paths in a file are relative to that file's folder; relative
-paths from flags and the environment are relative to the current folder.
+paths from flags and the environment are relative to the current folder. Every scan setting is a key (their
+defaults live in engine.model.Settings); `fail_on` and `baseline` are the gate's (check, baseline).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .engine.model import METHODS
+from .engine.model import METHODS, Settings
 from .errors import ConfigError
 from .policy import parse_rules
 
@@ -34,26 +36,54 @@ DEFAULT_BASELINE = ".dupaudit-baseline.json"
 # that a user who narrows the gate to "leakage,label-conflicts" reads the same names here.
 DEFAULT_FAIL_ON = "near,label-conflicts,leakage"
 ENV_PREFIX = "DUPAUDIT_"
+# Keys read from another variable than DUPAUDIT_<KEY>: the CNN weights already had their own (engine/embed.py).
+_ENV_NAMES = {"model": "DUPAUDIT_CNN_MODEL"}
+_SCAN_DEFAULTS = Settings()
 
 
 @dataclass(frozen=True, slots=True)
 class AuditConfig:
-    """Everything `check` and `baseline` need; paths are absolute once resolved."""
+    """Everything the commands read; paths are absolute once resolved. The scan settings' defaults are
+    Settings' (None: the default that Settings.resolve picks for the method and verify)."""
 
     root: str = "."  # the dataset folder; train/, val/, test/ children become splits
     against: tuple[str, ...] = ()  # extra evaluation folders outside root (checked for leakage)
-    method: str = "phash"
-    threshold: int | None = None  # None: the scan's default
-    flips: bool = False
+    method: str = _SCAN_DEFAULTS.method
+    threshold: int | None = None
+    flips: bool = _SCAN_DEFAULTS.flips
+    verify: bool = _SCAN_DEFAULTS.verify
+    neighbours: int | None = None
+    min_similarity: float | None = None
+    fast_decode: bool = _SCAN_DEFAULTS.fast_decode
+    model: str | None = None  # the weights of method "cnn" (used by that method only)
     fail_on: str = DEFAULT_FAIL_ON
     cache: str | None = None  # None: the user cache (~/.cache/dupaudit/fingerprints.sqlite or $DUPAUDIT_CACHE)
     baseline: str = DEFAULT_BASELINE
     jobs: int | None = None
     source: str | None = None  # the config file read, if any (for messages)
 
+    def scan_settings(self) -> Settings:
+        """The configured scan settings, defaults filled (ParameterError when they do not go together)."""
+        return Settings.resolve(**self.scan_parameters())
+
+    def scan_parameters(self) -> dict[str, object]:
+        """The keyword arguments of engine.pipeline.scan (and dupaudit.scan) for the configured settings."""
+        return {
+            "method": self.method,
+            "threshold": self.threshold,
+            "flips": self.flips,
+            "verify": self.verify,
+            "neighbours": self.neighbours,
+            "min_similarity": self.min_similarity,
+            "fast_decode": self.fast_decode,
+            "model": self.model if self.method == "cnn" else None,
+        }
+
 
 KEYS = tuple(f.name for f in fields(AuditConfig) if f.name != "source")
-_PATH_KEYS = ("root", "cache", "baseline")
+_PATH_KEYS = ("root", "cache", "baseline", "model")
+_BOOL_KEYS = ("flips", "verify", "fast_decode")
+_INT_KEYS = ("threshold", "jobs", "neighbours")
 
 
 def find_config_file(start: str | os.PathLike = ".") -> Path | None:
@@ -129,7 +159,16 @@ def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
     """Check one value's type (strings from the environment are converted)."""
     if key == "against":
         return tuple(_as_list(value, where, raw_key))
-    if key in ("threshold", "jobs"):
+    if key == "min_similarity":
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: '{raw_key}' must be a number, not {value!r}") from None
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not -1 <= value <= 1:
+            raise ConfigError(f"{where}: '{raw_key}' must be a number between -1 and 1, not {value!r}")
+        return float(value)
+    if key in _INT_KEYS:
         if isinstance(value, str):
             try:
                 value = int(value)
@@ -141,8 +180,10 @@ def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
             raise ConfigError(f"{where}: 'threshold' must be between 0 and 64, not {value}")
         if key == "jobs" and value < 1:
             raise ConfigError(f"{where}: 'jobs' must be at least 1, not {value}")
+        if key == "neighbours" and value < 0:
+            raise ConfigError(f"{where}: 'neighbours' must be 0 or more, not {value}")
         return value
-    if key == "flips":
+    if key in _BOOL_KEYS:
         if isinstance(value, str):
             lowered = value.strip().lower()
             if lowered in ("1", "true", "yes", "on"):
@@ -150,7 +191,7 @@ def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
             if lowered in ("0", "false", "no", "off", ""):
                 return False
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: 'flips' must be true or false, not {value!r}")
+            raise ConfigError(f"{where}: '{raw_key}' must be true or false, not {value!r}")
         return value
     if key == "fail_on" and isinstance(value, list):
         value = ",".join(str(v) for v in value)
@@ -178,7 +219,8 @@ def _absolute(values: dict[str, object], base: Path) -> dict[str, object]:
 def environment_values(environ: Mapping[str, str] | None = None, cwd: str | os.PathLike = ".") -> dict[str, object]:
     """Settings from DUPAUDIT_ROOT, DUPAUDIT_FAIL_ON, ... (lists are comma-separated)."""
     environ = os.environ if environ is None else environ
-    table = {key: environ[ENV_PREFIX + key.upper()] for key in KEYS if ENV_PREFIX + key.upper() in environ}
+    names = {key: _ENV_NAMES.get(key, ENV_PREFIX + key.upper()) for key in KEYS}
+    table = {key: environ[name] for key, name in names.items() if environ.get(name)}
     values = _normalise(table, "environment", unknown="ignore")
     return _absolute(values, Path(cwd).resolve())
 

@@ -101,6 +101,13 @@ def to_dict(baseline: Baseline) -> dict:
     if baseline.settings is not None:
         s = baseline.settings
         data["settings"] = {"method": s.method, "threshold": s.threshold, "flips": s.flips}
+        # the other settings only where they differ from the default, so that default baselines keep their bytes
+        defaults = Settings()
+        data["settings"].update(
+            (name, getattr(s, name))
+            for name in ("verify", "neighbours", "min_similarity", "fast_decode")
+            if getattr(s, name) != getattr(defaults, name)
+        )
     data["skew"] = round(baseline.skew, 6)
     data["findings"] = [
         {"kind": f.kind, "label_conflict": f.label_conflict, "leakage": f.leakage, "members": list(f.members)}

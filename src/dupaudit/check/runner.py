@@ -18,13 +18,13 @@ from ..config import AuditConfig
 from ..engine.model import ScanReport, Skipped
 from ..engine.progress import ProgressSink
 from ..errors import BaselineError
+from ..exitcodes import EXIT_BASELINE_REWRITTEN, EXIT_FINDINGS, EXIT_OK
 from ..policy import finding_breaks, parse_rules
 from . import baseline as baseline_file
 from .baseline import Baseline, Finding
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BASELINE_REWRITTEN = 0, 1, 3
 _SKEW_EPSILON = 1e-6  # skews are stored rounded to 6 decimals
 
 
@@ -72,13 +72,11 @@ def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: Progr
     return scan(
         config.root,
         list(config.against),
-        method=config.method,
-        threshold=config.threshold,
-        flips=config.flips,
         jobs=config.jobs,
         cache_path=config.cache,
         use_cache=use_cache,
         progress=progress,
+        **config.scan_parameters(),
     )
 
 

@@ -1,8 +1,7 @@
 """The command layer: the only package that imports typer and rich.
 
-Each command lives in its own module and registers itself on `app`; `main` maps errors to exit codes:
-0 ok, 1 findings failed the gate, 2 bad usage/input, 3 baseline rewritten,
-123 internal error, 130 interrupted.
+Each command lives in its own module and registers itself on `app`; errors become the exit codes of
+dupaudit/exitcodes.py (cli/common.py: guarded).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import sys
 from collections.abc import Callable
@@ -13,7 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..errors import DupauditError, MissingExtraError
+from ..errors import DupauditError, NamesParameters
+from ..exitcodes import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE
 
 err_console = Console(stderr=True)
 
@@ -39,14 +41,28 @@ class ScanMethod(str, Enum):
 
 F = TypeVar("F", bound=Callable)
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_BASELINE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 123, 130
-
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print a one-line error on stderr and return the Exit to raise."""
     # escape: a message is plain text (e.g. "pip install 'dupaudit[probe]'" must not lose "[probe]" as markup)
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+# Parameters whose flag is not their name with dashes (probing.ProbeSettings' fields)
+_FLAGS = {"rates": "--rate/--sweep", "inject_classes": "--classes"}
+
+
+def as_flag(name: str, value: str | None) -> str:
+    """A parameter as its command-line flag: model -> --model, verify=False -> --no-verify, method='cnn' ->
+    --method cnn (the core's errors name parameters; see errors.NamesParameters)."""
+    flag = _FLAGS.get(name) or "--" + name.replace("_", "-")
+    if value is None:
+        return flag
+    literal = ast.literal_eval(value)
+    if isinstance(literal, bool):
+        return flag if literal else f"--no-{name.replace('_', '-')}"
+    return f"{flag} {literal}"
 
 
 def guarded(command: F) -> F:
@@ -56,10 +72,8 @@ def guarded(command: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except MissingExtraError as exc:
-            raise fail(str(exc)) from None
         except DupauditError as exc:
-            raise fail(str(exc)) from None
+            raise fail(exc.spelled(as_flag) if isinstance(exc, NamesParameters) else str(exc)) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None

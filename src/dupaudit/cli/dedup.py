@@ -8,8 +8,10 @@ from typing import Optional
 
 import typer
 
-from . import app
-from .common import EXIT_USAGE, Method, err_console, fail, guarded, progress_sink
+from ..errors import DupauditError
+from ..exitcodes import EXIT_USAGE
+from . import app, options
+from .common import ScanMethod, err_console, fail, guarded, progress_sink
 
 
 class Keep(str, Enum):
@@ -69,12 +71,24 @@ def dedup(
     leakage: Leakage = typer.Option(
         Leakage.keep_one, "--leakage", help="Copies spanning splits: keep one, drop the train copies, or leave them."
     ),
-    method: Method = typer.Option(Method.phash, "--method", help="Perceptual hash, as in scan."),
-    threshold: Optional[int] = typer.Option(None, "--threshold", min=0, max=64, help="Hamming radius, as in scan."),
-    flips: bool = typer.Option(False, "--flips", help="Also match mirrored copies."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes."),
-    cache: Optional[Path] = typer.Option(None, "--cache", envvar="DUPAUDIT_CACHE", help="Fingerprint cache file."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
+    from_scan: Optional[Path] = typer.Option(
+        None,
+        "--from-scan",
+        metavar="SCAN.json",
+        help="Plan from a saved scan (`dupaudit scan --json`) instead of scanning ROOT again.",
+    ),
+    method: Optional[ScanMethod] = options.METHOD,
+    model: Optional[Path] = options.MODEL,
+    threshold: Optional[int] = options.THRESHOLD,
+    flips: Optional[bool] = options.FLIPS,
+    verify: Optional[bool] = options.VERIFY,
+    min_similarity: Optional[float] = options.MIN_SIMILARITY,
+    neighbours: Optional[int] = options.NEIGHBOURS,
+    fast_decode: Optional[bool] = options.FAST_DECODE,
+    jobs: Optional[int] = options.JOBS,
+    cache: Optional[Path] = options.CACHE,
+    no_cache: bool = options.NO_CACHE,
+    config_file: Optional[Path] = options.CONFIG,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Plan which copies to drop, move them to a quarantine (journalled, undoable), or build a deduplicated view."""
@@ -102,33 +116,58 @@ def dedup(
     if quarantine is not None:
         raise fail("--quarantine goes with --apply PLAN")
 
-    if root is None:
+    if from_scan is not None and (root is not None or against):
+        raise fail("--from-scan takes the folders from the saved scan: give no ROOT or --against with it")
+    scan_flags = (method, model, threshold, flips, verify, min_similarity, neighbours, fast_decode, jobs, cache)
+    if from_scan is not None and (no_cache or any(flag is not None for flag in scan_flags)):
+        raise fail("--from-scan plans from the saved scan as it is: its settings decide, so give no scan options")
+    if root is None and from_scan is None:
         if plan_file is None or str(plan_file) == "-":
             raise fail(
-                "give a dataset folder (dupaudit dedup ROOT --plan plan.json), or --apply PLAN --quarantine "
-                "DIR, or --plan PLAN with --link-tree/--list",
+                "give a dataset folder (dupaudit dedup ROOT --plan plan.json), a saved scan (--from-scan "
+                "SCAN.json), or --apply PLAN --quarantine DIR, or --plan PLAN with --link-tree/--list",
                 EXIT_USAGE,
             )
         if not (link_tree_dir or list_file):
             raise fail("reading a plan is for --link-tree OUT or --list FILE; to move files use --apply")
         plan = actions.read_plan(plan_file)
     else:
-        from ..engine.pipeline import scan as run_scan
-
         kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
-        report = run_scan(
-            root,
-            against,
-            method=method.value,
-            threshold=threshold,
-            flips=flips,
-            jobs=jobs,
-            cache_path=cache,
-            use_cache=not no_cache,
-            progress=progress,
-        )
+        if from_scan is not None:
+            from ..engine.model import ScanReport
+
+            report = ScanReport.from_json(from_scan)
+            dataset = _dataset_of(report)
+        else:
+            from ..engine.pipeline import scan as run_scan
+
+            config = options.scan_config(
+                root=root,
+                against=against,
+                method=method,
+                model=model,
+                threshold=threshold,
+                flips=flips,
+                verify=verify,
+                min_similarity=min_similarity,
+                neighbours=neighbours,
+                fast_decode=fast_decode,
+                jobs=jobs,
+                cache=cache,
+                config_file=config_file,
+            )
+            report = run_scan(
+                root,
+                against or config.against,
+                jobs=config.jobs,
+                cache_path=config.cache,
+                use_cache=not no_cache,
+                progress=progress,
+                **options.scan_parameters(config, model),
+            )
+            dataset = root
         plan = actions.make_plan(
-            report, keep=keep.value, kinds=kind_list, conflicts=conflicts.value, leakage=leakage.value, dataset=root
+            report, keep=keep.value, kinds=kind_list, conflicts=conflicts.value, leakage=leakage.value, dataset=dataset
         )
         if plan_file is not None:
             if str(plan_file) == "-":
@@ -154,6 +193,20 @@ def dedup(
         count = actions.write_list(plan, list_file, null=null)
         if not quiet:
             _say(f"list: {count:,} kept path(s) in {list_file}")
+
+
+def _dataset_of(report) -> str:
+    """The folder a saved scan was started on, so that a link tree mirrors its layout as a fresh scan's would:
+    the parent of its first roots when those are that folder's splits, else the first root."""
+    from ..engine.discover import resolve_roots
+
+    first = Path(report.roots[0].path)
+    try:
+        splits = resolve_roots(first.parent)
+    except DupauditError:
+        return str(first)
+    paths = [r.path for r in report.roots]
+    return str(first.parent) if [r.path for r in splits] == paths[: len(splits)] else str(first)
 
 
 @app.command()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import app
+from . import app, options
 from .common import err_console, guarded, progress_sink
 
 
@@ -94,8 +94,9 @@ def probe(
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="CPU threads for torch (default: torch's own choice)."
     ),
-    cache: Optional[Path] = typer.Option(None, "--cache", envvar="DUPAUDIT_CACHE", help="Fingerprint cache file."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
+    cache: Optional[Path] = options.CACHE,
+    no_cache: bool = options.NO_CACHE,
+    config_file: Optional[Path] = options.CONFIG,
     json_file: Optional[Path] = typer.Option(
         None, "--json", help="Write every number, the device, torch version, seeds and settings as JSON."
     ),
@@ -135,14 +136,17 @@ def probe(
         max_test=max_test,
         device=device.value,
     )
+    # the scan behind the arms reads the same configuration as `dupaudit scan` (its settings, cache and jobs)
+    config = options.scan_config(jobs=jobs, cache=cache, config_file=config_file)
     report = run_probe(
         root,
         test=test,
         settings=settings,
-        jobs=jobs,
-        cache_path=cache,
+        jobs=config.jobs,
+        cache_path=config.cache,
         use_cache=not no_cache,
         progress=progress_sink(quiet),
+        scan_options=config.scan_parameters(),
     )
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -45,12 +44,9 @@ def report(
         raise InputError(f"{scan_json}: {exc}") from None
     probe = None
     if probe_json is not None:
-        try:
-            probe = json.loads(_read(probe_json, "probe result"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{probe_json}: not JSON: {exc}") from None
-        if not isinstance(probe, dict):
-            raise InputError(f"{probe_json}: not a probe result (expected a JSON object)")
+        from ..probing.results import read_json
+
+        probe = read_json(probe_json)  # through the probe's own types: InputError (exit 2) if it is not one
     for root in scan_report.roots:
         if not Path(root.path).is_dir():  # thumbnails are read from the roots: say why they will be placeholders
             err_console.print(

@@ -10,8 +10,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import app
-from .common import EXIT_FINDINGS, ScanMethod, err_console, fail, guarded, progress_sink
+from ..exitcodes import EXIT_FINDINGS
+from . import app, options
+from .common import ScanMethod, err_console, fail, guarded, progress_sink
 from .render import print_summary
 
 
@@ -32,60 +33,22 @@ def scan(
     root: Optional[Path] = typer.Argument(
         None, help="Dataset folder: ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., or a flat folder."
     ),
-    against: list[Path] = typer.Option([], "--against", help="An evaluation folder to check for leakage (repeatable)."),
-    method: ScanMethod = typer.Option(
-        ScanMethod.phash,
-        "--method",
-        help="Perceptual hash (imagededup's definitions), or cnn: semantic near "
-        "duplicates from CNN embeddings (needs --model or DUPAUDIT_CNN_MODEL; "
-        "see README).",
-    ),
-    model: Optional[Path] = typer.Option(
-        None,
-        "--model",
-        metavar="PATH",
-        help="--method cnn: a local torchvision mobilenet_v3_small state_dict "
-        "(.pth); else $DUPAUDIT_CNN_MODEL, else the torch hub cache. "
-        "Nothing is downloaded.",
-    ),
-    threshold: Optional[int] = typer.Option(
-        None, "--threshold", min=0, max=64, help="Hamming radius for near duplicates (default: see README)."
-    ),
-    flips: bool = typer.Option(False, "--flips", help="Also match horizontally mirrored copies."),
-    verify: bool = typer.Option(
-        True,
-        "--verify/--no-verify",
-        help="Verify near candidates on thumbnails (the cascade); --no-verify: pHash only.",
-    ),
-    min_similarity: Optional[float] = typer.Option(
-        None,
-        "--min-similarity",
-        min=-1.0,
-        max=1.0,
-        help="Verification score a near pair must reach (default 0.84); "
-        "with --method cnn, the cosine similarity of the "
-        "embeddings (default 0.90).",
-    ),
-    neighbours: Optional[int] = typer.Option(
-        None, "--neighbours", min=0, help="Nearest neighbours per image proposed as candidates (default 3)."
-    ),
+    against: list[Path] = options.AGAINST,
+    method: Optional[ScanMethod] = options.METHOD,
+    model: Optional[Path] = options.MODEL,
+    threshold: Optional[int] = options.THRESHOLD,
+    flips: Optional[bool] = options.FLIPS,
+    verify: Optional[bool] = options.VERIFY,
+    min_similarity: Optional[float] = options.MIN_SIMILARITY,
+    neighbours: Optional[int] = options.NEIGHBOURS,
     explain_pair: Optional[tuple[Path, Path]] = typer.Option(
         None, "--explain", metavar="A B", help="Say why two files are or are not grouped."
     ),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores)."),
-    fast_decode: bool = typer.Option(
-        False,
-        "--fast-decode",
-        help="Decode JPEGs at reduced scale (several times faster on photos; the "
-        "hashes are then no longer imagededup's: see docs/performance.md).",
-    ),
-    cache: Optional[Path] = typer.Option(
-        None,
-        "--cache",
-        envvar="DUPAUDIT_CACHE",
-        help="Fingerprint cache (default ~/.cache/dupaudit/fingerprints.sqlite).",
-    ),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the fingerprint cache."),
+    jobs: Optional[int] = options.JOBS,
+    fast_decode: Optional[bool] = options.FAST_DECODE,
+    cache: Optional[Path] = options.CACHE,
+    no_cache: bool = options.NO_CACHE,
+    config_file: Optional[Path] = options.CONFIG,
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report (schema_version 1)."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member."),
     html_file: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML gallery of the groups."),
@@ -104,29 +67,37 @@ def scan(
     from ..policy import failures, parse_rules
 
     rules = parse_rules(fail_on)  # a bad rule is a usage error before any work is done
+    config = options.scan_config(
+        root=root,
+        against=against,
+        method=method,
+        model=model,
+        threshold=threshold,
+        flips=flips,
+        verify=verify,
+        min_similarity=min_similarity,
+        neighbours=neighbours,
+        fast_decode=fast_decode,
+        jobs=jobs,
+        cache=cache,
+        config_file=config_file,
+    )
     if explain_pair:
-        if method is ScanMethod.cnn:
+        if config.method == "cnn":
             raise fail("--explain does not support --method cnn yet: scan the folder with --method cnn instead")
-        _print_explanation(explain_pair, method.value, threshold, flips, verify, min_similarity, neighbours)
+        _print_explanation(explain_pair, config.scan_settings())
         return
-    if root is None:
+    if not options.root_given(config, root):
         raise fail("missing ROOT: give a dataset folder (or --explain A B)")
     started = time.perf_counter()
     report = run_scan(
-        root,
-        against,
-        method=method.value,
-        threshold=threshold,
-        flips=flips,
-        jobs=jobs,
-        cache_path=cache,
+        root if root is not None else config.root,  # as typed, so that messages name it so
+        against or config.against,
+        jobs=config.jobs,
+        cache_path=config.cache,
         use_cache=not no_cache,
-        verify=verify,
-        neighbours=neighbours,
-        min_similarity=min_similarity,
         progress=progress_sink(quiet),
-        fast_decode=fast_decode,
-        model=model,
+        **options.scan_parameters(config, model),
     )
     elapsed = time.perf_counter() - started
     if json_file:
@@ -152,20 +123,9 @@ def scan(
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _print_explanation(pair, method, threshold, flips, verify, min_similarity, neighbours) -> None:
+def _print_explanation(pair, settings) -> None:
     from ..engine.explanation import explain
-    from ..engine.model import Settings
-    from ..engine.pipeline import DEFAULT_THRESHOLD, UNVERIFIED_THRESHOLD
 
-    defaults = Settings()
-    settings = Settings(
-        method=method,
-        flips=flips,
-        verify=verify,
-        threshold=threshold if threshold is not None else (DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD),
-        neighbours=defaults.neighbours if neighbours is None else neighbours,
-        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity,
-    )
     result = explain(str(pair[0]), str(pair[1]), settings)
     typer.echo(f"{result.first}\n{result.second}")
     for reason in result.reasons:

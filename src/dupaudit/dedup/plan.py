@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from .. import __version__
 from ..engine.model import KINDS, DuplicateGroup, GroupMember, Root, ScanReport
 from ..engine.progress import NullProgress, ProgressSink
-from ..errors import InputError
+from ..errors import InputError, ParameterError
 from .files import atomic_write, file_sha256
 
 PLAN_FORMAT = "dupaudit-plan"
@@ -190,9 +190,9 @@ def make_plan(
         ("leakage", leakage, LEAKAGE_POLICIES),
     ):
         if value not in allowed:
-            raise InputError(f"unknown --{name} {value!r}: choose one of {', '.join(allowed)}")
+            raise ParameterError(f"unknown {{{name}}} {value!r}: choose one of {', '.join(allowed)}")
     if not kinds or not kinds <= set(KINDS):
-        raise InputError(f"--kinds must be a comma-separated subset of {','.join(KINDS)}")
+        raise ParameterError(f"{{kinds}} must be a comma-separated subset of {','.join(KINDS)}")
     progress = progress or NullProgress()
     roots = {r.name: r for r in report.roots}
     order = {r.name: i for i, r in enumerate(report.roots)}

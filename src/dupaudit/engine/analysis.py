@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from .model import ClassStats, DuplicateGroup, ImageRecord, Root, SplitStats, Summary
+from .model import DECIMALS, ClassStats, DuplicateGroup, ImageRecord, Root, SplitStats, Summary
 
 
 def analyse(
@@ -56,10 +56,10 @@ def analyse(
                     n,
                     u,
                     n - u,
-                    (n - u) / n if n else 0.0,
-                    prior,
-                    prior_unique,
-                    prior / prior_unique if prior_unique else 0.0,
+                    _rounded((n - u) / n if n else 0.0),
+                    _rounded(prior),
+                    _rounded(prior_unique),
+                    _rounded(prior / prior_unique if prior_unique else 0.0),
                 )
             )
         split_distinct = len({identity[i] for i in in_split})
@@ -72,10 +72,10 @@ def analyse(
                 images=total,
                 distinct=split_distinct,
                 redundant=total - split_distinct,
-                skew=_clean(skew),
-                wasted_fraction=(total - split_distinct) / total if total else 0.0,
+                skew=_rounded(_clean(skew)),
+                wasted_fraction=_rounded((total - split_distinct) / total if total else 0.0),
                 leaked=leaked,
-                leaked_fraction=leaked / total if total else 0.0,
+                leaked_fraction=_rounded(leaked / total if total else 0.0),
             )
         )
 
@@ -91,6 +91,11 @@ def analyse(
         wasted_fraction=train.wasted_fraction if train else 0.0,
     )
     return summary, tuple(classes), tuple(splits)
+
+
+def _rounded(value: float) -> float:
+    """To the report's precision (model.DECIMALS), so the objects hold what the JSON report says."""
+    return round(value, DECIMALS)
 
 
 def _clean(value: float) -> float:

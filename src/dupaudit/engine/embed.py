@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError, MissingExtraError
+from ..errors import InputError, MissingExtraError, ParameterError
 from .cache import cacheable
 from .fingerprint import default_jobs
 from .model import ImageRecord
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 ENV_VAR = "DUPAUDIT_CNN_MODEL"
 HUB_FILE = "mobilenet_v3_small-047dcff4.pth"  # torchvision's IMAGENET1K_V1 weights, as the hub cache names them
-DEFAULT_MIN_SIMILARITY = 0.90  # imagededup's default min_similarity_threshold
 DIMENSIONS = 576
 BATCH = 64  # images per forward pass, as imagededup
 EMBED_VERSION = 1  # bump when the preprocessing or the network cut changes: cached embeddings then go unused
@@ -60,7 +59,7 @@ class Weights:
     """A local weights file for the encoder, where it was found, and the digest its embeddings are cached under."""
 
     path: str
-    source: str  # "--model", "$DUPAUDIT_CNN_MODEL" or "the torch hub cache"
+    source: str  # "model" (the parameter), "$DUPAUDIT_CNN_MODEL" or "the torch hub cache"
     digest: bytes
 
 
@@ -88,21 +87,27 @@ def find_weights(model: str | os.PathLike | None = None) -> Weights:
     Needs no torch: a missing file is reported before anything heavy is imported or decoded."""
     how_to = (
         f"save torchvision's mobilenet_v3_small state_dict on a machine with internet (see README) and pass "
-        f"it with --model PATH or {ENV_VAR}=PATH; nothing is downloaded"
+        f"its path as {{model}} or {ENV_VAR}=PATH; nothing is downloaded"
     )
-    for value, source in ((model, "--model"), (os.environ.get(ENV_VAR), f"${ENV_VAR}")):
+    for value, source in ((model, "model"), (os.environ.get(ENV_VAR), f"${ENV_VAR}")):
         if value is None or str(value) == "":
             continue
         path = Path(value).expanduser()
         if not path.is_file():
-            raise InputError(f"{source} {value}: no such weights file; {how_to}")
+            raise ParameterError(f"{_named(source)} {value}: no such weights file; {how_to}")
         return Weights(str(path), source, _file_digest(path))
     hub = hub_cache_path()
     if hub.is_file():
         return Weights(str(hub), "the torch hub cache", _file_digest(hub))
-    raise InputError(
-        f"--method cnn needs MobileNetV3-Small weights and found none (no --model, no ${ENV_VAR}, no {hub}): {how_to}"
+    raise ParameterError(
+        f"{{method='cnn'}} needs MobileNetV3-Small weights and found none (no {{model}}, no ${ENV_VAR}, no {hub}): "
+        f"{how_to}"
     )
+
+
+def _named(source: str) -> str:
+    """A Weights.source as ParameterError writes it: the parameter `model` is spelled --model on the CLI."""
+    return "{model}" if source == "model" else source
 
 
 def _file_digest(path: Path) -> bytes:
@@ -128,11 +133,11 @@ def require_torch(load: bool = True) -> None:
         import torch  # noqa: F401
         import torchvision  # noqa: F401
     except ImportError:
-        raise MissingExtraError("cnn", "--method cnn") from None
+        raise MissingExtraError("cnn", "{method='cnn'}") from None
 
 
 def build_encoder(weights: Weights) -> torch.nn.Module:
-    """MobileNetV3-Small with the given weights, cut after global average pooling; InputError if unusable."""
+    """MobileNetV3-Small with the given weights, cut after global average pooling; ParameterError if unusable."""
     require_torch()
     import torch
     import torchvision
@@ -142,22 +147,25 @@ def build_encoder(weights: Weights) -> torch.nn.Module:
         # weights_only: a weights file is data; a pickled model (code) is refused rather than run
         state = torch.load(weights.path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise InputError(
-            f"{weights.path} ({weights.source}): not a file of plain tensors (not made by torch.save, "
+        raise ParameterError(
+            f"{weights.path} ({_named(weights.source)}): not a file of plain tensors (not made by torch.save, "
             f"or a whole pickled model); {hint}"
         ) from None
     except Exception as exc:  # zip, I/O or torch errors alike: the file is not what we need
-        raise InputError(
-            f"{weights.path} ({weights.source}): not a loadable weights file ({_first_sentence(exc)}); {hint}"
+        raise ParameterError(
+            f"{weights.path} ({_named(weights.source)}): not a loadable weights file ({_first_sentence(exc)}); {hint}"
         ) from None
     if not isinstance(state, dict):
-        raise InputError(f"{weights.path} ({weights.source}): holds a {type(state).__name__}, not a state_dict; {hint}")
+        raise ParameterError(
+            f"{weights.path} ({_named(weights.source)}): holds a {type(state).__name__}, not a state_dict; {hint}"
+        )
     network = torchvision.models.mobilenet_v3_small(weights=None)  # weights=None: never download
     try:
         network.load_state_dict(state)
     except Exception as exc:
-        raise InputError(
-            f"{weights.path} ({weights.source}): does not fit mobilenet_v3_small ({_first_sentence(exc)}); {hint}"
+        raise ParameterError(
+            f"{weights.path} ({_named(weights.source)}): does not fit mobilenet_v3_small "
+            f"({_first_sentence(exc)}); {hint}"
         ) from None
     return torch.nn.Sequential(network.features, network.avgpool, torch.nn.Flatten(1)).eval()
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from .fingerprint import Fingerprint, fingerprint_paths
-from .hashing import hamming
+from .hashing import THUMB_SIZE, hamming
 from .model import Settings
 from .verify import CascadeSettings, descriptors, verify
 
@@ -40,7 +40,7 @@ def explain(first: str, second: str, settings: Settings | None = None) -> Explan
     assert isinstance(a, Fingerprint) and isinstance(b, Fingerprint)
     distance = _distance(a.hashes[settings.method], b.hashes[settings.method])
     mirrored = _distance(a.hashes[settings.method], b.flip_hashes[settings.method]) if settings.flips else None
-    thumbs = np.stack([np.frombuffer(f.thumb, np.uint8).reshape(32, 32) for f in (a, b)])
+    thumbs = np.stack([np.frombuffer(f.thumb, np.uint8).reshape(THUMB_SIZE, THUMB_SIZE) for f in (a, b)])
     desc = descriptors(thumbs)
     descriptor_similarity = float(desc[0] @ desc[1])
     if settings.flips:  # a mirrored copy is proposed by the mirrored descriptor

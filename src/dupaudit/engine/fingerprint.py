@@ -16,19 +16,17 @@ import numpy as np
 import xxhash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .hashing import HASH_FUNCTIONS, HASH_SIZES, phash_and_mirrored
+from .hashing import HASH_FUNCTIONS, HASH_SIZES, THUMB_SIZE, phash_and_mirrored
 from .resize import gray_thumbnail
 from .verify import block_sums
 
-THUMB_SIZE = 32  # the pHash input (32x32 gray, LANCZOS) doubles as the verification thumbnail
 FINGERPRINT_VERSION = 4  # bump when anything below changes what is stored, so caches are rebuilt
 
 _EXIF_ORIENTATION = 0x0112
 # Draft decoding (opt-in): a JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain, no smaller than
-# DRAFT_SIZE px a side (the pHash input size), several times cheaper for photos, then made gray and resized
+# THUMB_SIZE px a side (the pHash input size), several times cheaper for photos, then made gray and resized
 # by resize.gray_thumbnail. Not bit-identical to imagededup and it moves pairs across a threshold (measured in
 # docs/performance.md, "Draft decoding"): not the default.
-DRAFT_SIZE = 32
 
 
 @dataclass(slots=True)
@@ -43,7 +41,7 @@ class Fingerprint:
     flip_hashes: dict[str, bytes]  # method -> hash of the horizontally mirrored image
     thumb: bytes  # THUMB_SIZE x THUMB_SIZE grayscale, uint8
     blocks: bytes = b""  # verify.block_sums of the thumb (64 uint16), when fresh from a worker (not cached)
-    draft: bool = False  # decoded at reduced scale (DRAFT_SIZE): hashes may differ from imagededup's by a few bits
+    draft: bool = False  # decoded at reduced scale: hashes may differ from imagededup's by a few bits
 
 
 class BadImage(Exception):
@@ -72,9 +70,9 @@ def _decode_jpeg_fast(data: bytes, draft: bool = False) -> tuple[np.ndarray, tup
         limit = Image.MAX_IMAGE_PIXELS
         if colorspace != "YCbCr" or (limit and width * height > limit):
             return None
-        if draft:  # libjpeg-turbo's DCT scaling, to no less than DRAFT_SIZE a side, as Image.draft() does
+        if draft:  # libjpeg-turbo's DCT scaling, to no less than THUMB_SIZE a side, as Image.draft() does
             pixels = _simplejpeg.decode_jpeg(
-                data, colorspace="RGB", strict=True, min_height=DRAFT_SIZE, min_width=DRAFT_SIZE
+                data, colorspace="RGB", strict=True, min_height=THUMB_SIZE, min_width=THUMB_SIZE
             )
         else:
             pixels = _simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
@@ -112,7 +110,7 @@ def _open_rgb(data: bytes, draft: bool = False) -> tuple[Image.Image, tuple[int,
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = Image.open(io.BytesIO(data))
         full_size = image.size
-        drafted = draft and image.format == "JPEG" and image.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE)) is not None
+        drafted = draft and image.format == "JPEG" and image.draft("RGB", (THUMB_SIZE, THUMB_SIZE)) is not None
         image.load()
     # Orientation other than 1 means the pixels are stored rotated or mirrored: compare what people see.
     # (imagededup ignores EXIF; for files without an orientation tag the result is the same.)
@@ -176,7 +174,7 @@ def decode_small(
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and decode one file; return its facts and the small gray arrays each method needs.
 
-    With `draft`, a JPEG decodes at reduced scale (see DRAFT_SIZE); its pixel digest is then that of the
+    With `draft`, a JPEG decodes at reduced scale (no less than THUMB_SIZE a side); its pixel digest is then that of the
     reduced image (still equal for two JPEGs with the same coefficients, no longer for a PNG copy).
     With `rgb_ok`, an image already of the pHash size may come back RGB (h, w, 3), for pillow_gray to turn
     gray a whole batch at once (decode_paths): per image, those numpy calls cost as much as the decode."""

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# The side of the pHash input (32x32 gray, LANCZOS), which doubles as the thumbnail the cascade verifies on
+# (verify.py), is stored in the cache (fingerprint.py) and is the floor of draft decoding: defined here only.
+THUMB_SIZE = 32
 # (width, height) that imagededup resizes to before hashing each method.
 HASH_SIZES: dict[str, tuple[int, int]] = {
-    "phash": (32, 32),
+    "phash": (THUMB_SIZE, THUMB_SIZE),
     "dhash": (9, 8),
     "ahash": (8, 8),
     "whash": (256, 256),

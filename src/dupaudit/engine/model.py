@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -58,14 +59,78 @@ class Skipped:
     reason: str
 
 
+# Rates, priors, skews and inflations are kept to this many decimals, in the objects as in the JSON report, so
+# that a report saved and read back (ScanReport.to_json / from_json) is equal to the one the scan returned.
+DECIMALS = 6
+
+# The defaults that depend on other settings (Settings.resolve applies them); chosen on CIFAR-10 and the ciFAIR
+# development pairs (README, "Accuracy on real data" and "Choosing the pHash radius without verification").
+UNVERIFIED_THRESHOLD = 6  # the pHash radius when near pairs are not verified (verify=False)
+CNN_MIN_SIMILARITY = 0.90  # method "cnn": cosine similarity of the embeddings (imagededup's default)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Everything that decides a scan's answer, and the one place of the scan defaults: the pipeline, the CLI,
+    the config file, check and the report read them here. Build one with Settings.resolve, which fills the
+    defaults that depend on the method and on verify, and says which parameters do not go together."""
+
     method: str = "phash"  # one of METHODS
     threshold: int = 10  # Hamming radius (0 with cnn: no hash radius is used)
     flips: bool = False
     verify: bool = True  # near candidates must pass the thumbnail check (verify.py); False with cnn
     neighbours: int = 3  # nearest neighbours per image proposed as candidates (0: hash pairs only)
     min_similarity: float = 0.84  # verification score a candidate must reach; with cnn: the cosine similarity
+    fast_decode: bool = False  # JPEGs decoded at reduced scale: faster on photos, hashes no longer imagededup's
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        method: str = "phash",
+        threshold: int | None = None,
+        flips: bool = False,
+        verify: bool = True,
+        neighbours: int | None = None,
+        min_similarity: float | None = None,
+        fast_decode: bool = False,
+        model: object = None,
+    ) -> Settings:
+        """The settings of a scan from its parameters (None: the default); `model` is only checked (it goes
+        with method 'cnn'). Raises ParameterError naming the parameters."""
+        from ..errors import ParameterError
+
+        defaults = cls()
+        if method not in METHODS:
+            raise ParameterError(f"unknown {{method}} {method!r}: choose one of {', '.join(METHODS)}")
+        if model is not None and method != "cnn":
+            raise ParameterError("{model} goes with {method='cnn'}")
+        if method == "cnn":
+            if threshold or flips or neighbours:  # 0 is what a cnn report records: a resolved cnn Settings passes
+                raise ParameterError(
+                    "{threshold}, {flips} and {neighbours} are hash settings; with {method='cnn'} the near "
+                    f"duplicate threshold is {{min_similarity}} (cosine, default {CNN_MIN_SIMILARITY:.2f})"
+                )
+            threshold, verify, neighbours = 0, False, 0
+            if min_similarity is None:
+                min_similarity = CNN_MIN_SIMILARITY
+        elif threshold is None:
+            threshold = defaults.threshold if verify else UNVERIFIED_THRESHOLD
+        if not 0 <= threshold <= 64:
+            raise ParameterError(f"{{threshold}} must be between 0 and 64, not {threshold}")
+        if neighbours is not None and neighbours < 0:
+            raise ParameterError(f"{{neighbours}} must be 0 or more, not {neighbours}")
+        if min_similarity is not None and not -1 <= min_similarity <= 1:
+            raise ParameterError(f"{{min_similarity}} must be between -1 and 1, not {min_similarity}")
+        return cls(
+            method=method,
+            threshold=threshold,
+            flips=flips,
+            verify=verify,
+            neighbours=defaults.neighbours if neighbours is None else neighbours,
+            min_similarity=defaults.min_similarity if min_similarity is None else min_similarity,
+            fast_decode=fast_decode,
+        )
 
 
 @_pickled_by_fields
@@ -181,6 +246,24 @@ class ScanReport:
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     cache_hits: int = field(default=0, compare=False)
     decoded: int = field(default=0, compare=False)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The schema_version 1 JSON report (the bytes `dupaudit scan --json` writes), written to `path` when
+        given (its folder is created) and returned."""
+        from ..formats.json import render, write  # the report's codec lives with the other output formats
+
+        text = render(self)
+        if path is not None:
+            write(path, text)
+        return text
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> ScanReport:
+        """Read a report written by to_json or `dupaudit scan --json` (InputError when it is not one); equal to
+        the report that was saved, but for the run facts (timings, cache hits) that the JSON does not hold."""
+        from ..formats.json import read
+
+        return read(path)
 
     @property
     def label_conflict_groups(self) -> tuple[DuplicateGroup, ...]:

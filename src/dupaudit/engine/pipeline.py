@@ -21,18 +21,15 @@ from .cache import FingerprintCache, cacheable, default_cache_path
 from .discover import image_records, resolve_roots
 from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprint_paths, fingerprints_of
 from .groups import build_groups
+from .hashing import THUMB_SIZE
 from .listing import list_files
-from .model import METHODS, ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
+from .model import ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
 from .verify import CascadeSettings, candidate_pairs
 
 log = logging.getLogger(__name__)
 
-# pHash radius: candidates for verification, or (with verify=False) near duplicates outright.
-# Both chosen on CIFAR-10; see README "Choosing the operating point".
-DEFAULT_THRESHOLD = 10
-UNVERIFIED_THRESHOLD = 6
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
 PARENT_HASHING_BYTES = 16_000  # mean file size from which the scan's own process hashes (fingerprint_records)
 
@@ -59,7 +56,7 @@ def fingerprint_records(
 ) -> Fingerprinted:
     """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes.
 
-    `draft`: decode JPEGs at reduced scale (fingerprint.DRAFT_SIZE): faster on photos, not bit-identical."""
+    `draft`: decode JPEGs at reduced scale (no less than THUMB_SIZE a side): faster on photos, not bit-identical."""
     progress = progress or NullProgress()
     cached = (
         cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)), methods, draft)
@@ -135,43 +132,30 @@ def scan(
 ) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
 
-    method "cnn": near duplicates are pairs of CNN embeddings with cosine similarity >= min_similarity (default
-    0.90), weights from `model` or embed.find_weights' fallbacks; see embed.py."""
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    hash_method, weights = method, None
-    if model is not None and method != "cnn":
-        raise InputError("--model goes with --method cnn")
-    if method == "cnn":  # checked before any work, so that a missing model or torch is said at once
-        if threshold is not None or flips or neighbours is not None:
-            raise InputError(
-                "--threshold, --flips and --neighbours are hash settings; with --method cnn the near "
-                "duplicate threshold is --min-similarity (cosine, default 0.90)"
-            )
+    The settings (method ... fast_decode) are resolved by Settings.resolve, where their defaults live.
+    method "cnn": near duplicates are pairs of CNN embeddings with cosine similarity >= min_similarity, weights
+    from `model` or embed.find_weights' fallbacks; see embed.py."""
+    settings = Settings.resolve(
+        method=method,
+        threshold=threshold,
+        flips=flips,
+        verify=verify,
+        neighbours=neighbours,
+        min_similarity=min_similarity,
+        fast_decode=fast_decode,
+        model=model,
+    )
+    weights = None
+    if settings.method == "cnn":  # checked before any work, so that a missing model or torch is said at once
         weights = embed.find_weights(model)
         embed.require_torch(load=False)
-        hash_method, threshold, verify, neighbours = "phash", 0, False, 0
-        if min_similarity is None:
-            min_similarity = embed.DEFAULT_MIN_SIMILARITY
-    if threshold is None:
-        threshold = DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD
-    if not 0 <= threshold <= 64:
-        raise InputError(f"threshold must be between 0 and 64, not {threshold}")
+    hash_method = "phash" if settings.method == "cnn" else settings.method  # cnn's exact/pixel pairs: phash
     timings: dict[str, float] = {}
     started = time.perf_counter()
     roots = resolve_roots(root, list(against))
     listing = list_files(roots)
     timings["discover"] = time.perf_counter() - started
 
-    defaults = Settings()
-    settings = Settings(
-        method=method,
-        threshold=threshold,
-        flips=flips,
-        verify=verify,
-        neighbours=defaults.neighbours if neighbours is None else neighbours,
-        min_similarity=defaults.min_similarity if min_similarity is None else min_similarity,
-    )
     cache_file = cache_path or default_cache_path()
     # A rescan of unchanged folders with the same settings and code reuses the last answer: no file is
     # decoded, searched or even turned into a record (FingerprintCache.answer_key lists what it depends on).
@@ -179,7 +163,7 @@ def scan(
     if use_cache:
         with FingerprintCache(cache_file) as cache:
             reuse_key = cache.answer_key(
-                listing, (settings, roots, fast_decode) + ((weights.digest,) if weights is not None else ())
+                listing, (settings, roots) + ((weights.digest,) if weights is not None else ())
             )
             reused = cache.load_result(reuse_key)
         if isinstance(reused, StoredAnswer):
@@ -193,13 +177,13 @@ def scan(
     if not records and not listing.problems:
         raise InputError(f"{root}: no images found")
     cache = FingerprintCache(cache_file) if use_cache else None
-    if verify:  # the cascade needs faiss (slow to import): load it while the workers decode
+    if settings.verify:  # the cascade needs faiss (slow to import): load it while the workers decode
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
         found = fingerprint_records(
-            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=fast_decode
+            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode
         )
-        if verify and cache is not None:
+        if settings.verify and cache is not None:
             _load_thumbs(found, cache)
     finally:
         if cache is not None:
@@ -299,7 +283,9 @@ def find_groups(
         flip_a, flip_b, _ = pairs_within(hashes, settings.threshold, queries=flip_hashes, threads=jobs)
         hash_pairs.append((flip_b, flip_a, True))  # flip_b matches the mirror image of flip_a
     if settings.verify:
-        thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(count, 32, 32)
+        thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(
+            count, THUMB_SIZE, THUMB_SIZE
+        )
         cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
         sums = None
         if all(f.blocks for f in fingerprints):  # fresh fingerprints carry their block sums (cached ones do not)

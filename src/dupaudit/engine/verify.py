@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-THUMB = 32
+from .hashing import THUMB_SIZE
+from .model import Settings
+
 ZOOM = 1.12  # a centre zoom tried on either image: covers crops and rescales of about 10%
 # Work in chunks of about this many bytes per gathered array: a first touch of fresh memory can cost more than
 # the arithmetic, and small chunks reuse the same pages (measured: docs/performance.md).
@@ -30,13 +32,14 @@ _LISTS, _PROBES = 2, 6  # neighbour search: inverted lists per sqrt(images), lis
 
 @dataclass(frozen=True, slots=True)
 class CascadeSettings:
-    """The operating point; defaults chosen on the ciFAIR development pairs (README, Accuracy)."""
+    """The operating point; defaults chosen on the ciFAIR development pairs (README, Accuracy). The two that a
+    user sets come from the scan's Settings, where their defaults live."""
 
-    neighbours: int = 3  # nearest neighbours per image proposed as candidates
+    neighbours: int = Settings().neighbours  # nearest neighbours per image proposed as candidates
     min_descriptor_similarity: float = 0.75  # neighbours less similar than this are not candidates
     min_coarse: float = 0.60  # 16x16 pre-check: below 99.7% of the verified pairs, drops 92% of the candidates
     refine_from: float = 0.60  # 32x32 scores from here up to min_similarity get the sub-pixel alignment search
-    min_similarity: float = 0.84  # a candidate is a near duplicate when its score reaches this
+    min_similarity: float = Settings().min_similarity  # a candidate is a near duplicate when its score reaches this
 
 
 def block_sums(thumbs: np.ndarray) -> np.ndarray:
@@ -48,7 +51,7 @@ def block_sums(thumbs: np.ndarray) -> np.ndarray:
     for lo in range(0, count, 4096):  # chunked: small temporaries reuse the same memory
         chunk = np.ascontiguousarray(thumbs[lo : lo + 4096], dtype=np.uint8)
         # in integers: four pixels of a row at once as one uint32 (faster than a float mean: docs/performance.md)
-        quads = chunk.reshape(len(chunk), 32 * 8 * 4).view(np.uint32)
+        quads = chunk.reshape(len(chunk), THUMB_SIZE * THUMB_SIZE).view(np.uint32)
         rows = ((quads & 0xFF) + ((quads >> 8) & 0xFF) + ((quads >> 16) & 0xFF) + (quads >> 24)).astype(np.uint16)
         result[lo : lo + 4096] = rows.reshape(len(chunk), 8, 4, 8).sum(axis=2, dtype=np.uint16).reshape(-1, 64)
     return result
@@ -221,17 +224,17 @@ class Prepared:
 
     def _small(self, thumbs: np.ndarray) -> np.ndarray:
         size = self.size
-        if size == THUMB:
+        if size == THUMB_SIZE:
             return np.ascontiguousarray(thumbs, dtype=np.float32)
         # block means by strided integer sums first: the filters then run on the small image
-        factor = THUMB // size
+        factor = THUMB_SIZE // size
         columns = sum(thumbs[:, :, k::factor].astype(np.uint16) for k in range(factor))
         blocks = sum(columns[:, k::factor] for k in range(factor))
         return blocks.astype(np.float32) * np.float32(1 / (factor * factor))
 
     def _high_pass(self, small: np.ndarray, zoom: np.ndarray | None) -> np.ndarray:
         """Image (zoomed first when `zoom`, a resampling matrix) minus its blur, flat bars masked out."""
-        blur = _blur_matrix(self.size, sigma=3.0 * self.size / THUMB)
+        blur = _blur_matrix(self.size, sigma=3.0 * self.size / THUMB_SIZE)
         if zoom is None:
             return (small - _sandwich(small, blur)) * _content_mask(small)
         small_zoom = _sandwich(small, zoom)
@@ -306,7 +309,7 @@ _REFINE_STEPS = (-0.5, 0.0, 0.5)  # shift steps, pixels
 _REFINE_ZOOMS = (1 / 1.06, 1.0, 1.06)  # zoom steps around the rough zoom, per axis
 
 
-def _resample_rows(zoom: np.ndarray, shift: np.ndarray, size: int = THUMB) -> np.ndarray:
+def _resample_rows(zoom: np.ndarray, shift: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
     """Bilinear sampling matrices (..., window, size): output row o reads the input at c + (o + shift - c) / zoom."""
     centre = (size - 1) / 2
     start = (size - _REFINE_WINDOW) // 2
@@ -325,7 +328,7 @@ def refine(prepared: Prepared, first: np.ndarray, second: np.ndarray, where: np.
     """Correlation of each pair after a local search around its rough alignment `where` (from scores()):
     on each axis separately, shifts of -0.5, 0 and +0.5 px and zooms of 1/1.06, 1 and 1.06 around it (so
     the aspect ratio may change too: CIFAR-style copies are often re-cropped to another aspect), on the
-    central window of the fixed image. `prepared` must be at full size (THUMB)."""
+    central window of the fixed image. `prepared` must be at full size (THUMB_SIZE)."""
     scores = np.full(len(first), -1.0, dtype=np.float32)
     for lo in range(0, len(first), 64):  # ~180 KB of temporaries per pair: small chunks keep them in warm pages
         hi = min(lo + 64, len(first))
@@ -340,8 +343,8 @@ def _axis_grids() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every axis's option matrices, by start (zoomed or not, shift -1/0/+1): only 6 starts exist, so the
     matrices, their column sums and their Gram matrices are made once, not per pair.
 
-    Returns (matrices (2, 3, options, window, THUMB), sums (2, 3, options, THUMB), grams (2, 3, options,
-    THUMB * THUMB))."""
+    Returns (matrices (2, 3, options, window, THUMB_SIZE), sums (2, 3, options, THUMB_SIZE), grams (2, 3, options,
+    THUMB_SIZE * THUMB_SIZE))."""
     global _GRID
     if _GRID is None:
         starts = np.array([1.0, ZOOM], np.float32)[:, None, None, None]
@@ -360,7 +363,7 @@ def _refine_chunk(prepared: Prepared, first: np.ndarray, second: np.ndarray, whe
     swap = variant == 2  # the first image was the zoomed one: make it the moving side
     fixed_index, moving_index = np.where(swap, second, first), np.where(swap, first, second)
     zoomed = (variant != 0).astype(np.int64)
-    lo = (THUMB - _REFINE_WINDOW) // 2
+    lo = (THUMB_SIZE - _REFINE_WINDOW) // 2
     fixed = prepared.plain[fixed_index][:, lo : lo + _REFINE_WINDOW, lo : lo + _REFINE_WINDOW]
     fixed = fixed - fixed.mean(axis=(1, 2), keepdims=True)
     fixed /= np.sqrt(np.einsum("nij,nij->n", fixed, fixed))[:, None, None] + 1e-6
@@ -372,12 +375,14 @@ def _refine_chunk(prepared: Prepared, first: np.ndarray, second: np.ndarray, whe
     # The window for row option r and column option c is W = R_r M C_c^T. Every (r, c) at once, without
     # forming the 81 windows: <F, W> = <F C_c, R_r M>, sum W = (1^T R_r M)(C_c^T 1) and
     # |W|^2 = <(R_r M)^T (R_r M), C_c^T C_c>, each a batch of small matrix products.
-    sampled = np.matmul(rows.reshape(count, options * window, THUMB), moving).reshape(count, options, window, THUMB)
+    sampled = np.matmul(rows.reshape(count, options * window, THUMB_SIZE), moving).reshape(
+        count, options, window, THUMB_SIZE
+    )
     fixed_cols = np.matmul(fixed[:, None], cols)  # F C_c: (n, options, window, size)
-    flat = window * THUMB
+    flat = window * THUMB_SIZE
     dots = np.matmul(sampled.reshape(count, options, flat), fixed_cols.reshape(count, options, flat).transpose(0, 2, 1))
     sums = np.matmul(sampled.sum(axis=2), matrix_sums[zoomed, dx].transpose(0, 2, 1))
-    grams = np.matmul(sampled.transpose(0, 1, 3, 2), sampled).reshape(count, options, THUMB * THUMB)
+    grams = np.matmul(sampled.transpose(0, 1, 3, 2), sampled).reshape(count, options, THUMB_SIZE * THUMB_SIZE)
     squares = np.matmul(grams, matrix_grams[zoomed, dx].transpose(0, 2, 1))
     norms = np.sqrt(np.maximum(squares - sums**2 / (window * window), 0)) + 1e-6
     return (dots / norms).reshape(count, -1).max(axis=1)
@@ -394,7 +399,7 @@ def _map_chunks(function, total: int, chunk: int, threads: int) -> list:
         return list(pool.map(lambda bounds: function(*bounds), ranges))
 
 
-def similarity(thumbs_a: np.ndarray, thumbs_b: np.ndarray, size: int = THUMB) -> np.ndarray:
+def similarity(thumbs_a: np.ndarray, thumbs_b: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
     """Score of each pair of 32x32 thumbs (1 = the same picture): high-passed, shifted, zoomed correlation."""
     prepared = Prepared(np.concatenate([thumbs_a, thumbs_b]), size)
     index = np.arange(len(thumbs_a))
@@ -436,7 +441,7 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         thumbs = np.concatenate([thumbs, np.ascontiguousarray(thumbs[flipped][:, :, ::-1])])
     involved, inverse = np.unique(np.concatenate([first, second]), return_inverse=True)
     local_first, local_second = inverse[: len(first)], inverse[len(first) :]
-    small = Prepared(thumbs[involved], THUMB // 2, threads, zoom=False)
+    small = Prepared(thumbs[involved], THUMB_SIZE // 2, threads, zoom=False)
     coarse = small.scores(local_first, local_second, threads, variants=(0,))
     # the zoomed comparisons only where they can matter: no verified CIFAR-10 pair scores below 0.35 unzoomed
     maybe = np.nonzero((coarse < settings.min_coarse) & (coarse >= settings.min_coarse - 0.25))[0]
@@ -450,7 +455,7 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         kept, kept_inverse = np.unique(
             np.concatenate([local_first[survivors], local_second[survivors]]), return_inverse=True
         )
-        fine = Prepared(thumbs[involved[kept]], THUMB, threads)
+        fine = Prepared(thumbs[involved[kept]], THUMB_SIZE, threads)
         fine_first, fine_second = kept_inverse[: len(survivors)], kept_inverse[len(survivors) :]
         fine_scores, where = fine.scores(fine_first, fine_second, threads, alignment=True)
         scores[survivors] = fine_scores

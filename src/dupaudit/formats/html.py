@@ -24,6 +24,10 @@ from pathlib import Path, PurePosixPath
 
 from .. import palette
 from ..engine.model import KINDS, ClassStats, DuplicateGroup, ScanReport
+from ..probing.config import ARMS
+from ..probing.results import Condition, ProbeReport
+from ..probing.results import render_json as render_probe_json
+from ..probing.stats import Interval
 
 
 def _asset(name: str) -> str:
@@ -73,10 +77,6 @@ def _num(value: float) -> str:
     return f"{value:,}"
 
 
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 # ------------------------------------------------------------------------------------------------ thumbnails
@@ -344,114 +344,36 @@ def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
 
 # ----------------------------------------------------------------------------------------------------- probe
 
-ARM_NAMES = ("as-is", "deduplicated", "random-removed")
+Row = tuple[str, float, tuple[float, float] | None]  # a chart row: name, mean, 95% interval
 
 
-def _first(mapping: dict, *keys: str) -> object:
-    for key in keys:
-        if key in mapping and mapping[key] is not None:
-            return mapping[key]
-    return None
+def _row(name: str, interval: Interval) -> Row:
+    ci = None if interval.low is None or interval.high is None else (interval.low, interval.high)
+    return (name, interval.mean, ci)
 
 
-def _interval(value: object) -> tuple[float, float] | None:
-    if isinstance(value, dict):
-        value = (_first(value, "low", "lo", "lower"), _first(value, "high", "hi", "upper"))
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        low, high = _finite(value[0]), _finite(value[1])
-        if low is not None and high is not None:
-            return (min(low, high), max(low, high))
-    return None
+def probe_arms(condition: Condition, metric: str = "accuracy") -> list[Row]:
+    """Each arm's clean (or robust_accuracy) test accuracy as (arm, mean, 95% interval), in the probe's arm order."""
+    rows = [_row(a.arm, getattr(a, metric)) for a in condition.arms if getattr(a, metric) is not None]
+    order = {name: i for i, name in enumerate(ARMS)}
+    return sorted(rows, key=lambda a: (order.get(a[0], len(order)), a[0]))
 
 
-def _estimate(entry: object, prefixes: Sequence[str]) -> tuple[float, tuple[float, float] | None] | None:
-    """(mean, 95% interval) from a number, or a dict with mean/ci95 keys, possibly under a metric prefix."""
-    if _finite(entry) is not None:
-        return _finite(entry), None
-    if not isinstance(entry, dict):
-        return None
-    for prefix in prefixes:
-        nested = entry.get(prefix) if prefix else None
-        if isinstance(nested, dict):
-            found = _estimate(nested, ("",))
-            if found:
-                return found
-        p = f"{prefix}_" if prefix else ""
-        mean = _finite(
-            _first(entry, f"{p}mean", f"{p}value", f"{p}estimate", prefix)
-            if prefix
-            else _first(entry, "mean", "value", "estimate", "accuracy", "difference", "delta", "diff")
-        )
-        if mean is None:
-            continue
-        interval = _interval(_first(entry, f"{p}ci95", f"{p}ci", f"{p}interval", f"{p}ci_95"))
-        if interval is None:
-            low, high = (
-                _finite(entry.get(f"{p}ci_low", entry.get(f"{p}low"))),
-                _finite(entry.get(f"{p}ci_high", entry.get(f"{p}high"))),
-            )
-            if low is not None and high is not None:
-                interval = (min(low, high), max(low, high))
-        return mean, interval
-    return None
+def probe_class_differences(condition: Condition) -> list[Row]:
+    """Per-class accuracy differences (deduplicated − as-is, mean over seeds) next to the duplication rate."""
+    return [
+        (f"{d.label} ({_pct(d.duplication_rate)} dup.)", d.difference, None)
+        for d in condition.class_deltas
+        if d.difference is not None
+    ]
 
 
-def _named_entries(value: object, name_keys: Sequence[str]) -> list[tuple[str, object]]:
-    """[(name, entry)] from a dict keyed by name or a list of dicts that carry their name."""
-    if isinstance(value, dict):
-        return [(str(k), v) for k, v in value.items()]
-    out = []
-    if isinstance(value, list):
-        for item in value:
-            if isinstance(item, dict):
-                name = _first(item, *name_keys)
-                if name is not None:
-                    out.append((str(name), item))
-    return out
-
-
-def probe_arms(probe: dict, metric: str = "accuracy") -> list[tuple[str, float, tuple[float, float] | None]]:
-    """Each arm's metric as (arm, mean, 95% interval), read defensively from a probe result (or one condition)."""
-    arms = _named_entries(_first(probe, "arms", "results", "summary") or {}, ("arm", "name"))
-    if not arms:
-        arms = [(name, probe[name]) for name in ARM_NAMES if name in probe]
-    prefixes = (metric,) if metric != "accuracy" else ("accuracy", "clean_accuracy", "test_accuracy", "acc", "clean")
-    out = []
-    for name, entry in arms:
-        found = _estimate(entry, prefixes) if isinstance(entry, dict) else None
-        if found:
-            out.append((name, found[0], found[1]))
-    order = {name: i for i, name in enumerate(ARM_NAMES)}
-    out.sort(key=lambda a: (order.get(a[0], len(order)), a[0]))
-    return out
-
-
-def probe_class_differences(probe: dict) -> list[tuple[str, float, tuple[float, float] | None]]:
-    """Per-class accuracy differences (deduplicated − as-is) as (class, mean, 95% interval or None)."""
-    raw = _first(probe, "class_deltas", "per_class", "per_class_differences", "class_differences")
-    rows = []
-    for name, entry in _named_entries(raw, ("label", "class", "name")):
-        found = _estimate(entry, ("difference", "delta", "diff", "accuracy_difference", ""))
-        if found:
-            rate = _finite(entry.get("duplication_rate")) if isinstance(entry, dict) else None
-            label = f"{name} ({_pct(rate)} dup.)" if rate is not None else name
-            rows.append((label, found[0], found[1]))
-    return rows
-
-
-def probe_conditions(probe: dict) -> list[tuple[str, dict]]:
-    """(title, condition) for each condition of a probe result; a flat result is one untitled condition."""
-    conditions = probe.get("conditions")
-    if not isinstance(conditions, list) or not conditions:
-        return [("", probe)]
-    out = []
-    for condition in conditions:
-        if not isinstance(condition, dict):
-            continue
-        rate = _finite(condition.get("rate"))
-        title = "the data as they are" if rate is None else f"duplicates injected at rate {rate:g}"
-        out.append((title, condition))
-    return out
+def probe_conditions(probe: ProbeReport) -> list[tuple[str, Condition]]:
+    """(title, condition) for each condition of a probe: the data as they are, or one injection rate."""
+    return [
+        ("the data as they are" if c.rate is None else f"duplicates injected at rate {c.rate:g}", c)
+        for c in probe.conditions
+    ]
 
 
 def _as_percent(values: Iterable[float]) -> float:
@@ -557,24 +479,17 @@ def _arm_figure(arms: Sequence[tuple[str, float, tuple[float, float] | None]], w
     )
 
 
-def _arm_table(condition: dict) -> str:
-    """Training images, steps and training time per arm (when the probe gives them)."""
+def _arm_table(condition: Condition) -> str:
+    """Training images, steps, images seen and training time per arm."""
     rows = []
-    for name, entry in _named_entries(condition.get("arms"), ("arm", "name")):
-        if not isinstance(entry, dict):
-            continue
-        seconds = _estimate(entry.get("train_seconds"), ("",))
-        cells = [_finite(entry.get("train_images")), _finite(entry.get("steps")), _finite(entry.get("images_seen"))]
-        if seconds is None and all(c is None for c in cells):
-            continue
-        time_text = (
-            ""
-            if seconds is None
-            else f"{seconds[0]:.1f}" + (f" [{seconds[1][0]:.1f}, {seconds[1][1]:.1f}]" if seconds[1] else "")
+    for arm in condition.arms:
+        seconds = arm.train_seconds
+        time_text = f"{seconds.mean:.1f}" + (
+            f" [{seconds.low:.1f}, {seconds.high:.1f}]" if seconds.low is not None and seconds.high is not None else ""
         )
         rows.append(
-            f"<tr><td><span class='key' style='background:{palette.arm_color(name)}'></span>{_e(name)}</td>"
-            + "".join(f"<td class='num'>{'' if c is None else f'{c:,.0f}'}</td>" for c in cells)
+            f"<tr><td><span class='key' style='background:{palette.arm_color(arm.arm)}'></span>{_e(arm.arm)}</td>"
+            + "".join(f"<td class='num'>{c:,.0f}</td>" for c in (arm.train_images, arm.steps, arm.images_seen))
             + f"<td class='num'>{time_text}</td></tr>"
         )
     if not rows:
@@ -585,25 +500,23 @@ def _arm_table(condition: dict) -> str:
     )
 
 
-def _condition_html(title: str, condition: dict) -> str:
+def _condition_html(title: str, condition: Condition) -> str:
     parts = [f"<h3>On {_e(title)}</h3>"] if title else []
-    facts = []
-    for key, name in (
-        ("train_images", "training images"),
-        ("redundant", "redundant copies removed by dedup"),
-        ("batch_size", "batch size"),
-    ):
-        value = _finite(condition.get(key))
-        if value is not None:
-            facts.append(f"{name} <b>{value:,.0f}</b>")
-    seconds, share = _finite(condition.get("duplicate_time_seconds")), _finite(condition.get("duplicate_time_fraction"))
+    facts = [
+        f"{name} <b>{value:,.0f}</b>"
+        for value, name in (
+            (condition.train_images, "training images"),
+            (condition.redundant, "redundant copies removed by dedup"),
+            (condition.batch_size, "batch size"),
+        )
+    ]
+    seconds, share = condition.duplicate_time_seconds, condition.duplicate_time_fraction
     if seconds is not None:
         facts.append(
             f"time spent on duplicates <b>{seconds:.1f} s</b>"
             + (f" ({_pct(share)} of training)" if share is not None else "")
         )
-    if facts:
-        parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
+    parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
     arms = probe_arms(condition)
     if arms:
         parts.append(_arm_figure(arms, "clean test accuracy"))
@@ -613,8 +526,7 @@ def _condition_html(title: str, condition: dict) -> str:
     table = _arm_table(condition)
     if table:
         parts.append(table)
-    verdicts = [c.get("text") for c in condition.get("comparisons", []) or [] if isinstance(c, dict)]
-    verdicts = [v for v in verdicts if isinstance(v, str)]
+    verdicts = [c.text for c in condition.comparisons]
     if verdicts:
         parts.append("<ul class='verdicts'>" + "".join(f"<li>{_e(v)}</li>" for v in verdicts) + "</ul>")
     rows = probe_class_differences(condition)
@@ -650,7 +562,7 @@ def _condition_html(title: str, condition: dict) -> str:
     return "".join(parts)
 
 
-def _sweep_chart(conditions: Sequence[tuple[float, dict]], inject: str) -> str:
+def _sweep_chart(conditions: Sequence[tuple[float, Condition]], inject: str) -> str:
     """Accuracy per arm against the injection rate, with 95% intervals (a probe run with --inject)."""
     series: dict[str, list[tuple[float, float, tuple[float, float] | None]]] = {}
     for rate, condition in conditions:
@@ -724,36 +636,28 @@ def _sweep_chart(conditions: Sequence[tuple[float, dict]], inject: str) -> str:
     )
 
 
-def _probe_section(probe: dict) -> str:
-    if not isinstance(probe, dict):
-        return "<section id='probe'><h2>Training probe</h2><p>The probe file is not a JSON object.</p></section>"
+def _probe_section(probe: ProbeReport) -> str:
+    """The probe, read through its own result types (probing.results; a file: results.read_json)."""
     parts = ["<section id='probe'><h2>Training probe</h2>"]
-    facts = []
-    seeds = probe.get("seeds")
-    if isinstance(seeds, list):
-        facts.append(f"seeds <b>{len(seeds)}</b>")
-    settings = probe.get("settings") if isinstance(probe.get("settings"), dict) else {}
-    data = probe.get("data") if isinstance(probe.get("data"), dict) else {}
-    for source, key, name in (
-        (settings, "epochs", "epochs"),
-        (settings, "size", "image size"),
-        (settings, "adversarial", "adversarial"),
-        (settings, "inject", "injection"),
-        (data, "train_images", "training images"),
-        (data, "test_images", "test images"),
-        (data, "test_source", "test images from"),
-        (probe, "device", "device"),
+    settings, data = probe.settings, probe.data
+    facts = [f"seeds <b>{len(probe.seeds)}</b>"]
+    for value, name in (
+        (settings.epochs, "epochs"),
+        (settings.size, "image size"),
+        (settings.adversarial, "adversarial"),
+        (settings.inject, "injection"),
+        (data.train_images, "training images"),
+        (data.test_images, "test images"),
+        (data.test_source, "test images from"),
+        (probe.device, "device"),
     ):
-        value = source.get(key)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if value is not None:
             facts.append(f"{_e(name)} <b>{_e(f'{value:,}' if isinstance(value, int) else value)}</b>")
-    if facts:
-        parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
+    parts.append(f"<p class='meta'>{' · '.join(facts)}</p>")
     conditions = probe_conditions(probe)
-    rated = [(_finite(c.get("rate")), c) for _, c in conditions]
-    rated = [(rate, c) for rate, c in rated if rate is not None]
+    rated = [(c.rate, c) for _, c in conditions if c.rate is not None]
     if len(rated) > 1:
-        parts.append(_sweep_chart(rated, str(settings.get("inject") or "")))
+        parts.append(_sweep_chart(rated, settings.inject or ""))
     sweep = len(conditions) > 1
     shown = [(title, _condition_html("" if sweep else title, condition)) for title, condition in conditions]
     shown = [(title, part) for title, part in shown if "<figure" in part]
@@ -764,8 +668,8 @@ def _probe_section(probe: dict) -> str:
             )
         parts.append(part)
     if not shown:
-        parts.append("<p>No accuracy per arm was found in the probe file; its content is below.</p>")
-    raw = json.dumps(probe, indent=2, ensure_ascii=True, default=str)
+        parts.append("<p>The probe holds no accuracy per arm; its content is below.</p>")
+    raw = render_probe_json(probe).rstrip("\n")
     if len(raw) > 200_000:
         raw = raw[:200_000] + "\n…"
     parts.append(f"<details><summary>Probe JSON</summary><pre>{_e(raw)}</pre></details></section>")
@@ -964,8 +868,9 @@ CSS = _asset("report.css") % {
 SCRIPT = _asset("report.js")
 
 
-def render(report: ScanReport, probe: dict | None = None, *, thumb_px: int = THUMBNAIL_PX) -> str:
-    """The report as one self-contained HTML page (thumbnails read from each root's files)."""
+def render(report: ScanReport, probe: ProbeReport | None = None, *, thumb_px: int = THUMBNAIL_PX) -> str:
+    """The report as one self-contained HTML page (thumbnails read from each root's files), with a probe's
+    results when given (a ProbeReport: dupaudit.probe's, or probing.results.read_json of a saved one)."""
     script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
     csp = (
         f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 from ..engine.model import (
+    DECIMALS,
     ClassStats,
     DuplicateGroup,
     GroupMember,
@@ -22,7 +25,7 @@ SCHEMA_VERSION = 1
 
 
 def _round(value: float) -> float:
-    return round(value, 6)
+    return round(value, DECIMALS)
 
 
 def to_dict(report: ScanReport) -> dict:
@@ -38,6 +41,8 @@ def to_dict(report: ScanReport) -> dict:
             "verify": report.settings.verify,
             "neighbours": report.settings.neighbours,
             "min_similarity": report.settings.min_similarity,
+            # written only when on, so that reports of default scans keep their bytes (schema_version 1)
+            **({"fast_decode": True} if report.settings.fast_decode else {}),
         },
         "summary": {
             "images": report.summary.images,
@@ -120,7 +125,9 @@ def from_dict(data: dict) -> ScanReport:
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"not a dupaudit scan report of schema_version {SCHEMA_VERSION}")
     try:
-        roots = tuple(Root(r["name"], r["path"], True) for r in data["roots"])
+        # a root is labelled when its images carry labels (the JSON does not store the flag itself)
+        labelled = {c["split"] for c in data["classes"] if c.get("label") is not None}
+        roots = tuple(Root(r["name"], r["path"], r["name"] in labelled) for r in data["roots"])
         train = next(
             (s["split"] for s in data.get("splits", []) if s.get("role") == "train"), roots[0].name if roots else ""
         )
@@ -165,3 +172,24 @@ def loads(text: str) -> ScanReport:
         return from_dict(json.loads(text))
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc}") from None
+
+
+def write(path: str | os.PathLike, text: str) -> None:
+    """Write a rendered report to `path` (its folder created), as `dupaudit scan --json` does."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8", errors="surrogateescape")  # a non-UTF-8 file name keeps its bytes
+
+
+def read(path: str | os.PathLike) -> ScanReport:
+    """A report from a file that `write` (or `dupaudit scan --json`) made; InputError naming the file if not."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: scan report not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the scan report: {exc}") from None
+    try:
+        return loads(text)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None

@@ -84,34 +84,36 @@ class ProbeSettings:
     device: str = "auto"  # auto, cuda or cpu
 
     def __post_init__(self) -> None:
-        from ..errors import InputError
+        from ..errors import ParameterError
 
         unknown = [arm for arm in self.arms if arm not in ARMS]
         if unknown or not self.arms:
-            raise InputError(f"unknown arm {unknown[0] if unknown else '(none)'}: choose from {', '.join(ARMS)}")
+            raise ParameterError(
+                f"unknown {{arms}} entry {unknown[0] if unknown else '(none)'}: choose from {', '.join(ARMS)}"
+            )
         if self.seeds < 1:
-            raise InputError("--seeds must be at least 1")
+            raise ParameterError("{seeds} must be at least 1")
         if self.epochs <= 0:
-            raise InputError("--epochs must be positive")
+            raise ParameterError("{epochs} must be positive")
         if self.adversarial not in (None, *ADVERSARIAL_MODES):
-            raise InputError(f"--adversarial must be one of {', '.join(ADVERSARIAL_MODES)}")
+            raise ParameterError(f"{{adversarial}} must be one of {', '.join(ADVERSARIAL_MODES)}")
         if self.inject not in (None, *INJECT_MODES):
-            raise InputError(f"--inject must be one of {', '.join(INJECT_MODES)}")
+            raise ParameterError(f"{{inject}} must be one of {', '.join(INJECT_MODES)}")
         if self.inject and not self.rates:
-            raise InputError("--inject needs --rate R or --sweep R1,R2,...")
+            raise ParameterError("{inject} needs injection {rates}")
         if self.rates and not self.inject:
-            raise InputError("--rate/--sweep need --inject uniform|nonuniform")
+            raise ParameterError("{rates} need {inject} uniform or nonuniform")
         for rate in self.rates:
             if not 0 <= rate < 1:
-                raise InputError(f"an injection rate must be in [0, 1), not {rate}")
+                raise ParameterError(f"an injection rate ({{rates}}) must be in [0, 1), not {rate}")
         if not 0 < self.holdout < 1:
-            raise InputError("--holdout must be between 0 and 1")
+            raise ParameterError("{holdout} must be between 0 and 1")
         if self.size < 16:
-            raise InputError("--size must be at least 16 pixels")
+            raise ParameterError("{size} must be at least 16 pixels")
         if self.width < 1 or (self.batch_size is not None and self.batch_size < 2):
-            raise InputError("--width must be at least 1 and --batch-size at least 2")
+            raise ParameterError("{width} must be at least 1 and {batch_size} at least 2")
         if self.device not in ("auto", "cuda", "cpu"):
-            raise InputError("--device must be auto, cuda or cpu")
+            raise ParameterError("{device} must be auto, cuda or cpu")
 
 
 def batch_size_for(train_images: int, requested: int | None = None) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.model import DuplicateGroup, ImageRecord
-from ..errors import InputError
+from ..errors import InputError, ParameterError
 
 EVAL_SPLITS = ("test", "val", "valid", "validation")
 
@@ -132,7 +132,7 @@ def stratified_subset(records: Sequence[ImageRecord], limit: int | None, seed: i
     if limit is None or limit >= len(records):
         return list(records)
     if limit < 1:
-        raise InputError("--max-train/--max-test must be at least 1")
+        raise ParameterError("{max_train} and {max_test} must be at least 1")
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[int]] = {}
     for index, record in enumerate(records):
@@ -205,7 +205,7 @@ def injected_counts(class_sizes: Sequence[int], mode: str, rate: float, chosen: 
     if mode == "nonuniform":
         weights = [n if i in set(chosen) else 0 for i, n in enumerate(class_sizes)]
         return _apportion(weights, total)
-    raise InputError(f"--inject must be uniform or nonuniform, not {mode!r}")
+    raise ParameterError(f"{{inject}} must be uniform or nonuniform, not {mode!r}")
 
 
 def choose_classes(classes: Sequence[str], named: Sequence[str], seed: int) -> list[int]:
@@ -213,7 +213,7 @@ def choose_classes(classes: Sequence[str], named: Sequence[str], seed: int) -> l
     if named:
         missing = [name for name in named if name not in classes]
         if missing:
-            raise InputError(f"--classes: no class named {missing[0]!r} (classes: {', '.join(classes)})")
+            raise ParameterError(f"{{inject_classes}}: no class named {missing[0]!r} (classes: {', '.join(classes)})")
         return sorted(classes.index(name) for name in named)
     rng = np.random.default_rng(seed)
     return sorted(int(i) for i in rng.choice(len(classes), size=max(1, len(classes) // 2), replace=False))

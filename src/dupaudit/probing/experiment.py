@@ -9,7 +9,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -62,8 +62,12 @@ def run_probe(
     cache_path: str | os.PathLike | None = None,
     use_cache: bool = True,
     progress: ProgressSink | None = None,
+    scan_options: Mapping[str, object] | None = None,
 ) -> ProbeReport:
-    """Measure what the duplicates in ROOT cost: train each arm over each seed and compare (see docs/probe.md)."""
+    """Measure what the duplicates in ROOT cost: train each arm over each seed and compare (see docs/probe.md).
+
+    scan_options: the scan's settings keywords (engine.pipeline.scan: method, threshold, ...; default: Settings'
+    defaults), e.g. the configured ones (AuditConfig.scan_parameters)."""
     settings = settings or ProbeSettings()
     progress = progress or NullProgress()
     require_torch()
@@ -82,7 +86,13 @@ def run_probe(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     report = scan(
-        root, [test] if test else [], jobs=jobs, cache_path=cache_path, use_cache=use_cache, progress=progress
+        root,
+        [test] if test else [],
+        jobs=jobs,
+        cache_path=cache_path,
+        use_cache=use_cache,
+        progress=progress,
+        **(scan_options or {}),
     )
     timings["scan"] = time.perf_counter() - started
 

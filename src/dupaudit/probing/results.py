@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import types
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..errors import InputError
 from .config import ProbeSettings
 from .stats import Interval
 
@@ -124,3 +129,62 @@ def to_dict(report: ProbeReport) -> dict:
 
 def render_json(report: ProbeReport) -> str:
     return json.dumps(to_dict(report), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def from_dict(data: object) -> ProbeReport:
+    """The ProbeReport that to_dict made `data` from (`dupaudit probe --json`); InputError when it is not one.
+
+    Keys this version does not know are ignored, so a newer probe file still reads."""
+    if not isinstance(data, dict) or data.get("schema") != "dupaudit-probe":
+        raise InputError('not a dupaudit probe result (no "schema": "dupaudit-probe")')
+    if data.get("schema_version") != PROBE_SCHEMA_VERSION:
+        raise InputError(f"a probe result of schema_version {data.get('schema_version')!r}, not {PROBE_SCHEMA_VERSION}")
+    try:
+        return _typed(ProbeReport, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"malformed probe result: {exc}") from None
+
+
+def read_json(path: str | os.PathLike) -> ProbeReport:
+    """A probe result from a file written by `dupaudit probe --json`; InputError naming the file if not."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: probe result not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the probe result: {exc}") from None
+    try:
+        return from_dict(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _typed(kind: object, value: object) -> object:
+    """`value` (plain JSON) as an instance of the annotated type `kind`: dataclasses field by field, tuples,
+    optionals, numbers. Raises TypeError/KeyError when it does not fit."""
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise TypeError(f"{kind.__name__}: expected an object, not {type(value).__name__}")
+        hints = typing.get_type_hints(kind)
+        known = [f for f in dataclasses.fields(kind) if f.name in value]
+        return kind(**{f.name: _typed(hints[f.name], value[f.name]) for f in known})
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _typed(next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, not {type(value).__name__}")
+        return tuple(_typed(args[0], item) for item in value)
+    if kind is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, not {type(value).__name__}")
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, str, bool) and isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    raise TypeError(f"expected {getattr(kind, '__name__', kind)}, not {value!r}")

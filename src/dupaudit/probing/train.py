@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.progress import NullProgress, ProgressSink
-from ..errors import InputError
+from ..errors import InputError, ParameterError
 from .config import HYPERPARAMETERS
 from .net import ProbeNet
 
@@ -27,7 +27,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+        raise ParameterError("{device='cuda'}: no CUDA device is available (use {device='cpu'} or 'auto')")
     return torch.device(name)
 
 
