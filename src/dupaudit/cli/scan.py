@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -59,6 +60,21 @@ def scan(
         None, "--fail-on", help="Exit 1 on: exact, pixel, near, label-conflicts, leakage, skew>X (comma-separated)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    cluster: Optional[str] = typer.Option(
+        None,
+        "--cluster",
+        envvar="DUPAUDIT_CLUSTER",
+        metavar="SPEC",
+        help="Run on Dask: local:N (N worker processes here) or a scheduler address tcp://HOST:8786 "
+        "(the dask extra; see docs/scale.md).",
+    ),
+    workdir: Optional[str] = typer.Option(
+        None,
+        "--workdir",
+        envvar="DUPAUDIT_WORKDIR",
+        metavar="PATH|URL",
+        help="With --cluster: where the workers write the fingerprint table (a shared path or s3://...).",
+    ),
 ) -> None:
     """Find exact, pixel and near duplicates; report class skew, label conflicts and train/test leakage."""
     from ..engine.pipeline import scan as run_scan
@@ -89,16 +105,25 @@ def scan(
         return
     if not options.root_given(config, root):
         raise fail("missing ROOT: give a dataset folder (or --explain A B)")
+    if workdir and not cluster:
+        raise fail("--workdir goes with --cluster: the single-process scan keeps its fingerprints in the cache")
     started = time.perf_counter()
-    report = run_scan(
-        root if root is not None else config.root,  # as typed, so that messages name it so
-        against or config.against,
-        jobs=config.jobs,
-        cache_path=config.cache,
-        use_cache=not no_cache,
-        progress=progress_sink(quiet),
-        **options.scan_parameters(config, model),
-    )
+    with ExitStack() as stack:
+        runner = None
+        if cluster:
+            from ..cluster import DaskRunner, open_cluster
+
+            runner = DaskRunner(stack.enter_context(open_cluster(cluster)), workdir)
+        report = run_scan(
+            root if root is not None else config.root,  # as typed, so that messages name it so
+            against or config.against,
+            jobs=config.jobs,
+            cache_path=config.cache,
+            use_cache=not no_cache,
+            progress=progress_sink(quiet),
+            runner=runner,
+            **options.scan_parameters(config, model),
+        )
     elapsed = time.perf_counter() - started
     if json_file:
         write_text(json_file, json_format.render(report))

@@ -7,9 +7,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -43,6 +44,28 @@ class Fingerprinted:
     skipped: list[Skipped]
     decoded: int
     cache_hits: int
+
+
+PairSearch = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]  # pairs_within's signature
+
+
+class Runner(Protocol):
+    """Where the two heavy stages run; cluster.DaskRunner spreads them over a Dask cluster."""
+
+    def fingerprint_records(
+        self,
+        records: Sequence[ImageRecord],
+        methods: tuple[str, ...],
+        *,
+        jobs: int | None = ...,
+        cache: FingerprintCache | None = ...,
+        progress: ProgressSink | None = ...,
+        draft: bool = ...,
+    ) -> Fingerprinted: ...
+
+    def pairs_within(
+        self, hashes: np.ndarray, radius: int, queries: np.ndarray | None = ..., threads: int | None = ...
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 def fingerprint_records(
@@ -129,12 +152,16 @@ def scan(
     progress: ProgressSink | None = None,
     fast_decode: bool = False,
     model: str | os.PathLike | None = None,
+    runner: Runner | None = None,
 ) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
 
     The settings (method ... fast_decode) are resolved by Settings.resolve, where their defaults live.
     method "cnn": near duplicates are pairs of CNN embeddings with cosine similarity >= min_similarity, weights
-    from `model` or embed.find_weights' fallbacks; see embed.py."""
+    from `model` or embed.find_weights' fallbacks; see embed.py.
+
+    `runner`: where fingerprinting and the hash search run (cluster.DaskRunner: on a Dask cluster); the
+    answer is the same."""
     settings = Settings.resolve(
         method=method,
         threshold=threshold,
@@ -180,7 +207,8 @@ def scan(
     if settings.verify:  # the cascade needs faiss (slow to import): load it while the workers decode
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
-        found = fingerprint_records(
+        fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
+        found = fingerprinter(
             records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode
         )
         if settings.verify and cache is not None:
@@ -196,7 +224,10 @@ def scan(
             found, roots, settings, weights, cache_file if use_cache else None, jobs=jobs, progress=progress
         )
     else:
-        groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
+        search = runner.pairs_within if runner is not None else pairs_within
+        groups = find_groups(
+            found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
+        )
     timings["search"] = time.perf_counter() - mark
     skipped = tuple(
         sorted([Skipped(*p) for p in listing.problems] + found.skipped, key=lambda s: (order[s.root], s.path))
@@ -261,8 +292,9 @@ def find_groups(
     settings: Settings,
     jobs: int | None = None,
     progress: ProgressSink | None = None,
+    search: PairSearch = pairs_within,
 ):
-    """Exact, pixel and near pairs, joined into groups."""
+    """Exact, pixel and near pairs, joined into groups. `search`: pairs_within or a drop-in (the cluster's)."""
     progress = progress or NullProgress()
     progress.start("searching", 3 if settings.verify else 1)
     count = len(records)
@@ -277,10 +309,10 @@ def find_groups(
         a, b = _equal_pairs(digests)
         pair_a.append(a)
         pair_b.append(b)
-    near_a, near_b, _ = pairs_within(hashes, settings.threshold, threads=jobs)
+    near_a, near_b, _ = search(hashes, settings.threshold, threads=jobs)
     hash_pairs = [(near_a, near_b, False)]
     if flip_hashes is not None:
-        flip_a, flip_b, _ = pairs_within(hashes, settings.threshold, queries=flip_hashes, threads=jobs)
+        flip_a, flip_b, _ = search(hashes, settings.threshold, queries=flip_hashes, threads=jobs)
         hash_pairs.append((flip_b, flip_a, True))  # flip_b matches the mirror image of flip_a
     if settings.verify:
         thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(

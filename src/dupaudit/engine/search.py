@@ -63,12 +63,18 @@ def plan_blocks(count: int, radius: int, queries: int | None = None) -> Plan:
 
 
 def pairs_within(
-    hashes: np.ndarray, radius: int, queries: np.ndarray | None = None, threads: int | None = None
+    hashes: np.ndarray,
+    radius: int,
+    queries: np.ndarray | None = None,
+    threads: int | None = None,
+    *,
+    same_rows: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i, j, distance) with distance <= radius, sorted by (i, j).
 
     Without queries: every unordered pair of rows of `hashes` once, i < j. With queries (for example the
-    mirrored hashes of the same rows): every (query row i, hash row j) with i != j, as given.
+    mirrored hashes of the same rows): every (query row i, hash row j) with i != j, as given; with
+    `same_rows=False` the queries are other items (another shard) and i == j pairs are kept too.
     Exact: the result is what comparing every pair gives, whichever index answers.
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, 8)
@@ -82,10 +88,12 @@ def pairs_within(
     plan = plan_blocks(len(hashes), radius, None if self_search else len(query_rows))
     flat_cost = _FLAT_COST * len(hashes) * len(query_rows) * (0.5 if self_search else 1.0)
     if flat_cost <= plan.cost:
-        first, second, distance = _faiss_pairs(hashes, radius, None if self_search else query_rows, threads)
+        first, second, distance = _faiss_pairs(
+            hashes, radius, None if self_search else query_rows, threads, same_rows=same_rows
+        )
     else:
         first, second, distance = multi_index_pairs(
-            hashes, radius, None if self_search else query_rows, threads=threads, plan=plan
+            hashes, radius, None if self_search else query_rows, threads=threads, plan=plan, same_rows=same_rows
         )
     order = np.lexsort((second, first))
     return first[order], second[order], distance[order]
@@ -102,6 +110,7 @@ def multi_index_pairs(
     *,
     threads: int | None = None,
     plan: Plan | None = None,
+    same_rows: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact pairs within `radius` by multi-index hashing (unsorted); see the module docstring."""
     words = _as_words(np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, 8))
@@ -111,7 +120,7 @@ def multi_index_pairs(
     blocks = plan.blocks
 
     def run_block(position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _search_block(words, query_words, self_search, radius, blocks, position)
+        return _search_block(words, query_words, self_search, radius, blocks, position, same_rows)
 
     if not threads:
         try:
@@ -159,6 +168,7 @@ def _search_block(
     radius: int,
     blocks: tuple[tuple[int, int, int], ...],
     position: int,
+    same_rows: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair whose keys in block `position` differ in at most its flip budget, verified on 64 bits."""
     offset, width, flips = blocks[position]
@@ -189,7 +199,7 @@ def _search_block(
             return
         first, second = query_order[owner[keep]], order[partner[keep]]
         distance, xor = distance[keep].astype(np.int64), xor[keep]
-        if not self_search:
+        if not self_search and same_rows:
             fresh = first != second
             first, second, distance, xor = first[fresh], second[fresh], distance[fresh], xor[fresh]
         # a pair that an earlier block also finds is that block's to report
@@ -261,7 +271,7 @@ def _search_block(
 
 
 def _faiss_pairs(
-    hashes: np.ndarray, radius: int, queries: np.ndarray | None, threads: int | None
+    hashes: np.ndarray, radius: int, queries: np.ndarray | None, threads: int | None, same_rows: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact pairs by faiss's IndexBinaryFlat range search (brute force in C++; best for small sets)."""
     import faiss  # imported here so that `dupaudit --help` and the pre-commit hook start fast
@@ -279,7 +289,7 @@ def _faiss_pairs(
         lims, found_d, found_i = index.range_search(chunk, radius + 1)
         owners = np.repeat(np.arange(start, start + len(chunk), dtype=np.int64), np.diff(lims).astype(np.int64))
         found_i = found_i.astype(np.int64)
-        keep = owners < found_i if self_search else owners != found_i
+        keep = owners < found_i if self_search else (owners != found_i if same_rows else owners >= 0)
         firsts.append(owners[keep])
         seconds.append(found_i[keep])
         distances.append(found_d[keep].astype(np.int64))

@@ -1,0 +1,127 @@
+"""DaskRunner: the two stages the scan spreads over a cluster (fingerprinting, the exact hash search); the
+rest of the scan (verification, grouping, analysis) runs as in the single-process scan, on the same values."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..engine.cache import FingerprintCache, cacheable
+from ..engine.fingerprint import Fingerprint
+from ..engine.model import ImageRecord, Skipped
+from ..engine.pipeline import Fingerprinted
+from ..engine.progress import NullProgress, ProgressSink
+from .partitions import SLICE_RECORDS, Partition, compute_partition, plan_partitions, read_partition
+from .search import sharded_pairs_within
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+WORKDIR_ENV = "DUPAUDIT_WORKDIR"  # where the fingerprint table goes when --workdir is not given
+
+
+def default_workdir() -> str:
+    return os.environ.get(WORKDIR_ENV) or os.path.join(tempfile.gettempdir(), "dupaudit-work")
+
+
+class DaskRunner:
+    """Runs a scan's fingerprinting and hash search on `client`'s cluster.
+
+    `workdir`: where the Parquet partitions of the fingerprint table are written (every worker must reach it:
+    a shared filesystem or an fsspec URL such as s3://bucket/prefix). `stats` counts the partitions computed
+    and reused in the last fingerprinting (a resumed run computes only the missing ones)."""
+
+    def __init__(
+        self,
+        client: Client,
+        workdir: str | None = None,
+        *,
+        storage_options: dict | None = None,
+        slice_records: int = SLICE_RECORDS,
+        shards: int | None = None,
+    ) -> None:
+        self.client = client
+        self.workdir = str(workdir or default_workdir())
+        self.storage_options = dict(storage_options or {})
+        self.slice_records = slice_records
+        self.shards = shards
+        self.stats: dict[str, int] = {}
+
+    @property
+    def dashboard(self) -> str | None:
+        return getattr(self.client, "dashboard_link", None)
+
+    def fingerprint_records(
+        self,
+        records: Sequence[ImageRecord],
+        methods: tuple[str, ...],
+        *,
+        jobs: int | None = None,
+        cache: FingerprintCache | None = None,
+        progress: ProgressSink | None = None,
+        draft: bool = False,
+    ) -> Fingerprinted:
+        """pipeline.fingerprint_records with the decoding done by the cluster's workers."""
+        from distributed import as_completed
+
+        progress = progress or NullProgress()
+        cached = (
+            cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)), methods, draft)
+            if cache
+            else {}
+        )
+        todo = [r for r in records if r.abspath not in cached]
+        partitions = plan_partitions(todo, methods, draft, self.workdir, self.slice_records)
+        where = f" ({self.dashboard})" if self.dashboard else ""
+        progress.start(f"fingerprinting on the cluster{where}", len(todo))
+        import fsspec
+
+        fs = fsspec.core.url_to_fs(self.workdir, **self.storage_options)[0]
+        # partitions already in the work directory (an earlier, interrupted or smaller run) are read, not redone
+        done = [p for p in partitions if fs.exists(fsspec.core.strip_protocol(p.url))]
+        missing = [p for p in partitions if p not in set(done)]
+        futures = {
+            self.client.submit(compute_partition, p, methods, draft, self.storage_options, pure=False): p
+            for p in missing
+        }
+        fresh: dict[str, Fingerprint | str] = {}
+        self.stats = {"computed": 0, "reused": len(done), "partitions": len(partitions)}
+
+        def take(partition: Partition) -> None:
+            values = read_partition(partition.url, methods, self.storage_options)
+            fresh.update(values)
+            if cache is not None:
+                cache.store(
+                    (path, size, mtime, values[path]) for path, size, mtime in partition.files if cacheable(path)
+                )
+            progress.advance(len(partition.files))
+
+        for partition in done:
+            take(partition)
+        for future in as_completed(futures, loop=self.client.loop) if futures else ():
+            self.stats[future.result()] += 1  # "computed", or "reused" when a retried task found its file
+            take(futures[future])
+        progress.finish()
+        result = Fingerprinted([], [], [], decoded=len(todo), cache_hits=len(cached))
+        for record in records:
+            if record.abspath in cached:
+                row = cached[record.abspath]
+                value: Fingerprint | str = row.error if row.error is not None else row.fingerprint
+            else:
+                value = fresh[record.abspath]
+            if isinstance(value, str):
+                result.skipped.append(Skipped(record.root, record.path, value))
+            else:
+                result.records.append(record)
+                result.fingerprints.append(value)
+        return result
+
+    def pairs_within(
+        self, hashes: np.ndarray, radius: int, queries: np.ndarray | None = None, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """engine.search.pairs_within, sharded over the workers (the same pairs)."""
+        return sharded_pairs_within(self.client, hashes, radius, queries, shards=self.shards)

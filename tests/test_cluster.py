@@ -1,0 +1,153 @@
+"""The scan on a Dask LocalCluster gives the single-process answer: the sharded exact search pair for pair, the
+whole JSON report on real CIFAR-10 images with planted copies, after a worker is killed, and when resumed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CIFAR, need
+
+distributed = pytest.importorskip("distributed")
+
+from dupaudit.cluster import DaskRunner  # noqa: E402
+from dupaudit.cluster.search import sharded_pairs_within  # noqa: E402
+from dupaudit.engine.pipeline import scan  # noqa: E402
+from dupaudit.engine.search import pairs_within  # noqa: E402
+from dupaudit.formats import json as json_format  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+    ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+def _planted_hashes(count: int, planted: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 256, (count, 8), dtype=np.uint8)
+    sources = rng.choice(count, planted, replace=False)
+    targets = rng.choice(count, planted, replace=False)
+    bits = np.unpackbits(hashes[sources], axis=1)
+    for row in range(planted):
+        bits[row, rng.choice(64, int(rng.integers(0, 12)), replace=False)] ^= 1
+    hashes[targets] = np.packbits(bits, axis=1)
+    return hashes
+
+
+def test_sharded_search_equals_single_process_search(client):
+    hashes = _planted_hashes(200_000, 4_000)
+    expected = pairs_within(hashes, 10)
+    got = sharded_pairs_within(client, hashes, 10, shards=3)
+    assert len(expected[0]) > 3_000  # the planted pairs are there to be found
+    for want, have in zip(expected, got):
+        np.testing.assert_array_equal(want, have)
+    mirrored = hashes.copy()
+    mirrored[:, 3] ^= 0b101  # queries that are other rows' near copies, as the mirrored hashes are
+    expected = pairs_within(hashes, 8, queries=mirrored)
+    got = sharded_pairs_within(client, hashes, 8, queries=mirrored, shards=4)
+    assert len(expected[0]) > 0
+    for want, have in zip(expected, got):
+        np.testing.assert_array_equal(want, have)
+
+
+def _dataset(tmp_path: Path, per_class: int = 300) -> Path:
+    """CIFAR-10 test images in train/test splits, with exact, re-encoded, resized and leaked copies planted."""
+    need(CIFAR)
+    root = tmp_path / "data"
+    classes = sorted(p.name for p in (CIFAR / "test").iterdir())[:4]
+    for label in classes:
+        files = sorted((CIFAR / "test" / label).iterdir())[:per_class]
+        for split, chunk in (("train", files[: per_class * 2 // 3]), ("test", files[per_class * 2 // 3 :])):
+            target = root / split / label
+            target.mkdir(parents=True, exist_ok=True)
+            for f in chunk:
+                shutil.copy(f, target / f.name)
+        train = root / "train" / label
+        originals = sorted(train.iterdir())[:12]
+        for i, f in enumerate(originals):
+            image = Image.open(f).convert("RGB")
+            if i % 4 == 0:
+                shutil.copy(f, train / f"exact_{f.name}")
+            elif i % 4 == 1:
+                image.save(train / f"q60_{f.stem}.jpg", quality=60)
+            elif i % 4 == 2:
+                image.resize((48, 48)).save(train / f"big_{f.stem}.png")
+            else:
+                image.save(root / "test" / label / f"leak_{f.stem}.png")
+    return root
+
+
+def _report_bytes(root: Path, **kwargs) -> str:
+    return json_format.render(scan(root, use_cache=False, jobs=2, **kwargs))
+
+
+def test_cluster_scan_equals_single_process_scan(tmp_path, client):
+    root = _dataset(tmp_path)
+    runner = DaskRunner(client, str(tmp_path / "work"), slice_records=200)
+    single = _report_bytes(root, flips=True)
+    assert '"kind": "exact"' in single or '"exact_copies": 1' in single
+    assert _report_bytes(root, flips=True, runner=runner) == single
+    assert runner.stats["computed"] == runner.stats["partitions"] > 1
+
+
+def test_resumed_run_computes_only_missing_partitions(tmp_path, client):
+    root = _dataset(tmp_path, per_class=150)
+    work = tmp_path / "work"
+    runner = DaskRunner(client, str(work), slice_records=100)
+    first = _report_bytes(root, runner=runner)
+    partitions = sorted((work / "fingerprints").glob("part-*.parquet"))
+    assert len(partitions) == runner.stats["partitions"] >= 4
+    partitions[1].unlink()  # as if the run had died before this task finished
+    assert _report_bytes(root, runner=runner) == first
+    assert runner.stats == {"computed": 1, "reused": len(partitions) - 1, "partitions": len(partitions)}
+
+
+def test_a_killed_worker_costs_only_its_tasks(tmp_path, client):
+    root = _dataset(tmp_path)
+    expected = _report_bytes(root)
+    work = tmp_path / "work"
+    runner = DaskRunner(client, str(work), slice_records=40)  # many small tasks: some run after the kill
+    pids = list(client.run(os.getpid).values())
+    killed: list[int] = []
+
+    def kill_one_worker_mid_run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if len(list((work / "fingerprints").glob("part-*.parquet"))) >= 2:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_worker_mid_run)
+    killer.start()
+    got = _report_bytes(root, runner=runner)
+    killer.join()
+    assert killed, "the worker was not killed during fingerprinting"
+    assert runner.stats["computed"] + runner.stats["reused"] == runner.stats["partitions"]
+    assert got == expected
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker for the next test
+
+
+def test_unreachable_scheduler_is_a_one_line_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from dupaudit.cli import app
+
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "x.png")
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "a"), "--cluster", "tcp://127.0.0.1:9", "--no-cache"])
+    assert result.exit_code == 2, result.output
+    assert "no Dask scheduler answered" in result.output
+    assert "Traceback" not in result.output
