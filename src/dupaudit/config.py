@@ -60,6 +60,8 @@ class AuditConfig:
     cache: str | None = None  # None: the user cache (~/.cache/dupaudit/fingerprints.sqlite or $DUPAUDIT_CACHE)
     baseline: str = DEFAULT_BASELINE
     jobs: int | None = None
+    cluster: str | None = None  # scan on Dask: local:N or a scheduler address (docs/scale.md)
+    workdir: str | None = None  # with cluster: where the workers write the fingerprint table
     source: str | None = None  # the config file read, if any (for messages)
 
     def scan_settings(self) -> Settings:

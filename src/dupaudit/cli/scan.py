@@ -105,6 +105,7 @@ def scan(
         return
     if not options.root_given(config, root):
         raise fail("missing ROOT: give a dataset folder (or --explain A B)")
+    cluster, workdir = cluster or config.cluster, workdir or config.workdir  # flag or env, then the file
     if workdir and not cluster:
         raise fail("--workdir goes with --cluster: the single-process scan keeps its fingerprints in the cache")
     started = time.perf_counter()
