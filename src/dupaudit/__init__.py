@@ -7,12 +7,11 @@ The public, typed API (README "Use from Python"): `scan` (-> ScanReport, which `
 loaded on first use, and torch only when a probe trains, so importing dupaudit never loads torch.
 """
 
-__version__ = "0.1.0"
-
-from .api import probe, scan  # noqa: E402
-from .dedup import apply_plan, link_tree, make_plan, undo, write_list  # noqa: E402
-from .engine.explanation import Explanation, explain  # noqa: E402
-from .engine.model import (  # noqa: E402
+from ._version import __version__
+from .api import probe, scan
+from .dedup import apply_plan, link_tree, make_plan, undo, write_list
+from .engine.explanation import Explanation, explain
+from .engine.model import (
     ClassStats,
     DuplicateGroup,
     GroupMember,
@@ -24,7 +23,7 @@ from .engine.model import (  # noqa: E402
     SplitStats,
     Summary,
 )
-from .errors import ConfigError, DupauditError, InputError, MissingExtraError, ParameterError  # noqa: E402
+from .errors import ConfigError, DupauditError, InputError, MissingExtraError, ParameterError
 
 __all__ = [
     "__version__",

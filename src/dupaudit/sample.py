@@ -66,7 +66,7 @@ def make_sample(root: str | Path, per_class: int = 12, test_per_class: int = 4, 
     image = Image.open(source).convert("RGB")
     image.save(train / "circle" / "copy_png.png")
     pixel += 1
-    image.resize((192, 192), Image.LANCZOS).save(train / "circle" / "copy_upscaled.jpg", quality=90)
+    image.resize((192, 192), Image.Resampling.LANCZOS).save(train / "circle" / "copy_upscaled.jpg", quality=90)
     image.save(train / "circle" / "copy_q60.jpg", quality=60)
     ImageEnhance.Brightness(image).enhance(1.08).save(train / "circle" / "copy_bright.jpg", quality=90)
     near += 3

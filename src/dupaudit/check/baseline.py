@@ -209,7 +209,7 @@ def _group_findings(
     if len(parts) == 1 and sum(len(p) for p in parts.values()) == len(names):
         return  # every member inside one accepted group
     # The largest accepted part is the established group; ties go to the first in report order.
-    anchor = set(max(parts.values(), key=len)) if parts else set()
+    anchor = set(max(parts.values(), key=len) if parts else ())
     if changed is not None:
         touched = [i for i, name in enumerate(names) if name in changed]
         if not touched:

@@ -31,7 +31,7 @@ from . import scan as _scan  # noqa: E402,F401
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:
-        from .. import __version__
+        from .._version import __version__
 
         typer.echo(f"dupaudit {__version__}")
         raise typer.Exit(0)

@@ -12,7 +12,7 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from ..errors import DupauditError, NamesParameters
 from ..exitcodes import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE
@@ -92,7 +92,7 @@ class RichProgress:
 
     def __init__(self) -> None:
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, stage: str, total: int) -> None:
         if total <= 0:
@@ -109,7 +109,7 @@ class RichProgress:
         self._task = self._progress.add_task(stage, total=total)
 
     def advance(self, count: int = 1) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, count)
 
     def finish(self) -> None:

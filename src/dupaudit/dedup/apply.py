@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError
 from .files import PARTIAL_SUFFIX, file_sha256, fsync_dir, inside

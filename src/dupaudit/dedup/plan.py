@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .. import __version__
+from .._version import __version__
 from ..engine.model import KINDS, DuplicateGroup, GroupMember, Root, ScanReport
 from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError, ParameterError
@@ -425,7 +425,8 @@ def plan_from_dict(data: object, source: str = "plan") -> Plan:
         if root.tree.startswith("/") or ".." in root.tree.split("/"):
             raise InputError(f"{source}: root {root.name!r} tree must be a relative folder")
     names = {r.name for r in roots}
-    groups, seen = [], {}
+    groups: list[PlanGroup] = []
+    seen: dict[tuple[str, str], str] = {}
     if not isinstance(raw_groups, list):
         raise InputError(f"{source}: 'groups' must be a list")
     for index, raw in enumerate(raw_groups):

@@ -182,10 +182,11 @@ def preprocess(path: str) -> np.ndarray | None:
     The same numbers as torchvision's Resize((256, 256)) (Pillow bilinear) + CenterCrop(224) + ToTensor +
     Normalize, without building a tensor per image."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            image: Image.Image = opened
             if image.mode != "RGB":
                 image = image.convert("RGBA").convert("RGB")  # as imagededup: alpha dropped, not composited
-            image = image.resize((256, 256), Image.BILINEAR).crop((16, 16, 240, 240))
+            image = image.resize((256, 256), Image.Resampling.BILINEAR).crop((16, 16, 240, 240))
             pixels = np.asarray(image, dtype=np.float32)
     except Exception:  # decoded fine for the fingerprints moments ago; changed or unreadable since
         return None
@@ -292,13 +293,14 @@ def similar_pairs(
     if threads:
         faiss.omp_set_num_threads(threads)
     if count <= exact_limit:
-        index = faiss.IndexFlatIP(dimensions)
+        index: faiss.Index = faiss.IndexFlatIP(dimensions)
     else:
         lists = int(4 * math.sqrt(count))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimensions), dimensions, lists, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimensions), dimensions, lists, faiss.METRIC_INNER_PRODUCT)
         sample = np.random.default_rng(0).choice(count, min(count, 64 * lists), replace=False)  # seeded: same run
-        index.train(data[np.sort(sample)])
-        index.nprobe = IVF_PROBES
+        ivf.train(data[np.sort(sample)])
+        ivf.nprobe = IVF_PROBES
+        index = ivf
         log.info("%d embeddings: approximate search (IVF, %d lists, %d probed)", count, lists, IVF_PROBES)
     index.add(data)
     # faiss keeps inner products strictly above the radius: ask for the next float down, then apply >= ourselves.
@@ -306,7 +308,8 @@ def similar_pairs(
     firsts, seconds, scores = [], [], []
     for start in range(0, count, _QUERY_CHUNK):
         limits, similarity, found = index.range_search(data[start : start + _QUERY_CHUNK], radius)
-        query = np.repeat(np.arange(start, start + len(limits) - 1), np.diff(limits.astype(np.int64)))
+        counts = np.diff(limits.astype(np.int64))  # faiss's stubs type `limits` loosely; these are int64 offsets
+        query = np.repeat(np.arange(start, start + len(limits) - 1), counts.astype(np.intp))
         keep = (found != query) & (similarity >= np.float32(min_similarity))
         query, found, similarity = query[keep], found[keep].astype(np.int64), similarity[keep]
         firsts.append(np.minimum(query, found))

@@ -108,7 +108,7 @@ def _open_rgb(data: bytes, draft: bool = False) -> tuple[Image.Image, tuple[int,
     with warnings.catch_warnings():
         # Pillow only warns between 1x and 2x its pixel limit; a scan treats both as a bomb.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         full_size = image.size
         drafted = draft and image.format == "JPEG" and image.draft("RGB", (THUMB_SIZE, THUMB_SIZE)) is not None
         image.load()
@@ -213,7 +213,9 @@ def decode_small(
         del pixels
         small: dict[str, np.ndarray] = {}
         for method in dict.fromkeys(("phash", *methods)):
-            small[method] = np.asarray(image.resize(HASH_SIZES[method], Image.LANCZOS).convert("L"), dtype=np.uint8)
+            small[method] = np.asarray(
+                image.resize(HASH_SIZES[method], Image.Resampling.LANCZOS).convert("L"), dtype=np.uint8
+            )
     except BadImage:
         raise
     except Exception as exc:  # any decoder failure is a property of the file, never a reason to stop
@@ -275,7 +277,7 @@ def _stack_gray(arrays: list[np.ndarray]) -> np.ndarray:
 def fingerprints_of(decoded: DecodedBatch, draft: bool = False) -> list[Fingerprint | str]:
     """A Fingerprint per decoded file, a reason string per bad one; one transform call per method."""
     if not decoded.small:
-        return list(decoded.results)  # nothing decoded: all reasons
+        return [str(reason) for reason in decoded.results]  # nothing decoded: all reasons
     hashes: dict[str, np.ndarray] = {}
     flips: dict[str, np.ndarray] = {}
     for method, batch in decoded.small.items():

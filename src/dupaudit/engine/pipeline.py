@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InputError
 from . import embed
 from .analysis import analyse

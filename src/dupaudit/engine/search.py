@@ -281,7 +281,7 @@ def _faiss_pairs(
     index = faiss.IndexBinaryFlat(64)
     index.add(hashes)
     self_search = queries is None
-    query_rows = hashes if self_search else queries
+    query_rows = hashes if queries is None else queries
     firsts, seconds, distances = [], [], []
     for start in range(0, len(query_rows), _QUERY_CHUNK):
         chunk = query_rows[start : start + _QUERY_CHUNK]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..engine.discover import discover
 from ..engine.pipeline import scan
 from ..engine.progress import NullProgress, ProgressSink
