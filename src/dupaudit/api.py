@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .engine.model import ScanReport, Settings
 from .engine.progress import ProgressSink
@@ -70,7 +70,7 @@ def scan(
         "min_similarity": min_similarity,
         "fast_decode": fast_decode,
     }
-    given = {name: value for name, value in singles.items() if value is not None}
+    given: dict[str, Any] = {name: value for name, value in singles.items() if value is not None}
     if settings is not None:
         if given:
             raise ParameterError(f"give {{settings}} or {', '.join(f'{{{n}}}' for n in given)}, not both")

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from .engine.model import METHODS, Settings
 from .errors import ConfigError
@@ -68,7 +69,7 @@ class AuditConfig:
         """The configured scan settings, defaults filled (ParameterError when they do not go together)."""
         return Settings.resolve(**self.scan_parameters())
 
-    def scan_parameters(self) -> dict[str, object]:
+    def scan_parameters(self) -> dict[str, Any]:
         """The keyword arguments of engine.pipeline.scan (and dupaudit.scan) for the configured settings."""
         return {
             "method": self.method,

@@ -137,10 +137,11 @@ def dedup(
             from ..engine.model import ScanReport
 
             report = ScanReport.from_json(from_scan)
-            dataset = _dataset_of(report)
+            dataset: str | Path = _dataset_of(report)
         else:
             from ..engine.pipeline import scan as run_scan
 
+            assert root is not None  # no --from-scan here, so a ROOT was given (checked above)
             config = options.scan_config(
                 root=root,
                 against=against,

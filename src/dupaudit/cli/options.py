@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -128,7 +129,7 @@ def root_given(config: AuditConfig, root: Path | None) -> bool:
     return root is not None or config.source is not None or bool(os.environ.get("DUPAUDIT_ROOT"))
 
 
-def scan_parameters(config: AuditConfig, model: Path | None) -> dict[str, object]:
+def scan_parameters(config: AuditConfig, model: Path | None) -> dict[str, Any]:
     """engine.pipeline.scan's settings keywords; a --model flag is passed as given (so that it is refused with a
     hash method), a configured model only with method cnn."""
     parameters = config.scan_parameters()
