@@ -35,7 +35,7 @@ def test_class_stats_and_skew_by_hand():
     groups = [_group(0, ("train", "cat/a"), ("train", "cat/b"), ("train", "cat/c"))]
     roots = (Root("train", "/x/train", True),)
     summary, classes, splits = analyse(roots, "train", records, groups, skipped=0)
-    cat, dog = classes  # the report's figures are rounded to 6 decimals (engine/analysis.DECIMALS)
+    cat, dog = classes  # the report's figures are rounded to 6 decimals (engine/model.DECIMALS)
     assert (cat.images, cat.distinct, cat.redundant) == (4, 2, 2)
     assert cat.duplication_rate == pytest.approx(0.5, abs=1e-6)
     # N = 6, U = 4: p_cat = 4/6, q_cat = 2/4; p_dog = 2/6, q_dog = 2/4

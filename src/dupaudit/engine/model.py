@@ -87,13 +87,13 @@ class Settings:
     def resolve(
         cls,
         *,
-        method: str = "phash",
+        method: str | None = None,
         threshold: int | None = None,
-        flips: bool = False,
-        verify: bool = True,
+        flips: bool | None = None,
+        verify: bool | None = None,
         neighbours: int | None = None,
         min_similarity: float | None = None,
-        fast_decode: bool = False,
+        fast_decode: bool | None = None,
         model: object = None,
     ) -> Settings:
         """The settings of a scan from its parameters (None: the default); `model` is only checked (it goes
@@ -101,6 +101,10 @@ class Settings:
         from ..errors import ParameterError
 
         defaults = cls()
+        method = defaults.method if method is None else method
+        flips = defaults.flips if flips is None else flips
+        verify = defaults.verify if verify is None else verify
+        fast_decode = defaults.fast_decode if fast_decode is None else fast_decode
         if method not in METHODS:
             raise ParameterError(f"unknown {{method}} {method!r}: choose one of {', '.join(METHODS)}")
         if model is not None and method != "cnn":

@@ -140,23 +140,24 @@ def scan(
     root: str | os.PathLike,
     against: Sequence[str | os.PathLike] = (),
     *,
-    method: str = "phash",
+    method: str | None = None,
     threshold: int | None = None,
-    flips: bool = False,
+    flips: bool | None = None,
     jobs: int | None = None,
     cache_path: str | os.PathLike | None = None,
     use_cache: bool = True,
-    verify: bool = True,
+    verify: bool | None = None,
     neighbours: int | None = None,
     min_similarity: float | None = None,
     progress: ProgressSink | None = None,
-    fast_decode: bool = False,
+    fast_decode: bool | None = None,
     model: str | os.PathLike | None = None,
     runner: Runner | None = None,
 ) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
 
-    The settings (method ... fast_decode) are resolved by Settings.resolve, where their defaults live.
+    The settings (method ... fast_decode; None: the default) are resolved by Settings.resolve, where their
+    defaults live.
     method "cnn": near duplicates are pairs of CNN embeddings with cosine similarity >= min_similarity, weights
     from `model` or embed.find_weights' fallbacks; see embed.py.
 
