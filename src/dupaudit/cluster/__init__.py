@@ -7,7 +7,7 @@ the core install and `dupaudit --help` never load Dask. See docs/scale.md.
 
 from __future__ import annotations
 
-from .connect import CLUSTER_ENV, connect, open_cluster
+from .client import CLUSTER_ENV, connect, open_cluster
 from .runner import WORKDIR_ENV, DaskRunner
 
 __all__ = ["CLUSTER_ENV", "WORKDIR_ENV", "DaskRunner", "connect", "open_cluster"]
