@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..exitcodes import EXIT_FINDINGS
 from . import app, options
@@ -35,6 +36,19 @@ def scan(
         None, help="Dataset folder: ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., or a flat folder."
     ),
     against: list[Path] = options.AGAINST,
+    split: list[str] = typer.Option(
+        [],
+        "--split",
+        metavar="NAME=FOLDER",
+        help="Name a split folder (relative to ROOT; repeatable): only these are scanned. train/training is the "
+        "training split, unlabeled/extra an unlabelled pool, any other name an evaluation split.",
+    ),
+    label_depth: Optional[int] = typer.Option(
+        None, "--label-depth", min=1, help="The folder level (below a split) whose names are the labels (default 1)."
+    ),
+    label_from: Optional[str] = typer.Option(
+        None, "--label-from", metavar="PATTERN", help="Labels from a path pattern, e.g. '{split}/{_}/{label}/*'."
+    ),
     method: Optional[ScanMethod] = options.METHOD,
     model: Optional[Path] = options.MODEL,
     threshold: Optional[int] = options.THRESHOLD,
@@ -124,6 +138,9 @@ def scan(
             progress=progress_sink(quiet),
             runner=runner,
             **options.scan_parameters(config, model),
+            splits=split,
+            label_depth=label_depth,
+            label_from=label_from,
         )
     elapsed = time.perf_counter() - started
     if json_file:
@@ -138,9 +155,13 @@ def scan(
         typer.echo(json_format.render(report), nl=False)
     elif output_format is Format.csv:
         typer.echo(csv_format.render(report), nl=False)
+    for line in report.warnings:  # also with --quiet: what was not scanned as it looks must never pass unsaid
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if not quiet:
         console = Console() if output_format is Format.text else err_console
         print_summary(report, console)
+        if report.layout is not None:
+            console.print(f"layout: {escape(report.layout.kind)} ({escape(report.layout.reason)})", highlight=False)
         console.print(f"[dim]{elapsed:.1f} s · {report.decoded:,} decoded, {report.cache_hits:,} from cache[/]")
     broken = failures(report, rules)
     if broken:

@@ -64,11 +64,12 @@ def analyse(
             )
         split_distinct = len({identity[i] for i in in_split})
         is_train = root.name == train_split
-        leaked = 0 if is_train else sum(1 for i in in_split if identity[i] in train_groups)
+        pool = root.role == "unlabelled"  # an unlabelled pool (STL-10's unlabeled/) is not evaluation data
+        leaked = 0 if is_train or pool else sum(1 for i in in_split if identity[i] in train_groups)
         splits.append(
             SplitStats(
                 split=root.name,
-                role="train" if is_train else "eval",
+                role="train" if is_train else "unlabelled" if pool else "eval",
                 images=total,
                 distinct=split_distinct,
                 redundant=total - split_distinct,

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from itertools import repeat
 from operator import attrgetter
-from pathlib import Path
 
-from ..errors import InputError
 from .listing import Listing, list_files
 from .model import ImageRecord, Root
 
-SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .bmp .dib .gif .tif .tiff .webp .ppm .pgm .pbm .pnm .ico .tga .jp2 .j2k".split()
 )
@@ -51,66 +49,38 @@ def looks_like_image(path: str) -> bool:
     return any(head.startswith(magic) for magic in _MAGIC)
 
 
-def _visible_children(folder: str | Path) -> list[os.DirEntry]:
-    with os.scandir(folder) as entries:
-        visible = [e for e in entries if e.name[:1] != "."]
-    visible.sort(key=_NAME)
-    return visible
+def is_image_file(path: str, name: str) -> bool:
+    """Recognised as an image: an image extension, or the first bytes of an image format."""
+    return name.lower().endswith(_EXTENSIONS) or looks_like_image(path)
 
 
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
+def resolve_roots(
+    root: str | os.PathLike, against: list[str | os.PathLike] | tuple = (), **options
+) -> tuple[Root, ...]:
+    """The user's folders as named roots (splits become one root each); layout.detect_layout says why."""
+    from .layout import detect_layout
+
+    return detect_layout(root, against, **options).roots
 
 
-def resolve_roots(root: str | os.PathLike, against: list[str | os.PathLike] | tuple = ()) -> tuple[Root, ...]:
-    """Turn the user's folders into named roots: split folders become one root each."""
-    roots: list[Root] = []
-    for folder in [root, *against]:
-        path = Path(folder).expanduser()
-        if not path.exists():
-            raise InputError(f"{folder}: no such folder")
-        if not path.is_dir():
-            raise InputError(f"{folder}: not a folder")
-        path = path.resolve()
-        children = _visible_children(path)
-        dirs = [e for e in children if _is_dir(e)]
-        splits = [e for e in dirs if e.name.lower() in SPLIT_NAMES]
-        if splits:
-            # A dataset with splits: train first, then the evaluation splits in a fixed order.
-            order = {name: i for i, name in enumerate(SPLIT_NAMES)}
-            for entry in sorted(splits, key=lambda e: order[e.name.lower()]):
-                split_path = Path(entry.path).resolve()
-                roots.append(Root(_unique(entry.name, roots, path.name), str(split_path), _has_only_dirs(split_path)))
-        else:
-            default = path.name or "root"
-            roots.append(
-                Root(
-                    _unique(default, roots, "root"),
-                    str(path),
-                    bool(dirs) and len(dirs) == len(children),
-                )
-            )
-    return tuple(roots)
+def _label_of(root: Root):
+    """The function giving a folder's label (from its path relative to the root, "" or ending in "/")."""
+    if not root.labelled:
+        return lambda prefix: None
+    if not root.label_pattern:  # the usual case: the first folder level
 
+        def first_level(prefix: str) -> str | None:
+            slash = prefix.find("/")
+            return prefix[:slash] if slash >= 0 else None
 
-def _has_only_dirs(path: Path) -> bool:
-    children = _visible_children(path)
-    return bool(children) and all(_is_dir(e) for e in children)
+        return first_level
+    pattern = re.compile(root.label_pattern)
 
+    def matched(prefix: str) -> str | None:
+        found = pattern.match(prefix)
+        return found.group("label") if found else None
 
-def _unique(name: str, roots: list[Root], prefix: str) -> str:
-    taken = {r.name for r in roots}
-    if name not in taken:
-        return name
-    candidate = f"{prefix}-{name}"
-    counter = 2
-    while candidate in taken:
-        candidate = f"{prefix}-{name}-{counter}"
-        counter += 1
-    return candidate
+    return matched
 
 
 def image_records(listing: Listing) -> list[ImageRecord]:
@@ -123,10 +93,10 @@ def image_records(listing: Listing) -> list[ImageRecord]:
         base = root.path.rstrip("/") + "/"  # "/" itself is a root path too
         found: list[ImageRecord] = []
         position = 0
+        label_of = _label_of(root)
         for folder in files.folders:
             count = len(folder.names)
-            slash = folder.prefix.find("/")
-            label = folder.prefix[:slash] if root.labelled and slash >= 0 else None
+            label = label_of(folder.prefix)
             where = base + folder.prefix
             # visible names never start with ".", so this suffix test is os.path.splitext's
             keep = [

@@ -15,7 +15,7 @@ import pickle
 import sys
 import threading
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from operator import attrgetter
 
@@ -55,6 +55,19 @@ class RootFiles:
 class Listing:
     files: list[RootFiles]
     problems: list[tuple[str, str, str]]  # (root name, relative path, reason)
+    # folders reached a second time through a symlink, not walked again: (root name, path, first path)
+    links: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def link_warnings(self) -> list[str]:
+        """One line per folder not walked twice: a symlink loop, or a second link to a folder."""
+        lines = []
+        for root, path, first in self.links:
+            if (path + "/").startswith(first + "/") or not first:
+                why = "a symlink loop (it leads back to a folder above it)"
+            else:
+                why = f"another link to {root}/{first}, scanned there"
+            lines.append(f"{root}/{path}: not followed: {why}")
+        return lines
 
     def __len__(self) -> int:
         return sum(len(f.sizes) for f in self.files)
@@ -64,7 +77,7 @@ def list_files(roots: tuple[Root, ...]) -> Listing:
     """Walk the roots, following symlinks once (no loops); hidden files and folders are skipped."""
     listing = Listing([], [])
     for root in roots:
-        listing.files.append(RootFiles(root, _walk(root, listing.problems), array("q"), array("q")))
+        listing.files.append(RootFiles(root, _walk(root, listing.problems, listing.links), array("q"), array("q")))
     folders = [folder for files in listing.files for folder in files.folders]
     sizes, mtimes, failed = _stat_all(folders)
     start = 0
@@ -98,19 +111,29 @@ def _drop_failed(listing: Listing, failed: dict[int, str]) -> None:
         files.sizes, files.mtimes = kept_sizes, kept_mtimes
 
 
-def _walk(root: Root, problems: list) -> list[Folder]:
+def _walk(root: Root, problems: list, links: list) -> list[Folder]:
     """The folders of one root that hold regular files (depth first), noting the problems met."""
     folders: list[Folder] = []
-    seen_dirs: set[tuple[int, int]] = set()
+    seen_dirs: dict[tuple[int, int], str] = {}  # folder identity -> its path relative to the root
+    skipped = set()  # folders that belong to another root (layout.py: overlapping roots)
+    for other in root.exclude:
+        try:
+            info = os.stat(other)
+            skipped.add((info.st_dev, info.st_ino))
+        except OSError:
+            pass
     stack = [(root.path, "")]
     while stack:
         path, prefix = stack.pop()
         try:
             stat = os.stat(path)
             ident = (stat.st_dev, stat.st_ino)
-            if ident in seen_dirs:
-                continue  # a symlink loop or a second link to a folder already walked
-            seen_dirs.add(ident)
+            if ident in skipped:
+                continue
+            if ident in seen_dirs:  # a symlink loop or a second link to a folder already walked
+                links.append((root.name, prefix.rstrip("/"), seen_dirs[ident].rstrip("/")))
+                continue
+            seen_dirs[ident] = prefix
             with os.scandir(path) as iterator:
                 children = list(iterator)
         except OSError as exc:

@@ -26,7 +26,19 @@ class Root:
 
     name: str  # unique; also the split name of its images
     path: str  # absolute
-    labelled: bool  # True when its first-level folders are classes
+    labelled: bool  # True when its folders are classes
+    # The rest is set by layout detection (discover.py); the defaults are a plain folder.
+    role: str = ""  # "train", "eval" or "unlabelled" (an extra pool, never evaluation); "": decided by name
+    label_pattern: str = ""  # a regex over a folder path relative to the root, group 'label'; "": first level
+    exclude: tuple[str, ...] = ()  # absolute folders inside this one that belong to another root
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What discovery decided about the folders, in words the report shows (README "Layouts")."""
+
+    kind: str  # "labelled", "splits", "unlabelled" or "named splits" (--split)
+    reason: str  # one line: why
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +172,7 @@ class DuplicateGroup:
     # these count them (members minus distinct byte digests / pixel digests), so 'exact' rules see them.
     exact_copies: int = 0
     pixel_copies: int = 0
+    leak: bool | None = None  # set when roots have roles (an unlabelled pool is not evaluation); None: spans splits
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -175,7 +188,7 @@ class DuplicateGroup:
 
     @property
     def is_leak(self) -> bool:
-        return len(self.splits) > 1
+        return len(self.splits) > 1 if self.leak is None else self.leak
 
     @property
     def kept(self) -> GroupMember:
@@ -200,7 +213,7 @@ class ClassStats:
 @dataclass(frozen=True, slots=True)
 class SplitStats:
     split: str
-    role: str  # "train" (what the model learns from) or "eval"
+    role: str  # "train" (what the model learns from), "eval", or "unlabelled" (a pool: no leakage counted)
     images: int
     distinct: int
     redundant: int
@@ -250,6 +263,8 @@ class ScanReport:
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     cache_hits: int = field(default=0, compare=False)
     decoded: int = field(default=0, compare=False)
+    layout: Layout | None = None  # how the folders were read (None: a report saved before layouts were recorded)
+    warnings: tuple[str, ...] = ()  # one line each: what was not scanned, or scanned otherwise than it looks
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The schema_version 1 JSON report (the bytes `dupaudit scan --json` writes), written to `path` when

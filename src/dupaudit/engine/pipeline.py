@@ -7,9 +7,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -19,12 +19,13 @@ from ..errors import InputError
 from . import embed
 from .analysis import analyse
 from .cache import FingerprintCache, cacheable, default_cache_path
-from .discover import image_records, resolve_roots
+from .discover import image_records
 from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprint_paths, fingerprints_of
 from .groups import build_groups
 from .hashing import THUMB_SIZE
+from .layout import detect_layout
 from .listing import list_files
-from .model import ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
+from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
 from .verify import CascadeSettings, candidate_pairs
@@ -153,11 +154,15 @@ def scan(
     fast_decode: bool | None = None,
     model: str | os.PathLike | None = None,
     runner: Runner | None = None,
+    splits: Mapping[str, str] | Sequence[str] | None = None,
+    label_depth: int | None = None,
+    label_from: str | None = None,
 ) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
 
     The settings (method ... fast_decode; None: the default) are resolved by Settings.resolve, where their
     defaults live.
+    splits ({NAME: FOLDER}), label_depth and label_from override layout detection (layout.py, README "Layouts").
     method "cnn": near duplicates are pairs of CNN embeddings with cosine similarity >= min_similarity, weights
     from `model` or embed.find_weights' fallbacks; see embed.py.
 
@@ -180,8 +185,10 @@ def scan(
     hash_method = "phash" if settings.method == "cnn" else settings.method  # cnn's exact/pixel pairs: phash
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    roots = resolve_roots(root, list(against))
+    detected = detect_layout(root, list(against), splits=splits, label_depth=label_depth, label_from=label_from)
+    roots = detected.roots
     listing = list_files(roots)
+    found_layout = (detected.layout, detected.warnings + tuple(listing.link_warnings()))
     timings["discover"] = time.perf_counter() - started
 
     cache_file = cache_path or default_cache_path()
@@ -198,7 +205,7 @@ def scan(
             timings["fingerprint"] = timings["search"] = 0.0
             timings["total"] = time.perf_counter() - started
             hits = reused.summary.images + len(reused.skipped) - len(listing.problems)  # every decodable record
-            return _report(roots, settings, reused, timings, cache_hits=hits, decoded=0)
+            return _report(roots, settings, reused, timings, found_layout, cache_hits=hits, decoded=0)
 
     records = image_records(listing)
     order = {r.name: i for i, r in enumerate(roots)}
@@ -233,14 +240,39 @@ def scan(
     skipped = tuple(
         sorted([Skipped(*p) for p in listing.problems] + found.skipped, key=lambda s: (order[s.root], s.path))
     )
-    train_split = next((r.name for r in roots if r.name == "train"), roots[0].name)
-    summary, classes, splits = analyse(roots, train_split, found.records, groups, len(skipped))
-    answer = StoredAnswer(summary, classes, splits, tuple(groups), skipped, train_split)
+    train_split = next(
+        (r.name for r in roots if r.role == "train"), next((r.name for r in roots if r.name == "train"), roots[0].name)
+    )
+    if any(r.role == "unlabelled" for r in roots):  # copies between train and an unlabelled pool are no leak
+        groups = _mark_leaks(groups, roots)
+    summary, classes, split_stats = analyse(roots, train_split, found.records, groups, len(skipped))
+    answer = StoredAnswer(summary, classes, split_stats, tuple(groups), skipped, train_split)
     if reuse_key is not None:
         with FingerprintCache(cache_file) as cache:
             cache.store_result(reuse_key, answer)
     timings["total"] = time.perf_counter() - started
-    return _report(roots, settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded)
+    return _report(roots, settings, answer, timings, found_layout, cache_hits=found.cache_hits, decoded=found.decoded)
+
+
+def _mark_leaks(groups, roots: Sequence[Root]):
+    """A group is a leak when it joins an evaluation split to another split (roles from layout detection)."""
+    evaluation = {r.name for r in roots if r.role == "eval"}
+    return tuple(replace(g, leak=len(g.splits) > 1 and any(split in evaluation for split in g.splits)) for g in groups)
+
+
+def _loose_warnings(roots: Sequence[Root], classes: Sequence[ClassStats]) -> list[str]:
+    """Images of a labelled root that no class folder holds: scanned, as the unlabelled pseudo-class."""
+    labelled = {r.name: r for r in roots if r.labelled}
+    lines = []
+    for stats in classes:
+        root = labelled.get(stats.split)
+        if root is not None and stats.label is None:
+            where = "outside the label pattern" if root.label_pattern else "beside the class folders"
+            lines.append(
+                f"{stats.split}: {stats.images:,} image{'' if stats.images == 1 else 's'} {where} scanned as "
+                "unlabelled (its own class, '(unlabelled)'): move them into a class folder to label them"
+            )
+    return lines
 
 
 def _report(
@@ -248,9 +280,11 @@ def _report(
     settings: Settings,
     answer: StoredAnswer,
     timings: dict[str, float],
+    found_layout: tuple[Layout, tuple[str, ...]],
     cache_hits: int,
     decoded: int,
 ) -> ScanReport:
+    layout, warnings = found_layout
     return ScanReport(
         tool_version=__version__,
         roots=roots,
@@ -264,6 +298,8 @@ def _report(
         timings=timings,
         cache_hits=cache_hits,
         decoded=decoded,
+        layout=layout,
+        warnings=warnings + tuple(_loose_warnings(roots, answer.classes)),
     )
 
 

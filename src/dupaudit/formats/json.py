@@ -12,6 +12,7 @@ from ..engine.model import (
     ClassStats,
     DuplicateGroup,
     GroupMember,
+    Layout,
     Root,
     ScanReport,
     Settings,
@@ -44,6 +45,9 @@ def to_dict(report: ScanReport) -> dict:
             # written only when on, so that reports of default scans keep their bytes (schema_version 1)
             **({"fast_decode": True} if report.settings.fast_decode else {}),
         },
+        # how the folders were read and what was not scanned as it looks (README "Layouts")
+        "layout": None if report.layout is None else {"kind": report.layout.kind, "reason": report.layout.reason},
+        "warnings": list(report.warnings),
         "summary": {
             "images": report.summary.images,
             "skipped": report.summary.skipped,
@@ -127,7 +131,10 @@ def from_dict(data: dict) -> ScanReport:
     try:
         # a root is labelled when its images carry labels (the JSON does not store the flag itself)
         labelled = {c["split"] for c in data["classes"] if c.get("label") is not None}
-        roots = tuple(Root(r["name"], r["path"], r["name"] in labelled) for r in data["roots"])
+        roles = {s.get("split"): s.get("role", "") for s in data.get("splits", [])}
+        roots = tuple(
+            Root(r["name"], r["path"], r["name"] in labelled, roles.get(r["name"], "")) for r in data["roots"]
+        )
         train = next(
             (s["split"] for s in data.get("splits", []) if s.get("role") == "train"), roots[0].name if roots else ""
         )
@@ -157,11 +164,14 @@ def from_dict(data: dict) -> ScanReport:
                     ),
                     g.get("exact_copies", 0),
                     g.get("pixel_copies", 0),
+                    g.get("leakage"),
                 )
                 for g in data["groups"]
             ),
             skipped=tuple(Skipped(**s) for s in data["skipped"]),
             train_split=train,
+            layout=Layout(**data["layout"]) if data.get("layout") else None,
+            warnings=tuple(str(w) for w in data.get("warnings", [])),
         )
     except (KeyError, TypeError, IndexError) as exc:
         raise InputError(f"malformed scan report: {exc}") from None
