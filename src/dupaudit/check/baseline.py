@@ -181,11 +181,18 @@ def prune(baseline: Baseline, exists: Callable[[str], bool]) -> tuple[Baseline, 
     return Baseline(tuple(kept), baseline.settings, baseline.skew), dropped
 
 
-def subtract(report: ScanReport, baseline: Baseline, changed: Collection[str] | None = None) -> list[Finding]:
+def subtract(
+    report: ScanReport,
+    baseline: Baseline,
+    changed: Collection[str] | None = None,
+    blame: Collection[str] | None = None,
+) -> list[Finding]:
     """The findings of `report` that `baseline` does not accept; with `changed`, only those about changed files.
 
     `changed` holds dataset paths (the files a commit adds or modifies): a group that no accepted finding covers
     is reported on its changed members, against the rest; a group without a changed member is left out.
+    `blame` (whole-dataset checks): dataset paths that are new or changed in git; a group nobody accepted is
+    reported on those of its members (when some, not all, are), else on the members the keep rule drops.
     """
     owner: dict[str, int] = {}
     for index, accepted in enumerate(baseline.findings):
@@ -194,12 +201,16 @@ def subtract(report: ScanReport, baseline: Baseline, changed: Collection[str] | 
     root_paths = {r.name: r.path for r in report.roots}
     new: list[Finding] = []
     for group in report.groups:
-        new.extend(_group_findings(group, owner, root_paths, changed))
+        new.extend(_group_findings(group, owner, root_paths, changed, blame or ()))
     return new
 
 
 def _group_findings(
-    group: DuplicateGroup, owner: dict[str, int], root_paths: dict[str, str], changed: Collection[str] | None
+    group: DuplicateGroup,
+    owner: dict[str, int],
+    root_paths: dict[str, str],
+    changed: Collection[str] | None,
+    blame: Collection[str] = (),
 ) -> Iterable[Finding]:
     names = [dataset_path(m.root, m.path) for m in group.members]
     parts: dict[int, list[int]] = {}
@@ -218,8 +229,10 @@ def _group_findings(
     elif anchor:
         blamed = [i for i in range(len(names)) if i not in anchor]
     else:
-        # A group nobody accepted: report the copies against the member the keep policy would keep.
-        blamed = [i for i, m in enumerate(group.members) if not m.keep]
+        # A group nobody accepted: report the files git calls new or changed, else the copies the keep rule drops.
+        blamed = [i for i, name in enumerate(names) if name in blame]
+        if not blamed or len(blamed) == len(names):
+            blamed = [i for i, m in enumerate(group.members) if not m.keep]
     blamed_set = set(blamed)
     for i in blamed:
         member = group.members[i]

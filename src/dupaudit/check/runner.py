@@ -149,7 +149,10 @@ def run_check(
                 baseline_file.save(pruned, baseline_path)
                 rewritten = True
 
-    new = baseline_file.subtract(report, accepted_baseline, changed)
+    # The whole dataset (CI): a new finding is reported on the file the commit (or pull request) adds or changes,
+    # so the annotation lands where the change is; without git, on the member the keep rule would drop.
+    blame = changed_in_git(report.roots, config.root) if changed is None else None
+    new = baseline_file.subtract(report, accepted_baseline, changed, blame=blame)
     failing, tolerated = [], []
     for finding in new:
         broken = finding_breaks(rules, finding.kind, finding.label_conflict, finding.leakage)
@@ -197,6 +200,42 @@ def locate(name: str, roots, cwd: str | os.PathLike = ".") -> str | None:
         if relative.parts:
             return f"{root.name}/{relative.as_posix()}"
     return None
+
+
+def _git(args: list[str], cwd: str) -> str | None:
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return os.fsdecode(result.stdout) if result.returncode == 0 else None
+
+
+def changed_in_git(roots, folder: str | os.PathLike) -> set[str] | None:
+    """Dataset paths of the files that are new or changed relative to HEAD, or in a pull request on GitHub
+    Actions ($GITHUB_BASE_REF) relative to the merge base with the target branch; None without git."""
+    top = _git(["rev-parse", "--show-toplevel"], str(folder))
+    if top is None or _git(["rev-parse", "--verify", "--quiet", "HEAD"], str(folder)) is None:
+        return None
+    top = top.rstrip("\n")
+    base = "HEAD"
+    target = os.environ.get("GITHUB_BASE_REF")
+    if target:
+        for ref in (f"origin/{target}", target):
+            merge_base = _git(["merge-base", "HEAD", ref], top)
+            if merge_base:
+                base = merge_base.strip()
+                break
+    changed = _git(["diff", "--name-only", "-z", "--no-renames", base, "--"], top)
+    untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], top)
+    if changed is None or untracked is None:
+        return None
+    found = set()
+    for name in (changed + untracked).split("\0"):
+        if name:
+            located = locate(os.path.join(top, name), roots)
+            if located is not None:
+                found.add(located)
+    return found
 
 
 def unstaged_problem(path: Path) -> str | None:

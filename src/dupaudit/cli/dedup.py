@@ -28,8 +28,8 @@ class Conflicts(str, Enum):
 
 
 class Leakage(str, Enum):
-    keep_one = "keep-one"
     drop_from_train = "drop-from-train"
+    keep_one = "keep-one"
     skip = "skip"
 
 
@@ -62,14 +62,24 @@ def dedup(
     list_file: Optional[Path] = typer.Option(None, "--list", help="Write the kept files' paths, one per line."),
     null: bool = typer.Option(False, "--null", "-0", help="--list separates paths with NUL, not newline."),
     keep: Keep = typer.Option(
-        Keep.resolution, "--keep", help="Which copy stays: highest resolution, largest file, oldest file, first path."
+        Keep.resolution,
+        "--keep",
+        help="Which copy stays: the keep rule (not an upscale, highest resolution; README), largest file, oldest "
+        "file, first path.",
     ),
     kinds: str = typer.Option("exact,pixel,near", "--kinds", help="Duplicate kinds to act on (comma-separated)."),
     conflicts: Conflicts = typer.Option(
         Conflicts.keep_one, "--conflicts", help="Copies with different labels: keep one, drop all, or leave them."
     ),
     leakage: Leakage = typer.Option(
-        Leakage.keep_one, "--leakage", help="Copies spanning splits: keep one, drop the train copies, or leave them."
+        Leakage.drop_from_train,
+        "--leakage",
+        help="Copies spanning splits: drop the training copies (default), keep one, or leave them.",
+    ),
+    dedup_eval: bool = typer.Option(
+        False,
+        "--dedup-eval",
+        help="Also remove copies from evaluation splits (test, val, --against); by default they are never touched.",
     ),
     from_scan: Optional[Path] = typer.Option(
         None,
@@ -168,7 +178,13 @@ def dedup(
             )
             dataset = root
         plan = actions.make_plan(
-            report, keep=keep.value, kinds=kind_list, conflicts=conflicts.value, leakage=leakage.value, dataset=dataset
+            report,
+            keep=keep.value,
+            kinds=kind_list,
+            conflicts=conflicts.value,
+            leakage=leakage.value,
+            dataset=dataset,
+            protect_eval=not dedup_eval,
         )
         if plan_file is not None:
             if str(plan_file) == "-":
@@ -181,6 +197,14 @@ def dedup(
                 f"plan: drop {counts['drop']:,} file(s) ({counts['drop_bytes']:,} bytes) from {counts['groups']:,} "
                 f"group(s), keeping {counts['keep']:,} copies"
                 + (f"; {len(report.skipped):,} unreadable file(s) left out" if report.skipped else "")
+            )
+            protected = set(plan.settings.get("protected_splits", []))
+            _say(
+                "per split: "
+                + ", ".join(
+                    f"{name} drops {count:,}" + (" (evaluation: protected)" if name in protected else "")
+                    for name, count in actions.drops_by_split(plan).items()
+                )
             )
             if plan_file is not None and str(plan_file) != "-":
                 _say(f"wrote {plan_file}; review or edit it, then: dupaudit dedup --apply {plan_file} --quarantine DIR")

@@ -22,6 +22,8 @@ from .plan import (
     PlanGroup,
     PlanRoot,
     StalePlanError,
+    drops_by_split,
+    evaluation_splits,
     make_plan,
     plan_from_dict,
     plan_to_dict,
@@ -56,4 +58,6 @@ __all__ = [
     "read_journal",
     "file_sha256",
     "summarize",
+    "drops_by_split",
+    "evaluation_splits",
 ]

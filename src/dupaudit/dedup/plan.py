@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .._version import __version__
+from ..engine.keep import Candidate, choose_keeper
 from ..engine.model import KINDS, DuplicateGroup, GroupMember, Root, ScanReport
 from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError, ParameterError
@@ -21,7 +22,7 @@ PLAN_VERSION = 1
 
 KEEP_POLICIES = ("resolution", "largest", "oldest", "first")
 CONFLICT_POLICIES = ("keep-one", "drop-all", "skip")
-LEAKAGE_POLICIES = ("keep-one", "drop-from-train", "skip")
+LEAKAGE_POLICIES = ("drop-from-train", "keep-one", "skip")
 
 
 class StalePlanError(InputError):
@@ -118,8 +119,6 @@ def _keep_key(policy: str, position: dict[tuple[str, str], tuple]):
     def key(item: PlanFile) -> tuple:
         pos = position[item.key]
         resolution = (-(item.width * item.height), -item.size, pos)
-        if policy == "resolution":
-            return resolution
         if policy == "largest":
             return (-item.size, -(item.width * item.height), pos)
         if policy == "oldest":
@@ -127,6 +126,34 @@ def _keep_key(policy: str, position: dict[tuple[str, str], tuple]):
         return pos  # "first"
 
     return key
+
+
+def _winner(policy: str, files: list[PlanFile], position: dict, roots: dict[str, Root]) -> PlanFile:
+    """The copy a unit keeps: the scan's keep rule (engine/keep.py) for "resolution", else the policy's order."""
+    if policy != "resolution":
+        return min(files, key=_keep_key(policy, position))
+    ordered = sorted(files, key=lambda f: position[f.key])
+    candidates = [
+        Candidate(f.path, os.path.join(roots[f.root].path, *f.path.split("/")), f.width, f.height, f.size)
+        for f in ordered
+    ]
+    return ordered[choose_keeper(candidates)]
+
+
+def evaluation_splits(report: ScanReport) -> frozenset[str]:
+    """The splits dedup protects: those the scan calls evaluation (test, val, --against folders)."""
+    if report.splits:
+        return frozenset(s.split for s in report.splits if s.role == "eval")
+    train = report.train_split or report.roots[0].name
+    return frozenset(r.name for r in report.roots if r.name != train)
+
+
+def drops_by_split(plan: Plan) -> dict[str, int]:
+    """Files the plan removes from each root (every root listed, in root order)."""
+    counts = {r.name: 0 for r in plan.roots}
+    for item in plan.drops:
+        counts[item.root] = counts.get(item.root, 0) + 1
+    return counts
 
 
 def _pixel_digests(paths: list[str]) -> list[str]:
@@ -171,17 +198,20 @@ def make_plan(
     keep: str = "resolution",
     kinds: Iterable[str] = KINDS,
     conflicts: str = "keep-one",
-    leakage: str = "keep-one",
+    leakage: str = "drop-from-train",
     dataset: str | os.PathLike | None = None,
     progress: ProgressSink | None = None,
+    protect_eval: bool = True,
 ) -> Plan:
     """Which files to drop so that one of each set of duplicates is left.
 
-    keep: which copy stays (resolution: highest resolution, then largest file, then first path; largest: largest
-    file first; oldest: oldest mtime first; first: first by root order and path). kinds: the duplicate kinds to act
-    on. conflicts: for copies carrying different labels, keep-one, drop-all (no label can be trusted) or skip.
-    leakage: for copies spanning splits, keep-one, drop-from-train (every train copy goes, evaluation splits keep
-    one each) or skip. dataset: the folder the roots came from, so a link tree mirrors its layout.
+    keep: which copy stays (resolution: the scan's keep rule, engine/keep.py: not an upscale, highest resolution,
+    largest file, plainest name; largest: largest file first; oldest: oldest mtime first; first: first by root
+    order and path). kinds: the duplicate kinds to act on. conflicts: for copies carrying different labels,
+    keep-one, drop-all (no label can be trusted) or skip. leakage: for copies spanning splits, drop-from-train
+    (every training copy goes, evaluation splits keep theirs), keep-one or skip. protect_eval: never drop a file
+    of an evaluation split (evaluation_splits); False lets the rules above remove them too. dataset: the folder
+    the roots came from, so a link tree mirrors its layout.
     """
     kinds = frozenset(kinds)
     for name, value, allowed in (
@@ -196,7 +226,8 @@ def make_plan(
     progress = progress or NullProgress()
     roots = {r.name: r for r in report.roots}
     order = {r.name: i for i, r in enumerate(report.roots)}
-    train = report.train_split or report.roots[0].name
+    evaluation = evaluation_splits(report)
+    protected = evaluation if protect_eval else frozenset()
     groups: list[PlanGroup] = []
     progress.start("plan", len(report.groups))
     for group in report.groups:
@@ -204,47 +235,57 @@ def make_plan(
         files = [_plan_file(roots[m.root], m) for m in group.members]
         abspaths = [os.path.join(roots[m.root].path, *m.path.split("/")) for m in group.members]
         position = {f.key: (order[f.root], f.path) for f in files}
-        choose = _keep_key(keep, position)
         for kind, unit in _units(group, files, kinds, abspaths):
             labels = {f.label for f in unit if f.label is not None}
             splits = {f.root for f in unit}
+            guarded = [f for f in unit if f.root in protected]  # evaluation copies: never dropped
             reason = "duplicates"
             if len(labels) > 1:
                 if conflicts == "skip":
                     continue
                 if conflicts == "drop-all":
-                    groups.append(
-                        PlanGroup(
-                            group.id,
-                            kind,
-                            "label conflict: every copy dropped",
-                            (),
-                            tuple(sorted(unit, key=lambda f: position[f.key])),
+                    dropped = [f for f in unit if f not in guarded]
+                    if dropped:
+                        note = ", evaluation copies kept" if guarded else ""
+                        groups.append(
+                            PlanGroup(
+                                group.id,
+                                kind,
+                                f"label conflict: every copy dropped{note}",
+                                tuple(sorted(guarded, key=lambda f: position[f.key])),
+                                tuple(sorted(dropped, key=lambda f: position[f.key])),
+                            )
                         )
-                    )
                     continue
                 reason = "label conflict: one copy kept"
-            if len(splits) > 1:
+            leak = bool(splits & evaluation) and len(splits) > 1
+            if leak:
                 if leakage == "skip":
                     continue
-                if leakage == "drop-from-train":
-                    kept, dropped = [], [f for f in unit if f.root == train]
-                    for split in sorted(splits - {train}, key=order.__getitem__):
-                        copies = sorted((f for f in unit if f.root == split), key=choose)
-                        kept.append(copies[0])
-                        dropped.extend(copies[1:])
-                    groups.append(
-                        PlanGroup(
-                            group.id,
-                            kind,
-                            "leak: train copies dropped",
-                            tuple(sorted(kept, key=lambda f: position[f.key])),
-                            tuple(sorted(dropped, key=lambda f: position[f.key])),
-                        )
-                    )
-                    continue
                 reason = "leak: one copy kept" if reason == "duplicates" else reason + ", leak"
-            winner = min(unit, key=choose)
+            if guarded or (leak and leakage == "drop-from-train"):
+                # the evaluation copies stay (all of them when protected, else one per split); the rest go
+                kept = list(guarded)
+                for split in sorted(splits & evaluation - protected, key=order.__getitem__):
+                    kept.append(_winner(keep, [f for f in unit if f.root == split], position, roots))
+                if not kept:  # no evaluation copy (a pool and train): one copy stays, as for plain duplicates
+                    kept = [_winner(keep, unit, position, roots)]
+                dropped = [f for f in unit if f not in kept]
+                if not dropped:
+                    continue  # every copy is in a protected evaluation split
+                if leak:
+                    reason = reason.replace("leak: one copy kept", "leak") + ": training copies dropped"
+                groups.append(
+                    PlanGroup(
+                        group.id,
+                        kind,
+                        reason,
+                        tuple(sorted(kept, key=lambda f: position[f.key])),
+                        tuple(sorted(dropped, key=lambda f: position[f.key])),
+                    )
+                )
+                continue
+            winner = _winner(keep, unit, position, roots)
             dropped = [f for f in unit if f is not winner]
             groups.append(
                 PlanGroup(group.id, kind, reason, (winner,), tuple(sorted(dropped, key=lambda f: position[f.key])))
@@ -270,6 +311,7 @@ def make_plan(
         "kinds": [k for k in KINDS if k in kinds],
         "conflicts": conflicts,
         "leakage": leakage,
+        "protected_splits": sorted(protected, key=order.__getitem__),
     }
     return Plan(tuple(plan_roots), settings, tuple(groups), tuple((s.root, s.path, s.reason) for s in report.skipped))
 
@@ -350,6 +392,7 @@ def plan_to_dict(plan: Plan) -> dict:
             "keep": len(plan.keeps),
             "drop": len(drops),
             "drop_bytes": sum(f.size for f in drops),
+            "drop_by_split": drops_by_split(plan),
         },
         "groups": [
             {

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .hashing import hamming
-from .keep import keep_order
+from .keep import Candidate, choose_keeper
 from .model import DuplicateGroup, GroupMember, ImageRecord
 
 
@@ -70,7 +70,9 @@ def build_groups(
         else:
             kind = "near"
         max_distance = _max_distance(hashes[items], None if flip_hashes is None else flip_hashes[items])
-        keep = min(items, key=lambda i: (keep_order(records[i], *sizes[i]), position(i)))
+        keep = items[  # the keep rule (keep.py) over the members in (root, path) order
+            choose_keeper([Candidate(records[i].path, records[i].abspath, *sizes[i], records[i].size) for i in items])
+        ]
         members = tuple(
             GroupMember(
                 records[i].root, records[i].path, records[i].label, i == keep, sizes[i][0], sizes[i][1], records[i].size
