@@ -462,3 +462,33 @@ def test_a_commit_of_new_files_decodes_only_them(dataset: Path):
     assert (result.report.decoded, result.report.cache_hits) == (2, 12)
     assert [f.finding.path for f in result.failing] == ["train/cat/near.jpg"]
     assert result.exit_code == 1
+
+
+def _git(root: Path, *args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@x")
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@x")
+    subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+
+
+def test_whole_dataset_check_annotates_the_added_file(dataset: Path, monkeypatch):
+    monkeypatch.delenv("GITHUB_BASE_REF", raising=False)
+    _git(dataset, "init", "-q", "-b", "main")
+    _git(dataset, "add", "-A")
+    _git(dataset, "commit", "-q", "-m", "data")
+    # a larger (less compressed) copy: the keep rule keeps it, so without git the old file would be blamed
+    Image.open(dataset / "test/cat/0001.jpg").save(dataset / "train/cat/from_test.jpg", quality=100)
+
+    def annotated() -> list[str]:
+        result = invoke("check", "--format", "github")
+        assert result.exit_code == 1
+        return [line.split(",title=")[0].removeprefix("::error file=") for line in result.stdout.splitlines()]
+
+    assert annotated() == ["train/cat/from_test.jpg"]
+    _git(dataset, "add", "-A")
+    _git(dataset, "commit", "-q", "-m", "a copy")
+    _git(dataset, "branch", "target", "HEAD~1")
+    monkeypatch.setenv("GITHUB_BASE_REF", "target")  # a pull request on GitHub Actions: against the merge base
+    assert annotated() == ["train/cat/from_test.jpg"]
+    monkeypatch.setattr("dupaudit.check.runner.changed_in_git", lambda roots, folder: None)
+    assert annotated() == ["test/cat/0001.jpg"]  # no git: the member the keep rule drops

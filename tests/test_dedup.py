@@ -18,7 +18,7 @@ from dupaudit.cli import app
 from dupaudit.dedup import StalePlanError, apply_plan, make_plan, read_plan, undo, write_plan
 from dupaudit.engine.pipeline import scan
 from dupaudit.errors import InputError
-from dupaudit.sample import make_sample
+from dupaudit.sample import make_sample, procedural_image
 
 runner = CliRunner()
 
@@ -321,7 +321,9 @@ def test_keep_policies(dataset: Path) -> None:
         group = next(g for g in plan.groups if any(f.path == "circle/copy_q60.jpg" for f in g.keep + g.drop))
         by_policy[policy] = group.keep[0]
         members = group.keep + group.drop
-    assert by_policy["resolution"].path == "circle/copy_upscaled.jpg"  # 192x192 beats the 96x96 copies
+    # the keep rule: not the 192x192 upscale of the 96x96 original (it adds no detail), then the largest file (the
+    # lossless PNG of the original's pixels)
+    assert by_policy["resolution"].path == "circle/copy_png.png"
     assert by_policy["largest"].size == max(m.size for m in members)
     assert by_policy["oldest"].path == "circle/copy_q60.jpg"
     assert by_policy["first"].path == sorted(m.path for m in members)[0]
@@ -382,7 +384,6 @@ def test_python_api_round_trip(dataset: Path, tmp_path: Path) -> None:
 
 
 def _tiny_dataset(root: Path) -> Path:
-    from dupaudit.sample import procedural_image
 
     folder = root / "data" / "cat"
     folder.mkdir(parents=True)
@@ -510,3 +511,30 @@ def test_a_journal_torn_before_its_first_line_is_started_afresh(plan_path: Path,
     assert result.moved == len(dropped_paths(plan_path))
     header, moves, _ = actions.read_journal(quarantine / actions.JOURNAL_NAME)
     assert header["format"] == "dupaudit-journal" and len(moves) == result.moved
+
+
+def test_default_plan_on_a_leak_keeps_every_evaluation_image(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for split, seed in (("train", 0), ("val", 100), ("test", 200)):
+        for label in ("cat", "dog"):
+            for i in range(2):
+                folder = data / split / label
+                folder.mkdir(parents=True, exist_ok=True)
+                procedural_image(seed + i + (50 if label == "dog" else 0), size=64).save(folder / f"{i:04d}.jpg")
+    leaked = (data / "test" / "cat" / "0000.jpg").read_bytes()
+    (data / "train" / "cat" / "from_test.jpg").write_bytes(leaked)
+    (data / "val" / "cat" / "from_test.jpg").write_bytes(leaked)
+    (data / "test" / "dog" / "twin.jpg").write_bytes((data / "test" / "dog" / "0001.jpg").read_bytes())
+    report = scan(data, jobs=1, use_cache=False)
+    plan = make_plan(report, dataset=data)
+    dropped = sorted(f"{f.root}/{f.path}" for f in plan.drops)
+    assert dropped == ["train/cat/from_test.jpg"]  # test and val lose nothing, not even test's own twin
+    assert actions.drops_by_split(plan) == {"train": 1, "val": 0, "test": 0}
+    assert plan.settings["protected_splits"] == ["val", "test"]
+    asked = make_plan(report, dataset=data, protect_eval=False)
+    assert {f.root for f in asked.drops} >= {"train", "test"}
+    result = runner.invoke(app, ["dedup", str(data), "--no-cache", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "per split: train drops 1, val drops 0 (evaluation: protected), test drops 0 (evaluation: protected)" in (
+        result.stderr
+    )
