@@ -192,7 +192,8 @@ def locate(name: str, roots, cwd: str | os.PathLike = ".") -> str | None:
     path = Path(cwd, name)
     # Resolve the folder (roots are resolved) but not a symlinked file itself (discovery lists the link's name).
     absolute = path.parent.resolve() / path.name
-    for root in roots:
+    # the innermost root first: a folder inside another root is its own root (layout.py: overlapping roots)
+    for root in sorted(roots, key=lambda r: -len(r.path)):
         try:
             relative = absolute.relative_to(root.path)
         except ValueError:

@@ -27,7 +27,16 @@ def kept_files(plan: Plan) -> list[KeptFile]:
     """Every image file under the plan's roots that the plan does not drop and the scan could read."""
     from ..engine.discover import discover
 
-    roots = tuple(Root(r.name, r.path, False) for r in plan.roots)
+    # a root inside another is left out of the outer one, as in the scan (engine/layout.py)
+    roots = tuple(
+        Root(
+            r.name,
+            r.path,
+            False,
+            exclude=tuple(o.path for o in plan.roots if o.path.startswith(r.path.rstrip("/") + "/")),
+        )
+        for r in plan.roots
+    )
     for root in roots:
         if not os.path.isdir(root.path):
             raise InputError(f"{root.path}: root {root.name} of the plan is not a folder")
