@@ -71,10 +71,14 @@ def test_mirrored_copy_needs_flips(tmp_path, cache_file):
 def test_keep_rule_prefers_highest_resolution_then_size_then_path(tmp_path, cache_file):
     root = tmp_path / "keep"
     image = procedural_image(7, size=128)
-    _save(image, root / "a_small.jpg", quality=92)
-    _save(image.resize((256, 256), Image.LANCZOS), root / "b_large.jpg", quality=92)
+    _save(image, root / "a_original.jpg", quality=92)
+    _save(image.resize((64, 64), Image.LANCZOS), root / "b_small.jpg", quality=92)
     report = scan(root, cache_path=cache_file)
-    assert [m.path for m in report.groups[0].members if m.keep] == ["b_large.jpg"]
+    assert [m.path for m in report.groups[0].members if m.keep] == ["a_original.jpg"]
+    # an upscale is never kept over its original (engine/keep.py; tests/test_keep.py)
+    _save(image.resize((256, 256), Image.LANCZOS), root / "c_upscaled.jpg", quality=92)
+    report = scan(root, cache_path=cache_file)
+    assert [m.path for m in report.groups[0].members if m.keep] == ["a_original.jpg"]
     # equal resolution: the larger file wins; equal files: the first path
     _save(image, root / "c_q99.jpg", quality=99)
     root2 = tmp_path / "keep2"
