@@ -265,3 +265,32 @@ def test_layout_and_warnings_reach_the_json_and_the_terminal(tmp_path):
     assert "4 class folders hold images" in report["layout"]["reason"]
     assert len(report["warnings"]) == 1 and "1 image beside the class folders" in report["warnings"][0]
     assert "warning: data: 1 image beside the class folders" in result.stderr
+
+
+def test_layout_options_from_the_config_file(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dupaudit.cli import app
+
+    data = tmp_path / "repo"
+    _labelled(data / "tr")
+    _labelled(data / "te", seed=50, per_class=1)
+    _copy(data / "te" / "cat" / "0000.jpg", data / "tr" / "cat" / "leaked.jpg")
+    (data / "pyproject.toml").write_text(
+        f'[tool.dupaudit]\ncache = "{(tmp_path / "c.sqlite").as_posix()}"\njobs = 1\n'
+        '[tool.dupaudit.splits]\ntrain = "tr"\ntest = "te"\n'
+    )
+    monkeypatch.chdir(data)
+    for name in list(os.environ):
+        if name.startswith("DUPAUDIT_"):
+            monkeypatch.delenv(name)
+    result = CliRunner().invoke(app, ["scan", "-f", "json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [r["name"] for r in report["roots"]] == ["train", "test"]
+    assert report["summary"]["leaked"] == 1
+    check = CliRunner().invoke(app, ["check", "--format", "github"])
+    assert check.exit_code == 1
+    assert check.stdout.startswith("::error file=tr/cat/leaked.jpg,")  # the config's splits, in check too
+    flag = CliRunner().invoke(app, ["scan", "--label-depth", "0", "-q"])
+    assert flag.exit_code == 2

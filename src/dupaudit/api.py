@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .engine.model import ScanReport, Settings
@@ -54,12 +54,16 @@ def scan(
     progress: ProgressSink | None = None,
     cache_path: PathLike | None = None,
     use_cache: bool | None = None,
+    splits: Mapping[str, str] | Sequence[str] | None = None,
+    label_depth: int | None = None,
+    label_from: str | None = None,
 ) -> ScanReport:
     """Scan a dataset folder, and evaluation folders (`more_sources`, or `against=` as before), for duplicates.
 
     The scan is described either by `settings` (a Settings, e.g. a saved report's) or by the single settings
     (method, threshold, ...; None: the default of Settings.resolve), not both. `model` is the weights file of
-    method='cnn'; `jobs` the decoding processes (default: all cores). Earlier spellings still work: a list of
+    method='cnn'; `jobs` the decoding processes (default: all cores). `splits` ({NAME: FOLDER}), `label_depth` and
+    `label_from` override layout detection (README "Layouts"). Earlier spellings still work: a list of
     evaluation folders as the second argument, `cache_path=` and `use_cache=False`."""
     singles = {
         "method": method,
@@ -91,6 +95,9 @@ def scan(
         use_cache=use_cache,
         progress=progress,
         model=model,
+        splits=splits,
+        label_depth=label_depth,
+        label_from=label_from,
         **given,
     )
 

@@ -63,6 +63,10 @@ class AuditConfig:
     jobs: int | None = None
     cluster: str | None = None  # scan on Dask: local:N or a scheduler address (docs/scale.md)
     workdir: str | None = None  # with cluster: where the workers write the fingerprint table
+    # layout (engine/layout.py, README "Layouts"): split folders relative to root as "NAME=FOLDER", label level
+    splits: tuple[str, ...] = ()
+    label_depth: int | None = None
+    label_from: str | None = None
     source: str | None = None  # the config file read, if any (for messages)
 
     def scan_settings(self) -> Settings:
@@ -82,11 +86,15 @@ class AuditConfig:
             "model": self.model if self.method == "cnn" else None,
         }
 
+    def layout_parameters(self) -> dict[str, object]:
+        """The layout keywords of engine.pipeline.scan and layout.detect_layout."""
+        return {"splits": self.splits, "label_depth": self.label_depth, "label_from": self.label_from}
+
 
 KEYS = tuple(f.name for f in fields(AuditConfig) if f.name != "source")
 _PATH_KEYS = ("root", "cache", "baseline", "model")
 _BOOL_KEYS = ("flips", "verify", "fast_decode")
-_INT_KEYS = ("threshold", "jobs", "neighbours")
+_INT_KEYS = ("threshold", "jobs", "neighbours", "label_depth")
 
 
 def find_config_file(start: str | os.PathLike = ".") -> Path | None:
@@ -162,6 +170,11 @@ def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
     """Check one value's type (strings from the environment are converted)."""
     if key == "against":
         return tuple(_as_list(value, where, raw_key))
+    if key == "splits":  # a table {test = "holdout"}, or "NAME=FOLDER" strings (a list, or comma-separated)
+        items = [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) else _as_list(value, where, raw_key)
+        if not all(isinstance(item, str) and "=" in item for item in items):
+            raise ConfigError(f"{where}: '{raw_key}' must be a table of NAME = FOLDER, not {value!r}")
+        return tuple(items)
     if key == "min_similarity":
         if isinstance(value, str):
             try:
@@ -185,6 +198,8 @@ def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
             raise ConfigError(f"{where}: 'jobs' must be at least 1, not {value}")
         if key == "neighbours" and value < 0:
             raise ConfigError(f"{where}: 'neighbours' must be 0 or more, not {value}")
+        if key == "label_depth" and value < 1:
+            raise ConfigError(f"{where}: 'label_depth' must be 1 or more, not {value}")
         return value
     if key in _BOOL_KEYS:
         if isinstance(value, str):

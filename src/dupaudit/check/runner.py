@@ -77,6 +77,7 @@ def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: Progr
         use_cache=use_cache,
         progress=progress,
         **config.scan_parameters(),
+        **config.layout_parameters(),
     )
 
 
@@ -104,7 +105,7 @@ def run_check(
 
     from ..engine.discover import resolve_roots
 
-    roots = resolve_roots(config.root, list(config.against))
+    roots = resolve_roots(config.root, list(config.against), **config.layout_parameters())
     changed: set[str] | None = None
     outside: list[str] = []
     if files is not None:

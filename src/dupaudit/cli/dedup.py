@@ -87,6 +87,9 @@ def dedup(
         metavar="SCAN.json",
         help="Plan from a saved scan (`dupaudit scan --json`) instead of scanning ROOT again.",
     ),
+    split: list[str] = options.SPLIT,
+    label_depth: Optional[int] = options.LABEL_DEPTH,
+    label_from: Optional[str] = options.LABEL_FROM,
     method: Optional[ScanMethod] = options.METHOD,
     model: Optional[Path] = options.MODEL,
     threshold: Optional[int] = options.THRESHOLD,
@@ -166,6 +169,9 @@ def dedup(
                 jobs=jobs,
                 cache=cache,
                 config_file=config_file,
+                split=split,
+                label_depth=label_depth,
+                label_from=label_from,
             )
             report = run_scan(
                 root,
@@ -175,6 +181,7 @@ def dedup(
                 use_cache=not no_cache,
                 progress=progress,
                 **options.scan_parameters(config, model),
+                **config.layout_parameters(),
             )
             dataset = root
         plan = actions.make_plan(

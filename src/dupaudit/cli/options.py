@@ -69,6 +69,25 @@ FAST_DECODE = typer.Option(
     help="Decode JPEGs at reduced scale (several times faster on photos; the hashes are then no longer "
     "imagededup's: see docs/performance.md). (config: fast_decode)",
 )
+SPLIT = typer.Option(
+    [],
+    "--split",
+    metavar="NAME=FOLDER",
+    help="Name a split folder (relative to ROOT; repeatable): only these are scanned. train/training is the training "
+    "split, unlabeled/extra an unlabelled pool, any other name an evaluation split. (config: splits)",
+)
+LABEL_DEPTH = typer.Option(
+    None,
+    "--label-depth",
+    min=1,
+    help="The folder level (below a split) whose names are the labels (default: detected, 1). (config: label_depth)",
+)
+LABEL_FROM = typer.Option(
+    None,
+    "--label-from",
+    metavar="PATTERN",
+    help="Labels from a folder pattern, e.g. '{split}/{_}/{label}/*' (README \"Layouts\"). (config: label_from)",
+)
 JOBS = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes (default: all cores). (config: jobs)")
 CACHE = typer.Option(
     None,
@@ -102,6 +121,9 @@ def scan_config(
     jobs: int | None = None,
     cache: Path | None = None,
     config_file: Path | None = None,
+    split: list[str] | None = None,
+    label_depth: int | None = None,
+    label_from: str | None = None,
 ) -> AuditConfig:
     """The config with these flags on top (None: not given)."""
     return load_config(
@@ -118,6 +140,9 @@ def scan_config(
             "fast_decode": fast_decode,
             "jobs": jobs,
             "cache": _text(cache),
+            "splits": list(split) if split else None,
+            "label_depth": label_depth,
+            "label_from": label_from,
         },
         config_file=config_file,
     )

@@ -36,19 +36,9 @@ def scan(
         None, help="Dataset folder: ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., or a flat folder."
     ),
     against: list[Path] = options.AGAINST,
-    split: list[str] = typer.Option(
-        [],
-        "--split",
-        metavar="NAME=FOLDER",
-        help="Name a split folder (relative to ROOT; repeatable): only these are scanned. train/training is the "
-        "training split, unlabeled/extra an unlabelled pool, any other name an evaluation split.",
-    ),
-    label_depth: Optional[int] = typer.Option(
-        None, "--label-depth", min=1, help="The folder level (below a split) whose names are the labels (default 1)."
-    ),
-    label_from: Optional[str] = typer.Option(
-        None, "--label-from", metavar="PATTERN", help="Labels from a path pattern, e.g. '{split}/{_}/{label}/*'."
-    ),
+    split: list[str] = options.SPLIT,
+    label_depth: Optional[int] = options.LABEL_DEPTH,
+    label_from: Optional[str] = options.LABEL_FROM,
     method: Optional[ScanMethod] = options.METHOD,
     model: Optional[Path] = options.MODEL,
     threshold: Optional[int] = options.THRESHOLD,
@@ -111,6 +101,9 @@ def scan(
         jobs=jobs,
         cache=cache,
         config_file=config_file,
+        split=split,
+        label_depth=label_depth,
+        label_from=label_from,
     )
     if explain_pair:
         if config.method == "cnn":
@@ -138,9 +131,7 @@ def scan(
             progress=progress_sink(quiet),
             runner=runner,
             **options.scan_parameters(config, model),
-            splits=split,
-            label_depth=label_depth,
-            label_from=label_from,
+            **config.layout_parameters(),
         )
     elapsed = time.perf_counter() - started
     if json_file:
