@@ -158,6 +158,11 @@ def test_stl10_layout_scans_the_unlabelled_pool_and_names_what_it_skips(tmp_path
     leaks = [sorted(g.splits) for g in report.groups if g.is_leak]
     assert leaks == [["test", "unlabeled"]]  # the pool copy of a test image; train<->pool is a duplicate only
     assert any(g.splits == ("train", "unlabeled") and not g.is_leak for g in report.groups)
+    from dupaudit.formats import json as json_format
+
+    saved = json_format.loads(json_format.render(report))  # a saved report keeps the roles and the leak flags
+    assert [g.is_leak for g in saved.groups] == [g.is_leak for g in report.groups]
+    assert saved.warnings == report.warnings and saved.layout == report.layout
     joined = "\n".join(report.warnings)
     assert "docs/: 1 image not scanned: the folder is not a split" in joined
     assert "2 loose images beside the split folders not scanned" in joined

@@ -164,7 +164,7 @@ def from_dict(data: dict) -> ScanReport:
                     ),
                     g.get("exact_copies", 0),
                     g.get("pixel_copies", 0),
-                    g.get("leakage"),
+                    _leak(g),
                 )
                 for g in data["groups"]
             ),
@@ -175,6 +175,13 @@ def from_dict(data: dict) -> ScanReport:
         )
     except (KeyError, TypeError, IndexError) as exc:
         raise InputError(f"malformed scan report: {exc}") from None
+
+
+def _leak(group: dict) -> bool | None:
+    """A group's leak flag when it is not the default (spans splits): a copy in an unlabelled pool is no leak."""
+    saved = group.get("leakage")
+    spans = len({m["root"] for m in group["members"]}) > 1
+    return None if saved is None or saved == spans else bool(saved)
 
 
 def loads(text: str) -> ScanReport:
