@@ -126,22 +126,32 @@ def _loose_images(files: list[os.DirEntry]) -> int:
 
 
 def count_images(folder: str, exclude: Sequence[str] = (), limit: int | None = None) -> int:
-    """Images under a folder (following links once), stopping once `limit` are found."""
+    """Images under a folder (following links once), stopping as soon as `limit` are found (entries are read
+    lazily, so asking whether a class folder of 5,000 images holds one reads one entry)."""
     found, seen, stack = 0, set(), [folder]
     while stack:
         path = stack.pop()
         try:
             info = os.stat(path)
-        except OSError:
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.name[:1] == ".":
+                        continue
+                    try:
+                        if entry.is_file():
+                            if is_image_file(entry.path, entry.name):
+                                found += 1
+                                if limit is not None and found >= limit:
+                                    return found
+                        elif entry.is_dir() and os.path.realpath(entry.path) not in exclude:
+                            stack.append(entry.path)
+                    except OSError:  # a broken link: the listing reports it
+                        continue
+        except OSError:  # an unreadable folder: the listing reports it
             continue
-        if (info.st_dev, info.st_ino) in seen:
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        dirs, files = _children(path, exclude)
-        found += _loose_images(files)
-        if limit is not None and found >= limit:
-            return found
-        stack.extend(d.path for d in reversed(dirs))
     return found
 
 
@@ -158,10 +168,10 @@ def _classes(path: str, exclude: Sequence[str]) -> tuple[bool, str]:
     """Are the sub-folders of `path` classes? (yes/no, why): only folders that hold images count, and loose
     images beside them are scanned unlabelled (a warning) unless they outnumber the images in sub-folders."""
     dirs, files = _children(path, exclude)
-    loose = _loose_images(files)
     holding = [d.name for d in dirs if count_images(d.path, exclude, limit=1)]
     if not holding:
         return False, "no sub-folder holds images"
+    loose = _loose_images(files)
     if loose:
         inside = sum(count_images(os.path.join(path, name), exclude, limit=loose + 1) for name in holding)
         if inside <= loose:
