@@ -146,7 +146,7 @@ def probe(
         cache_path=config.cache,
         use_cache=not no_cache,
         progress=progress_sink(quiet),
-        scan_options=config.scan_parameters(),
+        scan_options={**config.scan_parameters(), **config.layout_parameters()},  # layout keys too
     )
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)
