@@ -211,6 +211,27 @@ def test_label_pattern_with_splits(tmp_path, cache_file):
         scan(data, cache_path=cache_file, label_from="{split}/images/*")
 
 
+def test_label_patterns_name_one_folder_level():
+    import re
+
+    from dupaudit.engine.layout import label_pattern
+
+    def label(pattern: str, prefix: str) -> str | None:
+        found = re.match(label_pattern(label_from=pattern)[1], prefix)
+        return found.group("label") if found else None
+
+    assert label("{label}/*", "cat/nested/") == "cat"
+    assert label("{_}/{label}/*", "animals/cat/") == "cat" and label("{_}/{label}/*", "animals/") is None
+    assert label("**/{label}/*", "a/b/cat/") == "cat"
+    assert label("photos_*/{label}/*", "photos_2024/cat/") == "cat" and label("photos_*/{label}/*", "x/cat/") is None
+    assert label_pattern(label_from="{split}/{label}/*")[0] and not label_pattern(label_depth=2)[0]
+    for bad in ("{label}", "{_}/*", "{label}/{label}/*", "{oops}/{label}/*"):
+        with pytest.raises(InputError):
+            label_pattern(label_from=bad)
+    with pytest.raises(InputError):
+        label_pattern(label_depth=2, label_from="{label}/*")
+
+
 def test_overlapping_roots_are_scanned_once(tmp_path, cache_file):
     data = tmp_path / "sp"
     _labelled(data / "train")

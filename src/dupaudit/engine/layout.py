@@ -87,7 +87,7 @@ def label_pattern(label_depth: int | None = None, label_from: str | None = None)
         elif part in ("{_}", "*"):
             regex += "[^/]+/"
         elif part == "**":
-            regex += "(?:[^/]+/)*?"
+            regex += "(?:[^/]+/)*"  # greedy: {label} after ** is the innermost folder
         elif "{" in part or "}" in part or not part:
             raise InputError(f"--label-from {label_from!r}: unknown part {part!r} (use {{split}}, {{label}}, {{_}})")
         else:
