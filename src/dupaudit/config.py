@@ -86,7 +86,7 @@ class AuditConfig:
             "model": self.model if self.method == "cnn" else None,
         }
 
-    def layout_parameters(self) -> dict[str, object]:
+    def layout_parameters(self) -> dict[str, Any]:
         """The layout keywords of engine.pipeline.scan and layout.detect_layout."""
         return {"splits": self.splits, "label_depth": self.label_depth, "label_from": self.label_from}
 
