@@ -117,6 +117,9 @@ def test_an_interrupted_parallel_stat_leaves_no_child_behind(tmp_path, monkeypat
     monkeypatch.setattr(listing, "_stat_range", parent_interrupted)
     monkeypatch.setattr(listing, "_PARALLEL_FROM", 1)
     monkeypatch.setattr(os, "fork", recorded_fork)
+    # other tests in this process may leave daemon threads behind (Dask's event loop after tests/test_cluster.py),
+    # which would make the listing skip its fork; this test is about the fork's interrupt path
+    monkeypatch.setattr(listing.threading, "active_count", lambda: 1)
     with pytest.raises(KeyboardInterrupt):
         listing._stat_all([folder])
     assert len(children) == 1
