@@ -22,11 +22,13 @@ def _pickled_by_fields(cls):
 
 @dataclass(frozen=True, slots=True)
 class Root:
-    """One folder of images: a split of a dataset (train, test, ...) or a whole unsplit folder."""
+    """One folder of images, or one split of another source: a split of a dataset (train, test, ...) or a whole
+    unsplit one."""
 
     name: str  # unique; also the split name of its images
-    path: str  # absolute
-    labelled: bool  # True when its first-level folders are classes
+    path: str  # absolute (a URL for a remote source)
+    labelled: bool  # True when its first-level folders are classes (for other sources: when items carry labels)
+    source: str = "folder"  # the kind of source it was read from (engine/sources: folder, webdataset, ...)
 
 
 @dataclass(frozen=True, slots=True)
