@@ -333,3 +333,15 @@ def test_shards_of_every_tar_format_read_the_same(tmp_path, forms, tar_format):
     report = to_dict(scan(str(shard), use_cache=False, jobs=1))
     assert report["summary"]["images"] == 4 and report["skipped"] == []
     assert {c["label"] for c in report["classes"]} == {i.label for i in images}
+
+
+def test_a_plan_from_a_saved_scan_names_container_items(forms, tmp_path):
+    saved = tmp_path / "scan.json"
+    assert runner.invoke(app, ["scan", str(forms["parquet"]), "--no-cache", "-q", "--json", str(saved)]).exit_code == 0
+    result = runner.invoke(app, ["dedup", "--from-scan", str(saved), "--plan", str(tmp_path / "plan.json"), "-q"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    dropped = [f["path"] for g in plan["groups"] for f in g["drop"]]
+    assert len(dropped) == 4 and all(p.startswith("data/") and "#" in p for p in dropped)
+    result = runner.invoke(app, ["dedup", "--from-scan", str(saved), "--write-filtered", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "need ROOT" in result.output

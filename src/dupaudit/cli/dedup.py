@@ -207,6 +207,10 @@ def dedup(
             elif plan_file is None and not (link_tree_dir or list_file or write_filtered or drop_list):
                 _say("nothing written: add --plan FILE to save the plan")
         if any(r.source != "folder" for r in report.roots):
+            if link_tree_dir is not None:
+                raise fail("--link-tree links files: for tar shards, Parquet or manifests use --write-filtered OUT")
+            if write_filtered is None and list_file is None and drop_list is None:
+                return
             if root is None:
                 raise fail("--write-filtered, --list and --drop-list of tar, Parquet or manifest items need ROOT")
             options_given = source_options(
@@ -215,8 +219,6 @@ def dedup(
             _container_outputs(
                 report, plan, [root, *against], options_given, write_filtered, list_file, drop_list, null
             )
-            if link_tree_dir is not None:
-                raise fail("--link-tree links files: for tar shards, Parquet or manifests use --write-filtered OUT")
             return
     if write_filtered is not None or drop_list is not None:
         raise fail("--write-filtered and --drop-list go with a dataset of tar shards, Parquet or a manifest (ROOT)")
