@@ -119,6 +119,7 @@ class ParquetSource:
                 columns = columns_of(meta.schema.to_arrow_schema(), options, unqualified(fs, path))
             rows = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
             files.append((path, version_of(fs, path, info), rows))
+        assert columns is not None  # found is not empty
         name = posixpath.basename(base.rstrip("/")) or "root"
         return cls(target, unqualified(fs, base), name, base, tuple(files), columns, options.storage_options)
 

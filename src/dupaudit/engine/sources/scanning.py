@@ -12,7 +12,7 @@ to key them; a whole scan of unchanged tar shards or Parquet files is reused wit
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -57,7 +57,8 @@ def fingerprint_partition(
     keys = [(cache_key(source, item.id), item.size, item.version) for item in good]
     cached = _lookup(cache_path, keys, methods, draft) if cache_path is not None and good else {}
     todo = [item for item, key in zip(good, keys) if key[0] not in cached]
-    decoded = iter(fingerprint_blobs([item.data for item in todo], methods, draft) if todo else ())
+    blobs = [item.data for item in todo if item.data is not None]  # every good item has its bytes
+    decoded = iter(fingerprint_blobs(blobs, methods, draft) if blobs else ())
     key_of = iter(keys)
     results = []
     for item in items:
@@ -107,6 +108,7 @@ def fingerprint_sources(
     progress.start("reading", len(tasks))
     per_source: dict[int, list[tuple[Partition, list[ItemResult]]]] = {}
     jobs = max(1, min(jobs, len(tasks)))
+    outputs: Iterator[list[ItemResult]]
     if jobs == 1:
         outputs = (fingerprint_partition(s, p, methods, draft, cache_path) for _, s, p in tasks)
         _collect(tasks, outputs, per_source, cache, progress)

@@ -143,8 +143,8 @@ def _shard_members(fs, path: str) -> Iterator[tuple[str, bytes]]:
     yielded = 0
     try:
         with retrying(lambda: fs.open(path, "rb")) as stream:
-            for member in _plain_members(stream):
-                yield member
+            for named in _plain_members(stream):
+                yield named
                 yielded += 1
         return
     except _NotPlain:
@@ -201,7 +201,8 @@ def _octal(field: bytes) -> int:
 
 def _samples(shard: tarfile.TarFile):
     """(key, [(member, bytes)]) for each sample of a shard read as a stream."""
-    key, members = None, []
+    key: str | None = None
+    members: list[tuple[tarfile.TarInfo, bytes]] = []
     for member in shard:
         if not member.isfile():
             continue
