@@ -12,6 +12,7 @@ from ..errors import DupauditError
 from ..exitcodes import EXIT_USAGE
 from . import app, options
 from .common import ScanMethod, err_console, fail, guarded, progress_sink
+from .sources import SOURCE_OPTIONS, source_options
 
 
 class Keep(str, Enum):
@@ -40,10 +41,10 @@ def _say(message: str) -> None:
 @app.command()
 @guarded
 def dedup(
-    root: Optional[Path] = typer.Argument(
-        None, help="Dataset folder to plan for (omit with --apply, or to read an existing --plan)."
+    root: Optional[str] = typer.Argument(
+        None, help="Dataset to plan for, in any form scan takes (omit with --apply, or to read an existing --plan)."
     ),
-    against: list[Path] = typer.Option([], "--against", help="An evaluation folder, as in scan (repeatable)."),
+    against: list[str] = typer.Option([], "--against", help="An evaluation dataset, as in scan (repeatable)."),
     plan_file: Optional[Path] = typer.Option(
         None, "--plan", help="With ROOT: write the plan here ('-': stdout). Without ROOT: read this plan."
     ),
@@ -103,6 +104,22 @@ def dedup(
     no_cache: bool = options.NO_CACHE,
     config_file: Optional[Path] = options.CONFIG,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    write_filtered: Optional[str] = typer.Option(
+        None,
+        "--write-filtered",
+        metavar="OUT",
+        help="Tar shards, Parquet or a manifest: write a deduplicated copy in the same format to OUT (a new "
+        "folder; a new file for a manifest). The input is only read.",
+    ),
+    drop_list: Optional[Path] = typer.Option(
+        None, "--drop-list", help="Write the dropped items' ids (or paths), one per line."
+    ),
+    source_type: Optional[str] = SOURCE_OPTIONS["source_type"],
+    image_column: Optional[str] = SOURCE_OPTIONS["image_column"],
+    label_column: Optional[str] = SOURCE_OPTIONS["label_column"],
+    split_column: Optional[str] = SOURCE_OPTIONS["split_column"],
+    path_column: Optional[str] = SOURCE_OPTIONS["path_column"],
+    storage_option: list[str] = SOURCE_OPTIONS["storage_option"],
 ) -> None:
     """Plan which copies to drop, move them to a quarantine (journalled, undoable), or build a deduplicated view."""
     from .. import dedup as actions
@@ -180,6 +197,9 @@ def dedup(
                 cache_path=config.cache,
                 use_cache=not no_cache,
                 progress=progress,
+                source_options=source_options(
+                    source_type, image_column, label_column, split_column, path_column, storage_option
+                ),
                 **options.scan_parameters(config, model),
                 **config.layout_parameters(),
             )
@@ -215,8 +235,24 @@ def dedup(
             )
             if plan_file is not None and str(plan_file) != "-":
                 _say(f"wrote {plan_file}; review or edit it, then: dupaudit dedup --apply {plan_file} --quarantine DIR")
-            elif plan_file is None and not (link_tree_dir or list_file):
+            elif plan_file is None and not (link_tree_dir or list_file or write_filtered or drop_list):
                 _say("nothing written: add --plan FILE to save the plan")
+        if any(r.source != "folder" for r in report.roots):
+            if link_tree_dir is not None:
+                raise fail("--link-tree links files: for tar shards, Parquet or manifests use --write-filtered OUT")
+            if write_filtered is None and list_file is None and drop_list is None:
+                return
+            if root is None:
+                raise fail("--write-filtered, --list and --drop-list of tar, Parquet or manifest items need ROOT")
+            options_given = source_options(
+                source_type, image_column, label_column, split_column, path_column, storage_option
+            )
+            _container_outputs(
+                report, plan, [root, *against], options_given, write_filtered, list_file, drop_list, null
+            )
+            return
+    if write_filtered is not None or drop_list is not None:
+        raise fail("--write-filtered and --drop-list go with a dataset of tar shards, Parquet or a manifest (ROOT)")
     if link_tree_dir is not None:
         count = actions.link_tree(plan, link_tree_dir, hardlinks=hardlinks)
         if not quiet:
@@ -225,6 +261,31 @@ def dedup(
         count = actions.write_list(plan, list_file, null=null)
         if not quiet:
             _say(f"list: {count:,} kept path(s) in {list_file}")
+
+
+def _container_outputs(report, plan, targets, given, write_filtered, list_file, drop_list, null) -> None:
+    """dedup's outputs for sources whose items cannot be moved out of their container (engine/sources)."""
+    from ..engine.sources.writing import container_outputs
+
+    done = container_outputs(
+        report,
+        plan,
+        targets,
+        given,
+        write_filtered=write_filtered,
+        keep_list=None if list_file is None else str(list_file),
+        drop_list=None if drop_list is None else str(drop_list),
+        null=null,
+    )
+    if done.filtered is not None:
+        _say(
+            f"filtered copy: {len(done.filtered.kept):,} item(s) kept, {done.filtered.dropped:,} dropped, in "
+            f"{len(done.filtered.written):,} file(s) under {write_filtered}"
+        )
+    if list_file is not None:
+        _say(f"list: {done.kept:,} kept id(s) in {list_file}")
+    if drop_list is not None:
+        _say(f"drop list: {done.dropped:,} dropped id(s) in {drop_list}")
 
 
 def _dataset_of(report) -> str:

@@ -108,8 +108,8 @@ def _text(value: object) -> str | None:
 
 def scan_config(
     *,
-    root: Path | None = None,
-    against: list[Path] | None = None,
+    root: Path | str | None = None,  # a folder, or another source's path or URL (engine/sources)
+    against: list[Path] | list[str] | None = None,
     method: Enum | str | None = None,
     model: Path | None = None,
     threshold: int | None = None,
@@ -148,7 +148,7 @@ def scan_config(
     )
 
 
-def root_given(config: AuditConfig, root: Path | None) -> bool:
+def root_given(config: AuditConfig, root: Path | str | None) -> bool:
     """Whether a dataset folder was named: the argument, $DUPAUDIT_ROOT, or a config file (its root key, else
     the file's own folder, as check reads it)."""
     return root is not None or config.source is not None or bool(os.environ.get("DUPAUDIT_ROOT"))

@@ -16,6 +16,7 @@ from ..exitcodes import EXIT_FINDINGS
 from . import app, options
 from .common import ScanMethod, err_console, fail, guarded, progress_sink
 from .render import print_summary
+from .sources import SOURCE_OPTIONS, source_options
 
 
 class Format(str, Enum):
@@ -32,10 +33,13 @@ def write_text(path: Path, text: str) -> None:
 @app.command()
 @guarded
 def scan(
-    root: Optional[Path] = typer.Argument(
-        None, help="Dataset folder: ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., or a flat folder."
+    root: Optional[str] = typer.Argument(
+        None,
+        help="Dataset: a folder (ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., or flat), WebDataset "
+        ".tar shards, Parquet (Hugging Face layout too), a CSV/TSV/JSONL manifest; a path, glob or URL "
+        "(s3://, gs://, az://, http(s)://, hf://). See docs/sources.md.",
     ),
-    against: list[Path] = options.AGAINST,
+    against: list[str] = options.AGAINST,
     split: list[str] = options.SPLIT,
     label_depth: Optional[int] = options.LABEL_DEPTH,
     label_from: Optional[str] = options.LABEL_FROM,
@@ -79,6 +83,12 @@ def scan(
         metavar="PATH|URL",
         help="With --cluster: where the workers write the fingerprint table (a shared path or s3://...).",
     ),
+    source_type: Optional[str] = SOURCE_OPTIONS["source_type"],
+    image_column: Optional[str] = SOURCE_OPTIONS["image_column"],
+    label_column: Optional[str] = SOURCE_OPTIONS["label_column"],
+    split_column: Optional[str] = SOURCE_OPTIONS["split_column"],
+    path_column: Optional[str] = SOURCE_OPTIONS["path_column"],
+    storage_option: list[str] = SOURCE_OPTIONS["storage_option"],
 ) -> None:
     """Find exact, pixel and near duplicates; report class skew, label conflicts and train/test leakage."""
     from ..engine.pipeline import scan as run_scan
@@ -130,6 +140,9 @@ def scan(
             use_cache=not no_cache,
             progress=progress_sink(quiet),
             runner=runner,
+            source_options=source_options(
+                source_type, image_column, label_column, split_column, path_column, storage_option
+            ),
             **options.scan_parameters(config, model),
             **config.layout_parameters(),
         )

@@ -104,6 +104,12 @@ class Plan:
 
 
 def _plan_file(root: Root, member: GroupMember) -> PlanFile:
+    if root.source != "folder":  # an item inside a tar shard, a Parquet file or a manifest: no file of its own
+        # its digest is unknown here: a unique stand-in, so no item is taken for a byte-copy of another
+        placeholder = f"item:{member.root}/{member.path}"
+        return PlanFile(
+            member.root, member.path, member.size, 0, placeholder, member.label, member.width, member.height
+        )
     path = os.path.join(root.path, *member.path.split("/"))
     try:
         info = os.stat(path)

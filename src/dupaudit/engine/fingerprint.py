@@ -182,6 +182,13 @@ def decode_small(
         data = _read(path)
     except OSError as exc:
         raise BadImage(_reason(exc) if isinstance(exc, PermissionError) else f"cannot read: {exc.strerror}")
+    return decode_bytes(data, methods, draft, rgb_ok)
+
+
+def decode_bytes(
+    data: bytes, methods: tuple[str, ...], draft: bool = False, rgb_ok: bool = False
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """decode_small for an image already in memory (a tar member, a Parquet cell, a downloaded object)."""
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
@@ -246,11 +253,20 @@ class DecodedBatch:
 
 def decode_paths(paths: list[str], methods: tuple[str, ...], draft: bool = False) -> DecodedBatch:
     """Read and decode a batch of files (see decode_small); nothing is hashed yet."""
+    return _decode_each(decode_small, paths, methods, draft)
+
+
+def decode_blobs(blobs: list[bytes], methods: tuple[str, ...], draft: bool = False) -> DecodedBatch:
+    """Decode a batch of images held in memory (see decode_bytes); nothing is hashed yet."""
+    return _decode_each(decode_bytes, blobs, methods, draft)
+
+
+def _decode_each(decode, inputs: list, methods: tuple[str, ...], draft: bool) -> DecodedBatch:
     results: list[dict | str] = []
     arrays: dict[str, list[np.ndarray]] = {}
-    for path in paths:
+    for value in inputs:
         try:
-            facts, small = decode_small(path, methods, draft, rgb_ok=True)
+            facts, small = decode(value, methods, draft, rgb_ok=True)
         except BadImage as exc:
             results.append(str(exc))
             continue
@@ -316,6 +332,11 @@ def fingerprint_paths(paths: list[str], methods: tuple[str, ...], draft: bool = 
 
     `draft`: decode JPEGs at reduced scale (faster for photos; hashes not bit-identical to imagededup's)."""
     return fingerprints_of(decode_paths(paths, methods, draft), draft)
+
+
+def fingerprint_blobs(blobs: list[bytes], methods: tuple[str, ...], draft: bool = False) -> list[Fingerprint | str]:
+    """fingerprint_paths for images held in memory: a Fingerprint per good image, a reason string per bad one."""
+    return fingerprints_of(decode_blobs(blobs, methods, draft), draft)
 
 
 def default_jobs() -> int:

@@ -22,15 +22,17 @@ def _pickled_by_fields(cls):
 
 @dataclass(frozen=True, slots=True)
 class Root:
-    """One folder of images: a split of a dataset (train, test, ...) or a whole unsplit folder."""
+    """One folder of images, or one split of another source: a split of a dataset (train, test, ...) or a whole
+    unsplit one."""
 
     name: str  # unique; also the split name of its images
-    path: str  # absolute
-    labelled: bool  # True when its folders are classes
+    path: str  # absolute (a URL for a remote source)
+    labelled: bool  # True when its folders are classes (for other sources: when items carry labels)
     # The rest is set by layout detection (discover.py); the defaults are a plain folder.
     role: str = ""  # "train", "eval" or "unlabelled" (an extra pool, never evaluation); "": decided by name
     label_pattern: str = ""  # a regex over a folder path relative to the root, group 'label'; "": first level
     exclude: tuple[str, ...] = ()  # absolute folders inside this one that belong to another root
+    source: str = "folder"  # the kind of source it was read from (engine/sources: folder, webdataset, ...)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from .listing import list_files
 from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
+from .sources import SourceOptions, holds_container, is_plain_folder, open_source
 from .verify import CascadeSettings, candidate_pairs
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,12 @@ def scan(
     splits: Mapping[str, str] | Sequence[str] | None = None,
     label_depth: int | None = None,
     label_from: str | None = None,
+    source_options: SourceOptions | None = None,
 ) -> ScanReport:
-    """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
+    """Scan a dataset (and evaluation datasets) for duplicates; see README for the definitions.
+
+    Each of root and against is a folder, or another source (tar shards, Parquet, a manifest; local or a URL:
+    engine/sources, docs/sources.md) read as `source_options` say.
 
     The settings (method ... fast_decode; None: the default) are resolved by Settings.resolve, where their
     defaults live.
@@ -185,6 +190,12 @@ def scan(
     hash_method = "phash" if settings.method == "cnn" else settings.method  # cnn's exact/pixel pairs: phash
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    options = source_options or SourceOptions()
+    targets = [str(t) for t in (root, *against)]
+    if not all(is_plain_folder(t, options) for t in targets):  # folders keep the fast path below
+        if weights is not None:
+            raise InputError("--method cnn reads image files: scan a folder with it (not tar, Parquet or manifests)")
+        return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner)
     detected = detect_layout(root, list(against), splits=splits, label_depth=label_depth, label_from=label_from)
     roots = detected.roots
     listing = list_files(roots)
@@ -205,10 +216,15 @@ def scan(
             timings["fingerprint"] = timings["search"] = 0.0
             timings["total"] = time.perf_counter() - started
             hits = reused.summary.images + len(reused.skipped) - len(listing.problems)  # every decodable record
-            return _report(roots, settings, reused, timings, found_layout, cache_hits=hits, decoded=0)
+            return _report(roots, settings, reused, timings, cache_hits=hits, decoded=0, found_layout=found_layout)
 
     records = image_records(listing)
-    order = {r.name: i for i, r in enumerate(roots)}
+    imaged = {r.root for r in records}
+    if options.source_type is None and any(holds_container(r.path) for r in roots if r.name not in imaged):
+        # a folder without images that holds tar shards or Parquet files (detected only now: no cost to image folders)
+        if weights is not None:
+            raise InputError("--method cnn reads image files: scan a folder with it (not tar, Parquet or manifests)")
+        return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner)
     if not records and not listing.problems:
         raise InputError(f"{root}: no images found")
     cache = FingerprintCache(cache_file) if use_cache else None
@@ -237,21 +253,14 @@ def scan(
             found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
         )
     timings["search"] = time.perf_counter() - mark
-    skipped = tuple(
-        sorted([Skipped(*p) for p in listing.problems] + found.skipped, key=lambda s: (order[s.root], s.path))
-    )
-    train_split = next(
-        (r.name for r in roots if r.role == "train"), next((r.name for r in roots if r.name == "train"), roots[0].name)
-    )
-    if any(r.role == "unlabelled" for r in roots):  # copies between train and an unlabelled pool are no leak
-        groups = _mark_leaks(groups, roots)
-    summary, classes, split_stats = analyse(roots, train_split, found.records, groups, len(skipped))
-    answer = StoredAnswer(summary, classes, split_stats, tuple(groups), skipped, train_split)
+    answer = _answer(roots, found.records, groups, [Skipped(*p) for p in listing.problems] + found.skipped)
     if reuse_key is not None:
         with FingerprintCache(cache_file) as cache:
             cache.store_result(reuse_key, answer)
     timings["total"] = time.perf_counter() - started
-    return _report(roots, settings, answer, timings, found_layout, cache_hits=found.cache_hits, decoded=found.decoded)
+    return _report(
+        roots, settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded, found_layout=found_layout
+    )
 
 
 def _mark_leaks(groups, roots: Sequence[Root]):
@@ -275,14 +284,121 @@ def _loose_warnings(roots: Sequence[Root], classes: Sequence[ClassStats]) -> lis
     return lines
 
 
+def _answer(roots: Sequence[Root], records: Sequence[ImageRecord], groups, skipped: list[Skipped]) -> StoredAnswer:
+    """The analysis of the groups, and what the scan skipped, in the report's order."""
+    order = {r.name: i for i, r in enumerate(roots)}
+    skipped_sorted = tuple(sorted(skipped, key=lambda s: (order[s.root], s.path)))
+    train_split = next(
+        (r.name for r in roots if r.role == "train"), next((r.name for r in roots if r.name == "train"), roots[0].name)
+    )
+    if any(r.role == "unlabelled" for r in roots):  # copies between train and an unlabelled pool are no leak
+        groups = _mark_leaks(groups, roots)
+    summary, classes, splits = analyse(tuple(roots), train_split, records, groups, len(skipped_sorted))
+    return StoredAnswer(summary, classes, splits, tuple(groups), skipped_sorted, train_split)
+
+
+def _scan_sources(
+    targets: list[str],
+    options: SourceOptions,
+    settings: Settings,
+    jobs: int | None,
+    cache_path: str | os.PathLike | None,
+    use_cache: bool,
+    progress: ProgressSink | None,
+    runner: Runner | None,
+) -> ScanReport:
+    """scan() for targets that are not all local folders: each target is a source (engine/sources), read
+    partition by partition; a folder among them is read by the folder walk as in scan()."""
+    from .sources.folder import FolderSource
+    from .sources.scanning import fingerprint_sources, reuse_key
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    sources = [open_source(target, options) for target in targets]
+    cache_file = cache_path or default_cache_path()
+    if runner is not None:
+        raise InputError(
+            "--cluster runs on folders of images for now: scan tar shards, Parquet or manifests without it"
+        )
+    fast_decode = settings.fast_decode
+    key = reuse_key(sources, settings) if use_cache else None
+    if key is not None:
+        with FingerprintCache(cache_file) as cache:
+            reused = cache.load_result(key)
+        if isinstance(reused, tuple) and len(reused) == 2 and isinstance(reused[1], StoredAnswer):
+            timings["discover"] = timings["fingerprint"] = timings["search"] = 0.0
+            timings["total"] = time.perf_counter() - started
+            answer = reused[1]
+            return _report(reused[0], settings, answer, timings, answer.summary.images + len(answer.skipped), 0)
+    timings["discover"] = time.perf_counter() - started
+    if settings.verify:
+        threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
+    roots: list[Root] = []
+    found = Fingerprinted([], [], [], decoded=0, cache_hits=0)
+    problems: list[Skipped] = []
+    cache = FingerprintCache(cache_file) if use_cache else None
+    try:
+        for source in sources:
+            if isinstance(source, FolderSource):  # a folder among other sources: the folder walk, as scan()
+                folder_roots, records, listed = source.records()
+                renamed = {r.name: _free_name(r.name, source.name, roots) for r in folder_roots}
+                roots.extend(replace(r, name=renamed[r.name]) for r in folder_roots)
+                records = [ImageRecord(renamed[r.root], *tuple(_fields(r))[1:]) for r in records]
+                part = fingerprint_records(records, (settings.method,), jobs=jobs, cache=cache, draft=fast_decode)
+                problems.extend(Skipped(renamed[p[0]], p[1], p[2]) for p in listed)
+            else:
+                read = fingerprint_sources(
+                    [source],
+                    (settings.method,),
+                    jobs=jobs or default_jobs(),
+                    cache=cache,
+                    progress=progress,
+                    draft=fast_decode,
+                    taken=[r.name for r in roots],
+                )
+                roots.extend(read.roots)
+                part = Fingerprinted(read.records, read.fingerprints, read.skipped, read.decoded, read.cache_hits)
+            found.records.extend(part.records)
+            found.fingerprints.extend(part.fingerprints)
+            found.skipped.extend(part.skipped)
+            found.decoded += part.decoded
+            found.cache_hits += part.cache_hits
+        if not found.records and not found.skipped and not problems:
+            raise InputError(f"{targets[0]}: no images found")
+        if settings.verify and cache is not None:
+            _load_thumbs(found, cache)
+    finally:
+        if cache is not None:
+            cache.close()
+    timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
+    mark = time.perf_counter()
+    groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
+    timings["search"] = time.perf_counter() - mark
+    answer = _answer(roots, found.records, groups, problems + found.skipped)
+    if key is not None:
+        with FingerprintCache(cache_file) as cache:
+            cache.store_result(key, (tuple(roots), answer))
+    timings["total"] = time.perf_counter() - started
+    return _report(tuple(roots), settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded)
+
+
+def _free_name(name: str, prefix: str, roots: Sequence[Root]) -> str:
+    taken = {r.name for r in roots}
+    return name if name not in taken else f"{prefix}-{name}"
+
+
+def _fields(record: ImageRecord) -> tuple:
+    return (record.root, record.path, record.label, record.size, record.mtime_ns, record.abspath)
+
+
 def _report(
     roots: tuple[Root, ...],
     settings: Settings,
     answer: StoredAnswer,
     timings: dict[str, float],
-    found_layout: tuple[Layout, tuple[str, ...]],
     cache_hits: int,
     decoded: int,
+    found_layout: tuple[Layout | None, tuple[str, ...]] = (None, ()),
 ) -> ScanReport:
     layout, warnings = found_layout
     return ScanReport(

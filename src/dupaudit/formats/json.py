@@ -34,7 +34,7 @@ def to_dict(report: ScanReport) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "dupaudit", "version": report.tool_version},
-        "roots": [{"name": r.name, "path": r.path} for r in report.roots],
+        "roots": [_root(r) for r in report.roots],
         "settings": {
             "method": report.settings.method,
             "threshold": report.settings.threshold,
@@ -114,6 +114,15 @@ def to_dict(report: ScanReport) -> dict:
     }
 
 
+def _root(root: Root) -> dict:
+    """A root; one read from another source than a folder also names its source type and URL (folder roots
+    stay as they were, so their reports do not change)."""
+    if root.source == "folder":
+        return {"name": root.name, "path": root.path}
+    url = root.path if "://" in root.path else Path(root.path).as_uri()
+    return {"name": root.name, "path": root.path, "source": root.source, "url": url}
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -133,7 +142,10 @@ def from_dict(data: dict) -> ScanReport:
         labelled = {c["split"] for c in data["classes"] if c.get("label") is not None}
         roles = {s.get("split"): s.get("role", "") for s in data.get("splits", [])}
         roots = tuple(
-            Root(r["name"], r["path"], r["name"] in labelled, roles.get(r["name"], "")) for r in data["roots"]
+            Root(
+                r["name"], r["path"], r["name"] in labelled, roles.get(r["name"], ""), source=r.get("source", "folder")
+            )
+            for r in data["roots"]
         )
         train = next(
             (s["split"] for s in data.get("splits", []) if s.get("role") == "train"), roots[0].name if roots else ""

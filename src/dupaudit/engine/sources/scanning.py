@@ -1,0 +1,182 @@
+"""Fingerprint the items of sources that are not folders: one partition (a shard, a row group, a slice of a
+manifest) per task, in worker processes, each task reading its own bytes.
+
+The fingerprint cache is used as it is (engine/cache.py, its (path, size, mtime_ns) key): an item's key is
+path = "<kind>:<source URL>::<item id>", size = the item's byte size, mtime_ns = a 64-bit digest of its bytes
+(Item.version). Items in containers have no trustworthy mtime, so they are keyed by content: an unchanged item is
+never decoded again, even inside a rewritten shard, and a changed one always is. Reading the bytes is still needed
+to key them; a whole scan of unchanged tar shards or Parquet files is reused without reading anything
+(reuse_key: every partition's container version, from the listing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from ..cache import FingerprintCache
+from ..fingerprint import Fingerprint, fingerprint_blobs
+from ..listing import Listing
+from ..model import ImageRecord, Root, Skipped
+from ..progress import NullProgress, ProgressSink
+from .base import Partition, Source, split_order
+
+
+@dataclass(slots=True)
+class ItemResult:
+    """What a task sends back for one item: where it lives and its fingerprint (or why it has none); no bytes."""
+
+    id: str
+    split: str | None
+    label: str | None
+    size: int
+    version: int
+    value: Fingerprint | str
+    fresh: bool  # decoded in this run: to be stored in the cache (read failures are not: they may pass)
+
+
+def cache_key(source: Source, item_id: str) -> str:
+    return f"{source.kind}:{source.url}::{item_id}"
+
+
+def _lookup(cache_path: str, keys: list[tuple[str, int, int]], methods: tuple[str, ...], draft: bool) -> dict:
+    """Rows for the keys, from a connection of this task's own: FingerprintCache.lookup leaves its read
+    transaction open, so a connection kept across tasks would not see rows stored after its first lookup."""
+    with FingerprintCache(cache_path) as cache:
+        return cache.lookup(keys, methods, draft)
+
+
+def fingerprint_partition(
+    source: Source, partition: Partition, methods: tuple[str, ...], draft: bool, cache_path: str | None
+) -> list[ItemResult]:
+    """Read one partition and fingerprint its items, decoding only those the cache does not hold."""
+    items = list(source.read(partition))
+    good = [item for item in items if item.error is None]
+    keys = [(cache_key(source, item.id), item.size, item.version) for item in good]
+    cached = _lookup(cache_path, keys, methods, draft) if cache_path is not None and good else {}
+    todo = [item for item, key in zip(good, keys) if key[0] not in cached]
+    blobs = [item.data for item in todo if item.data is not None]  # every good item has its bytes
+    decoded = iter(fingerprint_blobs(blobs, methods, draft) if blobs else ())
+    key_of = iter(keys)
+    results = []
+    for item in items:
+        if item.error is not None:
+            results.append(ItemResult(item.id, item.split, item.label, 0, 0, item.error, False))
+            continue
+        path, size, version = next(key_of)
+        row = cached.get(path)
+        if row is not None:
+            value: Fingerprint | str = row.error if row.error is not None else row.fingerprint
+            results.append(ItemResult(item.id, item.split, item.label, size, version, value, False))
+        else:
+            results.append(ItemResult(item.id, item.split, item.label, size, version, next(decoded), True))
+    return results
+
+
+@dataclass(slots=True)
+class SourceItems:
+    """What reading the sources gave: roots (one per split of each source), records aligned with fingerprints,
+    and the items that could not be fingerprinted."""
+
+    roots: list[Root]
+    records: list[ImageRecord]
+    fingerprints: list[Fingerprint]
+    skipped: list[Skipped]
+    decoded: int
+    cache_hits: int
+
+
+def fingerprint_sources(
+    sources: Sequence[Source],
+    methods: tuple[str, ...],
+    *,
+    jobs: int,
+    cache: FingerprintCache | None,
+    progress: ProgressSink | None = None,
+    draft: bool = False,
+    taken: Sequence[str] = (),
+) -> SourceItems:
+    """Read and fingerprint every partition of the sources (in `jobs` processes), storing fresh rows in `cache`.
+
+    Root names are the splits (train, test, ...), or a source's name when its items carry none; a name already
+    `taken` (by another source) gets the source's name as a prefix."""
+    progress = progress or NullProgress()
+    tasks = [(index, source, partition) for index, source in enumerate(sources) for partition in source.partitions()]
+    cache_path = str(cache.path) if cache is not None else None
+    progress.start("reading", len(tasks))
+    per_source: dict[int, list[tuple[Partition, list[ItemResult]]]] = {}
+    jobs = max(1, min(jobs, len(tasks)))
+    outputs: Iterator[list[ItemResult]]
+    if jobs == 1:
+        outputs = (fingerprint_partition(s, p, methods, draft, cache_path) for _, s, p in tasks)
+        _collect(tasks, outputs, per_source, cache, progress)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            outputs = pool.map(
+                fingerprint_partition,
+                [s for _, s, _ in tasks],
+                [p for _, _, p in tasks],
+                [methods] * len(tasks),
+                [draft] * len(tasks),
+                [cache_path] * len(tasks),
+            )
+            _collect(tasks, outputs, per_source, cache, progress)
+    progress.finish()
+
+    result = SourceItems([], [], [], [], 0, 0)
+    names = list(taken)
+    for index, source in enumerate(sources):
+        parts = per_source.get(index, [])
+        splits = {r.split for _, results in parts for r in results} | {p.split for p, results in parts if not results}
+        labelled = any(r.label is not None for _, results in parts for r in results)
+        root_of: dict[str | None, str] = {}
+        for split in sorted(splits, key=lambda s: split_order(s or source.name)):
+            name = split or source.name
+            if name in names:
+                name = f"{source.name}-{name}"
+            names.append(name)
+            root_of[split] = name
+            result.roots.append(Root(name, source.url, labelled, source=source.kind))
+        seen: set[str] = set()
+        for _, results in parts:
+            for item in results:
+                root = root_of[item.split]
+                if item.id in seen:
+                    result.skipped.append(Skipped(root, item.id, "listed more than once (the first is scanned)"))
+                    continue
+                seen.add(item.id)
+                if isinstance(item.value, str):
+                    result.skipped.append(Skipped(root, item.id, item.value))
+                    continue
+                key = cache_key(source, item.id)
+                result.records.append(ImageRecord(root, item.id, item.label, item.size, item.version, key))
+                result.fingerprints.append(item.value)
+                if item.fresh:
+                    result.decoded += 1
+                else:
+                    result.cache_hits += 1
+    order = {root.name: i for i, root in enumerate(result.roots)}
+    pairs = sorted(zip(result.records, result.fingerprints), key=lambda p: (order[p[0].root], p[0].path))
+    result.records = [r for r, _ in pairs]
+    result.fingerprints = [f for _, f in pairs]
+    return result
+
+
+def _collect(tasks, outputs, per_source, cache, progress) -> None:
+    for (index, source, partition), results in zip(tasks, outputs):
+        per_source.setdefault(index, []).append((partition, results))
+        if cache is not None:
+            cache.store((cache_key(source, r.id), r.size, r.version, r.value) for r in results if r.fresh)
+        progress.advance()
+
+
+def reuse_key(sources: Sequence[Source], settings: object) -> bytes | None:
+    """The stored-answer key of a scan of tar shards or Parquet files: every partition's container version,
+    the sources and the settings (cache.answer_key adds the code). None for manifests: their items live
+    elsewhere and may change while the manifest does not."""
+    if any(source.kind not in ("webdataset", "parquet") for source in sources):
+        return None
+    listed = tuple((source, tuple(source.partitions())) for source in sources)
+    return FingerprintCache.answer_key(Listing([], []), (settings, listed, os.environ.get("AWS_ENDPOINT_URL")))
