@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import InputError
 from . import embed
 from .analysis import analyse
-from .cache import FingerprintCache, cacheable, default_cache_path
+from .cache import FingerprintCache, cacheable, open_cache
 from .discover import image_records, resolve_roots
 from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprint_paths, fingerprints_of
 from .groups import build_groups
@@ -183,16 +183,20 @@ def scan(
     listing = list_files(roots)
     timings["discover"] = time.perf_counter() - started
 
-    cache_file = cache_path or default_cache_path()
+    cache_file = cache_path  # None: the default cache (open_cache); a cache that cannot be used is warned about
     # A rescan of unchanged folders with the same settings and code reuses the last answer: no file is
     # decoded, searched or even turned into a record (FingerprintCache.answer_key lists what it depends on).
     reuse_key = None
-    if use_cache:
-        with FingerprintCache(cache_file) as cache:
+    reused = None
+    first = open_cache(cache_file) if use_cache else None
+    use_cache = first is not None
+    if first is not None:
+        with first as cache:
             reuse_key = cache.answer_key(
                 listing, (settings, roots) + ((weights.digest,) if weights is not None else ())
             )
             reused = cache.load_result(reuse_key)
+            cache_file = cache.path
         if isinstance(reused, StoredAnswer):
             timings["fingerprint"] = timings["search"] = 0.0
             timings["total"] = time.perf_counter() - started
@@ -203,7 +207,7 @@ def scan(
     order = {r.name: i for i, r in enumerate(roots)}
     if not records and not listing.problems:
         raise InputError(f"{root}: no images found")
-    cache = FingerprintCache(cache_file) if use_cache else None
+    cache = open_cache(cache_file) if use_cache else None
     if settings.verify:  # the cascade needs faiss (slow to import): load it while the workers decode
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
@@ -235,8 +239,8 @@ def scan(
     train_split = next((r.name for r in roots if r.name == "train"), roots[0].name)
     summary, classes, splits = analyse(roots, train_split, found.records, groups, len(skipped))
     answer = StoredAnswer(summary, classes, splits, tuple(groups), skipped, train_split)
-    if reuse_key is not None:
-        with FingerprintCache(cache_file) as cache:
+    if reuse_key is not None and (last := open_cache(cache_file)) is not None:
+        with last as cache:
             cache.store_result(reuse_key, answer)
     timings["total"] = time.perf_counter() - started
     return _report(roots, settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded)
@@ -280,6 +284,11 @@ def _load_thumbs(found: Fingerprinted, cache: FingerprintCache) -> None:
     if not missing:
         return
     thumbs = cache.thumbs(missing)
+    unread = [path for path in missing if path not in thumbs]
+    if unread:  # the cache failed mid-scan (corrupt pages): decode those files again
+        draft = found.fingerprints[0].draft
+        method = next(iter(found.fingerprints[0].hashes))
+        thumbs.update((p, f.thumb) for p, f in zip(unread, fingerprint_paths(unread, (method,), draft)) if f.thumb)
     for record, fingerprint in zip(found.records, found.fingerprints):
         if not fingerprint.thumb:
             fingerprint.thumb = thumbs[record.abspath]
@@ -367,7 +376,7 @@ def find_semantic_groups(
     """--method cnn: exact and pixel pairs from the digests, near pairs from CNN embeddings (embed.py), joined
     into groups. Thumbnail verification does not apply to semantic pairs; max_distance stays the pHash distance."""
     records, fingerprints = found.records, found.fingerprints
-    cache = FingerprintCache(cache_path) if cache_path is not None else None
+    cache = open_cache(cache_path) if cache_path is not None else None
     try:
         embedded = embed.embed_records(records, weights, jobs=jobs, cache=cache, progress=progress)
     finally:
