@@ -50,6 +50,11 @@ def scan(
     cache: Optional[Path] = options.CACHE,
     no_cache: bool = options.NO_CACHE,
     config_file: Optional[Path] = options.CONFIG,
+    verify_content: bool = typer.Option(
+        False,
+        "--verify-content",
+        help="Read every file and compare its bytes with the cache (finds edits that kept size and mtime).",
+    ),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report (schema_version 1)."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member."),
     html_file: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML gallery of the groups."),
@@ -123,6 +128,7 @@ def scan(
             use_cache=not no_cache,
             progress=progress_sink(quiet),
             runner=runner,
+            verify_content=verify_content,
             **options.scan_parameters(config, model),
         )
     elapsed = time.perf_counter() - started

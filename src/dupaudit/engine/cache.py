@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     width INTEGER, height INTEGER, byte_digest BLOB, pixel_digest BLOB,
     {", ".join(f"{c} BLOB" for c in _HASH_COLUMNS)}, thumb BLOB, draft INTEGER NOT NULL DEFAULT 0
 )"""
+# Content-keyed reuse: a file whose (path, size, mtime_ns) is unknown is found by its byte digest.
+_DIGEST_INDEX = "CREATE INDEX IF NOT EXISTS fingerprints_by_content ON fingerprints (byte_digest)"
 # Whole-scan answers (model.StoredAnswer: the report without its run facts), keyed by answer_key.
 _RESULTS_SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
 # CNN embeddings (embed.py, --method cnn): float16 vectors keyed by file identity and the weights file's digest.
@@ -164,6 +166,7 @@ def _create_tables(db: sqlite3.Connection) -> None:
             db.execute("DROP TABLE IF EXISTS embeddings")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (version,))
         db.execute(_SCHEMA)
+        db.execute(_DIGEST_INDEX)
         db.execute(_RESULTS_SCHEMA)
         db.execute(_EMBEDDINGS_SCHEMA)
         db.execute("COMMIT")
@@ -378,6 +381,67 @@ class FingerprintCache:
             )
             found[path] = CachedRow(None, fingerprint)
         return found
+
+    def has_rows(self) -> bool:
+        """Whether any file was ever stored (a new cache has nothing to find by content either)."""
+        try:
+            return self._db.execute("SELECT 1 FROM fingerprints LIMIT 1").fetchone() is not None
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return False
+
+    def by_content(
+        self, items: Iterable[tuple[str, int, int, bytes]], methods: tuple[str, ...], draft: bool = False
+    ) -> dict[str, CachedRow]:
+        """Rows for files unknown by (abspath, size, mtime_ns) whose byte digest (the 4th field) is stored under
+        another key: a moved, renamed, copied or freshly checked-out file. The row is stored again under the new
+        key (thumbnail included), so the next scan finds it by its stat key. A fingerprint depends only on the
+        bytes, so the reused row is exactly what decoding the file would give."""
+        items = [item for item in items if item[3] is not None]
+        if not items:
+            return {}
+        methods = tuple(m for m in dict.fromkeys(methods) if m in _METHODS)
+        columns = ["error", "width", "height", "byte_digest", "pixel_digest", *methods, *(f"{m}_flip" for m in methods)]
+        need = " AND ".join(f"{c} IS NOT NULL" for c in columns[5:]) or "1"
+        query = (
+            f"SELECT path, {', '.join(columns)} FROM fingerprints WHERE byte_digest = ? AND draft = ? "
+            f"AND error IS NULL AND thumb IS NOT NULL AND {need} LIMIT 1"
+        )
+        copy = (
+            f"INSERT OR REPLACE INTO fingerprints ({', '.join(_COLUMNS)}) SELECT ?, ?, ?, "
+            f"{', '.join(_COLUMNS[3:])} FROM fingerprints WHERE path = ?"
+        )
+        found: dict[str, CachedRow] = {}
+        sources: list[tuple[str, int, int, str]] = []
+        try:
+            for path, size, mtime_ns, digest in items:
+                row = self._db.execute(query, (digest, int(draft))).fetchone()
+                if row is None:
+                    continue
+                found.update((path, value) for value in self._rows([row], methods, draft).values())
+                if row[0] != path:
+                    sources.append((path, size, mtime_ns, row[0]))
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return {}
+        self._write(lambda db: db.executemany(copy, sources))
+        return found
+
+    def digests(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """The stored byte digests of the given absolute paths (--verify-content compares them with the files)."""
+        result: dict[str, bytes] = {}
+        paths = list(paths)
+        try:
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    f"SELECT path, byte_digest FROM fingerprints WHERE path IN ({marks}) AND byte_digest IS NOT NULL"
+                )
+                result.update(self._db.execute(query, chunk).fetchall())
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+        return result
 
     def thumbs(self, paths: Iterable[str]) -> dict[str, bytes]:
         """Verification thumbnails for the given absolute paths (only candidates need them); those that cannot

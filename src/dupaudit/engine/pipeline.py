@@ -20,7 +20,14 @@ from . import embed
 from .analysis import analyse
 from .cache import FingerprintCache, cacheable, open_cache
 from .discover import image_records, resolve_roots
-from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprint_paths, fingerprints_of
+from .fingerprint import (
+    Fingerprint,
+    content_digests,
+    decode_paths,
+    default_jobs,
+    fingerprint_paths,
+    fingerprints_of,
+)
 from .groups import build_groups
 from .hashing import THUMB_SIZE
 from .listing import list_files
@@ -76,17 +83,36 @@ def fingerprint_records(
     cache: FingerprintCache | None = None,
     progress: ProgressSink | None = None,
     draft: bool = False,
+    verify_content: bool = False,
 ) -> Fingerprinted:
     """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes.
 
-    `draft`: decode JPEGs at reduced scale (no less than THUMB_SIZE a side): faster on photos, not bit-identical."""
+    A file unknown by (path, size, mtime_ns) is read and looked up by its byte digest before it is decoded
+    (moved, renamed, copied, freshly checked out: reading is 10-50x cheaper than decoding). `verify_content`:
+    files known by their stat key are read too, and decoded again when their bytes changed (an edit that kept
+    size and mtime). `draft`: decode JPEGs at reduced scale (no less than THUMB_SIZE a side): faster on photos,
+    not bit-identical."""
     progress = progress or NullProgress()
     cached = (
         cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)), methods, draft)
         if cache
         else {}
     )
+    if cache is not None and verify_content and cached:
+        known = [path for path, row in cached.items() if row.error is None]
+        stored = cache.digests(known)
+        for path, digest in zip(known, content_digests(known)):
+            if digest is None or stored.get(path) != digest:
+                del cached[path]
+        for path in [path for path, row in cached.items() if row.error is not None]:
+            del cached[path]  # a bad file's reason is not tied to a digest: decode it again
     todo = [r for r in records if r.abspath not in cached]
+    if cache is not None and todo and cache.has_rows():
+        movable = [r for r in todo if cacheable(r.abspath)]
+        digests = content_digests([r.abspath for r in movable])
+        items = [(r.abspath, r.size, r.mtime_ns, d) for r, d in zip(movable, digests)]
+        cached.update(cache.by_content(items, methods, draft))
+        todo = [r for r in todo if r.abspath not in cached]
     fresh: dict[str, Fingerprint | str] = {}
     progress.start("fingerprint", len(todo))
     batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
@@ -153,6 +179,7 @@ def scan(
     fast_decode: bool = False,
     model: str | os.PathLike | None = None,
     runner: Runner | None = None,
+    verify_content: bool = False,
 ) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
 
@@ -161,7 +188,10 @@ def scan(
     from `model` or embed.find_weights' fallbacks; see embed.py.
 
     `runner`: where fingerprinting and the hash search run (cluster.DaskRunner: on a Dask cluster); the
-    answer is the same."""
+    answer is the same.
+
+    verify_content: read every file and compare its bytes with the cache's (an edit that kept the size and
+    mtime is otherwise not seen); no stored answer is reused then."""
     settings = Settings.resolve(
         method=method,
         threshold=threshold,
@@ -195,7 +225,7 @@ def scan(
             reuse_key = cache.answer_key(
                 listing, (settings, roots) + ((weights.digest,) if weights is not None else ())
             )
-            reused = cache.load_result(reuse_key)
+            reused = None if verify_content else cache.load_result(reuse_key)
             cache_file = cache.path
         if isinstance(reused, StoredAnswer):
             timings["fingerprint"] = timings["search"] = 0.0
@@ -212,8 +242,9 @@ def scan(
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
         fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
+        in_process = {"verify_content": verify_content} if runner is None else {}  # the cluster reads by stat key
         found = fingerprinter(
-            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode
+            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode, **in_process
         )
         if settings.verify and cache is not None:
             _load_thumbs(found, cache)
