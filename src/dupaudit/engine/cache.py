@@ -62,7 +62,10 @@ _EMBEDDINGS_SCHEMA = (
 log = logging.getLogger(__name__)
 _BUSY_TIMEOUT_S = 30  # SQLite's own wait for another process's write lock
 _RETRY_FOR_S = 60  # then our retries, with backoff, before a write is given up (the scan goes on without it)
-_KEEP_RESULTS = 16  # the most recently used answers kept (one per dataset and settings, typically)
+_KEEP_RESULTS = 16
+# The incremental index (incremental.SearchState, as bytes), one per dataset and settings: see incremental.py.
+_INDEXES_SCHEMA = "CREATE TABLE IF NOT EXISTS indexes (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
+_KEEP_INDEXES = 4  # the most recently used answers kept (one per dataset and settings, typically)
 _code_digest: bytes | None = None
 
 
@@ -164,11 +167,13 @@ def _create_tables(db: sqlite3.Connection) -> None:
             db.execute("DROP TABLE IF EXISTS fingerprints")
             db.execute("DROP TABLE IF EXISTS results")
             db.execute("DROP TABLE IF EXISTS embeddings")
+            db.execute("DROP TABLE IF EXISTS indexes")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (version,))
         db.execute(_SCHEMA)
         db.execute(_DIGEST_INDEX)
         db.execute(_RESULTS_SCHEMA)
         db.execute(_EMBEDDINGS_SCHEMA)
+        db.execute(_INDEXES_SCHEMA)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -566,3 +571,43 @@ class FingerprintCache:
             )
 
         self._write(statements)
+
+    @staticmethod
+    def index_key(settings: object) -> bytes:
+        """The key of an incremental index: the settings (roots included) and the engine's code."""
+        digest = hashlib.blake2b(_code_fingerprint(), digest_size=20)
+        digest.update(b"index\0" + repr(settings).encode("utf-8", "surrogateescape"))
+        return digest.digest()
+
+    def load_index(self, key: bytes) -> bytes | None:
+        """The stored search state under `key` (incremental.SearchState.from_bytes reads it), or None."""
+        try:
+            row = _retry(lambda: self._db.execute("SELECT value FROM indexes WHERE key = ?", (key,)).fetchone())
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return None
+        return None if row is None else bytes(row[0])
+
+    def store_index(self, key: bytes, value: bytes) -> None:
+        """Keep the search state under `key`, dropping the least recently used beyond the last few."""
+
+        def statements(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO indexes VALUES (?, ?, ?)", (key, time.time(), value))
+            db.execute(
+                "DELETE FROM indexes WHERE key NOT IN (SELECT key FROM indexes ORDER BY used DESC LIMIT ?)",
+                (_KEEP_INDEXES,),
+            )
+
+        self._write(statements)
+
+    def load_meta(self, name: str) -> str | None:
+        """A text value kept beside the tables (the description of an index file: `dupaudit index`)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return None
+        return None if row is None else row[0]
+
+    def store_meta(self, name: str, value: str) -> None:
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value)))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from . import embed
+from . import embed, incremental
 from .analysis import analyse
 from .cache import FingerprintCache, cacheable, open_cache
 from .discover import image_records, resolve_roots
@@ -180,6 +180,7 @@ def scan(
     model: str | os.PathLike | None = None,
     runner: Runner | None = None,
     verify_content: bool = False,
+    incremental: bool = False,
 ) -> ScanReport:
     """Scan a dataset folder (and evaluation folders) for duplicates; see README for the definitions.
 
@@ -191,7 +192,10 @@ def scan(
     answer is the same.
 
     verify_content: read every file and compare its bytes with the cache's (an edit that kept the size and
-    mtime is otherwise not seen); no stored answer is reused then."""
+    mtime is otherwise not seen); no stored answer is reused then.
+
+    incremental: keep the search state in the cache (the incremental index, incremental.py) and, when a few
+    files changed since the last such scan with the same settings, update the groups instead of searching all."""
     settings = Settings.resolve(
         method=method,
         threshold=threshold,
@@ -246,7 +250,7 @@ def scan(
         found = fingerprinter(
             records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode, **in_process
         )
-        if settings.verify and cache is not None:
+        if settings.verify and cache is not None and not incremental:  # the incremental search loads what it needs
             _load_thumbs(found, cache)
     finally:
         if cache is not None:
@@ -260,9 +264,13 @@ def scan(
         )
     else:
         search = runner.pairs_within if runner is not None else pairs_within
-        groups = find_groups(
-            found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
-        )
+        if incremental and use_cache:
+            index_key = FingerprintCache.index_key((settings, roots))
+            groups = indexed_groups(found, roots, settings, cache_file, index_key, jobs=jobs, progress=progress)
+        else:
+            groups = find_groups(
+                found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
+            )
     timings["search"] = time.perf_counter() - mark
     skipped = tuple(
         sorted([Skipped(*p) for p in listing.problems] + found.skipped, key=lambda s: (order[s.root], s.path))
@@ -311,18 +319,7 @@ def _preload(*modules: str) -> None:
 
 def _load_thumbs(found: Fingerprinted, cache: FingerprintCache) -> None:
     """Verification needs every thumbnail; fingerprints read from the cache come without them."""
-    missing = [r.abspath for r, f in zip(found.records, found.fingerprints) if not f.thumb]
-    if not missing:
-        return
-    thumbs = cache.thumbs(missing)
-    unread = [path for path in missing if path not in thumbs]
-    if unread:  # the cache failed mid-scan (corrupt pages): decode those files again
-        draft = found.fingerprints[0].draft
-        method = next(iter(found.fingerprints[0].hashes))
-        thumbs.update((p, f.thumb) for p, f in zip(unread, fingerprint_paths(unread, (method,), draft)) if f.thumb)
-    for record, fingerprint in zip(found.records, found.fingerprints):
-        if not fingerprint.thumb:
-            fingerprint.thumb = thumbs[record.abspath]
+    _fill_thumbs(found, cache)
 
 
 def find_groups(
@@ -333,8 +330,12 @@ def find_groups(
     jobs: int | None = None,
     progress: ProgressSink | None = None,
     search: PairSearch = pairs_within,
+    collect: dict | None = None,
 ):
-    """Exact, pixel and near pairs, joined into groups. `search`: pairs_within or a drop-in (the cluster's)."""
+    """Exact, pixel and near pairs, joined into groups. `search`: pairs_within or a drop-in (the cluster's).
+
+    `collect`: when given, receives what the incremental index keeps (the descriptors, the raw neighbour search
+    and the scored candidates: incremental.SearchState.from_scan)."""
     progress = progress or NullProgress()
     progress.start("searching", 3 if settings.verify else 1)
     count = len(records)
@@ -371,7 +372,10 @@ def find_groups(
             progress=progress,
             groups_only=True,  # only the groups are reported
             sums=sums,
+            collect=collect,
         )
+        if collect is not None:
+            collect["candidates"] = candidates
         verified = candidates.scores >= settings.min_similarity
         pair_a.append(candidates.first[verified])
         pair_b.append(candidates.second[verified])
@@ -393,6 +397,92 @@ def find_groups(
         flip_hashes,
         [(f.width, f.height) for f in fingerprints],
     )
+
+
+def indexed_groups(
+    found: Fingerprinted,
+    roots: Sequence[Root],
+    settings: Settings,
+    cache_file: str | os.PathLike | None,
+    key: bytes,
+    *,
+    jobs: int | None = None,
+    progress: ProgressSink | None = None,
+    limit: float | None = incremental.MAX_CHANGED,
+):
+    """find_groups through the incremental index stored under `key`: updated from the last state when few files
+    changed (the same groups: tests/test_incremental.py), else a full search whose state is then kept."""
+    records, fingerprints = found.records, found.fingerprints
+    cache = open_cache(cache_file)
+    if cache is None:
+        if settings.verify:
+            _fill_thumbs(found, None)
+        return find_groups(records, fingerprints, roots, settings, jobs=jobs, progress=progress)
+    with cache:
+        blob = cache.load_index(key)
+        state = incremental.SearchState.from_bytes(blob) if blob else None
+        count = len(records)
+        hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8)
+        hashes = hashes.reshape(count, 8)
+
+        def thumbs_of(rows: np.ndarray) -> np.ndarray:
+            _fill_thumbs(found, cache, rows)
+            return np.frombuffer(b"".join(fingerprints[i].thumb for i in rows.tolist()), dtype=np.uint8).reshape(
+                -1, 32, 32
+            )
+
+        update = None
+        if state is not None:
+            update = incremental.update(state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit)
+        if update is not None:
+            near = (update.first, update.second)
+            new_state = update.state
+        else:
+            if settings.verify:
+                _fill_thumbs(found, cache)
+            collect: dict = {}
+            groups = find_groups(records, fingerprints, roots, settings, jobs=jobs, progress=progress, collect=collect)
+            cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+            new_state = incremental.SearchState.from_scan(records, collect, cascade)
+        if new_state is not None and all(cacheable(p) for p in new_state.paths):
+            cache.store_index(key, new_state.to_bytes())
+    if update is None:
+        return groups
+    pair_a, pair_b = [near[0]], [near[1]]
+    for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
+        a, b = _equal_pairs(digests)
+        pair_a.append(a)
+        pair_b.append(b)
+    order = {r.name: i for i, r in enumerate(roots)}
+    return build_groups(
+        records,
+        order,
+        np.concatenate(pair_a),
+        np.concatenate(pair_b),
+        [f.byte_digest for f in fingerprints],
+        [f.pixel_digest for f in fingerprints],
+        hashes,
+        None,
+        [(f.width, f.height) for f in fingerprints],
+    )
+
+
+def _fill_thumbs(found: Fingerprinted, cache: FingerprintCache | None, rows: np.ndarray | None = None) -> None:
+    """Thumbnails of the given records (all when None) that came from the cache without them."""
+    chosen = range(len(found.records)) if rows is None else rows.tolist()
+    missing = [i for i in chosen if not found.fingerprints[i].thumb]
+    if not missing:
+        return
+    paths = [found.records[i].abspath for i in missing]
+    thumbs = cache.thumbs(paths) if cache is not None else {}
+    unread = [p for p in paths if p not in thumbs]
+    if unread:  # not in the cache (or it failed mid-scan): decode those files again
+        first = found.fingerprints[missing[0]]
+        method = next(iter(first.hashes))
+        fresh = fingerprint_paths(unread, (method,), first.draft)
+        thumbs.update((p, f.thumb) for p, f in zip(unread, fresh) if not isinstance(f, str) and f.thumb)
+    for i, path in zip(missing, paths):
+        found.fingerprints[i].thumb = thumbs[path]
 
 
 def find_semantic_groups(
