@@ -579,6 +579,13 @@ class FingerprintCache:
         digest.update(b"index\0" + repr(settings).encode("utf-8", "surrogateescape"))
         return digest.digest()
 
+    def has_index(self, key: bytes) -> bool:
+        try:
+            return self._db.execute("SELECT 1 FROM indexes WHERE key = ?", (key,)).fetchone() is not None
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return False
+
     def load_index(self, key: bytes) -> bytes | None:
         """The stored search state under `key` (incremental.SearchState.from_bytes reads it), or None."""
         try:

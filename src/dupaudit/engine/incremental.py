@@ -29,9 +29,48 @@ from .groups import UnionFind
 from .model import ImageRecord, Settings
 from .verify import CascadeSettings, descriptors, nearest, verify
 
-STATE_VERSION = 1  # bump when the stored arrays change meaning
+STATE_VERSION = 2  # bump when the stored arrays change meaning
 MAX_CHANGED = 0.2  # above this share of changed items, a full search is as cheap: the caller does one
 _EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
+
+
+@dataclass(slots=True)
+class Facts:
+    """Per item: the hash, the byte and pixel digests and the decoded size (what grouping needs)."""
+
+    hashes: np.ndarray  # (n, 8) uint8
+    byte_digests: np.ndarray  # (n, 16) uint8
+    pixel_digests: np.ndarray  # (n, 16) uint8
+    sizes: np.ndarray  # (n, 2) int64: width, height
+
+    @classmethod
+    def of(cls, fingerprints: Sequence, method: str) -> Facts:  # Sequence[Fingerprint]
+        count = len(fingerprints)
+        return cls(
+            np.frombuffer(b"".join(f.hashes[method] for f in fingerprints), dtype=np.uint8).reshape(count, 8),
+            np.frombuffer(b"".join(f.byte_digest for f in fingerprints), dtype=np.uint8).reshape(count, 16),
+            np.frombuffer(b"".join(f.pixel_digest for f in fingerprints), dtype=np.uint8).reshape(count, 16),
+            np.array([(f.width, f.height) for f in fingerprints], dtype=np.int64).reshape(count, 2),
+        )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "hashes": self.hashes,
+            "byte_digests": self.byte_digests,
+            "pixel_digests": self.pixel_digests,
+            "wh": self.sizes,
+        }
+
+    @classmethod
+    def from_arrays(cls, data) -> Facts:  # noqa: ANN001 - an NpzFile
+        return cls(data["hashes"], data["byte_digests"], data["pixel_digests"], data["wh"])
+
+    def take(self, rows: np.ndarray) -> Facts:
+        return Facts(self.hashes[rows], self.byte_digests[rows], self.pixel_digests[rows], self.sizes[rows])
+
+    @staticmethod
+    def concat(parts: Sequence[Facts]) -> Facts:
+        return Facts(*(np.concatenate([getattr(p, name) for p in parts]) for name in Facts.__slots__))
 
 
 @dataclass(slots=True)
@@ -44,6 +83,7 @@ class SearchState:
     knn_ids: np.ndarray  # (n, k + 1) int64, -1 for none
     verified: np.ndarray  # (m, 2) int64, i < j: near pairs that passed verification
     band: np.ndarray  # (b, 2) int64, i < j: pairs scored in [refine_from, min_similarity)
+    facts: Facts | None = None  # the items' hashes, digests and sizes: a query needs no fingerprint lookup
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -59,6 +99,7 @@ class SearchState:
             knn_ids=self.knn_ids,
             verified=self.verified,
             band=self.band,
+            **({} if self.facts is None else self.facts.arrays()),
         )
         return buffer.getvalue()
 
@@ -79,12 +120,15 @@ class SearchState:
                     data["knn_ids"],
                     data["verified"],
                     data["band"],
+                    Facts.from_arrays(data) if "hashes" in data else None,
                 )
         except Exception:  # a damaged state is only a missed shortcut
             return None
 
     @classmethod
-    def from_scan(cls, records: Sequence[ImageRecord], collect: dict, cascade: CascadeSettings) -> SearchState | None:
+    def from_scan(
+        cls, records: Sequence[ImageRecord], collect: dict, cascade: CascadeSettings, facts: Facts | None = None
+    ) -> SearchState | None:
         """The state of a full scan, from what find_groups collected (None when it searched nothing)."""
         if "candidates" not in collect or "desc" not in collect:
             return None
@@ -106,6 +150,7 @@ class SearchState:
             np.asarray(ids, dtype=np.int64),
             np.stack([first[verified], second[verified]], axis=1).astype(np.int64),
             np.stack([first[band], second[band]], axis=1).astype(np.int64),
+            facts,
         )
 
 
@@ -127,6 +172,7 @@ def update(
     settings: Settings,
     threads: int | None = None,
     limit: float | None = MAX_CHANGED,
+    facts: Facts | None = None,
 ) -> Update | None:
     """The verified near pairs of `records` (aligned with `hashes`), updated from `state`; None when too much
     changed (or the settings are not supported: mirrored copies), so that the caller searches everything.
@@ -239,6 +285,7 @@ def update(
         ids,
         verified,
         band,
+        facts,
     )
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed)
 

@@ -229,7 +229,9 @@ def scan(
             reuse_key = cache.answer_key(
                 listing, (settings, roots) + ((weights.digest,) if weights is not None else ())
             )
-            reused = None if verify_content else cache.load_result(reuse_key)
+            # an incremental scan also needs its search state: without one, search (and keep it) once
+            indexed = not incremental or cache.has_index(FingerprintCache.index_key((settings, roots, fast_decode)))
+            reused = None if verify_content or not indexed else cache.load_result(reuse_key)
             cache_file = cache.path
         if isinstance(reused, StoredAnswer):
             timings["fingerprint"] = timings["search"] = 0.0
@@ -421,9 +423,8 @@ def indexed_groups(
     with cache:
         blob = cache.load_index(key)
         state = incremental.SearchState.from_bytes(blob) if blob else None
-        count = len(records)
-        hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8)
-        hashes = hashes.reshape(count, 8)
+        facts = incremental.Facts.of(fingerprints, settings.method)
+        hashes = facts.hashes
 
         def thumbs_of(rows: np.ndarray) -> np.ndarray:
             _fill_thumbs(found, cache, rows)
@@ -433,7 +434,9 @@ def indexed_groups(
 
         update = None
         if state is not None:
-            update = incremental.update(state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit)
+            update = incremental.update(
+                state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts
+            )
         if update is not None:
             near = (update.first, update.second)
             new_state = update.state
@@ -443,13 +446,22 @@ def indexed_groups(
             collect: dict = {}
             groups = find_groups(records, fingerprints, roots, settings, jobs=jobs, progress=progress, collect=collect)
             cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
-            new_state = incremental.SearchState.from_scan(records, collect, cascade)
+            new_state = incremental.SearchState.from_scan(records, collect, cascade, facts)
         if new_state is not None and all(cacheable(p) for p in new_state.paths):
             cache.store_index(key, new_state.to_bytes())
     if update is None:
         return groups
-    pair_a, pair_b = [near[0]], [near[1]]
-    for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
+    return groups_of_pairs(records, roots, near[0], near[1], facts)
+
+
+def groups_of_pairs(
+    records: Sequence[ImageRecord], roots: Sequence[Root], near_a: np.ndarray, near_b: np.ndarray, facts
+) -> tuple:  # facts: incremental.Facts
+    """Groups from verified near pairs plus the exact and pixel pairs of the digests (as find_groups joins them)."""
+    byte_digests = [row.tobytes() for row in facts.byte_digests]
+    pixel_digests = [row.tobytes() for row in facts.pixel_digests]
+    pair_a, pair_b = [near_a], [near_b]
+    for digests in (byte_digests, pixel_digests):
         a, b = _equal_pairs(digests)
         pair_a.append(a)
         pair_b.append(b)
@@ -459,11 +471,11 @@ def indexed_groups(
         order,
         np.concatenate(pair_a),
         np.concatenate(pair_b),
-        [f.byte_digest for f in fingerprints],
-        [f.pixel_digest for f in fingerprints],
-        hashes,
+        byte_digests,
+        pixel_digests,
+        facts.hashes,
         None,
-        [(f.width, f.height) for f in fingerprints],
+        [tuple(wh) for wh in facts.sizes.tolist()],
     )
 
 
