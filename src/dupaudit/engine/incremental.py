@@ -50,7 +50,9 @@ class Facts:
             np.frombuffer(b"".join(f.hashes[method] for f in fingerprints), dtype=np.uint8).reshape(count, 8),
             np.frombuffer(b"".join(f.byte_digest for f in fingerprints), dtype=np.uint8).reshape(count, 16),
             np.frombuffer(b"".join(f.pixel_digest for f in fingerprints), dtype=np.uint8).reshape(count, 16),
-            np.array([(f.width, f.height) for f in fingerprints], dtype=np.int64).reshape(count, 2),
+            np.array([f.width for f in fingerprints] + [f.height for f in fingerprints], dtype=np.int64)
+            .reshape(2, count)
+            .T.copy(),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
