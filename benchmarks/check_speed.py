@@ -40,7 +40,8 @@ def stat_everything(root: Path) -> tuple[float, int]:
     """The floor: walk the tree and stat every file, in Python, as discovery must."""
     started = time.perf_counter()
     count = 0
-    for folder, _, files in os.walk(root):
+    for folder, folders, files in os.walk(root):
+        folders[:] = [f for f in folders if f != ".git"]  # discovery skips hidden folders too
         for name in files:
             os.stat(os.path.join(folder, name))
             count += 1
