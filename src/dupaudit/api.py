@@ -54,13 +54,15 @@ def scan(
     progress: ProgressSink | None = None,
     cache_path: PathLike | None = None,
     use_cache: bool | None = None,
+    verify_content: bool = False,
 ) -> ScanReport:
     """Scan a dataset folder, and evaluation folders (`more_sources`, or `against=` as before), for duplicates.
 
     The scan is described either by `settings` (a Settings, e.g. a saved report's) or by the single settings
     (method, threshold, ...; None: the default of Settings.resolve), not both. `model` is the weights file of
     method='cnn'; `jobs` the decoding processes (default: all cores). Earlier spellings still work: a list of
-    evaluation folders as the second argument, `cache_path=` and `use_cache=False`."""
+    evaluation folders as the second argument, `cache_path=` and `use_cache=False`. `verify_content`: read every
+    file and compare its bytes with the cache's (an edit that kept size and mtime is otherwise not seen)."""
     singles = {
         "method": method,
         "threshold": threshold,
@@ -91,6 +93,7 @@ def scan(
         use_cache=use_cache,
         progress=progress,
         model=model,
+        verify_content=verify_content,
         **given,
     )
 
