@@ -27,11 +27,21 @@ def test_changed_file_is_fingerprinted_again(tmp_path, cache_file):
     target.write_bytes((plan.root / "train" / "checker" / "0005.jpg").read_bytes())
     os.utime(target, ns=(1, 1))
     report = scan(plan.root, cache_path=cache_file)
-    assert report.decoded == 1
+    assert report.decoded == 0  # its new bytes are another cached file's: found by content, not decoded
     assert any(
         {("train", "stripes/0005.jpg"), ("train", "checker/0005.jpg")} <= {(m.root, m.path) for m in g.members}
         for g in report.groups
     )
+
+
+def test_a_file_with_new_content_is_decoded_again(tmp_path, cache_file):
+    plan = make_sample(tmp_path / "data")
+    scan(plan.root, cache_path=cache_file)
+    target = plan.root / "train" / "stripes" / "0005.jpg"
+    target.write_bytes(target.read_bytes() + b"\0")  # bytes never seen: nothing to reuse
+    report = scan(plan.root, cache_path=cache_file)
+    assert report.decoded == 1
+    assert render(report) == render(scan(plan.root, use_cache=False))
 
 
 def test_no_cache_writes_no_file(tmp_path, cache_file):
@@ -50,3 +60,57 @@ def test_bad_files_are_cached_with_their_reason(tmp_path, cache_file):
     second = scan(root, cache_path=cache_file)
     assert [s.path for s in first.skipped] == [s.path for s in second.skipped] == ["broken.jpg"]
     assert second.decoded == 0
+
+
+def test_a_fresh_copy_with_the_cache_decodes_nothing_and_gives_the_same_report(tmp_path, cache_file):
+    import shutil
+
+    plan = make_sample(tmp_path / "data")
+    scan(plan.root, cache_path=cache_file)
+    # A fresh checkout: another folder, every file with a new mtime (copy, not copy2).
+    copy = tmp_path / "checkout" / "data"
+    shutil.copytree(plan.root, copy, copy_function=shutil.copy)
+    os.utime(copy / "train" / "circle" / "0001.jpg", ns=(5, 5))
+    report = scan(copy, cache_path=cache_file)
+    assert report.decoded == 0 and report.cache_hits == report.summary.images
+    assert render(report) == render(scan(copy, use_cache=False))
+    again = scan(copy, cache_path=cache_file)  # the rows were stored under the new keys: no reading by content
+    assert again.decoded == 0
+
+
+def test_a_renamed_file_is_found_by_its_content(tmp_path, cache_file):
+    plan = make_sample(tmp_path / "data")
+    scan(plan.root, cache_path=cache_file)
+    old = plan.root / "train" / "stripes" / "0003.jpg"
+    new = plan.root / "train" / "stripes" / "renamed.jpg"
+    old.rename(new)
+    report = scan(plan.root, cache_path=cache_file)
+    assert report.decoded == 0
+    assert render(report) == render(scan(plan.root, use_cache=False))
+
+
+def _bmp(path, seed):
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="BMP")
+
+
+def test_verify_content_sees_an_edit_that_kept_size_and_mtime(tmp_path, cache_file):
+    root = tmp_path / "flat"
+    root.mkdir()
+    _bmp(root / "a.bmp", 1)
+    _bmp(root / "b.bmp", 2)
+    (root / "c.bmp").write_bytes((root / "a.bmp").read_bytes())
+    first = scan(root, cache_path=cache_file)
+    assert [[m.path for m in g.members] for g in first.groups] == [["a.bmp", "c.bmp"]]
+    before = (root / "c.bmp").stat()
+    _bmp(root / "c.bmp", 3)  # other pixels, same size (BMP), then the old mtime put back
+    os.utime(root / "c.bmp", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (root / "c.bmp").stat().st_size == before.st_size
+    stale = scan(root, cache_path=cache_file)  # the default trusts (path, size, mtime): the documented trade-off
+    assert stale.decoded == 0 and len(stale.groups) == 1
+    checked = scan(root, cache_path=cache_file, verify_content=True)
+    assert checked.decoded == 1 and checked.groups == ()
+    assert render(checked) == render(scan(root, use_cache=False))

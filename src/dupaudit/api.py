@@ -57,6 +57,7 @@ def scan(
     splits: Mapping[str, str] | Sequence[str] | None = None,
     label_depth: int | None = None,
     label_from: str | None = None,
+    verify_content: bool = False,
 ) -> ScanReport:
     """Scan a dataset folder, and evaluation folders (`more_sources`, or `against=` as before), for duplicates.
 
@@ -64,7 +65,8 @@ def scan(
     (method, threshold, ...; None: the default of Settings.resolve), not both. `model` is the weights file of
     method='cnn'; `jobs` the decoding processes (default: all cores). `splits` ({NAME: FOLDER}), `label_depth` and
     `label_from` override layout detection (README "Layouts"). Earlier spellings still work: a list of
-    evaluation folders as the second argument, `cache_path=` and `use_cache=False`."""
+    evaluation folders as the second argument, `cache_path=` and `use_cache=False`. `verify_content`: read every
+    file and compare its bytes with the cache's (an edit that kept size and mtime is otherwise not seen)."""
     singles = {
         "method": method,
         "threshold": threshold,
@@ -98,6 +100,7 @@ def scan(
         splits=splits,
         label_depth=label_depth,
         label_from=label_from,
+        verify_content=verify_content,
         **given,
     )
 

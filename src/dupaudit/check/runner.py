@@ -76,6 +76,7 @@ def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: Progr
         cache_path=config.cache,
         use_cache=use_cache,
         progress=progress,
+        incremental=True,  # a commit's few files update the stored search state (engine/incremental.py)
         **config.scan_parameters(),
         **config.layout_parameters(),
     )

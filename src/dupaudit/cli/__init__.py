@@ -23,6 +23,7 @@ app = typer.Typer(
 from . import check as _check  # noqa: E402,F401
 from . import dedup as _dedup  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
+from . import index as _index  # noqa: E402,F401
 from . import probe as _probe  # noqa: E402,F401
 from . import report as _report  # noqa: E402,F401
 from . import scan as _scan  # noqa: E402,F401

@@ -50,6 +50,13 @@ def scan(
     verify: Optional[bool] = options.VERIFY,
     min_similarity: Optional[float] = options.MIN_SIMILARITY,
     neighbours: Optional[int] = options.NEIGHBOURS,
+    against_index: Optional[Path] = typer.Option(
+        None,
+        "--against-index",
+        metavar="INDEX",
+        help="Report only what ROOT's images duplicate in an index file (dupaudit index build) or among themselves; "
+        "the indexed images are not opened.",
+    ),
     explain_pair: Optional[tuple[Path, Path]] = typer.Option(
         None, "--explain", metavar="A B", help="Say why two files are or are not grouped."
     ),
@@ -58,6 +65,11 @@ def scan(
     cache: Optional[Path] = options.CACHE,
     no_cache: bool = options.NO_CACHE,
     config_file: Optional[Path] = options.CONFIG,
+    verify_content: bool = typer.Option(
+        False,
+        "--verify-content",
+        help="Read every file and compare its bytes with the cache (finds edits that kept size and mtime).",
+    ),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report (schema_version 1)."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member."),
     html_file: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML gallery of the groups."),
@@ -132,6 +144,8 @@ def scan(
             from ..cluster import DaskRunner, open_cluster
 
             runner = DaskRunner(stack.enter_context(open_cluster(cluster)), workdir)
+        if against_index is not None:  # the same outputs, from a query of the index instead of a scan
+            run_scan = _index_query(against_index, against, method, threshold, flips, verify)
         report = run_scan(
             root if root is not None else config.root,  # as typed, so that messages name it so
             against or config.against,
@@ -143,6 +157,7 @@ def scan(
             source_options=source_options(
                 source_type, image_column, label_column, split_column, path_column, storage_option
             ),
+            verify_content=verify_content,
             **options.scan_parameters(config, model),
             **config.layout_parameters(),
         )
@@ -172,6 +187,21 @@ def scan(
         for line in broken:
             err_console.print(f"[red]fail:[/] {line}", highlight=False)
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _index_query(index_file: Path, against, method, threshold, flips, verify):  # noqa: ANN001, ANN202
+    """A stand-in for the scan under --against-index: the index's settings apply, so scan's are refused."""
+    if against or method is not None or threshold is not None or flips or verify is False:
+        raise fail(
+            "--against-index uses the index's own settings: drop --against, --method, --threshold, --flips and "
+            "--no-verify (rebuild the index to change them)"
+        )
+    from ..engine.index import query
+
+    def run(root, _against, *, jobs, cache_path, use_cache, progress, **_settings):  # noqa: ANN001, ANN202
+        return query(root, index_file, jobs=jobs, cache_path=cache_path, use_cache=use_cache, progress=progress)
+
+    return run
 
 
 def _print_explanation(pair, settings) -> None:

@@ -3,15 +3,22 @@
 A rescan looks every file up by path and reuses the row when size and mtime_ns are unchanged; bad files
 are cached too (with their reason), so a warm scan decodes nothing. Each batch is written in its own
 transaction, so an interrupted scan keeps what it finished.
+
+The cache is only ever a shortcut, so its faults never stop a scan (each is logged once as a warning):
+a corrupt file is moved aside (`<name>.corrupt-<time>`) and rebuilt; a file or folder that cannot be
+written (read-only file, unwritable or missing home) means the scan runs without the cache; several
+processes share one file (WAL: readers never wait, one writer at a time, a busy timeout and retries).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import pickle
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,6 +49,8 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     width INTEGER, height INTEGER, byte_digest BLOB, pixel_digest BLOB,
     {", ".join(f"{c} BLOB" for c in _HASH_COLUMNS)}, thumb BLOB, draft INTEGER NOT NULL DEFAULT 0
 )"""
+# Content-keyed reuse: a file whose (path, size, mtime_ns) is unknown is found by its byte digest.
+_DIGEST_INDEX = "CREATE INDEX IF NOT EXISTS fingerprints_by_content ON fingerprints (byte_digest)"
 # Whole-scan answers (model.StoredAnswer: the report without its run facts), keyed by answer_key.
 _RESULTS_SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
 # CNN embeddings (embed.py, --method cnn): float16 vectors keyed by file identity and the weights file's digest.
@@ -50,7 +59,13 @@ _EMBEDDINGS_SCHEMA = (
     "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, vector BLOB NOT NULL, "
     "PRIMARY KEY (path, model))"
 )
-_KEEP_RESULTS = 16  # the most recently used answers kept (one per dataset and settings, typically)
+log = logging.getLogger(__name__)
+_BUSY_TIMEOUT_S = 30  # SQLite's own wait for another process's write lock
+_RETRY_FOR_S = 60  # then our retries, with backoff, before a write is given up (the scan goes on without it)
+_KEEP_RESULTS = 16
+# The incremental index (incremental.SearchState, as bytes), one per dataset and settings: see incremental.py.
+_INDEXES_SCHEMA = "CREATE TABLE IF NOT EXISTS indexes (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
+_KEEP_INDEXES = 4  # the most recently used answers kept (one per dataset and settings, typically)
 _code_digest: bytes | None = None
 
 
@@ -86,13 +101,112 @@ def cacheable(path: str) -> bool:
         return False
 
 
-def default_cache_path() -> Path:
-    """$DUPAUDIT_CACHE, else $XDG_CACHE_HOME/dupaudit, else ~/.cache/dupaudit (file fingerprints.sqlite)."""
+def default_cache_path() -> Path | None:
+    """$DUPAUDIT_CACHE, else $XDG_CACHE_HOME/dupaudit, else ~/.cache/dupaudit (file fingerprints.sqlite).
+
+    None when there is no home folder to put it in (open_cache then warns and the scan runs without it)."""
     explicit = os.environ.get("DUPAUDIT_CACHE")
     if explicit:
         return Path(explicit).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no $HOME and no password entry
+        return None
     return base / "dupaudit" / "fingerprints.sqlite"
+
+
+class CacheUnavailable(Exception):
+    """The cache file cannot be used (it cannot be created or written); the message says why."""
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(path: object, kind: str, message: str) -> None:
+    """Log a cache warning once per file and kind (a scan opens its cache several times)."""
+    if (str(path), kind) not in _warned:
+        _warned.add((str(path), kind))
+        log.warning("%s", message)
+
+
+def open_cache(path: str | os.PathLike | None) -> FingerprintCache | None:
+    """The cache at `path` (the default one when None), or None with a warning when it cannot be used."""
+    path = default_cache_path() if path is None else path
+    if path is None:
+        _warn_once(
+            "", "home", "no home folder for the fingerprint cache (set HOME or DUPAUDIT_CACHE): scanning without it"
+        )
+        return None
+    try:
+        return FingerprintCache(path)
+    except CacheUnavailable as exc:
+        _warn_once(path, "unavailable", f"{path}: {exc}: scanning without the fingerprint cache")
+        return None
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(word in str(exc) for word in ("locked", "busy"))
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    """SQLite's words for a file that is not (or no longer) a valid database."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.DatabaseError) and any(
+        word in text for word in ("not a database", "malformed", "corrupt")
+    )
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    """The tables of this version, in one write transaction; a file of another version is emptied first."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+        version = f"{FINGERPRINT_VERSION}.{_CACHE_LAYOUT}"
+        if row is None or row[0] != version:
+            db.execute("DROP TABLE IF EXISTS fingerprints")
+            db.execute("DROP TABLE IF EXISTS results")
+            db.execute("DROP TABLE IF EXISTS embeddings")
+            db.execute("DROP TABLE IF EXISTS indexes")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (version,))
+        db.execute(_SCHEMA)
+        db.execute(_DIGEST_INDEX)
+        db.execute(_RESULTS_SCHEMA)
+        db.execute(_EMBEDDINGS_SCHEMA)
+        db.execute(_INDEXES_SCHEMA)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _retry(action):  # noqa: ANN001, ANN202 - any callable
+    """Run `action`, again with backoff while another process holds the write lock (beyond SQLite's own wait)."""
+    deadline = time.monotonic() + _RETRY_FOR_S
+    pause = 0.05
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def _reason(exc: BaseException) -> str:
+    """SQLite's message in a user's words where one is known."""
+    text = str(exc)
+    if "readonly" in text:
+        return "the file cannot be written (read-only)"
+    if "unable to open" in text:
+        return "the file cannot be opened or created"
+    if "full" in text:
+        return "the disk is full"
+    if _is_busy(exc):
+        return "another process held it locked for too long"
+    return text
 
 
 class CachedRow:
@@ -106,29 +220,95 @@ class CachedRow:
 
 
 class FingerprintCache:
-    """Open (creating if needed) a cache file; a cache written by another version is emptied."""
+    """Open (creating if needed) a cache file; a cache written by another version is emptied.
+
+    Raises CacheUnavailable when the file cannot be created or written; a corrupt file is moved aside
+    (with a warning) and a new one is made in its place."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=30)
-        # Takes effect when the file is new: rows hold a 1 KB thumbnail, and 16 KB pages write them faster than
-        # the default 4 KB (docs/performance.md).
-        self._db.execute("PRAGMA page_size=16384")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        row = self._db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-        version = f"{FINGERPRINT_VERSION}.{_CACHE_LAYOUT}"
-        if row is None or row[0] != version:
-            self._db.execute("DROP TABLE IF EXISTS fingerprints")
-            self._db.execute("DROP TABLE IF EXISTS results")
-            self._db.execute("DROP TABLE IF EXISTS embeddings")
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (version,))
-        self._db.execute(_SCHEMA)
-        self._db.execute(_RESULTS_SCHEMA)
-        self._db.execute(_EMBEDDINGS_SCHEMA)
-        self._db.commit()
+        self.writable = True  # False after a write failed for good: the scan goes on, the cache stays as it was
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheUnavailable(f"cannot create the folder {self.path.parent} ({exc.strerror or exc})") from None
+        if self.path.exists() and not self.path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            # Said by its mode, also to root (whom the file system would let write): the owner made it read-only.
+            raise CacheUnavailable("the file is read-only")
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if _is_corrupt(exc):
+                self._move_aside(exc)
+                self._db = self._open()
+            else:
+                raise CacheUnavailable(_reason(exc)) from None
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect and make sure the tables of this version exist (one writer at a time, retried when busy)."""
+        # isolation_level=None: transactions are explicit; writes take the write lock first (BEGIN IMMEDIATE), so
+        # two processes never deadlock upgrading a read to a write, and a busy writer is waited for.
+        db = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            # Takes effect when the file is new: rows hold a 1 KB thumbnail, and 16 KB pages write them faster than
+            # the default 4 KB (docs/performance.md).
+            db.execute("PRAGMA page_size=16384")
+            _retry(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone())
+            db.execute("PRAGMA synchronous=NORMAL")
+            _retry(lambda: _create_tables(db))
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, exc: BaseException) -> None:
+        """Rename a corrupt file (and its WAL) to <name>.corrupt-<time>, so that a new one can be made."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            os.replace(self.path, target)
+            for suffix in ("-wal", "-shm"):
+                side = Path(f"{self.path}{suffix}")
+                if side.exists():
+                    os.replace(side, f"{target}{suffix}")
+        except OSError as move_error:
+            raise CacheUnavailable(f"it is corrupt ({exc}) and cannot be moved aside ({move_error})") from None
+        _warn_once(self.path, "corrupt", f"{self.path}: corrupt cache ({exc}): moved to {target.name}, rebuilding it")
+
+    def _recover(self, exc: BaseException) -> None:
+        """A fault found mid-scan: corrupt pages are moved aside and the cache starts afresh; anything else
+        (disk full, read-only, locked for too long) stops the writes and the scan goes on without them."""
+        if _is_corrupt(exc):
+            self._db.close()
+            try:
+                self._move_aside(exc)
+                self._db = self._open()
+                return
+            except (CacheUnavailable, sqlite3.Error) as again:
+                exc = again
+                self._db = sqlite3.connect(":memory:", isolation_level=None)  # a harmless stand-in
+                _create_tables(self._db)
+        self.writable = False
+        _warn_once(self.path, "write", f"{self.path}: {_reason(exc)}: the rest of this scan runs without the cache")
+
+    def _write(self, statements) -> None:  # noqa: ANN001 - a callable taking the connection
+        """Run `statements(db)` in one write transaction; a failure costs only the shortcut, never the scan."""
+        if not self.writable:
+            return
+
+        def attempt() -> None:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                statements(self._db)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+        try:
+            _retry(attempt)
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
 
     def close(self) -> None:
         self._db.close()
@@ -146,25 +326,46 @@ class FingerprintCache:
 
         Their Fingerprints carry the hashes of the methods asked for only, and no thumbnail (see thumbs()).
         Only rows decoded the same way (full, or `draft`) count: the two give slightly different hashes.
+        A cache that fails to answer (corrupt pages) answers nothing: every file is decoded again.
         """
+        try:
+            return _retry(lambda: self._lookup(keys, methods, draft))
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return {}
+
+    def _lookup(self, keys, methods, draft) -> dict[str, CachedRow]:  # noqa: ANN001 - see lookup
         if self._db.execute("SELECT 1 FROM fingerprints LIMIT 1").fetchone() is None:
             return {}  # a new cache: nothing to match, so no query over every key
         self._db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS wanted (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)"
         )
-        self._db.execute("DELETE FROM wanted")
-        self._db.executemany("INSERT OR REPLACE INTO wanted VALUES (?, ?, ?)", keys)
-        # Only the columns asked for: the other methods' hashes and the thumbnails stay on disk.
-        methods = tuple(m for m in dict.fromkeys(methods) if m in _METHODS)
-        columns = ["error", "width", "height", "byte_digest", "pixel_digest", *methods, *(f"{m}_flip" for m in methods)]
-        query = (
-            f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM fingerprints f JOIN wanted w "
-            "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns "
-            "WHERE f.draft = ? OR f.error IS NOT NULL"
-        )
+        self._db.execute("BEGIN")  # the temporary table only: the file itself is read, never locked
+        try:
+            self._db.execute("DELETE FROM wanted")
+            self._db.executemany("INSERT OR REPLACE INTO wanted VALUES (?, ?, ?)", keys)
+            # Only the columns asked for: the other methods' hashes and the thumbnails stay on disk.
+            methods = tuple(m for m in dict.fromkeys(methods) if m in _METHODS)
+            columns = [
+                "error", "width", "height", "byte_digest", "pixel_digest", *methods, *(f"{m}_flip" for m in methods)
+            ]  # fmt: skip
+            query = (
+                f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM fingerprints f JOIN wanted w "
+                "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns "
+                "WHERE f.draft = ? OR f.error IS NOT NULL"
+            )
+            found = self._rows(self._db.execute(query, (int(draft),)), methods, draft)
+            self._db.execute("DELETE FROM wanted")
+        finally:
+            self._db.execute("COMMIT")
+        return found
+
+    @staticmethod
+    def _rows(rows, methods: tuple[str, ...], draft: bool) -> dict[str, CachedRow]:  # noqa: ANN001 - a cursor
+        """CachedRows from (path, error, width, height, byte_digest, pixel_digest, hashes..., flip hashes...)."""
         found: dict[str, CachedRow] = {}
         count = len(methods)
-        for row in self._db.execute(query, (int(draft),)):
+        for row in rows:
             path, error, width, height, byte_digest, pixel_digest = row[:6]
             if error is not None:
                 found[path] = CachedRow(error, None)
@@ -184,19 +385,84 @@ class FingerprintCache:
                 draft=draft,
             )
             found[path] = CachedRow(None, fingerprint)
-        self._db.execute("DELETE FROM wanted")
         return found
 
-    def thumbs(self, paths: Iterable[str]) -> dict[str, bytes]:
-        """Verification thumbnails for the given absolute paths (only candidates need them)."""
+    def has_rows(self) -> bool:
+        """Whether any file was ever stored (a new cache has nothing to find by content either)."""
+        try:
+            return self._db.execute("SELECT 1 FROM fingerprints LIMIT 1").fetchone() is not None
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return False
+
+    def by_content(
+        self, items: Iterable[tuple[str, int, int, bytes]], methods: tuple[str, ...], draft: bool = False
+    ) -> dict[str, CachedRow]:
+        """Rows for files unknown by (abspath, size, mtime_ns) whose byte digest (the 4th field) is stored under
+        another key: a moved, renamed, copied or freshly checked-out file. The row is stored again under the new
+        key (thumbnail included), so the next scan finds it by its stat key. A fingerprint depends only on the
+        bytes, so the reused row is exactly what decoding the file would give."""
+        items = [item for item in items if item[3] is not None]
+        if not items:
+            return {}
+        methods = tuple(m for m in dict.fromkeys(methods) if m in _METHODS)
+        columns = ["error", "width", "height", "byte_digest", "pixel_digest", *methods, *(f"{m}_flip" for m in methods)]
+        need = " AND ".join(f"{c} IS NOT NULL" for c in columns[5:]) or "1"
+        query = (
+            f"SELECT path, {', '.join(columns)} FROM fingerprints WHERE byte_digest = ? AND draft = ? "
+            f"AND error IS NULL AND thumb IS NOT NULL AND {need} LIMIT 1"
+        )
+        copy = (
+            f"INSERT OR REPLACE INTO fingerprints ({', '.join(_COLUMNS)}) SELECT ?, ?, ?, "
+            f"{', '.join(_COLUMNS[3:])} FROM fingerprints WHERE path = ?"
+        )
+        found: dict[str, CachedRow] = {}
+        sources: list[tuple[str, int, int, str]] = []
+        try:
+            for path, size, mtime_ns, digest in items:
+                row = self._db.execute(query, (digest, int(draft))).fetchone()
+                if row is None:
+                    continue
+                found.update((path, value) for value in self._rows([row], methods, draft).values())
+                if row[0] != path:
+                    sources.append((path, size, mtime_ns, row[0]))
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return {}
+        self._write(lambda db: db.executemany(copy, sources))
+        return found
+
+    def digests(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """The stored byte digests of the given absolute paths (--verify-content compares them with the files)."""
         result: dict[str, bytes] = {}
         paths = list(paths)
-        for start in range(0, len(paths), 500):
-            chunk = paths[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for path, thumb in self._db.execute(f"SELECT path, thumb FROM fingerprints WHERE path IN ({marks})", chunk):
-                if thumb is not None:
-                    result[path] = thumb
+        try:
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    f"SELECT path, byte_digest FROM fingerprints WHERE path IN ({marks}) AND byte_digest IS NOT NULL"
+                )
+                result.update(self._db.execute(query, chunk).fetchall())
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+        return result
+
+    def thumbs(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """Verification thumbnails for the given absolute paths (only candidates need them); those that cannot
+        be read back (a fault mid-scan) are missing from the answer."""
+        result: dict[str, bytes] = {}
+        paths = list(paths)
+        try:
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT path, thumb FROM fingerprints WHERE path IN ({marks})"
+                for path, thumb in _retry(lambda: self._db.execute(query, chunk).fetchall()):
+                    if thumb is not None:
+                        result[path] = thumb
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
         return result
 
     def store(self, entries: Iterable[tuple[str, int, int, Fingerprint | str]]) -> None:
@@ -222,31 +488,42 @@ class FingerprintCache:
                     int(value.draft),
                 )
             )
-        with self._db:
-            self._db.executemany(f"INSERT OR REPLACE INTO fingerprints VALUES ({','.join('?' * len(_COLUMNS))})", rows)
+        insert = f"INSERT OR REPLACE INTO fingerprints VALUES ({','.join('?' * len(_COLUMNS))})"
+        self._write(lambda db: db.executemany(insert, rows))
 
     def embeddings(self, keys: Iterable[tuple[str, int, int]], model: bytes) -> dict[str, bytes]:
         """Stored embeddings (float16 bytes) of unchanged (abspath, size, mtime_ns) keys, for the weights `model`."""
-        self._db.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS wanted_embeddings (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)"
-        )
-        self._db.execute("DELETE FROM wanted_embeddings")
-        self._db.executemany("INSERT OR REPLACE INTO wanted_embeddings VALUES (?, ?, ?)", keys)
-        query = (
-            "SELECT e.path, e.vector FROM embeddings e JOIN wanted_embeddings w ON e.path = w.path "
-            "AND e.size = w.size AND e.mtime_ns = w.mtime_ns WHERE e.model = ?"
-        )
-        found = dict(self._db.execute(query, (model,)).fetchall())
-        self._db.execute("DELETE FROM wanted_embeddings")
-        return found
+        keys = list(keys)
+
+        def read() -> dict[str, bytes]:
+            self._db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS wanted_embeddings "
+                "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)"
+            )
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("DELETE FROM wanted_embeddings")
+                self._db.executemany("INSERT OR REPLACE INTO wanted_embeddings VALUES (?, ?, ?)", keys)
+                query = (
+                    "SELECT e.path, e.vector FROM embeddings e JOIN wanted_embeddings w ON e.path = w.path "
+                    "AND e.size = w.size AND e.mtime_ns = w.mtime_ns WHERE e.model = ?"
+                )
+                found = dict(self._db.execute(query, (model,)).fetchall())
+                self._db.execute("DELETE FROM wanted_embeddings")
+            finally:
+                self._db.execute("COMMIT")
+            return found
+
+        try:
+            return _retry(read)
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return {}
 
     def store_embeddings(self, entries: Iterable[tuple[str, int, int, bytes]], model: bytes) -> None:
         """Write (abspath, size, mtime_ns, float16 vector bytes) rows for the weights `model` in one transaction."""
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)",
-                ((path, model, size, mtime_ns, vector) for path, size, mtime_ns, vector in entries),
-            )
+        rows = [(path, model, size, mtime_ns, vector) for path, size, mtime_ns, vector in entries]
+        self._write(lambda db: db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows))
 
     @staticmethod
     def answer_key(listing: Listing, settings: object) -> bytes:
@@ -268,23 +545,76 @@ class FingerprintCache:
 
     def load_result(self, key: bytes) -> object | None:
         """The answer stored under `key`, or None (also when it cannot be read back)."""
-        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        try:
+            row = _retry(lambda: self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone())
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return None
         if row is None:
             return None
         try:
             value = _ResultUnpickler(io.BytesIO(row[0])).load()
         except Exception:  # an unreadable answer is only a missed shortcut: compute it again
             return None
-        with self._db:
-            self._db.execute("UPDATE results SET used = ? WHERE key = ?", (time.time(), key))
+        self._write(lambda db: db.execute("UPDATE results SET used = ? WHERE key = ?", (time.time(), key)))
         return value
 
     def store_result(self, key: bytes, value: object) -> None:
         """Keep `value` under `key`, dropping the least recently used answers beyond the last few."""
         blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, time.time(), blob))
-            self._db.execute(
+
+        def statements(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, time.time(), blob))
+            db.execute(
                 "DELETE FROM results WHERE key NOT IN (SELECT key FROM results ORDER BY used DESC LIMIT ?)",
                 (_KEEP_RESULTS,),
             )
+
+        self._write(statements)
+
+    @staticmethod
+    def index_key(settings: object) -> bytes:
+        """The key of an incremental index: the settings (roots included) and the engine's code."""
+        digest = hashlib.blake2b(_code_fingerprint(), digest_size=20)
+        digest.update(b"index\0" + repr(settings).encode("utf-8", "surrogateescape"))
+        return digest.digest()
+
+    def has_index(self, key: bytes) -> bool:
+        try:
+            return self._db.execute("SELECT 1 FROM indexes WHERE key = ?", (key,)).fetchone() is not None
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return False
+
+    def load_index(self, key: bytes) -> bytes | None:
+        """The stored search state under `key` (incremental.SearchState.from_bytes reads it), or None."""
+        try:
+            row = _retry(lambda: self._db.execute("SELECT value FROM indexes WHERE key = ?", (key,)).fetchone())
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return None
+        return None if row is None else bytes(row[0])
+
+    def store_index(self, key: bytes, value: bytes) -> None:
+        """Keep the search state under `key`, dropping the least recently used beyond the last few."""
+
+        def statements(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO indexes VALUES (?, ?, ?)", (key, time.time(), value))
+            db.execute(
+                "DELETE FROM indexes WHERE key NOT IN (SELECT key FROM indexes ORDER BY used DESC LIMIT ?)",
+                (_KEEP_INDEXES,),
+            )
+
+        self._write(statements)
+
+    def load_meta(self, name: str) -> str | None:
+        """A text value kept beside the tables (the description of an index file: `dupaudit index`)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return None
+        return None if row is None else row[0]
+
+    def store_meta(self, name: str, value: str) -> None:
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value)))

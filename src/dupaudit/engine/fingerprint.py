@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,9 +158,25 @@ def _facts(
     return {
         "width": width,
         "height": height,
-        "byte_digest": xxhash.xxh3_128_digest(data),
+        "byte_digest": byte_digest(data),
         "pixel_digest": xxhash.xxh3_128_digest(pixels, seed),
     }
+
+
+def byte_digest(data: bytes) -> bytes:
+    """The identity of a file's content: what exact copies share, and what the cache finds a moved file by."""
+    return xxhash.xxh3_128_digest(data)
+
+
+def content_digests(paths: Sequence[str]) -> list[bytes | None]:
+    """The byte digest of each file, None for one that cannot be read (its decode will say why)."""
+    digests: list[bytes | None] = []
+    for path in paths:
+        try:
+            digests.append(byte_digest(_read(path)))
+        except OSError:
+            digests.append(None)
+    return digests
 
 
 def pillow_gray(rgb: np.ndarray) -> np.ndarray:

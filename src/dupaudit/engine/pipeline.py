@@ -16,11 +16,18 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
-from . import embed
+from . import embed, incremental
 from .analysis import analyse
-from .cache import FingerprintCache, cacheable, default_cache_path
+from .cache import CachedRow, FingerprintCache, cacheable, default_cache_path, open_cache
 from .discover import image_records
-from .fingerprint import Fingerprint, decode_paths, default_jobs, fingerprint_paths, fingerprints_of
+from .fingerprint import (
+    Fingerprint,
+    content_digests,
+    decode_paths,
+    default_jobs,
+    fingerprint_paths,
+    fingerprints_of,
+)
 from .groups import build_groups
 from .hashing import THUMB_SIZE
 from .layout import detect_layout
@@ -78,17 +85,44 @@ def fingerprint_records(
     cache: FingerprintCache | None = None,
     progress: ProgressSink | None = None,
     draft: bool = False,
+    verify_content: bool = False,
+    known: dict[str, Fingerprint] | None = None,
 ) -> Fingerprinted:
     """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes.
 
-    `draft`: decode JPEGs at reduced scale (no less than THUMB_SIZE a side): faster on photos, not bit-identical."""
+    A file unknown by (path, size, mtime_ns) is read and looked up by its byte digest before it is decoded
+    (moved, renamed, copied, freshly checked out: reading is 10-50x cheaper than decoding). `verify_content`:
+    files known by their stat key are read too, and decoded again when their bytes changed (an edit that kept
+    size and mtime). `draft`: decode JPEGs at reduced scale (no less than THUMB_SIZE a side): faster on photos,
+    not bit-identical. `known`: fingerprints of unchanged files by absolute path, from the incremental index
+    (not looked up)."""
     progress = progress or NullProgress()
+    known = known or {}
     cached = (
-        cache.lookup(((r.abspath, r.size, r.mtime_ns) for r in records if cacheable(r.abspath)), methods, draft)
+        cache.lookup(
+            ((r.abspath, r.size, r.mtime_ns) for r in records if r.abspath not in known and cacheable(r.abspath)),
+            methods,
+            draft,
+        )
         if cache
         else {}
     )
+    cached.update((path, CachedRow(None, fingerprint)) for path, fingerprint in known.items())
+    if cache is not None and verify_content and cached:
+        known = [path for path, row in cached.items() if row.error is None]
+        stored = cache.digests(known)
+        for path, digest in zip(known, content_digests(known)):
+            if digest is None or stored.get(path) != digest:
+                del cached[path]
+        for path in [path for path, row in cached.items() if row.error is not None]:
+            del cached[path]  # a bad file's reason is not tied to a digest: decode it again
     todo = [r for r in records if r.abspath not in cached]
+    if cache is not None and todo and cache.has_rows():
+        movable = [r for r in todo if cacheable(r.abspath)]
+        digests = content_digests([r.abspath for r in movable])
+        items = [(r.abspath, r.size, r.mtime_ns, d) for r, d in zip(movable, digests)]
+        cached.update(cache.by_content(items, methods, draft))
+        todo = [r for r in todo if r.abspath not in cached]
     fresh: dict[str, Fingerprint | str] = {}
     progress.start("fingerprint", len(todo))
     batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
@@ -159,6 +193,8 @@ def scan(
     label_depth: int | None = None,
     label_from: str | None = None,
     source_options: SourceOptions | None = None,
+    verify_content: bool = False,
+    incremental: bool = False,
 ) -> ScanReport:
     """Scan a dataset (and evaluation datasets) for duplicates; see README for the definitions.
 
@@ -172,7 +208,13 @@ def scan(
     from `model` or embed.find_weights' fallbacks; see embed.py.
 
     `runner`: where fingerprinting and the hash search run (cluster.DaskRunner: on a Dask cluster); the
-    answer is the same."""
+    answer is the same.
+
+    verify_content: read every file and compare its bytes with the cache's (an edit that kept the size and
+    mtime is otherwise not seen); no stored answer is reused then.
+
+    incremental: keep the search state in the cache (the incremental index, incremental.py) and, when a few
+    files changed since the last such scan with the same settings, update the groups instead of searching all."""
     settings = Settings.resolve(
         method=method,
         threshold=threshold,
@@ -202,16 +244,23 @@ def scan(
     found_layout = (detected.layout, detected.warnings + tuple(listing.link_warnings()))
     timings["discover"] = time.perf_counter() - started
 
-    cache_file = cache_path or default_cache_path()
+    cache_file = cache_path  # None: the default cache (open_cache); a cache that cannot be used is warned about
     # A rescan of unchanged folders with the same settings and code reuses the last answer: no file is
     # decoded, searched or even turned into a record (FingerprintCache.answer_key lists what it depends on).
     reuse_key = None
-    if use_cache:
-        with FingerprintCache(cache_file) as cache:
+    reused = None
+    index_key = FingerprintCache.index_key((settings, roots))  # the incremental index's, when kept
+    first = open_cache(cache_file) if use_cache else None
+    use_cache = first is not None
+    if first is not None:
+        with first as cache:
             reuse_key = cache.answer_key(
                 listing, (settings, roots) + ((weights.digest,) if weights is not None else ())
             )
-            reused = cache.load_result(reuse_key)
+            # an incremental scan also needs its search state: without one, search (and keep it) once
+            indexed = not incremental or cache.has_index(index_key)
+            reused = None if verify_content or not indexed else cache.load_result(reuse_key)
+            cache_file = cache.path
         if isinstance(reused, StoredAnswer):
             timings["fingerprint"] = timings["search"] = 0.0
             timings["total"] = time.perf_counter() - started
@@ -227,15 +276,27 @@ def scan(
         return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner)
     if not records and not listing.problems:
         raise InputError(f"{root}: no images found")
-    cache = FingerprintCache(cache_file) if use_cache else None
+    cache = open_cache(cache_file) if use_cache else None
+    state = None  # the incremental index: unchanged files' fingerprints come from it, not from their rows
+    if incremental and cache is not None and weights is None and runner is None:
+        if settings.verify and not settings.flips and not verify_content:
+            state = _stored_state(cache, index_key)
     if settings.verify:  # the cascade needs faiss (slow to import): load it while the workers decode
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
         fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
-        found = fingerprinter(
-            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode
+        in_process = (
+            {}
+            if runner is not None
+            else {  # the cluster reads by stat key
+                "verify_content": verify_content,
+                "known": _state_fingerprints(state, records, hash_method, settings.fast_decode) if state else None,
+            }
         )
-        if settings.verify and cache is not None:
+        found = fingerprinter(
+            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode, **in_process
+        )
+        if settings.verify and cache is not None and not incremental:  # the incremental search loads what it needs
             _load_thumbs(found, cache)
     finally:
         if cache is not None:
@@ -249,13 +310,18 @@ def scan(
         )
     else:
         search = runner.pairs_within if runner is not None else pairs_within
-        groups = find_groups(
-            found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
-        )
+        if incremental and use_cache:
+            groups = indexed_groups(
+                found, roots, settings, cache_file, index_key, jobs=jobs, progress=progress, state=state
+            )
+        else:
+            groups = find_groups(
+                found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
+            )
     timings["search"] = time.perf_counter() - mark
     answer = _answer(roots, found.records, groups, [Skipped(*p) for p in listing.problems] + found.skipped)
-    if reuse_key is not None:
-        with FingerprintCache(cache_file) as cache:
+    if reuse_key is not None and (last := open_cache(cache_file)) is not None:
+        with last as cache:
             cache.store_result(reuse_key, answer)
     timings["total"] = time.perf_counter() - started
     return _report(
@@ -429,13 +495,7 @@ def _preload(*modules: str) -> None:
 
 def _load_thumbs(found: Fingerprinted, cache: FingerprintCache) -> None:
     """Verification needs every thumbnail; fingerprints read from the cache come without them."""
-    missing = [r.abspath for r, f in zip(found.records, found.fingerprints) if not f.thumb]
-    if not missing:
-        return
-    thumbs = cache.thumbs(missing)
-    for record, fingerprint in zip(found.records, found.fingerprints):
-        if not fingerprint.thumb:
-            fingerprint.thumb = thumbs[record.abspath]
+    _fill_thumbs(found, cache)
 
 
 def find_groups(
@@ -446,8 +506,12 @@ def find_groups(
     jobs: int | None = None,
     progress: ProgressSink | None = None,
     search: PairSearch = pairs_within,
+    collect: dict | None = None,
 ):
-    """Exact, pixel and near pairs, joined into groups. `search`: pairs_within or a drop-in (the cluster's)."""
+    """Exact, pixel and near pairs, joined into groups. `search`: pairs_within or a drop-in (the cluster's).
+
+    `collect`: when given, receives what the incremental index keeps (the descriptors, the raw neighbour search
+    and the scored candidates: incremental.SearchState.from_scan)."""
     progress = progress or NullProgress()
     progress.start("searching", 3 if settings.verify else 1)
     count = len(records)
@@ -484,7 +548,10 @@ def find_groups(
             progress=progress,
             groups_only=True,  # only the groups are reported
             sums=sums,
+            collect=collect,
         )
+        if collect is not None:
+            collect["candidates"] = candidates
         verified = candidates.scores >= settings.min_similarity
         pair_a.append(candidates.first[verified])
         pair_b.append(candidates.second[verified])
@@ -508,6 +575,159 @@ def find_groups(
     )
 
 
+def indexed_groups(
+    found: Fingerprinted,
+    roots: Sequence[Root],
+    settings: Settings,
+    cache_file: str | os.PathLike | None,
+    key: bytes,
+    *,
+    jobs: int | None = None,
+    progress: ProgressSink | None = None,
+    limit: float | None = incremental.MAX_CHANGED,
+    state: incremental.SearchState | None = None,
+):
+    """find_groups through the incremental index stored under `key` (or `state`, when already loaded): updated
+    from it when few files changed (the same groups: tests/test_incremental.py), else a full search whose state
+    is then kept."""
+    records, fingerprints = found.records, found.fingerprints
+    cache = open_cache(cache_file)
+    if cache is None:
+        if settings.verify:
+            _fill_thumbs(found, None)
+        return find_groups(records, fingerprints, roots, settings, jobs=jobs, progress=progress)
+    with cache:
+        if state is None:
+            state = _stored_state(cache, key)
+        facts = incremental.Facts.of(fingerprints, settings.method)
+        hashes = facts.hashes
+
+        def thumbs_of(rows: np.ndarray) -> np.ndarray:
+            _fill_thumbs(found, cache, rows)
+            return np.frombuffer(b"".join(fingerprints[i].thumb for i in rows.tolist()), dtype=np.uint8).reshape(
+                -1, 32, 32
+            )
+
+        update = None
+        if state is not None:
+            update = incremental.update(
+                state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts
+            )
+        if update is not None:
+            near = (update.first, update.second)
+            new_state = update.state
+        else:
+            if settings.verify:
+                _fill_thumbs(found, cache)
+            collect: dict = {}
+            groups = find_groups(records, fingerprints, roots, settings, jobs=jobs, progress=progress, collect=collect)
+            cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+            new_state = incremental.SearchState.from_scan(records, collect, cascade, facts)
+        if new_state is not None and all(cacheable(p) for p in new_state.paths):
+            cache.store_index(key, new_state.to_bytes())
+    if update is None:
+        return groups
+    return groups_of_pairs(
+        records,
+        roots,
+        near[0],
+        near[1],
+        facts,
+        [f.byte_digest for f in fingerprints],
+        [f.pixel_digest for f in fingerprints],
+    )
+
+
+def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchState | None:
+    blob = cache.load_index(key)
+    return incremental.SearchState.from_bytes(blob) if blob else None
+
+
+def _state_fingerprints(
+    state: incremental.SearchState, records: Sequence[ImageRecord], method: str, draft: bool
+) -> dict[str, Fingerprint]:
+    """Fingerprints (without thumbnails) of the records that the index holds unchanged, from its arrays: no cache
+    row is read for them (60,000 rows cost seconds; these arrays, milliseconds)."""
+    facts = state.facts
+    if facts is None:
+        return {}
+    position = {path: i for i, path in enumerate(state.paths)}
+    sizes, mtimes = state.sizes.tolist(), state.mtimes.tolist()
+    widths, heights = facts.sizes[:, 0].tolist(), facts.sizes[:, 1].tolist()
+    # whole columns as bytes once, sliced per item (a numpy row's tobytes() per item is 10x slower)
+    hashes, byte_digests, pixel_digests = (
+        facts.hashes.tobytes(),
+        facts.byte_digests.tobytes(),
+        facts.pixel_digests.tobytes(),
+    )
+    known = {}
+    for record in records:
+        j = position.get(record.abspath)
+        if j is None or sizes[j] != record.size or mtimes[j] != record.mtime_ns:
+            continue
+        known[record.abspath] = Fingerprint(
+            widths[j],
+            heights[j],
+            byte_digests[16 * j : 16 * j + 16],
+            pixel_digests[16 * j : 16 * j + 16],
+            {method: hashes[8 * j : 8 * j + 8]},
+            {},
+            b"",
+            draft=draft,
+        )
+    return known
+
+
+def groups_of_pairs(
+    records: Sequence[ImageRecord],
+    roots: Sequence[Root],
+    near_a: np.ndarray,
+    near_b: np.ndarray,
+    facts,  # incremental.Facts
+    byte_digests: Sequence[bytes] | None = None,  # the digests as bytes, when at hand (else made from `facts`)
+    pixel_digests: Sequence[bytes] | None = None,
+) -> tuple:
+    """Groups from verified near pairs plus the exact and pixel pairs of the digests (as find_groups joins them)."""
+    if byte_digests is None or pixel_digests is None:
+        byte_digests = [row.tobytes() for row in facts.byte_digests]
+        pixel_digests = [row.tobytes() for row in facts.pixel_digests]
+    pair_a, pair_b = [near_a], [near_b]
+    for digests in (byte_digests, pixel_digests):
+        a, b = _equal_pairs(digests)
+        pair_a.append(a)
+        pair_b.append(b)
+    order = {r.name: i for i, r in enumerate(roots)}
+    return build_groups(
+        records,
+        order,
+        np.concatenate(pair_a),
+        np.concatenate(pair_b),
+        byte_digests,
+        pixel_digests,
+        facts.hashes,
+        None,
+        [tuple(wh) for wh in facts.sizes.tolist()],
+    )
+
+
+def _fill_thumbs(found: Fingerprinted, cache: FingerprintCache | None, rows: np.ndarray | None = None) -> None:
+    """Thumbnails of the given records (all when None) that came from the cache without them."""
+    chosen = range(len(found.records)) if rows is None else rows.tolist()
+    missing = [i for i in chosen if not found.fingerprints[i].thumb]
+    if not missing:
+        return
+    paths = [found.records[i].abspath for i in missing]
+    thumbs = cache.thumbs(paths) if cache is not None else {}
+    unread = [p for p in paths if p not in thumbs]
+    if unread:  # not in the cache (or it failed mid-scan): decode those files again
+        first = found.fingerprints[missing[0]]
+        method = next(iter(first.hashes))
+        fresh = fingerprint_paths(unread, (method,), first.draft)
+        thumbs.update((p, f.thumb) for p, f in zip(unread, fresh) if not isinstance(f, str) and f.thumb)
+    for i, path in zip(missing, paths):
+        found.fingerprints[i].thumb = thumbs[path]
+
+
 def find_semantic_groups(
     found: Fingerprinted,
     roots: Sequence[Root],
@@ -520,7 +740,7 @@ def find_semantic_groups(
     """--method cnn: exact and pixel pairs from the digests, near pairs from CNN embeddings (embed.py), joined
     into groups. Thumbnail verification does not apply to semantic pairs; max_distance stays the pHash distance."""
     records, fingerprints = found.records, found.fingerprints
-    cache = FingerprintCache(cache_path) if cache_path is not None else None
+    cache = open_cache(cache_path) if cache_path is not None else None
     try:
         embedded = embed.embed_records(records, weights, jobs=jobs, cache=cache, progress=progress)
     finally:

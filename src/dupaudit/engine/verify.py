@@ -67,18 +67,40 @@ def descriptors(thumbs: np.ndarray | None = None, sums: np.ndarray | None = None
 
 
 def neighbour_pairs(
-    desc: np.ndarray, k: int, min_similarity: float, queries: np.ndarray | None = None, threads: int | None = None
+    desc: np.ndarray,
+    k: int,
+    min_similarity: float,
+    queries: np.ndarray | None = None,
+    threads: int | None = None,
+    raw: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j), i != j, where j is among the k nearest neighbours of query i by cosine similarity."""
+    """Pairs (i, j), i != j, where j is among the k nearest neighbours of query i by cosine similarity.
+
+    `raw`: when given, receives the search's answer ("similarity", "found": (queries, k + 1) arrays, -1 for
+    none), which the incremental index keeps (incremental.py)."""
+    count = len(desc)
+    empty = np.empty(0, dtype=np.int64)
+    if count < 2 or k <= 0:
+        return empty, empty
+    similarity, found = nearest(desc, k, queries, threads)
+    if raw is not None:
+        raw.update(similarity=similarity, found=found)
+    owners = np.repeat(np.arange(len(found), dtype=np.int64), found.shape[1])
+    found = found.reshape(-1).astype(np.int64)
+    keep = (found >= 0) & (found != owners) & (similarity.reshape(-1) >= min_similarity)
+    return owners[keep], found[keep]
+
+
+def nearest(
+    desc: np.ndarray, k: int, queries: np.ndarray | None = None, threads: int | None = None, exact: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k + 1 most similar rows of `desc` (the query itself among them) for each query: (similarity, index)."""
     import faiss
 
     if threads:
         faiss.omp_set_num_threads(threads)
     count = len(desc)
-    empty = np.empty(0, dtype=np.int64)
-    if count < 2 or k <= 0:
-        return empty, empty
-    if count > 20000:
+    if count > 20000 and not exact:
         # An inverted-file index: exact scan of the _PROBES nearest of _LISTS * sqrt(n) clusters, faster than
         # brute force with the same recall of the annotated CIFAR-10 pairs (benchmarks/bench_accuracy.py).
         lists = int(_LISTS * np.sqrt(count))
@@ -91,11 +113,7 @@ def neighbour_pairs(
         index = faiss.IndexFlatIP(64)
     index.add(desc)
     query = desc if queries is None else queries
-    similarity, found = index.search(query, min(k + 1, count))
-    owners = np.repeat(np.arange(count, dtype=np.int64), found.shape[1])
-    found = found.reshape(-1).astype(np.int64)
-    keep = (found >= 0) & (found != owners) & (similarity.reshape(-1) >= min_similarity)
-    return owners[keep], found[keep]
+    return index.search(query, min(k + 1, count))
 
 
 def _blur_matrix(size: int, sigma: float) -> np.ndarray:
@@ -520,17 +538,25 @@ def candidate_pairs(
     progress=None,
     groups_only: bool = False,
     sums: np.ndarray | None = None,
+    collect: dict | None = None,
 ) -> Candidates:
     """The union of the hash pairs and the nearest-neighbour pairs, each unordered pair once, scored.
 
     `progress` (a ProgressSink, optional) advances once after the neighbour search and once after verification.
     `sums`: the thumbs' block_sums when already known (the fingerprint workers compute them).
+    `collect`: when given, receives the descriptors ("desc") and the raw neighbour search (the incremental index).
     """
     desc = descriptors(thumbs, sums)
     sources = list(hash_pairs)
+    raw = None if collect is None else collect
     sources.append(
-        (*neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity, threads=threads), False)
+        (
+            *neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity, threads=threads, raw=raw),
+            False,
+        )
     )
+    if collect is not None:
+        collect["desc"] = desc
     if flips:
         mirrored_desc = descriptors(np.ascontiguousarray(thumbs[:, :, ::-1]))
         query, found = neighbour_pairs(

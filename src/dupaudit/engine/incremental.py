@@ -1,0 +1,374 @@
+"""The incremental index: a scan's search state, kept so that a few changed files update the groups.
+
+A full scan of n images searches and verifies every candidate pair. When only a few files were added, changed
+or removed since the last scan of the same folders with the same settings, the pairs that can change are the
+ones that touch those files, plus the neighbour lists they enter or leave. The state kept per (roots, settings):
+
+- every item's identity (absolute path, size, mtime_ns) and its 8x8 descriptor (verify.descriptors);
+- its raw nearest-neighbour list (k + 1 entries with their similarities), as the scan's search found it;
+- the verified near pairs, and the "band" pairs (scored between refine_from and min_similarity), which a removal
+  may make worth refining again (a full scan skips the refinement of pairs already joined).
+
+An update then: maps old items to current records; recomputes, by exact search, the neighbour lists of new items,
+of items that lost a neighbour and of items a new item enters; verifies only the new candidate pairs (hash radius
+and digests against everything, neighbour-list entries); drops verified pairs that are no longer candidates by
+any source; refines the band pairs whose groups a removal split; and forms groups with the same function as the
+full scan (groups.build_groups). Exact when the full scan's neighbour search is exact (up to 20,000 images); above
+that the full scan uses an approximate (IVF) search and a full rescan can differ in rare neighbour candidates.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .groups import UnionFind
+from .model import ImageRecord, Settings
+from .verify import CascadeSettings, descriptors, nearest, verify
+
+STATE_VERSION = 2  # bump when the stored arrays change meaning
+MAX_CHANGED = 0.2  # above this share of changed items, a full search is as cheap: the caller does one
+_EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
+
+
+@dataclass(slots=True)
+class Facts:
+    """Per item: the hash, the byte and pixel digests and the decoded size (what grouping needs)."""
+
+    hashes: np.ndarray  # (n, 8) uint8
+    byte_digests: np.ndarray  # (n, 16) uint8
+    pixel_digests: np.ndarray  # (n, 16) uint8
+    sizes: np.ndarray  # (n, 2) int64: width, height
+
+    @classmethod
+    def of(cls, fingerprints: Sequence, method: str) -> Facts:  # Sequence[Fingerprint]
+        count = len(fingerprints)
+        return cls(
+            np.frombuffer(b"".join(f.hashes[method] for f in fingerprints), dtype=np.uint8).reshape(count, 8),
+            np.frombuffer(b"".join(f.byte_digest for f in fingerprints), dtype=np.uint8).reshape(count, 16),
+            np.frombuffer(b"".join(f.pixel_digest for f in fingerprints), dtype=np.uint8).reshape(count, 16),
+            np.array([f.width for f in fingerprints] + [f.height for f in fingerprints], dtype=np.int64)
+            .reshape(2, count)
+            .T.copy(),
+        )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "hashes": self.hashes,
+            "byte_digests": self.byte_digests,
+            "pixel_digests": self.pixel_digests,
+            "wh": self.sizes,
+        }
+
+    @classmethod
+    def from_arrays(cls, data) -> Facts:  # noqa: ANN001 - an NpzFile
+        return cls(data["hashes"], data["byte_digests"], data["pixel_digests"], data["wh"])
+
+    def take(self, rows: np.ndarray) -> Facts:
+        return Facts(self.hashes[rows], self.byte_digests[rows], self.pixel_digests[rows], self.sizes[rows])
+
+    @staticmethod
+    def concat(parts: Sequence[Facts]) -> Facts:
+        return Facts(*(np.concatenate([getattr(p, name) for p in parts]) for name in Facts.__slots__))
+
+
+@dataclass(slots=True)
+class SearchState:
+    paths: list[str]  # absolute paths (cache keys), one per item
+    sizes: np.ndarray  # int64
+    mtimes: np.ndarray  # int64
+    desc: np.ndarray  # (n, 64) float32 descriptors
+    knn_sims: np.ndarray  # (n, k + 1) float32, the raw neighbour search (the item itself among them)
+    knn_ids: np.ndarray  # (n, k + 1) int64, -1 for none
+    verified: np.ndarray  # (m, 2) int64, i < j: near pairs that passed verification
+    band: np.ndarray  # (b, 2) int64, i < j: pairs scored in [refine_from, min_similarity)
+    facts: Facts | None = None  # the items' hashes, digests and sizes: a query needs no fingerprint lookup
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        names = "\0".join(self.paths).encode("utf-8", "surrogateescape")
+        np.savez(
+            buffer,
+            version=np.array([STATE_VERSION]),
+            names=np.frombuffer(names, dtype=np.uint8),
+            sizes=self.sizes,
+            mtimes=self.mtimes,
+            desc=self.desc,
+            knn_sims=self.knn_sims,
+            knn_ids=self.knn_ids,
+            verified=self.verified,
+            band=self.band,
+            **({} if self.facts is None else self.facts.arrays()),  # type: ignore[arg-type]
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> SearchState | None:
+        """The state, or None when it cannot be read back (another version, damage): then a full search runs."""
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+                if int(data["version"][0]) != STATE_VERSION:
+                    return None
+                names = data["names"].tobytes().decode("utf-8", "surrogateescape")
+                return cls(
+                    names.split("\0") if names else [],
+                    data["sizes"],
+                    data["mtimes"],
+                    data["desc"],
+                    data["knn_sims"],
+                    data["knn_ids"],
+                    data["verified"],
+                    data["band"],
+                    Facts.from_arrays(data) if "hashes" in data else None,
+                )
+        except Exception:  # a damaged state is only a missed shortcut
+            return None
+
+    @classmethod
+    def from_scan(
+        cls, records: Sequence[ImageRecord], collect: dict, cascade: CascadeSettings, facts: Facts | None = None
+    ) -> SearchState | None:
+        """The state of a full scan, from what find_groups collected (None when it searched nothing)."""
+        if "candidates" not in collect or "desc" not in collect:
+            return None
+        count = len(records)
+        width = cascade.neighbours + 1
+        sims = collect.get("similarity", np.full((count, width), -np.inf, dtype=np.float32))
+        ids = collect.get("found", np.full((count, width), -1, dtype=np.int64))
+        candidates = collect["candidates"]
+        plain = ~candidates.mirrored
+        first, second, scores = candidates.first[plain], candidates.second[plain], candidates.scores[plain]
+        verified = scores >= cascade.min_similarity
+        band = (scores >= cascade.refine_from) & ~verified
+        return cls(
+            [r.abspath for r in records],
+            np.array([r.size for r in records], dtype=np.int64),
+            np.array([r.mtime_ns for r in records], dtype=np.int64),
+            np.ascontiguousarray(collect["desc"], dtype=np.float32),
+            np.asarray(sims, dtype=np.float32),
+            np.asarray(ids, dtype=np.int64),
+            np.stack([first[verified], second[verified]], axis=1).astype(np.int64),
+            np.stack([first[band], second[band]], axis=1).astype(np.int64),
+            facts,
+        )
+
+
+@dataclass(slots=True)
+class Update:
+    """The near pairs of the current records after an incremental update, and the state to keep."""
+
+    first: np.ndarray
+    second: np.ndarray
+    state: SearchState
+    changed: int  # items added or removed
+
+
+def update(
+    state: SearchState,
+    records: Sequence[ImageRecord],
+    hashes: np.ndarray,
+    thumbs_of: Callable[[np.ndarray], np.ndarray],
+    settings: Settings,
+    threads: int | None = None,
+    limit: float | None = MAX_CHANGED,
+    facts: Facts | None = None,
+) -> Update | None:
+    """The verified near pairs of `records` (aligned with `hashes`), updated from `state`; None when too much
+    changed (or the settings are not supported: mirrored copies), so that the caller searches everything.
+
+    `thumbs_of(indices)`: the (len, 32, 32) uint8 thumbnails of those records (only new and candidate items)."""
+    if settings.flips or not settings.verify:
+        return None
+    cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+    count = len(records)
+    old_count = len(state.paths)
+    if state.knn_ids.shape[1] != cascade.neighbours + 1 and old_count:
+        return None
+    position = {path: i for i, path in enumerate(state.paths)}
+    old_of = np.full(count, -1, dtype=np.int64)
+    for i, record in enumerate(records):
+        j = position.get(record.abspath)
+        if j is not None and state.sizes[j] == record.size and state.mtimes[j] == record.mtime_ns:
+            old_of[i] = j
+    new = np.nonzero(old_of < 0)[0]
+    cur_of = np.full(old_count + 1, -1, dtype=np.int64)  # the extra last slot maps -1 (no neighbour) to -1
+    kept = np.nonzero(old_of >= 0)[0]
+    cur_of[old_of[kept]] = kept
+    removed = int(np.count_nonzero(cur_of[:old_count] < 0))
+    if limit and len(new) + removed > max(64, limit * count):
+        return None
+
+    # Descriptors of the current items: kept ones from the state, new ones from their thumbnails.
+    desc = np.empty((count, 64), dtype=np.float32)
+    desc[kept] = state.desc[old_of[kept]]
+    if len(new):
+        desc[new] = descriptors(thumbs_of(new))
+
+    # Old neighbour lists in current indices; an entry whose item is gone becomes -1.
+    width = cascade.neighbours + 1
+    old_ids = np.full((count, width), -1, dtype=np.int64)
+    old_sims = np.full((count, width), -np.inf, dtype=np.float32)
+    if len(kept):
+        old_ids[kept] = cur_of[state.knn_ids[old_of[kept]]]
+        old_sims[kept] = state.knn_sims[old_of[kept]]
+    # Lists to search again: new items, items that lost a neighbour, items a new item enters.
+    lost = np.zeros(count, dtype=bool)
+    lost[kept] = ((state.knn_ids[old_of[kept]] >= 0) & (old_ids[kept] < 0)).any(axis=1)
+    entered = np.zeros(count, dtype=bool)
+    if len(new) and len(kept):
+        floor = np.where(old_ids[kept] >= 0, old_sims[kept], -np.inf).min(axis=1)
+        floor[(old_ids[kept] < 0).any(axis=1)] = -np.inf  # a list that is not full takes anyone
+        for lo in range(0, len(kept), 65536):
+            part = kept[lo : lo + 65536]
+            best = (desc[part] @ desc[new].T).max(axis=1)
+            entered[part] = best >= floor[lo : lo + 65536] - 1e-6
+    again = np.nonzero(lost | entered)[0]
+    again = np.union1d(again, new)
+    ids, sims = old_ids.copy(), old_sims.copy()
+    if len(again) and count >= 2:
+        found_sims, found_ids = nearest(desc, cascade.neighbours, desc[again], threads, exact=True)
+        ids[again] = -1
+        sims[again] = -np.inf
+        ids[again, : found_ids.shape[1]] = found_ids
+        sims[again, : found_sims.shape[1]] = found_sims
+
+    def list_pairs(rows: np.ndarray, table_ids: np.ndarray, table_sims: np.ndarray) -> set[tuple[int, int]]:
+        pairs = set()
+        for row in rows.tolist():
+            for other, sim in zip(table_ids[row].tolist(), table_sims[row].tolist()):
+                if other >= 0 and other != row and sim >= cascade.min_descriptor_similarity:
+                    pairs.add((min(row, other), max(row, other)))
+        return pairs
+
+    before = list_pairs(again, old_ids, old_sims)
+    after = list_pairs(again, ids, sims)
+    candidates = after - before
+    # Pairs of the new items by hash radius and by equal hashes (exact copies).
+    if len(new):
+        candidates |= _hash_pairs(hashes, new, settings.threshold, threads)
+
+    # Old pairs mapped to current indices (pairs of removed items are gone).
+    verified = _mapped(state.verified, cur_of)
+    band = _mapped(state.band, cur_of)
+    # A verified or band pair that left a neighbour list is kept only while another source still proposes it.
+    shrunk = removed > 0
+    dropped = before - after
+    if dropped:
+        still = list_pairs(np.array(sorted({i for pair in dropped for i in pair}), dtype=np.int64), ids, sims)
+        gone = set()
+        for a, b in dropped:
+            if (a, b) in still or _distance(hashes[a], hashes[b]) <= settings.threshold:
+                continue
+            gone.add((a, b))
+        if gone:
+            verified = _without(verified, gone)
+            band = _without(band, gone)
+            shrunk = True
+    candidates -= {tuple(p) for p in verified.tolist()}
+    first, second, scores = _score(candidates, thumbs_of, cascade, threads)
+    verified = np.concatenate([verified, np.stack([first, second], axis=1)[scores >= cascade.min_similarity]])
+    in_band = (scores >= cascade.refine_from) & (scores < cascade.min_similarity)
+    band = np.concatenate([band, np.stack([first, second], axis=1)[in_band]])
+    if shrunk:
+        # A removal can split a group that held a band pair the full scan never refined: refine those now.
+        joined_before = _components(old_count, state.verified)
+        verified = _rejoin(count, verified, band, joined_before, old_of, thumbs_of, cascade, threads)
+    verified = np.unique(verified, axis=0) if len(verified) else _EMPTY_PAIRS
+    band = np.unique(band, axis=0) if len(band) else _EMPTY_PAIRS
+    new_state = SearchState(
+        [r.abspath for r in records],
+        np.array([r.size for r in records], dtype=np.int64),
+        np.array([r.mtime_ns for r in records], dtype=np.int64),
+        desc,
+        sims,
+        ids,
+        verified,
+        band,
+        facts,
+    )
+    return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed)
+
+
+def _hash_pairs(hashes: np.ndarray, rows: np.ndarray, radius: int, threads: int | None) -> set[tuple[int, int]]:
+    """Unordered pairs (i, j) of `rows` with every item within the Hamming radius (faiss range search)."""
+    import faiss
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    index = faiss.IndexBinaryFlat(64)
+    index.add(np.ascontiguousarray(hashes, dtype=np.uint8))
+    lims, _, found = index.range_search(np.ascontiguousarray(hashes[rows], dtype=np.uint8), radius + 1)
+    owners = np.repeat(rows, np.diff(lims).astype(np.int64))
+    found = found.astype(np.int64)
+    keep = owners != found
+    return {(min(a, b), max(a, b)) for a, b in zip(owners[keep].tolist(), found[keep].tolist())}
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.unpackbits(np.bitwise_xor(a, b)).sum())
+
+
+def _mapped(pairs: np.ndarray, cur_of: np.ndarray) -> np.ndarray:
+    if not len(pairs):
+        return _EMPTY_PAIRS
+    mapped = cur_of[pairs]
+    mapped = mapped[(mapped >= 0).all(axis=1)]
+    return np.sort(mapped, axis=1)
+
+
+def _without(pairs: np.ndarray, gone: set[tuple[int, int]]) -> np.ndarray:
+    keep = [tuple(p) not in gone for p in pairs.tolist()]
+    return pairs[np.array(keep, dtype=bool)] if len(pairs) else pairs
+
+
+def _components(count: int, pairs: np.ndarray) -> UnionFind:
+    union = UnionFind(count)
+    for a, b in pairs.tolist():
+        union.union(a, b)
+    return union
+
+
+def _score(
+    pairs: set[tuple[int, int]], thumbs_of, cascade: CascadeSettings, threads: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Verification scores of unordered pairs, each refined when in the band (as if nothing were joined yet)."""
+    if not pairs:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.float32)
+    ordered = np.array(sorted(pairs), dtype=np.int64)
+    involved, inverse = np.unique(ordered, return_inverse=True)
+    inverse = inverse.reshape(-1, 2)
+    scores = verify(
+        thumbs_of(involved),
+        inverse[:, 0],
+        inverse[:, 1],
+        np.zeros(len(ordered), dtype=bool),
+        cascade,
+        threads=threads or 1,
+    )
+    return ordered[:, 0], ordered[:, 1], scores
+
+
+def _rejoin(count, verified, band, joined_before, old_of, thumbs_of, cascade, threads) -> np.ndarray:  # noqa: ANN001
+    """Refine the band pairs whose items were joined before the update (old indices) and no longer are, until
+    nothing more joins."""
+    while True:
+        now = _components(count, verified)
+        todo = {
+            (a, b)
+            for a, b in band.tolist()
+            if now.find(a) != now.find(b)
+            and old_of[a] >= 0
+            and old_of[b] >= 0
+            and joined_before.find(int(old_of[a])) == joined_before.find(int(old_of[b]))
+        }
+        if not todo:
+            return verified
+        first, second, scores = _score(todo, thumbs_of, cascade, threads)
+        good = scores >= cascade.min_similarity
+        if not good.any():
+            return verified
+        verified = np.concatenate([verified, np.stack([first, second], axis=1)[good]])

@@ -1,0 +1,192 @@
+"""Index files: a dataset's fingerprints and search state in one SQLite file (`dupaudit index build/update`),
+and queries of new images against it (`dupaudit scan NEW --against-index INDEX`) that never touch the indexed
+images: their hashes, digests, descriptors, neighbour lists and verified pairs come from the file, and only the
+thumbnails of candidate pairs are read from it.
+
+An index file is a fingerprint cache (cache.py) with a description of what it indexes (roots and settings, in
+its meta table) and the incremental search state of that dataset (incremental.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from . import incremental
+from .analysis import analyse
+from .cache import FingerprintCache, open_cache
+from .discover import image_records, resolve_roots
+from .listing import list_files
+from .model import ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
+from .pipeline import _fill_thumbs, _report, fingerprint_records, groups_of_pairs, scan
+from .progress import ProgressSink
+
+_META = "index"  # the meta-table key of an index file's description
+
+
+def build(
+    root: str | os.PathLike,
+    index_path: str | os.PathLike,
+    against: Sequence[str | os.PathLike] = (),
+    *,
+    jobs: int | None = None,
+    progress: ProgressSink | None = None,
+    **settings: Any,
+) -> ScanReport:
+    """Scan `root` (and `against`) into the index file `index_path`, keeping the search state; the report is the
+    scan's. `settings`: scan()'s keyword settings (method, threshold, neighbours, min_similarity)."""
+    if settings.get("flips") or settings.get("verify") is False or settings.get("method") == "cnn":
+        raise InputError(
+            "an index keeps the default cascade's search: --flips, --no-verify and --method cnn are not supported"
+        )
+    report = scan(
+        root, list(against), cache_path=index_path, jobs=jobs, progress=progress, incremental=True, **settings
+    )
+    description = {
+        "root": str(Path(root).resolve()),
+        "against": [str(Path(a).resolve()) for a in against],
+        "roots": [[r.name, r.path, r.labelled] for r in report.roots],
+        "settings": asdict(report.settings),
+    }
+    cache = open_cache(index_path)
+    if cache is None:
+        raise InputError(f"{index_path}: the index file cannot be written")
+    with cache:
+        cache.store_meta(_META, json.dumps(description, sort_keys=True))
+    return report
+
+
+def describe(index_path: str | os.PathLike) -> dict:
+    """The description an index file holds (what `build` wrote), or an InputError saying what is wrong."""
+    if not Path(index_path).is_file():
+        raise InputError(
+            f"{index_path}: no such index file (make one with `dupaudit index build DATA -o {index_path}`)"
+        )
+    cache = open_cache(index_path)
+    if cache is None:
+        raise InputError(f"{index_path}: the index file cannot be opened")
+    with cache:
+        text = cache.load_meta(_META)
+    if text is None:
+        raise InputError(f"{index_path}: not a dupaudit index (make one with `dupaudit index build DATA -o FILE`)")
+    return json.loads(text)
+
+
+def update(
+    index_path: str | os.PathLike, *, jobs: int | None = None, progress: ProgressSink | None = None
+) -> ScanReport:
+    """Bring an index up to date with its folders: only changed files are decoded, and the search state is
+    updated (a full search only when much changed)."""
+    description = describe(index_path)
+    settings = {
+        k: v for k, v in description["settings"].items() if k in ("method", "threshold", "neighbours", "min_similarity")
+    }
+    return build(description["root"], index_path, description["against"], jobs=jobs, progress=progress, **settings)
+
+
+def query(
+    new_root: str | os.PathLike,
+    index_path: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    cache_path: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: ProgressSink | None = None,
+) -> ScanReport:
+    """Which images of `new_root` duplicate the indexed dataset, or each other: the groups that hold a new image,
+    as a full scan of both would form them, with the index's settings. New images are fingerprinted through the
+    fingerprint cache (`cache_path`); the indexed images are not opened, listed or stat'ed."""
+    description = describe(index_path)
+    settings = Settings(**description["settings"])
+    indexed_roots = tuple(Root(name, path, labelled) for name, path, labelled in description["roots"])
+    key = FingerprintCache.index_key((settings, indexed_roots))
+    cache = open_cache(index_path)
+    if cache is None:
+        raise InputError(f"{index_path}: the index file cannot be opened")
+    with cache:
+        blob = cache.load_index(key)
+    state = incremental.SearchState.from_bytes(blob) if blob else None
+    if state is None or state.facts is None:
+        raise InputError(
+            f"{index_path}: the index holds no search state for this version: run `dupaudit index update {index_path}`"
+        )
+
+    # The new folder's roots, renamed where a name is taken by the index ("new-<name>").
+    taken = {r.name for r in indexed_roots}
+    renamed: list[Root] = []
+    for root in resolve_roots(new_root):
+        name = root.name if root.name not in taken else f"new-{root.name}"
+        while name in taken:
+            name = f"new-{name}"
+        taken.add(name)
+        renamed.append(replace(root, name=name))  # keeps the layout's role, label rule and exclusions
+    new_roots = tuple(renamed)
+    listing = list_files(new_roots)
+    new_records = image_records(listing)
+    if not new_records and not listing.problems:
+        raise InputError(f"{new_root}: no images found")
+    fresh_cache = open_cache(cache_path) if use_cache else None
+    try:
+        found = fingerprint_records(new_records, (settings.method,), jobs=jobs, cache=fresh_cache, progress=progress)
+        _fill_thumbs(found, fresh_cache)
+    finally:
+        if fresh_cache is not None:
+            fresh_cache.close()
+
+    indexed = _indexed_records(state, indexed_roots)
+    records = indexed + found.records
+    facts = incremental.Facts.concat([state.facts, incremental.Facts.of(found.fingerprints, settings.method)])
+    offset = len(indexed)
+    new_thumbs = {offset + i: f.thumb for i, f in enumerate(found.fingerprints)}
+    index_cache = open_cache(index_path)
+    assert index_cache is not None
+    with index_cache:
+
+        def thumbs_of(rows: np.ndarray) -> np.ndarray:
+            wanted = [state.paths[i] for i in rows.tolist() if i < offset]
+            stored = index_cache.thumbs(wanted)
+            missing = [p for p in wanted if p not in stored]
+            if missing:
+                raise InputError(
+                    f"{index_path}: the index lacks the thumbnails of {len(missing)} image(s): "
+                    f"run `dupaudit index update {index_path}`"
+                )
+            parts = [new_thumbs[i] if i >= offset else stored[state.paths[i]] for i in rows.tolist()]
+            return np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(-1, 32, 32)
+
+        result = incremental.update(
+            state, records, facts.hashes, thumbs_of, settings, threads=jobs, limit=None, facts=facts
+        )
+    assert result is not None  # limit=None: never refused for its size
+    roots = indexed_roots + new_roots
+    groups = groups_of_pairs(records, roots, result.first, result.second, facts)
+    new_names = {r.name for r in new_roots}
+    touching = [g for g in groups if any(m.root in new_names for m in g.members)]
+    groups = tuple(
+        type(g)(i, g.kind, g.max_distance, g.members, g.exact_copies, g.pixel_copies) for i, g in enumerate(touching)
+    )
+    skipped = tuple(sorted([Skipped(*p) for p in listing.problems] + found.skipped, key=lambda s: (s.root, s.path)))
+    train_split = next((r.name for r in indexed_roots if r.name == "train"), indexed_roots[0].name)
+    summary, classes, splits = analyse(roots, train_split, records, list(groups), len(skipped))
+    answer = StoredAnswer(summary, classes, splits, groups, skipped, train_split)
+    return _report(roots, settings, answer, {}, cache_hits=found.cache_hits, decoded=found.decoded)
+
+
+def _indexed_records(state: incremental.SearchState, roots: Sequence[Root]) -> list[ImageRecord]:
+    """The indexed items as records (root, path, label), from their stored absolute paths alone."""
+    by_length = sorted(roots, key=lambda r: len(r.path), reverse=True)
+    records = []
+    for path, size, mtime in zip(state.paths, state.sizes.tolist(), state.mtimes.tolist()):
+        root = next(r for r in by_length if path.startswith(r.path.rstrip(os.sep) + os.sep))
+        relative = path[len(root.path.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
+        slash = relative.find("/")
+        label = relative[:slash] if root.labelled and slash >= 0 else None
+        records.append(ImageRecord(root.name, relative, label, size, mtime, path))
+    return records

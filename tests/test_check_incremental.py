@@ -1,0 +1,96 @@
+"""`dupaudit check FILES` through the incremental index gives the findings of a full check, over a sequence of
+commits that add, modify, rename and delete images against a baseline."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PIL import Image, ImageEnhance
+
+from dupaudit.check.runner import run_check, write_baseline
+from dupaudit.config import load_config
+from dupaudit.engine import pipeline
+from dupaudit.sample import make_sample, procedural_image
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    make_sample(root / "data", per_class=20)
+    (root / "pyproject.toml").write_text(
+        f'[tool.dupaudit]\nroot = "data"\ncache = "{(tmp_path / "cache.sqlite").as_posix()}"\njobs = 1\n',
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(root)
+    for name in list(os.environ):
+        if name.startswith("DUPAUDIT_"):
+            monkeypatch.delenv(name)
+    return root
+
+
+@pytest.fixture
+def searches(monkeypatch):
+    calls = []
+    original = pipeline.find_groups
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "find_groups", counting)
+    return calls
+
+
+def _findings(result) -> list[str]:
+    return sorted([f.message for f in result.failing] + [f"note {f.message}" for f in result.tolerated])
+
+
+def _both(files: list[str], searches: list) -> list[str]:
+    """The incremental check (cached: updates the index) and a full check without the cache agree."""
+    config = load_config(environ={})
+    before = len(searches)
+    incremental = run_check(config, files, update_baseline=False)
+    assert len(searches) == before, "the incremental check searched the whole dataset"
+    full = run_check(config, files, use_cache=False, update_baseline=False)
+    assert _findings(incremental) == _findings(full)
+    assert incremental.exit_code == full.exit_code
+    return _findings(incremental)
+
+
+def test_incremental_and_full_checks_agree_over_a_sequence_of_commits(repo, searches):
+    config = load_config(environ={})
+    write_baseline(config)  # accepts the planted groups
+    assert run_check(config).exit_code == 0
+    train = repo / "data" / "train"
+
+    # A near copy joins an accepted group; a new distinct picture; a copy across classes (a label conflict).
+    circle = Image.open(train / "circle" / "0000.jpg").convert("RGB")
+    ImageEnhance.Brightness(circle).enhance(1.05).save(train / "circle" / "joins.jpg", quality=85)
+    procedural_image(777_001).save(train / "blobs" / "fresh.jpg", quality=90)
+    Image.open(train / "stripes" / "0005.jpg").convert("RGB").save(train / "checker" / "conflict.jpg", quality=70)
+    files = ["data/train/circle/joins.jpg", "data/train/blobs/fresh.jpg", "data/train/checker/conflict.jpg"]
+    found = _both(files, searches)
+    assert any("joins.jpg" in line for line in found) and any("conflict.jpg" in line for line in found)
+    assert not any("fresh.jpg" in line for line in found)
+
+    # The conflicting copy is modified into another picture: it stops being a duplicate.
+    procedural_image(777_002).save(train / "checker" / "conflict.jpg", quality=90)
+    found = _both(["data/train/checker/conflict.jpg"], searches)
+    assert found == []
+
+    # Renamed: the near copy moves to another class (a label conflict with the accepted group now).
+    (train / "circle" / "joins.jpg").rename(train / "stripes" / "joins.jpg")
+    found = _both(["data/train/stripes/joins.jpg"], searches)
+    assert any("stripes/joins.jpg" in line and "label conflict" in line for line in found)
+
+    # Deleted: an accepted original and the renamed copy, with an unrelated new file in the commit.
+    (train / "circle" / "0000.jpg").unlink()
+    (train / "stripes" / "joins.jpg").unlink()
+    procedural_image(777_003).save(train / "blobs" / "fresh2.jpg", quality=90)
+    assert _both(["data/train/blobs/fresh2.jpg"], searches) == []
+
+    # A test image copied into train: leakage.
+    (train / "blobs" / "leak.jpg").write_bytes((repo / "data" / "test" / "stripes" / "0001.jpg").read_bytes())
+    found = _both(["data/train/blobs/leak.jpg"], searches)
+    assert any("leak.jpg" in line and "leakage" in line for line in found)

@@ -1,0 +1,101 @@
+"""Index files: `dupaudit index build/update` and `scan NEW --against-index INDEX` (the groups that hold a new
+image are those a full scan of both forms; the indexed images are never opened)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageEnhance
+
+from dupaudit.engine import index
+from dupaudit.engine.pipeline import scan
+from dupaudit.sample import make_sample, procedural_image
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _new_images(folder: Path, data: Path) -> None:
+    folder.mkdir(parents=True)
+    source = Image.open(data / "train" / "stripes" / "0003.jpg").convert("RGB")
+    ImageEnhance.Brightness(source).enhance(1.06).save(folder / "near_of_indexed.jpg", quality=80)
+    shutil.copy(data / "test" / "blobs" / "0002.jpg", folder / "exact_of_indexed.jpg")
+    procedural_image(424_242).save(folder / "distinct.jpg", quality=90)
+    twin = procedural_image(434_343)
+    twin.save(folder / "twin_a.jpg", quality=90)
+    twin.save(folder / "twin_b.png")
+    shutil.copy(data / "train" / "circle" / "0000.jpg", folder / "joins_planted_group.jpg")
+
+
+def _groups_by_file(report) -> set[frozenset[str]]:
+    where = {r.name: r.path for r in report.roots}
+    return {frozenset(os.path.join(where[m.root], m.path) for m in g.members) for g in report.groups}
+
+
+def test_against_index_equals_the_new_images_groups_of_a_full_scan(tmp_path):
+    data = make_sample(tmp_path / "data", per_class=16).root
+    new = tmp_path / "incoming"
+    _new_images(new, data)
+    index_file = tmp_path / "data.index"
+    index.build(data, index_file, jobs=1)
+    full = scan(data, [new], use_cache=False, jobs=1)
+    expected = {g for g in _groups_by_file(full) if any(p.startswith(str(new.resolve())) for p in g)}
+
+    # The indexed folder is moved away: the query must not need it.
+    data.rename(tmp_path / "elsewhere")
+    answer = index.query(new, index_file, use_cache=False, jobs=1)
+    assert _groups_by_file(answer) == expected
+    grouped = {Path(p).name for g in expected for p in g}
+    assert {"near_of_indexed.jpg", "exact_of_indexed.jpg", "twin_a.jpg", "twin_b.png"} <= grouped
+    assert "joins_planted_group.jpg" in grouped and "distinct.jpg" not in grouped
+    assert answer.decoded == 6
+
+
+def test_index_update_decodes_only_what_changed(tmp_path):
+    data = make_sample(tmp_path / "data", per_class=12).root
+    index_file = tmp_path / "data.index"
+    first = index.build(data, index_file, jobs=1)
+    assert first.decoded == first.summary.images
+    procedural_image(515_151).save(data / "train" / "blobs" / "added.jpg", quality=90)
+    updated = index.update(index_file, jobs=1)
+    assert updated.decoded == 1
+    assert updated.groups == scan(data, use_cache=False, jobs=1).groups
+    # The query sees the added image (an exact copy of it is found).
+    new = tmp_path / "incoming"
+    new.mkdir()
+    shutil.copy(data / "train" / "blobs" / "added.jpg", new / "again.jpg")
+    answer = index.query(new, index_file, use_cache=False, jobs=1)
+    assert [sorted(m.path for m in g.members) for g in answer.groups] == [["again.jpg", "blobs/added.jpg"]]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=SRC)
+    env.pop("DUPAUDIT_CACHE", None)
+    return subprocess.run([sys.executable, "-m", "dupaudit", *args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def test_the_commands(tmp_path):
+    data = make_sample(tmp_path / "data", per_class=8).root
+    new = tmp_path / "incoming"
+    new.mkdir()
+    shutil.copy(data / "train" / "checker" / "0001.jpg", new / "copy.jpg")
+    built = _cli("index", "build", str(data), "-o", "data.index", "-j", "1", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert "images indexed" in built.stderr
+    query = _cli("scan", str(new), "--against-index", "data.index", "--no-cache", "-f", "json", "-q", cwd=tmp_path)
+    assert query.returncode == 0, query.stderr
+    assert '"path": "copy.jpg"' in query.stdout and '"path": "checker/0001.jpg"' in query.stdout
+    failing = _cli("scan", str(new), "--against-index", "data.index", "--fail-on", "exact", "-q", cwd=tmp_path)
+    assert failing.returncode == 1
+    for args in (
+        ("scan", str(new), "--against-index", "missing.index"),
+        ("scan", str(new), "--against-index", "data.index", "--threshold", "4"),
+        ("index", "update", "missing.index"),
+    ):
+        result = _cli(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert _cli("index", "update", "data.index", "-q", cwd=tmp_path).returncode == 0
