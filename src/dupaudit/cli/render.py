@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..engine.analysis import kind_counts, top_duplicated_classes
+from ..engine.analysis import top_duplicated_classes
 from ..engine.model import DuplicateGroup, ScanReport
 
 
@@ -24,7 +24,6 @@ def _member_text(group: DuplicateGroup, limit: int = 3) -> str:
 
 def print_summary(report: ScanReport, console: Console, top: int = 10) -> None:
     s = report.summary
-    kinds = kind_counts(report.groups)
     roots = ", ".join(f"{r.name} ({r.path})" for r in report.roots)
     console.print(f"[bold]dupaudit scan[/] of {roots}", highlight=False)
     if report.settings.method == "cnn":
@@ -35,19 +34,13 @@ def print_summary(report: ScanReport, console: Console, top: int = 10) -> None:
         f"{s.images:,} images, {s.skipped:,} skipped · {method}{' + flips' if report.settings.flips else ''}",
         highlight=False,
     )
+    # copies by the kind of their own link: a byte copy inside a group of near copies counts as exact
     console.print(
-        f"[bold]{s.groups:,}[/] duplicate groups ({kinds.get('exact', 0):,} exact, {kinds.get('pixel', 0):,} pixel, "
-        f"{kinds.get('near', 0):,} near) · [bold]{s.redundant:,}[/] redundant copies · "
+        f"[bold]{s.redundant:,}[/] redundant copies: exact copies {s.exact_copies:,}, pixel copies "
+        f"{s.pixel_copies:,}, near copies {s.near_copies:,} · in [bold]{s.groups:,}[/] duplicate groups · "
         f"{s.wasted_fraction:.2%} of a {report.train_split} epoch spent on copies",
         highlight=False,
     )
-    exact = sum(g.exact_copies for g in report.groups)
-    pixel = sum(g.pixel_copies for g in report.groups)
-    if exact or pixel:
-        console.print(
-            f"  of the copies, {exact:,} are byte-identical and {pixel:,} pixel-identical to another member",
-            highlight=False,
-        )
     skew_style = "red" if s.skew > 0.05 else "yellow" if s.skew > 0.01 else "green"
     console.print(
         f"Skew (prior shift, total variation): [{skew_style}]{s.skew:.4f}[/]  (0 = duplication uniform across classes)",
