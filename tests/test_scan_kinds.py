@@ -124,5 +124,5 @@ def test_rotations_are_refused_with_other_hashes(tmp_path, cache_file):
     from dupaudit.errors import InputError
 
     root = _planted(tmp_path, lambda im, r: None, "plain", 61)
-    with pytest.raises(InputError, match="--rotations"):
+    with pytest.raises(InputError, match="rotations"):
         scan(root, cache_path=cache_file, method="dhash", rotations=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .hashing import hamming
 from .keep import Candidate, choose_keeper, keep_order
-from .model import DuplicateGroup, GroupMember, ImageRecord, Link
+from .model import DECIMALS, DuplicateGroup, GroupMember, ImageRecord, Link
 
 
 class UnionFind:
@@ -158,7 +158,8 @@ def _group(items, images, twins, near_link, records, byte_digests, hashes, varia
                 links[item] = Link("pixel", slot[image], _distance(hashes, image, item))
         if image != keeper:
             _, distance, score, transform = near_link[image]
-            links[image] = Link("near", slot[keeper], distance, None if score != score else score, transform)
+            score = None if score != score else round(score, DECIMALS)  # as the report stores it
+            links[image] = Link("near", slot[keeper], distance, score, transform)
     members = tuple(
         GroupMember(
             records[i].root,

@@ -127,20 +127,20 @@ class Settings:
             raise ParameterError(f"unknown {{method}} {method!r}: choose one of {', '.join(METHODS)}")
         if model is not None and method != "cnn":
             raise ParameterError("{model} goes with {method='cnn'}")
+        if rotations and method != "phash":
+            raise ParameterError(
+                "{rotations} works with {method='phash'}: rotated copies are hashed from its thumbnail"
+            )
         if method == "cnn":
-            if threshold or flips or rotations or neighbours:  # 0 is what a cnn report records: it passes
+            if threshold or flips or neighbours:  # 0 is what a cnn report records: a resolved cnn Settings passes
                 raise ParameterError(
-                    "{threshold}, {flips}, {rotations} and {neighbours} are hash settings; with {method='cnn'} "
-                    f"the near duplicate threshold is {{min_similarity}} (cosine, default {CNN_MIN_SIMILARITY:.2f})"
+                    "{threshold}, {flips} and {neighbours} are hash settings; with {method='cnn'} the near "
+                    f"duplicate threshold is {{min_similarity}} (cosine, default {CNN_MIN_SIMILARITY:.2f})"
                 )
             threshold, verify, neighbours = 0, False, 0
             if min_similarity is None:
                 min_similarity = CNN_MIN_SIMILARITY
-        elif rotations and method != "phash":
-            raise ParameterError(
-                "{rotations} works with {method='phash'}: rotated copies are hashed from its thumbnail"
-            )
-        if method != "cnn" and threshold is None:
+        elif threshold is None:
             threshold = defaults.threshold if verify else UNVERIFIED_THRESHOLD
         if not 0 <= threshold <= 64:
             raise ParameterError(f"{{threshold}} must be between 0 and 64, not {threshold}")
