@@ -118,4 +118,6 @@ def test_the_terminal_counts_copies_by_their_own_kind(clean, tmp_path, cache_fil
     CASES["exact copy inside a near group"][0](data)
     result = CliRunner().invoke(app, ["scan", str(data), "--cache", str(cache_file), "--fail-on", "exact"])
     assert result.exit_code == 1, result.output
-    assert "2 redundant copies: exact copies 1, pixel copies 0, near copies 1" in " ".join(result.stdout.split())
+    shown = " ".join(result.stdout.split())
+    assert "2 redundant copies: exact copies 1, pixel copies 0, near copies 1" in shown
+    assert "(exact)" in shown and "(keep)" in shown  # the largest groups table: each member's own role
