@@ -112,7 +112,7 @@ class Settings:
         min_similarity: float | None = None,
         fast_decode: bool | None = None,
         model: object = None,
-        rotations: bool = False,
+        rotations: bool | None = None,
     ) -> Settings:
         """The settings of a scan from its parameters (None: the default); `model` is only checked (it goes
         with method 'cnn'). Raises ParameterError naming the parameters."""
@@ -123,6 +123,7 @@ class Settings:
         flips = defaults.flips if flips is None else flips
         verify = defaults.verify if verify is None else verify
         fast_decode = defaults.fast_decode if fast_decode is None else fast_decode
+        rotations = defaults.rotations if rotations is None else rotations
         if method not in METHODS:
             raise ParameterError(f"unknown {{method}} {method!r}: choose one of {', '.join(METHODS)}")
         if model is not None and method != "cnn":
