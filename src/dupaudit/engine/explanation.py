@@ -69,9 +69,9 @@ def explain(
         found = fingerprint_records(records, (settings.method,), cache=cache, draft=settings.fast_decode)
         if cache is not None:
             missing = [r.abspath for r, f in zip(found.records, found.fingerprints) if not f.thumb]
-            thumbs = cache.thumbs(missing) if missing else {}
+            stored = cache.thumbs(missing) if missing else {}
             for record, fingerprint in zip(found.records, found.fingerprints):
-                fingerprint.thumb = fingerprint.thumb or thumbs[record.abspath]
+                fingerprint.thumb = fingerprint.thumb or stored[record.abspath]
     finally:
         if cache is not None:
             cache.close()
@@ -145,13 +145,13 @@ def explain(
     for name, group in zip(names, groups):
         reasons.append(_membership(name, group))
 
-    together = groups[0] is not None and groups[0] is groups[1]
-    if together and (same_bytes or same_pixels):
+    shared = groups[0] if groups[0] is not None and groups[0] is groups[1] else None
+    if shared is not None and (same_bytes or same_pixels):
         verdict, decided_by = ("exact" if same_bytes else "pixel"), "digest"
-    elif together:
-        verdict, decided_by = _verdict_in_group(groups[0], names, settings)
+    elif shared is not None:
+        verdict, decided_by = _verdict_in_group(shared, names, settings)
         if decided_by == "keeper":
-            reasons.append(f"both are copies of the keeper {_name(groups[0].kept)}: grouped through it")
+            reasons.append(f"both are copies of the keeper {_name(shared.kept)}: grouped through it")
     else:
         verdict = "not a duplicate"
         if same_pixels:  # cannot happen: twins are always grouped together; said rather than hidden
