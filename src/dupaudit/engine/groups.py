@@ -4,10 +4,10 @@ The rule (README "Groups"):
 1. Components: the connected components of every matched pair (exact, pixel and verified near pairs).
 2. Twins: inside a component, members with the same decoded pixels are one image (same bytes implies same
    pixels, and both relations are transitive), so exact and pixel copies always stay together.
-3. Stars: the images of a component are taken in keep order (keep.py, then root order and path). The first is a
-   keeper; every later image that a `LinkCheck` accepts as a copy of it joins its group. The first image left
-   over becomes the next keeper and is checked against the images after it, and so on: each image joins the
-   first keeper (in keep order) that it copies, else it starts a group of its own.
+3. Stars: the keep rule (keep.choose_keeper) picks a keeper among a component's images; every other image that a
+   `LinkCheck` accepts as a copy of it joins its group. The keep rule picks the next keeper among the images
+   left, which is checked against them, and so on: each image joins the first keeper it copies, else it starts
+   a group of its own.
 So a chain A ~ B ~ C where C does not copy A gives {A, B} and C apart (alone: no group), where connected
 components would have claimed all three are one image.
 """
@@ -117,9 +117,9 @@ def build_groups(
 
 
 def _stars(components: list[list[int]], check: LinkCheck, choose) -> tuple[dict[int, list[int]], dict[int, tuple]]:
-    """Keepers and their copies. Per component (its images in keep order) the first image is a keeper and every
-    later image that copies it joins it; the first image left over is the next keeper, checked against the images
-    after it, and so on: each image joins the first keeper, in keep order, that it copies. (Joining the keeper it
+    """Keepers and their copies. Per component, `choose` (the keep rule) picks a keeper and every other image that
+    copies it joins it; `choose` picks the next keeper among the images left, and so on: each image joins the
+    first keeper that it copies. (Joining the keeper it
     copies best instead splits CIFAR-10's clusters more: recall of the ciFAIR pairs 0.815 against 0.871.)
     One round per keeper rank, all components at once, so the checks run in batches."""
     star: dict[int, list[int]] = {}  # keeper -> images linked to it
