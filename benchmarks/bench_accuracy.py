@@ -8,6 +8,16 @@ Prints, for CIFAR-10 (train + test, 60,000 images):
 - the number of near pairs found, and a seeded sample of 50 verified pairs that are not in the dev list,
   written side by side to OUT/precision_sample.png (with OUT/precision_sample.csv) to judge by eye;
 - the cost: cold scan with and without the cascade (fresh caches), and a warm rescan.
+
+    python benchmarks/bench_accuracy.py --groups [--cache FILE] [--planted 100]
+
+prints what the groups claim instead (issue 17): group sizes, the test/train pairs the groups imply (every test
+member with every train member of a group; target <= 1,000) and the judgment-1 recall of those pairs (target
+>= 0.92), writes 50 random implied pairs outside the ciFAIR list to OUT/implied_sample.png (+ .csv) to judge by
+eye, and plants copies of random CIFAR-10 training images (exact, pixel, re-encoded, resized, brightened,
+cropped, grayscale, mirrored, rotated, flipped vertically) in OUT/planted, scanned --against the dataset: the
+share found in the group of their original, per kind (mirrored with --flips, rotated with --rotations, flipped
+vertically with both), and the cost of each option (scan and search seconds, fingerprints cached).
 """
 
 from __future__ import annotations
@@ -54,11 +64,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--runs", type=int, default=3, help="cold scans of each kind for the cost (median)")
+    parser.add_argument("--groups", action="store_true", help="what the groups claim (issue 17), then stop")
+    parser.add_argument("--cache", type=Path, help="--groups: the fingerprint cache (default: a fresh one)")
+    parser.add_argument("--planted", type=int, default=100, help="--groups: planted copies of each kind")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(args.pairs)
     judged = [(a, b) for a, b, j in pairs if j == 1]
     print(f"ciFAIR development half: {len(pairs)} pairs, {len(judged)} of judgment 1 (same photograph)")
+    if args.groups:
+        with tempfile.TemporaryDirectory() as scratch:
+            group_claims(args, pairs, judged, args.cache or Path(scratch) / "cache.sqlite")
+        return
 
     with tempfile.TemporaryDirectory() as scratch:
         # the cost: cold scans with and without the cascade, alternated, fresh caches, median of --runs
@@ -155,6 +172,139 @@ def main() -> None:
         f"{plain_cold:.1f} s, with it {cascade_cold:.1f} s (+{cascade_cold / plain_cold - 1:.0%}); "
         f"warm rescan {cascade_warm:.2f} s"
     )
+
+
+def implied_pairs(report) -> list[tuple[str, str, int]]:
+    """Every (test member, train member, group id) of every group: the test/train duplicates the groups claim."""
+    result = []
+    for group in report.groups:
+        names = [(m.root, f"{m.root}/{m.path}") for m in group.members]
+        tests = [name for root, name in names if root == "test"]
+        trains = [name for root, name in names if root == "train"]
+        result.extend((a, b, group.id) for a in tests for b in trains)
+    return result
+
+
+def group_claims(args, pairs, judged, cache: Path) -> None:
+    started = time.perf_counter()
+    report = scan(args.data, cache_path=cache, jobs=args.jobs)
+    seconds = time.perf_counter() - started
+    s = report.summary
+    sizes = sorted((len(g.members) for g in report.groups), reverse=True)
+    print(
+        f"scan {seconds:.1f} s (search {report.timings.get('search', 0):.1f} s): {s.groups:,} groups, "
+        f"{s.redundant:,} redundant copies (exact {s.exact_copies}, pixel {s.pixel_copies}, near {s.near_copies}), "
+        f"{s.label_conflicts} label conflicts, {s.leaked} leaked test images; largest groups {sizes[:6]}"
+    )
+    by_size = sorted(report.groups, key=lambda g: -len(g.members))[:5]
+    links = [m.link.distance for g in report.groups for m in g.members if m.link is not None]
+    print(
+        f"max distance of the 5 largest groups {[g.max_distance for g in by_size]}; link distances: median "
+        f"{np.median(links):.0f}, 99th percentile {np.percentile(links, 99):.0f}, max {max(links)}"
+    )
+    implied = implied_pairs(report)
+    size_of = {g.id: len(g.members) for g in report.groups}
+    large = sum(1 for _, _, gid in implied if size_of[gid] > 10)
+    group_of = {f"{m.root}/{m.path}": g.id for g in report.groups for m in g.members}
+    hits = sum(1 for a, b in judged if a in group_of and group_of[a] == group_of.get(b))
+    print(
+        f"implied test/train pairs: {len(implied):,} ({large:,} from groups of more than 10; target <= 1,000); "
+        f"judgment-1 recall {hits}/{len(judged)} = {hits / len(judged):.3f} (target >= 0.92)"
+    )
+    listed = {frozenset((a, b)) for a, b, _ in pairs}
+    outside = [p for p in implied if frozenset(p[:2]) not in listed]
+    rng = np.random.default_rng(args.seed)
+    chosen = sorted(rng.choice(len(outside), size=min(args.sample, len(outside)), replace=False).tolist())
+    write_pairs(args.data, [outside[i] for i in chosen], args.out / "implied_sample")
+    print(
+        f"{len(chosen)} random implied pairs outside the ciFAIR list: {args.out / 'implied_sample.png'} (judge by eye)"
+    )
+    planted_recall(args, cache)
+
+
+PLANTS = {
+    "exact": (lambda im, src, dst: dst.with_suffix(".jpg").write_bytes(src.read_bytes())),
+    "pixel": (lambda im, src, dst: im.save(dst.with_suffix(".png"))),
+    "re-encoded": (lambda im, src, dst: im.save(dst.with_suffix(".jpg"), quality=60)),
+    "resized": (lambda im, src, dst: im.resize((64, 64), Image.LANCZOS).save(dst.with_suffix(".jpg"), quality=95)),
+    "brightened": (
+        lambda im, src, dst: Image.eval(im, lambda v: min(255, round(v * 1.08))).save(
+            dst.with_suffix(".jpg"), quality=95
+        )
+    ),
+    "cropped": (
+        lambda im, src, dst: im.crop((1, 1, 31, 31)).resize((32, 32), Image.LANCZOS).save(dst.with_suffix(".png"))
+    ),
+    "grayscale": (lambda im, src, dst: im.convert("L").save(dst.with_suffix(".png"))),
+    "mirrored": (lambda im, src, dst: im.transpose(Image.FLIP_LEFT_RIGHT).save(dst.with_suffix(".png"))),
+    "rotated": (lambda im, src, dst: im.transpose(ROTATIONS[int(dst.name) % 3]).save(dst.with_suffix(".png"))),
+    "flipped vertically": (lambda im, src, dst: im.transpose(Image.FLIP_TOP_BOTTOM).save(dst.with_suffix(".png"))),
+}
+ROTATIONS = (Image.ROTATE_90, Image.ROTATE_180, Image.ROTATE_270)  # a third of the rotated copies each
+# the options a kind needs; the others are found with the defaults
+NEEDS = {
+    "mirrored": {"flips": True},
+    "rotated": {"rotations": True},
+    "flipped vertically": {"flips": True, "rotations": True},
+}
+
+
+def planted_recall(args, cache: Path) -> None:
+    rng = np.random.default_rng(args.seed + 1)
+    train = sorted((args.data / "train").glob("*/*.jpg"))
+    planted = args.out / "planted"
+    origin: dict[str, str] = {}
+    for kind, make in PLANTS.items():
+        folder = planted / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        for number, i in enumerate(rng.choice(len(train), size=args.planted, replace=False).tolist()):
+            source = train[i]
+            with Image.open(source) as image:
+                image = image.convert("RGB")
+                make(image, source, folder / f"{number:04d}")
+            origin[f"{kind}/{number:04d}"] = f"train/{source.relative_to(args.data / 'train').as_posix()}"
+    for options in ({}, {"flips": True}, {"rotations": True}, {"flips": True, "rotations": True}):
+        started = time.perf_counter()
+        report = scan(args.data, against=[planted], cache_path=cache, jobs=args.jobs, **options)
+        seconds = time.perf_counter() - started
+        group_of = {f"{m.root}/{m.path}": g.id for g in report.groups for m in g.members}
+        plant_root = report.roots[-1].name
+        found: dict[str, list[int]] = {}
+        for g in report.groups:
+            for m in g.members:
+                if m.root == plant_root:
+                    key = m.path.rsplit(".", 1)[0]
+                    hit = group_of.get(origin[key]) == g.id
+                    found.setdefault(key.split("/")[0], []).append(hit)
+        shown = ", ".join(
+            f"{kind} {sum(found.get(kind, [])) / args.planted:.2f}"
+            for kind in PLANTS
+            if NEEDS.get(kind, {}).items() <= options.items()
+        )
+        print(
+            f"planted copies found with their original ({args.planted} each; {options or 'defaults'}; scan "
+            f"{seconds:.1f} s, search {report.timings['search']:.1f} s, {report.summary.groups:,} groups, "
+            f"{report.summary.label_conflicts} label conflicts): {shown}"
+        )
+
+
+def write_pairs(data: Path, rows: list[tuple[str, str, int]], stem: Path) -> None:
+    """Side by side, enlarged 3x, numbered, with a CSV of the same rows."""
+    cell, columns = 32 * 3, 5
+    count = (len(rows) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * (2 * cell + 30), count * (cell + 16)), "white")
+    draw = ImageDraw.Draw(sheet)
+    with open(stem.with_suffix(".csv"), "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["number", "test", "train", "group"])
+        for number, (a, b, gid) in enumerate(rows):
+            writer.writerow([number, a, b, gid])
+            x, y = (number % columns) * (2 * cell + 30), (number // columns) * (cell + 16)
+            for offset, name in ((0, a), (cell + 2, b)):
+                with Image.open(data / name) as image:
+                    sheet.paste(image.convert("RGB").resize((cell, cell), Image.NEAREST), (x + offset, y))
+            draw.text((x, y + cell + 1), f"{number}", fill="black")
+    sheet.save(stem.with_suffix(".png"))
 
 
 def write_sample(data: Path, names: list[str], candidates, sample: list[int], out: Path) -> None:

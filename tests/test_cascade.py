@@ -62,25 +62,60 @@ def test_mirrored_candidates_compare_the_mirror_image():
     assert mirrored > 0.99 and plain < mirrored
 
 
-def test_explain_says_why(tmp_path):
+def _chain(folder: Path) -> None:
+    """a ~ b ~ c, but c not ~ a: mixes of two pictures at 0, 25 and 50 degrees apart (the high-passed pictures are
+    nearly orthogonal, so the correlations are about cos 25 = 0.91 between neighbours and cos 50 = 0.64 across)."""
+    first = np.asarray(procedural_image(41, size=128), dtype=np.float64)
+    second = np.asarray(procedural_image(42, size=128), dtype=np.float64)
+    for name, degrees in (("a", 0), ("b", 25), ("c", 50)):
+        weight_first, weight_second = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+        mixed = (weight_first * first + weight_second * second) / (weight_first + weight_second)
+        Image.fromarray(np.clip(mixed.round(), 0, 255).astype(np.uint8)).save(folder / f"{name}.png")
+
+
+def test_explain_says_why(tmp_path, cache_file):
     image = procedural_image(21, size=128)
     image.save(tmp_path / "a.jpg", quality=92)
     image.save(tmp_path / "b.jpg", quality=60)
     procedural_image(22, size=128).save(tmp_path / "c.jpg", quality=92)
+    (tmp_path / "d.jpg").write_bytes((tmp_path / "a.jpg").read_bytes())
     runner = CliRunner()
-    near = runner.invoke(app, ["scan", "--explain", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")])
+
+    def explain(*pair):
+        return runner.invoke(app, ["scan", str(tmp_path), "--cache", str(cache_file), "--explain", *map(str, pair)])
+
+    near = explain(tmp_path / "a.jpg", tmp_path / "b.jpg")
     assert near.exit_code == 0, near.output
     assert "verdict: near duplicate" in near.stdout
     assert "phash Hamming distance" in near.stdout and "verification score" in near.stdout
     assert "needs >= 0.84" in near.stdout and "refined to half a pixel" in near.stdout
-    other = runner.invoke(app, ["scan", "--explain", str(tmp_path / "a.jpg"), str(tmp_path / "c.jpg")])
+    assert "decided by: " in near.stdout and "neighbour rank" in near.stdout
+    other = explain(tmp_path / "a.jpg", tmp_path / "c.jpg")
     assert other.exit_code == 0 and "verdict: not a duplicate" in other.stdout
-    exact = runner.invoke(app, ["scan", "--explain", str(tmp_path / "a.jpg"), str(tmp_path / "a.jpg")])
-    assert "verdict: exact duplicate" in exact.stdout
-    broken = tmp_path / "broken.jpg"
-    broken.write_text("not an image")
-    bad = runner.invoke(app, ["scan", "--explain", str(tmp_path / "a.jpg"), str(broken)])
-    assert bad.exit_code == 2 and "not an image" in bad.output
+    exact = explain(tmp_path / "a.jpg", tmp_path / "d.jpg")
+    assert "verdict: exact duplicate" in exact.stdout and "decided by: digest" in exact.stdout
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.jpg"
+    image.save(outside, quality=92)
+    bad = explain(tmp_path / "a.jpg", outside)
+    assert bad.exit_code == 2 and "not inside the dataset" in bad.output
+    assert runner.invoke(app, ["scan", "--explain", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]).exit_code == 2
+
+
+def test_explain_follows_the_scan_not_the_pair(tmp_path, cache_file):
+    """A chain a ~ b ~ c where c does not copy a: the scan splits it, and --explain says the same for (b, c)
+    whenever the scan does (it reports the groups, not a verdict of its own)."""
+    from dupaudit.engine.explanation import explain
+
+    _chain(tmp_path)
+    report = scan(tmp_path, cache_path=cache_file)
+    group_of = {m.path: g.id for g in report.groups for m in g.members}
+    # connected components would give one group {a, b, c}; around a keeper, a and c are never together
+    assert len(report.groups) == 1 and len(report.groups[0].members) == 2
+    assert group_of.get("a.png") != group_of.get("c.png")
+    for x, y in (("a.png", "b.png"), ("b.png", "c.png"), ("a.png", "c.png")):
+        result = explain(tmp_path, tmp_path / x, tmp_path / y, cache_path=cache_file)
+        together = x in group_of and group_of.get(x) == group_of.get(y)
+        assert (result.verdict in ("exact", "pixel", "near")) == together, (x, y, result.reasons)
 
 
 def test_no_verify_uses_the_plain_pHash_radius(tmp_path, cache_file):

@@ -64,6 +64,19 @@ def test_every_group_and_member_is_in_the_page_with_a_thumbnail(sample):
     assert {m[1] for m in members(data)} >= {f"circle/{HOSTILE}", f"{HOSTILE_LABEL}/0000.jpg"}
 
 
+def test_each_copy_shows_its_own_link(sample):
+    _, report = sample
+    data = embedded_data(html_format.render(report))
+    for group, shown in zip(sorted(report.groups, key=lambda g: g.id), sorted(data["groups"], key=lambda g: g[0])):
+        for member, row in zip(group.members, shown[4]):
+            if member.keep:
+                assert row[9] is None
+            else:
+                to = group.members[member.link.to]
+                assert row[9][:3] == [member.link.kind, f"{to.root}/{to.path}", member.link.distance]
+    assert "verification score" in html_format.render(report)  # the slider's note says what decided
+
+
 def test_thumbnails_are_small_images(sample):
     _, report = sample
     for member in members(embedded_data(html_format.render(report))):

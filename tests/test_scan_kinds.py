@@ -99,3 +99,30 @@ def test_exact_copies_inside_a_near_group_make_it_near(tmp_path, cache_file):
     (root / "c.jpg").write_bytes(buffer.getvalue())
     (group,) = scan(root, cache_path=cache_file).groups
     assert group.kind == "near" and len(group.members) == 3
+
+
+@pytest.mark.parametrize(
+    "name, transpose, options",
+    [
+        ("rot90", Image.ROTATE_90, {"rotations": True}),
+        ("rot180", Image.ROTATE_180, {"rotations": True}),
+        ("rot270", Image.ROTATE_270, {"rotations": True}),
+        ("vertical_flip", Image.FLIP_TOP_BOTTOM, {"rotations": True, "flips": True}),
+    ],
+)
+def test_rotated_copy_needs_rotations(tmp_path, cache_file, name, transpose, options):
+    root = _planted(tmp_path, lambda im, r: _save(im.transpose(transpose), r / "turned.jpg", quality=92), name, 60)
+    assert scan(root, cache_path=cache_file).groups == ()
+    report = scan(root, cache_path=cache_file, **options)
+    assert [sorted(m.path for m in g.members) for g in report.groups] == [["img00.jpg", "turned.jpg"]]
+    (copy,) = [m for m in report.groups[0].members if not m.keep]
+    assert copy.link.kind == "near" and copy.link.transform is not None
+    assert report.settings.rotations
+
+
+def test_rotations_are_refused_with_other_hashes(tmp_path, cache_file):
+    from dupaudit.errors import InputError
+
+    root = _planted(tmp_path, lambda im, r: None, "plain", 61)
+    with pytest.raises(InputError, match="rotations"):
+        scan(root, cache_path=cache_file, method="dhash", rotations=True)

@@ -51,6 +51,7 @@ def scan(
     fast_decode: bool | None = None,
     model: PathLike | None = None,
     jobs: int | None = None,
+    rotations: bool | None = None,
     progress: ProgressSink | None = None,
     cache_path: PathLike | None = None,
     use_cache: bool | None = None,
@@ -75,6 +76,7 @@ def scan(
         "neighbours": neighbours,
         "min_similarity": min_similarity,
         "fast_decode": fast_decode,
+        "rotations": rotations,
     }
     given: dict[str, Any] = {name: value for name, value in singles.items() if value is not None}
     if settings is not None:

@@ -56,6 +56,7 @@ class AuditConfig:
     neighbours: int | None = None
     min_similarity: float | None = None
     fast_decode: bool = _SCAN_DEFAULTS.fast_decode
+    rotations: bool = _SCAN_DEFAULTS.rotations
     model: str | None = None  # the weights of method "cnn" (used by that method only)
     fail_on: str = DEFAULT_FAIL_ON
     cache: str | None = None  # None: the user cache (~/.cache/dupaudit/fingerprints.sqlite or $DUPAUDIT_CACHE)
@@ -83,6 +84,7 @@ class AuditConfig:
             "neighbours": self.neighbours,
             "min_similarity": self.min_similarity,
             "fast_decode": self.fast_decode,
+            "rotations": self.rotations,
             "model": self.model if self.method == "cnn" else None,
         }
 
@@ -93,7 +95,7 @@ class AuditConfig:
 
 KEYS = tuple(f.name for f in fields(AuditConfig) if f.name != "source")
 _PATH_KEYS = ("root", "cache", "baseline", "model")
-_BOOL_KEYS = ("flips", "verify", "fast_decode")
+_BOOL_KEYS = ("flips", "verify", "fast_decode", "rotations")
 _INT_KEYS = ("threshold", "jobs", "neighbours", "label_depth")
 
 

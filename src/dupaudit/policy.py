@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .engine.model import ScanReport
+from .engine.model import KINDS, DuplicateGroup, ScanReport
 from .errors import ConfigError
 
 RULE_NAMES = ("exact", "pixel", "near", "label-conflicts", "leakage", "skew")
@@ -37,38 +38,57 @@ def parse_rules(text: str | None) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-def failures(report: ScanReport, rules: tuple[Rule, ...]) -> list[str]:
-    """One line per rule that the report breaks (empty: the gate passes)."""
-    broken = []
-    # A group fails a kind rule when it holds a copy of that kind or a stricter one, even inside a
-    # looser group: an exact copy merged into a near group still fails 'exact'.
-    counts = {
-        "exact": sum(1 for g in report.groups if g.kind == "exact" or g.exact_copies),
-        "pixel": sum(1 for g in report.groups if g.kind in ("exact", "pixel") or g.pixel_copies),
-        "near": len(report.groups),
-    }
-    for rule in rules:
-        if rule.name in counts:
-            if counts[rule.name]:
-                broken.append(f"{rule.name}: {counts[rule.name]} duplicate group(s)")
-        elif rule.name == "label-conflicts" and report.summary.label_conflicts:
-            broken.append(f"label-conflicts: {report.summary.label_conflicts} group(s) with more than one label")
-        elif rule.name == "leakage" and report.summary.leaked:
-            broken.append(f"leakage: {report.summary.leaked} evaluation image(s) with a copy in train")
-        elif rule.name == "skew" and report.summary.skew > rule.limit:
-            broken.append(f"skew: {report.summary.skew:.4f} > {rule.limit}")
-    return broken
+# Kinds nest (exact ⊂ pixel ⊂ near): each kind rule names the copies it fails on.
+_KIND_RULES = {"exact": ("exact",), "pixel": ("exact", "pixel"), "near": KINDS}
 
 
-def finding_breaks(rules: tuple[Rule, ...], kind: str, label_conflict: bool, leakage: bool) -> tuple[str, ...]:
-    """The names of the rules that one duplicate finding breaks (skew is dataset-wide: see `failures`)."""
-    covered = {"exact": ("exact",), "pixel": ("exact", "pixel"), "near": ("exact", "pixel", "near")}
+def finding_breaks(rules: tuple[Rule, ...], kind: str | None, label_conflict: bool, leakage: bool) -> tuple[str, ...]:
+    """The names of the rules that one finding breaks: the one rule for scan, check and the CI formats.
+
+    A finding is a duplicate group (scan) or one file of it (check). `kind` is the strictest copy kind it holds:
+    for a group, the strictest link among its members; for a file, the strictest of its own link and the links
+    of the members copying it. So a byte copy inside a group of near copies fails `exact` everywhere. Skew is
+    dataset-wide: see `failures`."""
     broken = []
     for rule in rules:
-        if rule.name in covered and kind in covered[rule.name]:
+        if rule.name in _KIND_RULES and kind in _KIND_RULES[rule.name]:
             broken.append(rule.name)
         elif rule.name == "label-conflicts" and label_conflict:
             broken.append(rule.name)
         elif rule.name == "leakage" and leakage:
             broken.append(rule.name)
     return tuple(dict.fromkeys(broken))
+
+
+def strictest(kinds: Iterable[str]) -> str | None:
+    """The strictest of some copy kinds (exact before pixel before near); None for none."""
+    present = set(kinds)
+    return next((k for k in KINDS if k in present), None)
+
+
+def group_breaks(rules: tuple[Rule, ...], group: DuplicateGroup) -> tuple[str, ...]:
+    """The rules one duplicate group breaks (a group saved without links counts as its own kind)."""
+    links = [m.link.kind for m in group.members if m.link is not None]
+    return finding_breaks(rules, strictest(links) or group.kind, group.is_label_conflict, group.is_leak)
+
+
+def failures(report: ScanReport, rules: tuple[Rule, ...]) -> list[str]:
+    """One line per rule that the report breaks (empty: the gate passes)."""
+    counts = dict.fromkeys((r.name for r in rules), 0)
+    for group in report.groups:
+        for name in group_breaks(rules, group):
+            counts[name] += 1
+    broken = []
+    for rule in rules:
+        if rule.name in _KIND_RULES and counts[rule.name]:
+            broken.append(f"{rule.name}: {counts[rule.name]} duplicate group(s) holding {rule.name} copies or closer")
+        elif rule.name == "label-conflicts" and counts[rule.name]:
+            broken.append(f"label-conflicts: {counts[rule.name]} group(s) with more than one label")
+        elif rule.name == "leakage" and counts[rule.name]:
+            broken.append(
+                f"leakage: {counts[rule.name]} group(s) spanning splits ({report.summary.leaked} evaluation "
+                "image(s) with a copy in train)"
+            )
+        elif rule.name == "skew" and report.summary.skew > rule.limit:
+            broken.append(f"skew: {report.summary.skew:.4f} > {rule.limit}")
+    return broken

@@ -57,13 +57,14 @@ class Finding:
 
     path: str  # dataset path of the file, e.g. train/cat/x.jpg
     file: str  # its absolute path on disk
-    kind: str  # the kind of the group: exact, pixel or near
-    partners: tuple[str, ...]  # dataset paths of the files it duplicates
-    distance: int  # the group's largest Hamming distance
+    kind: str  # the strictest link touching the file (its own, or a member's copying it): exact, pixel or near
+    partners: tuple[str, ...]  # dataset paths of the files it duplicates; the other end of that link first
+    distance: int  # that link's Hamming distance (a group saved without links: the group's largest)
     label_conflict: bool  # it and a partner carry different labels
     leakage: bool  # it and a partner are in different splits
     splits: tuple[str, ...]  # the splits of the file and its partners (for the leakage message)
     group_id: int
+    score: float | None = None  # that link's verification score, where one decided
 
     @property
     def message(self) -> str:
@@ -75,6 +76,8 @@ class Finding:
         details = []
         if self.kind == "near":
             details.append(f"distance {self.distance}")
+            if self.score is not None:
+                details.append(f"score {self.score:.2f}")
         if self.label_conflict:
             details.append("label conflict")
         if self.leakage:
@@ -240,17 +243,67 @@ def _group_findings(
         if anchor and any(j in anchor for j in others):
             others = [j for j in others if j in anchor] + [j for j in others if j not in anchor]
         everyone_else = [p for p in group.members if p is not member]
+        kind, partner, distance, score = _relation(group, i)
+        if partner is not None:  # the files it copies in that way (not every member of a group of near copies)
+            others = _related(group, i, kind)
         yield Finding(
             path=names[i],
             file=os.path.join(root_paths.get(member.root, ""), *member.path.split("/")),
-            kind=group.kind,
+            kind=kind,
             partners=tuple(names[j] for j in others),
-            distance=group.max_distance,
+            distance=distance,
             label_conflict=any(p.label != member.label for p in everyone_else),
             leakage=any(p.root != member.root for p in everyone_else),
             splits=tuple(_split_order(member.root, [p.root for p in everyone_else])),
             group_id=group.id,
+            score=score,
         )
+
+
+def _relation(group: DuplicateGroup, index: int) -> tuple[str, int | None, int, float | None]:
+    """The strictest link touching member `index`: its kind, the member at its other end, distance and score.
+
+    Its own link (to the keeper or to a twin) and the links of the members that copy it all count, so a byte copy
+    is an 'exact copy of X' even in a group of near copies. A group without links (saved by an older version)
+    answers with its own kind and largest distance."""
+    rank = {kind: i for i, kind in enumerate(KINDS)}
+    options = []
+    own = group.members[index].link
+    if own is not None:
+        options.append((rank[own.kind], 0, own.to, own))
+    for j, member in enumerate(group.members):
+        if member.link is not None and member.link.to == index:
+            options.append((rank[member.link.kind], 1, j, member.link))
+    if not options:
+        return group.kind, None, group.max_distance, None
+    _, _, partner, link = min(options, key=lambda option: option[:3])
+    return link.kind, partner, link.distance, link.score
+
+
+def _related(group: DuplicateGroup, index: int, kind: str) -> list[int]:
+    """The members that member `index` copies in the way `kind` says: its byte twins (exact), its pixel twins
+    (pixel), or the members at the other end of its near links (near); the nearest link first."""
+    if kind == "near":
+        own = group.members[index].link
+        ends = [own.to] if own is not None and own.kind == "near" else []
+        return ends + [
+            j for j, m in enumerate(group.members) if m.link and m.link.kind == "near" and m.link.to == index
+        ]
+    joined = ("exact",) if kind == "exact" else ("exact", "pixel")
+    twin_of = list(range(len(group.members)))  # links point to an earlier twin: follow them to the first
+
+    def first(j: int) -> int:
+        while twin_of[j] != j:
+            j = twin_of[j]
+        return j
+
+    for j, member in enumerate(group.members):
+        if member.link is not None and member.link.kind in joined:
+            twin_of[first(j)] = first(member.link.to)
+    mine = first(index)
+    twins = [j for j in range(len(group.members)) if j != index and first(j) == mine]
+    own = group.members[index].link
+    return sorted(twins, key=lambda j: (own is None or own.to != j, j))
 
 
 def _split_order(own: str, others: list[str]) -> list[str]:

@@ -40,10 +40,23 @@ THRESHOLD = typer.Option(
     "--threshold",
     min=0,
     max=64,
-    help=f"Hamming radius for near duplicates (default {_DEFAULTS.threshold}, {UNVERIFIED_THRESHOLD} with "
-    "--no-verify). (config: threshold)",
+    help=f"Hash (Hamming) radius. With verification (the default) it only proposes candidates, as the "
+    f"--neighbours do, and --min-similarity decides, so copies beyond it are found too (default "
+    f"{_DEFAULTS.threshold}); with --no-verify the pairs within it are the near duplicates (default "
+    f"{UNVERIFIED_THRESHOLD}). (config: threshold)",
 )
-FLIPS = typer.Option(None, "--flips/--no-flips", help="Also match horizontally mirrored copies. (config: flips)")
+FLIPS = typer.Option(
+    None,
+    "--flips/--no-flips",
+    help="Also match mirrored copies (left-right; with --rotations every rotation of the mirror, so vertical flips "
+    "too). (config: flips)",
+)
+ROTATIONS = typer.Option(
+    None,
+    "--rotations/--no-rotations",
+    help="Also match copies rotated by 90, 180 and 270 degrees (--method phash; several times the search time, "
+    "see README). (config: rotations)",
+)
 VERIFY = typer.Option(
     None,
     "--verify/--no-verify",
@@ -124,6 +137,7 @@ def scan_config(
     split: list[str] | None = None,
     label_depth: int | None = None,
     label_from: str | None = None,
+    rotations: bool | None = None,
 ) -> AuditConfig:
     """The config with these flags on top (None: not given)."""
     return load_config(
@@ -138,6 +152,7 @@ def scan_config(
             "min_similarity": min_similarity,
             "neighbours": neighbours,
             "fast_decode": fast_decode,
+            "rotations": rotations,
             "jobs": jobs,
             "cache": _text(cache),
             "splits": list(split) if split else None,

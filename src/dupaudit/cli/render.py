@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..engine.analysis import kind_counts, top_duplicated_classes
-from ..engine.model import DuplicateGroup, ScanReport
+from ..engine.analysis import top_duplicated_classes
+from ..engine.model import DuplicateGroup, GroupMember, ScanReport
 
 
 def _shown(name: str) -> str:
@@ -15,8 +15,18 @@ def _shown(name: str) -> str:
     return escape("".join(c if c.isprintable() else repr(c)[1:-1] for c in name))
 
 
+def _role(member: GroupMember) -> str:
+    """What a member is in its group: kept, or a copy of its own kind (with the score that decided a near one)."""
+    if member.keep:
+        return " (keep)"
+    link = member.link
+    if link is None:
+        return ""
+    return f" ({link.kind}" + (f" {link.score:.2f}" if link.score is not None else "") + ")"
+
+
 def _member_text(group: DuplicateGroup, limit: int = 3) -> str:
-    parts = [_shown(f"{m.root}/{m.path}") + (" (keep)" if m.keep else "") for m in group.members[:limit]]
+    parts = [_shown(f"{m.root}/{m.path}") + _role(m) for m in group.members[:limit]]
     if len(group.members) > limit:
         parts.append(f"… +{len(group.members) - limit}")
     return ", ".join(parts)
@@ -24,30 +34,26 @@ def _member_text(group: DuplicateGroup, limit: int = 3) -> str:
 
 def print_summary(report: ScanReport, console: Console, top: int = 10) -> None:
     s = report.summary
-    kinds = kind_counts(report.groups)
     roots = ", ".join(f"{r.name} ({r.path})" for r in report.roots)
     console.print(f"[bold]dupaudit scan[/] of {roots}", highlight=False)
     if report.settings.method == "cnn":
         method = f"cnn embeddings, cosine similarity >= {report.settings.min_similarity:g}"
+    elif report.settings.verify:  # the radius only proposes candidates: the verification score decides
+        method = (
+            f"{report.settings.method} candidates within {report.settings.threshold}, verified at score >= "
+            f"{report.settings.min_similarity:g}"
+        )
     else:
-        method = f"{report.settings.method} threshold {report.settings.threshold}"
+        method = f"{report.settings.method} radius {report.settings.threshold}, unverified"
+    options = (" + flips" if report.settings.flips else "") + (" + rotations" if report.settings.rotations else "")
+    console.print(f"{s.images:,} images, {s.skipped:,} skipped · {method}{options}", highlight=False)
+    # copies by the kind of their own link: a byte copy inside a group of near copies counts as exact
     console.print(
-        f"{s.images:,} images, {s.skipped:,} skipped · {method}{' + flips' if report.settings.flips else ''}",
-        highlight=False,
-    )
-    console.print(
-        f"[bold]{s.groups:,}[/] duplicate groups ({kinds.get('exact', 0):,} exact, {kinds.get('pixel', 0):,} pixel, "
-        f"{kinds.get('near', 0):,} near) · [bold]{s.redundant:,}[/] redundant copies · "
+        f"[bold]{s.redundant:,}[/] redundant copies: exact copies {s.exact_copies:,}, pixel copies "
+        f"{s.pixel_copies:,}, near copies {s.near_copies:,} · in [bold]{s.groups:,}[/] duplicate groups · "
         f"{s.wasted_fraction:.2%} of a {report.train_split} epoch spent on copies",
         highlight=False,
     )
-    exact = sum(g.exact_copies for g in report.groups)
-    pixel = sum(g.pixel_copies for g in report.groups)
-    if exact or pixel:
-        console.print(
-            f"  of the copies, {exact:,} are byte-identical and {pixel:,} pixel-identical to another member",
-            highlight=False,
-        )
     skew_style = "red" if s.skew > 0.05 else "yellow" if s.skew > 0.01 else "green"
     console.print(
         f"Skew (prior shift, total variation): [{skew_style}]{s.skew:.4f}[/]  (0 = duplication uniform across classes)",

@@ -47,6 +47,7 @@ def scan(
     model: Optional[Path] = options.MODEL,
     threshold: Optional[int] = options.THRESHOLD,
     flips: Optional[bool] = options.FLIPS,
+    rotations: Optional[bool] = options.ROTATIONS,
     verify: Optional[bool] = options.VERIFY,
     min_similarity: Optional[float] = options.MIN_SIMILARITY,
     neighbours: Optional[int] = options.NEIGHBOURS,
@@ -58,7 +59,10 @@ def scan(
         "the indexed images are not opened.",
     ),
     explain_pair: Optional[tuple[Path, Path]] = typer.Option(
-        None, "--explain", metavar="A B", help="Say why two files are or are not grouped."
+        None,
+        "--explain",
+        metavar="A B",
+        help="Say why two files of ROOT are or are not in one group: the scan's own steps in that dataset.",
     ),
     jobs: Optional[int] = options.JOBS,
     fast_decode: Optional[bool] = options.FAST_DECODE,
@@ -120,6 +124,7 @@ def scan(
         min_similarity=min_similarity,
         neighbours=neighbours,
         fast_decode=fast_decode,
+        rotations=rotations,
         jobs=jobs,
         cache=cache,
         config_file=config_file,
@@ -130,10 +135,21 @@ def scan(
     if explain_pair:
         if config.method == "cnn":
             raise fail("--explain does not support --method cnn yet: scan the folder with --method cnn instead")
-        _print_explanation(explain_pair, config.scan_settings())
+        if not options.root_given(config, root):
+            raise fail("--explain needs the dataset: dupaudit scan ROOT --explain A B (the scan's rule in ROOT)")
+        _print_explanation(
+            root if root is not None else config.root,
+            against or config.against,
+            explain_pair,
+            jobs=config.jobs,
+            cache_path=config.cache,
+            use_cache=not no_cache,
+            progress=progress_sink(quiet),
+            **options.scan_parameters(config, model),
+        )
         return
     if not options.root_given(config, root):
-        raise fail("missing ROOT: give a dataset folder (or --explain A B)")
+        raise fail("missing ROOT: give a dataset folder (or ROOT --explain A B)")
     cluster, workdir = cluster or config.cluster, workdir or config.workdir  # flag or env, then the file
     if workdir and not cluster:
         raise fail("--workdir goes with --cluster: the single-process scan keeps its fingerprints in the cache")
@@ -204,11 +220,11 @@ def _index_query(index_file: Path, against, method, threshold, flips, verify):  
     return run
 
 
-def _print_explanation(pair, settings) -> None:
+def _print_explanation(root, against, pair, **options) -> None:
     from ..engine.explanation import explain
 
-    result = explain(str(pair[0]), str(pair[1]), settings)
+    result = explain(root, pair[0], pair[1], against=list(against), **options)
     typer.echo(f"{result.first}\n{result.second}")
     for reason in result.reasons:
         typer.echo(f"  {reason}")
-    typer.echo(f"verdict: {result.verdict}" + ("" if result.verdict == "not a duplicate" else " duplicate"))
+    typer.echo(f"verdict: {result.verdict}" + (" duplicate" if result.verdict in ("exact", "pixel", "near") else ""))

@@ -11,7 +11,7 @@ Definitions (README "Metrics" repeats them):
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 
 from .model import DECIMALS, ClassStats, DuplicateGroup, ImageRecord, Root, SplitStats, Summary
@@ -90,6 +90,9 @@ def analyse(
         leaked=sum(s.leaked for s in splits),
         skew=train.skew if train else 0.0,
         wasted_fraction=train.wasted_fraction if train else 0.0,
+        exact_copies=sum(g.copies("exact") for g in groups),
+        pixel_copies=sum(g.copies("pixel") for g in groups),
+        near_copies=sum(g.copies("near") for g in groups),
     )
     return summary, tuple(classes), tuple(splits)
 
@@ -108,7 +111,3 @@ def top_duplicated_classes(classes: Sequence[ClassStats], count: int = 10) -> li
     return sorted((c for c in classes if c.redundant), key=lambda c: (-c.duplication_rate, c.split, c.label or ""))[
         :count
     ]
-
-
-def kind_counts(groups: Sequence[DuplicateGroup]) -> Counter:
-    return Counter(g.kind for g in groups)

@@ -1,21 +1,30 @@
-"""Why two files are, or are not, duplicates: every distance and score next to its threshold."""
+"""Why two files of a dataset are, or are not, in one duplicate group: the scan's own decision, step by step.
+
+The dataset is scanned as `dupaudit scan` scans it (the cache makes a repeated scan instant), then each step is
+measured for the pair: digests, the hash radius, the neighbour rank, the verification score, and the keeper
+(groups.py: a member must copy its group's keeper, not merely the other file).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .fingerprint import Fingerprint, fingerprint_paths
+from .cache import open_cache
+from .discover import discover
 from .hashing import THUMB_SIZE, hamming
-from .model import Settings
-from .verify import CascadeSettings, descriptors, verify
+from .model import DuplicateGroup, GroupMember, ScanReport, Settings
+from .pipeline import fingerprint_records
+from .verify import CascadeSettings, descriptors, transform_codes, verify
 
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    first: str
+    first: str  # dataset paths (root/path)
     second: str
     settings: Settings
     same_bytes: bool
@@ -23,90 +32,212 @@ class Explanation:
     hash_distance: int
     mirrored_hash_distance: int | None  # with --flips: the first against the mirror of the second
     descriptor_similarity: float
+    neighbour_rank: int  # the better of: the second's rank among the first's neighbours, and the reverse
     similarity: float  # verification score (-1: dropped by the coarse 16x16 pass)
-    mirrored_similarity: float | None
-    verdict: str  # "exact", "pixel", "near" or "not a duplicate"
+    mirrored_similarity: float | None  # the best score under --flips/--rotations transforms
+    first_group: DuplicateGroup | None
+    second_group: DuplicateGroup | None
+    # "exact", "pixel", "near" (the scan groups them together), "in separate groups" (they match, but the keeper
+    # rule puts them apart) or "not a duplicate"
+    verdict: str
+    decided_by: str  # digest, hash radius, neighbour rank, verification score or keeper
     reasons: tuple[str, ...]
 
 
-def explain(first: str, second: str, settings: Settings | None = None) -> Explanation:
-    """Fingerprint two files and say, step by step, how the scan would judge the pair."""
-    settings = settings or Settings()
-    results = fingerprint_paths([str(first), str(second)], (settings.method,))
-    for path, result in zip((first, second), results):
-        if isinstance(result, str):
-            raise InputError(f"{path}: {result}")
-    a, b = results
-    assert isinstance(a, Fingerprint) and isinstance(b, Fingerprint)
-    distance = _distance(a.hashes[settings.method], b.hashes[settings.method])
-    mirrored = _distance(a.hashes[settings.method], b.flip_hashes[settings.method]) if settings.flips else None
-    thumbs = np.stack([np.frombuffer(f.thumb, np.uint8).reshape(THUMB_SIZE, THUMB_SIZE) for f in (a, b)])
-    desc = descriptors(thumbs)
-    descriptor_similarity = float(desc[0] @ desc[1])
-    if settings.flips:  # a mirrored copy is proposed by the mirrored descriptor
-        mirror_desc = descriptors(np.ascontiguousarray(thumbs[1:, :, ::-1]))
-        descriptor_similarity = max(descriptor_similarity, float(desc[0] @ mirror_desc[0]))
+def explain(
+    root: str | os.PathLike,
+    first: str | os.PathLike,
+    second: str | os.PathLike,
+    against=(),
+    **options,
+) -> Explanation:
+    """Scan `root` (and `against`) with the scan's `options`, then say step by step how it judged the pair."""
+    from .pipeline import scan
+
+    if options.get("method") == "cnn":
+        raise InputError("--explain does not support --method cnn yet: scan the folder with --method cnn instead")
+    report = scan(root, against, **options)
+    settings = report.settings
+    names = [_dataset_path(report, path) for path in (first, second)]
+    if names[0] == names[1]:
+        raise InputError(f"{first} and {second} are the same file")
+    records, _ = discover(report.roots)
+    index = {f"{r.root}/{r.path}": i for i, r in enumerate(records)}
+    cache = open_cache(options.get("cache_path")) if options.get("use_cache", True) else None
+    try:
+        found = fingerprint_records(records, (settings.method,), cache=cache, draft=settings.fast_decode)
+        if cache is not None:
+            missing = [r.abspath for r, f in zip(found.records, found.fingerprints) if not f.thumb]
+            stored = cache.thumbs(missing) if missing else {}
+            for record, fingerprint in zip(found.records, found.fingerprints):
+                fingerprint.thumb = fingerprint.thumb or stored[record.abspath]
+    finally:
+        if cache is not None:
+            cache.close()
+    position = {f"{r.root}/{r.path}": i for i, r in enumerate(found.records)}
+    for name, given in zip(names, (first, second)):
+        if name not in index:
+            raise InputError(f"{given}: not an image of the dataset")
+        if name not in position:
+            reason = next((s.reason for s in report.skipped if f"{s.root}/{s.path}" == name), "not decoded")
+            raise InputError(f"{given}: {reason}")
+    a, b = (found.fingerprints[position[n]] for n in names)
+    hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in found.fingerprints), np.uint8).reshape(-1, 8)
+    ia, ib = position[names[0]], position[names[1]]
+    distance = int(hamming(hashes[ia], hashes[ib]))
+    mirrored = None
+    if settings.flips:
+        mirrored = int(hamming(hashes[ia], np.frombuffer(b.flip_hashes[settings.method], np.uint8)))
+
+    thumbs = np.frombuffer(b"".join(f.thumb for f in found.fingerprints), np.uint8).reshape(-1, THUMB_SIZE, THUMB_SIZE)
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+    desc = descriptors(thumbs)
+    similarity_of = desc @ desc[[ia, ib]].T  # (n, 2)
+    rank = min(_rank(similarity_of[:, 0], ia, ib), _rank(similarity_of[:, 1], ib, ia))
+    descriptor_similarity = float(similarity_of[ib, 0])
+    pair = np.stack([thumbs[ia], thumbs[ib]])
     zero, one = np.array([0]), np.array([1])
-    similarity = float(verify(thumbs, zero, one, np.array([False]), cascade)[0])
-    mirrored_similarity = float(verify(thumbs, zero, one, np.array([True]), cascade)[0]) if settings.flips else None
+    similarity = float(verify(pair, zero, one, np.array([False]), cascade)[0])
+    mirrored_similarity = float(verify(pair, zero, one, np.array([True]), cascade)[0]) if settings.flips else None
+    for code in transform_codes(settings.flips, settings.rotations):  # the best transformed score counts
+        if code > 1:
+            score = float(verify(pair, zero, one, np.array([code]), cascade)[0])
+            mirrored_similarity = max(score, mirrored_similarity if mirrored_similarity is not None else -1.0)
+    if settings.flips:  # a mirrored copy is proposed by the mirrored descriptor
+        mirror_desc = descriptors(np.ascontiguousarray(thumbs[[ib], :, ::-1]))
+        descriptor_similarity = max(descriptor_similarity, float(desc[ia] @ mirror_desc[0]))
+
+    group_of = {f"{m.root}/{m.path}": g for g in report.groups for m in g.members}
+    groups = [group_of.get(n) for n in names]
+    same_bytes, same_pixels = a.byte_digest == b.byte_digest, a.pixel_digest == b.pixel_digest
+    within = distance <= settings.threshold or (mirrored is not None and mirrored <= settings.threshold)
+    proposed = rank <= settings.neighbours and descriptor_similarity >= cascade.min_descriptor_similarity
+    best = max(similarity, mirrored_similarity if mirrored_similarity is not None else -1.0)
 
     reasons = [
-        f"same bytes: {'yes' if a.byte_digest == b.byte_digest else 'no'}",
-        f"same decoded pixels: {'yes' if a.pixel_digest == b.pixel_digest else 'no'}",
-        f"{settings.method} Hamming distance {distance} (candidate radius {settings.threshold})",
+        f"same bytes: {'yes' if same_bytes else 'no'}",
+        f"same decoded pixels: {'yes' if same_pixels else 'no'}",
     ]
+    if settings.verify:
+        reasons.append(
+            f"{settings.method} Hamming distance {distance}: {'within' if within else 'beyond'} the candidate radius "
+            f"{settings.threshold} (--threshold proposes pairs for verification; it does not decide)"
+        )
+    else:
+        reasons.append(
+            f"{settings.method} Hamming distance {distance}: {'within' if within else 'beyond'} the radius "
+            f"{settings.threshold} (--no-verify: the radius decides)"
+        )
     if mirrored is not None:
         reasons.append(f"{settings.method} distance to the mirrored second image {mirrored}")
     if settings.verify:
         reasons.append(
-            f"descriptor similarity {descriptor_similarity:.3f} (neighbour candidates need >= "
-            f"{cascade.min_descriptor_similarity} and to be among the {settings.neighbours} nearest "
-            "neighbours in the dataset)"
+            f"neighbour rank {rank} in the dataset of {len(found.records):,} images, descriptor similarity "
+            f"{descriptor_similarity:.3f} (the scan proposes each image's {settings.neighbours} nearest neighbours "
+            f"with similarity >= {cascade.min_descriptor_similarity}): {'proposed' if proposed else 'not proposed'}"
         )
         reasons.append(
-            f"verification score {_score(similarity, cascade)} (needs >= {settings.min_similarity}; "
-            "the best high-passed correlation over 1-px shifts and a 1.12x zoom, refined to half a pixel "
-            f"and 6% zoom per axis when it lies between {cascade.refine_from} and the threshold)"
+            f"verification score {_score(best, cascade)} (needs >= {settings.min_similarity}; the best "
+            "high-passed correlation over 1-px shifts and a 1.12x zoom, refined to half a pixel and 6% zoom per "
+            f"axis when it lies between {cascade.refine_from} and the threshold)"
         )
-        if mirrored_similarity is not None:
-            reasons.append(f"verification score against the mirror {_score(mirrored_similarity, cascade)}")
-    if a.byte_digest == b.byte_digest:
-        verdict = "exact"
-    elif a.pixel_digest == b.pixel_digest:
-        verdict = "pixel"
-    elif _near(settings, distance, mirrored, descriptor_similarity, cascade, similarity, mirrored_similarity):
-        verdict = "near"
+    for name, group in zip(names, groups):
+        reasons.append(_membership(name, group))
+
+    shared = groups[0] if groups[0] is not None and groups[0] is groups[1] else None
+    if shared is not None and (same_bytes or same_pixels):
+        verdict, decided_by = ("exact" if same_bytes else "pixel"), "digest"
+    elif shared is not None:
+        verdict, decided_by = _verdict_in_group(shared, names, settings)
+        if decided_by == "keeper":
+            reasons.append(f"both are copies of the keeper {_name(shared.kept)}: grouped through it")
     else:
         verdict = "not a duplicate"
+        if same_pixels:  # cannot happen: twins are always grouped together; said rather than hidden
+            decided_by = "digest"
+        elif settings.verify and not (within or proposed):
+            decided_by = "neighbour rank"
+            reasons.append("not a candidate: beyond the radius and not among the nearest neighbours")
+        elif not settings.verify and not within:
+            decided_by = "hash radius"
+        elif settings.verify and best < settings.min_similarity:
+            decided_by = "verification score"
+        else:
+            decided_by, verdict = "keeper", "in separate groups"
+            reasons.append(
+                "the pair matches, but a group holds only copies of its keeper, and each file joins the first "
+                "keeper (in keep order) that it copies: these two are not in one keeper's group"
+            )
+    reasons.append(f"decided by: {decided_by}")
     return Explanation(
-        str(first),
-        str(second),
+        names[0],
+        names[1],
         settings,
-        a.byte_digest == b.byte_digest,
-        a.pixel_digest == b.pixel_digest,
+        same_bytes,
+        same_pixels,
         distance,
         mirrored,
         descriptor_similarity,
+        rank,
         similarity,
         mirrored_similarity,
+        groups[0],
+        groups[1],
         verdict,
+        decided_by,
         tuple(reasons),
     )
 
 
-def _distance(x: bytes, y: bytes) -> int:
-    return int(hamming(np.frombuffer(x, np.uint8), np.frombuffer(y, np.uint8)))
+def _dataset_path(report: ScanReport, path: str | os.PathLike) -> str:
+    """root/path of a file given on the command line; InputError when it is outside every root."""
+    given = Path(path)
+    if not given.is_file():
+        raise InputError(f"{path}: no such file")
+    absolute = given.parent.resolve() / given.name  # a symlinked file keeps its own name, as discovery lists it
+    for root in report.roots:
+        try:
+            relative = absolute.relative_to(root.path)
+        except ValueError:
+            continue
+        return f"{root.name}/{relative.as_posix()}"
+    raise InputError(f"{path}: not inside the dataset ({', '.join(r.path for r in report.roots)})")
+
+
+def _rank(similarities: np.ndarray, query: int, other: int) -> int:
+    """Rank of `other` among `query`'s neighbours by descriptor similarity (1 = nearest), exact search."""
+    others = np.delete(similarities, query)
+    return int((others > similarities[other]).sum()) + 1
+
+
+def _name(member: GroupMember) -> str:
+    return f"{member.root}/{member.path}"
+
+
+def _membership(name: str, group: DuplicateGroup | None) -> str:
+    if group is None:
+        return f"{name}: in no group"
+    member = next(m for m in group.members if _name(m) == name)
+    if member.keep:
+        return f"{name}: keeper of group {group.id} ({len(group.members)} members)"
+    link = member.link
+    if link is None:  # a report saved without links
+        return f"{name}: in group {group.id}, kept member {_name(group.kept)}"
+    details = f"distance {link.distance}" + (f", score {link.score:.3f}" if link.score is not None else "")
+    details += f", {link.transform}" if link.transform else ""
+    return f"{name}: in group {group.id}, {link.kind} copy of {_name(group.members[link.to])} ({details})"
+
+
+def _verdict_in_group(group: DuplicateGroup, names: list[str], settings: Settings) -> tuple[str, str]:
+    """The kind of the link joining the two members, and the step that decided it."""
+    slot = {_name(m): i for i, m in enumerate(group.members)}
+    i, j = slot[names[0]], slot[names[1]]
+    for x, y in ((i, j), (j, i)):
+        link = group.members[x].link
+        if link is not None and link.to == y:
+            return "near", "verification score" if settings.verify else "hash radius"
+    return group.kind, "keeper"
 
 
 def _score(value: float, cascade: CascadeSettings) -> str:
     return f"{value:.3f}" if value >= 0 else f"dropped by the coarse 16x16 check (< {cascade.min_coarse})"
-
-
-def _near(settings, distance, mirrored, descriptor_similarity, cascade, similarity, mirrored_similarity) -> bool:
-    within = distance <= settings.threshold or (mirrored is not None and mirrored <= settings.threshold)
-    if not settings.verify:
-        return within
-    candidate = within or descriptor_similarity >= cascade.min_descriptor_similarity
-    best = max(similarity, mirrored_similarity if mirrored_similarity is not None else -1.0)
-    return candidate and best >= settings.min_similarity

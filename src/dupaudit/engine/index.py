@@ -164,9 +164,9 @@ def query(
         result = incremental.update(
             state, records, facts.hashes, thumbs_of, settings, threads=jobs, limit=None, facts=facts
         )
-    assert result is not None  # limit=None: never refused for its size
-    roots = indexed_roots + new_roots
-    groups = groups_of_pairs(records, roots, result.first, result.second, facts)
+        assert result is not None  # limit=None: never refused for its size
+        roots = indexed_roots + new_roots
+        groups = groups_of_pairs(records, roots, result.first, result.second, facts, thumbs_of, settings, jobs)
     new_names = {r.name for r in new_roots}
     touching = [g for g in groups if any(m.root in new_names for m in g.members)]
     groups = tuple(

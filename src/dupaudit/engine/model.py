@@ -90,12 +90,15 @@ class Settings:
     defaults that depend on the method and on verify, and says which parameters do not go together."""
 
     method: str = "phash"  # one of METHODS
-    threshold: int = 10  # Hamming radius (0 with cnn: no hash radius is used)
-    flips: bool = False
+    # Hamming radius. With verify, it only proposes candidates (as do the neighbours): the verification score
+    # decides. Without verify it decides: a pair within it is a near copy. 0 with cnn (no hash radius is used).
+    threshold: int = 10
+    flips: bool = False  # also match mirrored copies (left-right; with rotations, every rotation of the mirror too)
     verify: bool = True  # near candidates must pass the thumbnail check (verify.py); False with cnn
     neighbours: int = 3  # nearest neighbours per image proposed as candidates (0: hash pairs only)
     min_similarity: float = 0.84  # verification score a candidate must reach; with cnn: the cosine similarity
     fast_decode: bool = False  # JPEGs decoded at reduced scale: faster on photos, hashes no longer imagededup's
+    rotations: bool = False  # also match copies rotated by 90, 180 and 270 degrees (and with flips, their mirrors)
 
     @classmethod
     def resolve(
@@ -109,6 +112,7 @@ class Settings:
         min_similarity: float | None = None,
         fast_decode: bool | None = None,
         model: object = None,
+        rotations: bool | None = None,
     ) -> Settings:
         """The settings of a scan from its parameters (None: the default); `model` is only checked (it goes
         with method 'cnn'). Raises ParameterError naming the parameters."""
@@ -119,10 +123,15 @@ class Settings:
         flips = defaults.flips if flips is None else flips
         verify = defaults.verify if verify is None else verify
         fast_decode = defaults.fast_decode if fast_decode is None else fast_decode
+        rotations = defaults.rotations if rotations is None else rotations
         if method not in METHODS:
             raise ParameterError(f"unknown {{method}} {method!r}: choose one of {', '.join(METHODS)}")
         if model is not None and method != "cnn":
             raise ParameterError("{model} goes with {method='cnn'}")
+        if rotations and method != "phash":
+            raise ParameterError(
+                "{rotations} works with {method='phash'}: rotated copies are hashed from its thumbnail"
+            )
         if method == "cnn":
             if threshold or flips or neighbours:  # 0 is what a cnn report records: a resolved cnn Settings passes
                 raise ParameterError(
@@ -148,7 +157,23 @@ class Settings:
             neighbours=defaults.neighbours if neighbours is None else neighbours,
             min_similarity=defaults.min_similarity if min_similarity is None else min_similarity,
             fast_decode=fast_decode,
+            rotations=rotations,
         )
+
+
+TRANSFORMS = ("mirror", "rot90", "rot180", "rot270", "rot90-mirror", "rot180-mirror", "rot270-mirror")
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class Link:
+    """How a non-kept member copies another member of its group (groups.py says which one)."""
+
+    kind: str  # one of KINDS: exact (same bytes), pixel (same decoded pixels), near (verified similar)
+    to: int  # index in the group's members: the keeper, or for an exact/pixel copy the first of its twins
+    distance: int  # Hamming distance of the two hashes (under `transform`); 0 for exact and pixel copies
+    score: float | None = None  # the verification score (cosine with --method cnn); None where no score decided
+    transform: str | None = None  # one of TRANSFORMS when the copy matched mirrored or rotated
 
 
 @_pickled_by_fields
@@ -161,20 +186,41 @@ class GroupMember:
     width: int = 0
     height: int = 0
     size: int = 0
+    link: Link | None = None  # None for the kept member
 
 
 @_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class DuplicateGroup:
+    """A kept member and its copies: every other member links to the keeper, or (exact and pixel copies) to a
+    twin of its own, itself a copy of the keeper (groups.py)."""
+
     id: int
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS: the loosest link of the group
     max_distance: int  # largest Hamming distance between two members' hashes
     members: tuple[GroupMember, ...]
-    # Inside a near group some members can still be byte- or pixel-identical copies of another member:
-    # these count them (members minus distinct byte digests / pixel digests), so 'exact' rules see them.
-    exact_copies: int = 0
-    pixel_copies: int = 0
     leak: bool | None = None  # set when roots have roles (an unlabelled pool is not evaluation); None: spans splits
+
+    def copies(self, kind: str) -> int:
+        """How many members are copies of this kind (their own link)."""
+        return sum(1 for m in self.members if m.link is not None and m.link.kind == kind)
+
+    @property
+    def exact_copies(self) -> int:
+        """Members byte-identical to another member."""
+        return self.copies("exact")
+
+    @property
+    def pixel_copies(self) -> int:
+        """Members pixel-identical to another member (byte-identical ones included, as in schema_version 1)."""
+        return self.copies("exact") + self.copies("pixel")
+
+    def link_kinds(self, index: int) -> tuple[str, ...]:
+        """The kinds of the links that touch member `index`: its own, and those of the members copying it."""
+        own = self.members[index].link
+        kinds = {own.kind} if own is not None else set()
+        kinds.update(m.link.kind for m in self.members if m.link is not None and m.link.to == index)
+        return tuple(k for k in KINDS if k in kinds)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -231,11 +277,15 @@ class Summary:
     images: int
     skipped: int
     groups: int
-    redundant: int
+    redundant: int  # exact_copies + pixel_copies + near_copies
     label_conflicts: int
     leaked: int
     skew: float
     wasted_fraction: float
+    # redundant copies by the kind of their own link (groups.py): a byte copy inside a near group is exact
+    exact_copies: int = 0
+    pixel_copies: int = 0
+    near_copies: int = 0
 
 
 @_pickled_by_fields

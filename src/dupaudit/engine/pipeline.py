@@ -29,14 +29,15 @@ from .fingerprint import (
     fingerprints_of,
 )
 from .groups import build_groups
-from .hashing import THUMB_SIZE
+from .hashing import THUMB_SIZE, phash
 from .layout import detect_layout
+from .links import cosine_check, radius_check, verified_check
 from .listing import list_files
 from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
 from .sources import SourceOptions, holds_container, is_plain_folder, open_source
-from .verify import CascadeSettings, candidate_pairs
+from .verify import CascadeSettings, candidate_pairs, transform_codes, transformed
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ def scan(
     method: str | None = None,
     threshold: int | None = None,
     flips: bool | None = None,
+    rotations: bool | None = None,
     jobs: int | None = None,
     cache_path: str | os.PathLike | None = None,
     use_cache: bool = True,
@@ -224,6 +226,7 @@ def scan(
         min_similarity=min_similarity,
         fast_decode=fast_decode,
         model=model,
+        rotations=rotations,
     )
     weights = None
     if settings.method == "cnn":  # checked before any work, so that a missing model or torch is said at once
@@ -296,7 +299,9 @@ def scan(
         found = fingerprinter(
             records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode, **in_process
         )
-        if settings.verify and cache is not None and not incremental:  # the incremental search loads what it needs
+        if (
+            (settings.verify or settings.rotations) and cache is not None and not incremental
+        ):  # the incremental search loads what it needs
             _load_thumbs(found, cache)
     finally:
         if cache is not None:
@@ -516,25 +521,33 @@ def find_groups(
     progress.start("searching", 3 if settings.verify else 1)
     count = len(records)
     hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8).reshape(count, 8)
-    flip_hashes = None
-    if settings.flips:
-        flip_hashes = np.frombuffer(
-            b"".join(f.flip_hashes[settings.method] for f in fingerprints), dtype=np.uint8
-        ).reshape(count, 8)
+    thumbs = None
+    if settings.verify or settings.rotations:
+        thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(
+            count, THUMB_SIZE, THUMB_SIZE
+        )
+    # the hashes of each image mirrored (--flips) and rotated (--rotations), by transform code (verify.transformed)
+    variants: dict[int, np.ndarray] = {}
+    for code in transform_codes(settings.flips, settings.rotations):
+        if code == 1:
+            variants[code] = np.frombuffer(
+                b"".join(f.flip_hashes[settings.method] for f in fingerprints), dtype=np.uint8
+            ).reshape(count, 8)
+        else:  # the thumbnail is the pHash input, so a rotated thumbnail gives the rotated image's pHash
+            variants[code] = np.concatenate(
+                [phash(transformed(thumbs[lo : lo + 4096], code)) for lo in range(0, count, 4096)]
+            ).reshape(count, 8)
     pair_a, pair_b = [], []
     for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
         a, b = _equal_pairs(digests)
         pair_a.append(a)
         pair_b.append(b)
     near_a, near_b, _ = search(hashes, settings.threshold, threads=jobs)
-    hash_pairs = [(near_a, near_b, False)]
-    if flip_hashes is not None:
-        flip_a, flip_b, _ = search(hashes, settings.threshold, queries=flip_hashes, threads=jobs)
-        hash_pairs.append((flip_b, flip_a, True))  # flip_b matches the mirror image of flip_a
+    hash_pairs = [(near_a, near_b, 0)]
+    for code, variant in variants.items():
+        query, found, _ = search(hashes, settings.threshold, queries=variant, threads=jobs)
+        hash_pairs.append((found, query, code))  # found matches the transformed image of query
     if settings.verify:
-        thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(
-            count, THUMB_SIZE, THUMB_SIZE
-        )
         cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
         sums = None
         if all(f.blocks for f in fingerprints):  # fresh fingerprints carry their block sums (cached ones do not)
@@ -549,16 +562,19 @@ def find_groups(
             groups_only=True,  # only the groups are reported
             sums=sums,
             collect=collect,
+            rotations=settings.rotations,
         )
         if collect is not None:
             collect["candidates"] = candidates
         verified = candidates.scores >= settings.min_similarity
         pair_a.append(candidates.first[verified])
         pair_b.append(candidates.second[verified])
+        check = verified_check(thumbs, hashes, variants, cascade, threads=jobs or default_jobs())
     else:
         for first, second, _ in hash_pairs:
             pair_a.append(first)
             pair_b.append(second)
+        check = radius_check(hashes, variants, settings.threshold)
     progress.advance()
     progress.finish()
     order = {r.name: i for i, r in enumerate(roots)}
@@ -570,8 +586,9 @@ def find_groups(
         [f.byte_digest for f in fingerprints],
         [f.pixel_digest for f in fingerprints],
         hashes,
-        flip_hashes,
+        list(variants.values()),
         [(f.width, f.height) for f in fingerprints],
+        check,
     )
 
 
@@ -625,17 +642,20 @@ def indexed_groups(
             new_state = incremental.SearchState.from_scan(records, collect, cascade, facts)
         if new_state is not None and all(cacheable(p) for p in new_state.paths):
             cache.store_index(key, new_state.to_bytes())
-    if update is None:
-        return groups
-    return groups_of_pairs(
-        records,
-        roots,
-        near[0],
-        near[1],
-        facts,
-        [f.byte_digest for f in fingerprints],
-        [f.pixel_digest for f in fingerprints],
-    )
+        if update is None:
+            return groups
+        return groups_of_pairs(
+            records,
+            roots,
+            near[0],
+            near[1],
+            facts,
+            thumbs_of,
+            settings,
+            jobs,
+            [f.byte_digest for f in fingerprints],
+            [f.pixel_digest for f in fingerprints],
+        )
 
 
 def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchState | None:
@@ -684,10 +704,14 @@ def groups_of_pairs(
     near_a: np.ndarray,
     near_b: np.ndarray,
     facts,  # incremental.Facts
+    thumbs_of,  # rows -> their thumbnails (n, THUMB_SIZE, THUMB_SIZE)
+    settings: Settings,
+    jobs: int | None = None,
     byte_digests: Sequence[bytes] | None = None,  # the digests as bytes, when at hand (else made from `facts`)
     pixel_digests: Sequence[bytes] | None = None,
 ) -> tuple:
-    """Groups from verified near pairs plus the exact and pixel pairs of the digests (as find_groups joins them)."""
+    """Groups from verified near pairs plus the exact and pixel pairs of the digests (as find_groups joins them),
+    around keepers checked by the same cascade as find_groups (the index serves the default cascade only)."""
     if byte_digests is None or pixel_digests is None:
         byte_digests = [row.tobytes() for row in facts.byte_digests]
         pixel_digests = [row.tobytes() for row in facts.pixel_digests]
@@ -697,16 +721,25 @@ def groups_of_pairs(
         pair_a.append(a)
         pair_b.append(b)
     order = {r.name: i for i, r in enumerate(roots)}
+    first, second = np.concatenate(pair_a), np.concatenate(pair_b)
+    # the keeper checks only ever compare members of one component: only their thumbnails are read
+    thumbs = np.zeros((len(records), THUMB_SIZE, THUMB_SIZE), dtype=np.uint8)
+    rows = np.unique(np.concatenate([first, second])).astype(np.int64)
+    if len(rows):
+        thumbs[rows] = thumbs_of(rows)
+    cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+    check = verified_check(thumbs, facts.hashes, {}, cascade, threads=jobs or default_jobs())
     return build_groups(
         records,
         order,
-        np.concatenate(pair_a),
-        np.concatenate(pair_b),
+        first,
+        second,
         byte_digests,
         pixel_digests,
         facts.hashes,
-        None,
+        [],
         [tuple(wh) for wh in facts.sizes.tolist()],
+        check,
     )
 
 
@@ -764,8 +797,9 @@ def find_semantic_groups(
         [f.byte_digest for f in fingerprints],
         [f.pixel_digest for f in fingerprints],
         hashes,
-        None,
+        [],
         [(f.width, f.height) for f in fingerprints],
+        cosine_check(embedded.vectors, embedded.valid, hashes, settings.min_similarity),
     )
 
 

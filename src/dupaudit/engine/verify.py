@@ -424,6 +424,23 @@ def similarity(thumbs_a: np.ndarray, thumbs_b: np.ndarray, size: int = THUMB_SIZ
     return prepared.scores(index, index + len(thumbs_a))
 
 
+def transform_codes(flips: bool, rotations: bool) -> tuple[int, ...]:
+    """The transforms a scan tries on the second image of a pair, as codes (model.TRANSFORMS[code - 1])."""
+    codes = [1] if flips else []
+    if rotations:
+        codes += [2, 3, 4] + ([5, 6, 7] if flips else [])  # with --flips, every rotation of the mirror too
+    return tuple(codes)
+
+
+def transformed(images: np.ndarray, code: int) -> np.ndarray:
+    """Images (..., H, W) under a transform code: 0 none, 1 mirrored left-right, 2-4 rotated by 90, 180, 270 degrees
+    (counter-clockwise), 5-7 mirrored then rotated (6, mirrored and rotated by 180, is the vertical flip)."""
+    if code == 1 or code >= 5:
+        images = images[..., ::-1]
+    turns = (0, 0, 1, 2, 3, 1, 2, 3)[code]
+    return np.ascontiguousarray(np.rot90(images, turns, axes=(-2, -1)) if turns else images)
+
+
 def verify(
     thumbs: np.ndarray,
     first: np.ndarray,
@@ -433,7 +450,8 @@ def verify(
     threads: int = 1,
     groups_only: bool = False,
 ) -> np.ndarray:
-    """The score of each candidate pair (-1 for pairs dropped by the coarse pass); mirrored pairs flip the second.
+    """The score of each candidate pair (-1 for pairs dropped by the coarse pass). `mirrored`: per pair, True (or a
+    transform code, see `transformed`) compares the first image with the mirrored (transformed) second.
 
     `groups_only`: skip the refinement of a pair whose two images are already joined by verified pairs (its
     score stays the unrefined one, below min_similarity): the groups come out the same, for less work when
@@ -451,12 +469,17 @@ def verify(
 
 def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_only):
     second = second.copy()
-    if mirrored.any():
-        # mirrored images join the stack as extra rows, so every comparison below stays a plain one
-        flipped = np.unique(second[mirrored])
-        row_of = {int(image): len(thumbs) + i for i, image in enumerate(flipped)}
-        second[mirrored] = [row_of[int(image)] for image in second[mirrored]]
-        thumbs = np.concatenate([thumbs, np.ascontiguousarray(thumbs[flipped][:, :, ::-1])])
+    codes = np.asarray(mirrored).astype(np.int64)
+    if codes.any():
+        # mirrored (rotated) images join the stack as extra rows, so every comparison below stays a plain one
+        extra, rows = [thumbs], len(thumbs)
+        for code in np.unique(codes[codes > 0]).tolist():
+            chosen = codes == code
+            images = np.unique(second[chosen])
+            second[chosen] = rows + np.searchsorted(images, second[chosen])
+            extra.append(transformed(thumbs[images], code))
+            rows += len(images)
+        thumbs = np.concatenate(extra)
     involved, inverse = np.unique(np.concatenate([first, second]), return_inverse=True)
     local_first, local_second = inverse[: len(first)], inverse[len(first) :]
     small = Prepared(thumbs[involved], THUMB_SIZE // 2, threads, zoom=False)
@@ -525,12 +548,16 @@ class Candidates:
 
     first: np.ndarray
     second: np.ndarray
-    mirrored: np.ndarray  # compare `first` with the mirror image of `second`
+    transform: np.ndarray  # compare `first` with `second` under this transform code (0: as is; see `transformed`)
     scores: np.ndarray  # -1 where the coarse pass dropped the pair
+
+    @property
+    def mirrored(self) -> np.ndarray:
+        return self.transform == 1
 
 
 def candidate_pairs(
-    hash_pairs: list[tuple[np.ndarray, np.ndarray, bool]],
+    hash_pairs: list[tuple[np.ndarray, np.ndarray, int]],
     thumbs: np.ndarray,
     flips: bool,
     settings: CascadeSettings,
@@ -539,6 +566,7 @@ def candidate_pairs(
     groups_only: bool = False,
     sums: np.ndarray | None = None,
     collect: dict | None = None,
+    rotations: bool = False,
 ) -> Candidates:
     """The union of the hash pairs and the nearest-neighbour pairs, each unordered pair once, scored.
 
@@ -557,31 +585,31 @@ def candidate_pairs(
     )
     if collect is not None:
         collect["desc"] = desc
-    if flips:
-        mirrored_desc = descriptors(np.ascontiguousarray(thumbs[:, :, ::-1]))
+    for code in transform_codes(flips, rotations):
+        variant_desc = descriptors(transformed(thumbs, code))
         query, found = neighbour_pairs(
-            desc, settings.neighbours, settings.min_descriptor_similarity, queries=mirrored_desc, threads=threads
+            desc, settings.neighbours, settings.min_descriptor_similarity, queries=variant_desc, threads=threads
         )
-        sources.append((found, query, True))  # found vs the mirror of query
-        del mirrored_desc
+        sources.append((found, query, code))  # found vs the transformed query
+        del variant_desc
     del desc
     firsts, seconds, flags = [], [], []
-    for first, second, mirrored in sources:
-        if mirrored:
+    for first, second, code in sources:
+        if code:
             firsts.append(first)
             seconds.append(second)
         else:  # unordered: the smaller index first, so both directions collapse into one
             firsts.append(np.minimum(first, second))
             seconds.append(np.maximum(first, second))
-        flags.append(np.full(len(first), mirrored))
-    first, second, mirrored = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(flags)
-    # each (first, second, mirrored) once, as one integer key: np.unique over rows (axis=0) is much slower
+        flags.append(np.full(len(first), int(code), dtype=np.int64))
+    first, second, code = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(flags)
+    # each (first, second, transform) once, as one integer key: np.unique over rows (axis=0) is much slower
     count = len(thumbs)
-    keys = np.unique((first.astype(np.int64) * count + second) * 2 + mirrored)
-    first, second, mirrored = keys // 2 // count, keys // 2 % count, (keys % 2).astype(bool)
+    keys = np.unique((first.astype(np.int64) * count + second) * 8 + code)
+    first, second, code = keys // 8 // count, keys // 8 % count, keys % 8
     if progress is not None:
         progress.advance()
-    scores = verify(thumbs, first, second, mirrored, settings, threads=threads or 1, groups_only=groups_only)
+    scores = verify(thumbs, first, second, code, settings, threads=threads or 1, groups_only=groups_only)
     if progress is not None:
         progress.advance()
-    return Candidates(first, second, mirrored, scores)
+    return Candidates(first, second, code, scores)

@@ -20,6 +20,12 @@ COLUMNS = [
     "width",
     "height",
     "size",
+    # the member's own link (empty for the kept member): its kind, the member it copies, distance, score
+    "link",
+    "copy_of",
+    "link_distance",
+    "link_score",
+    "link_transform",
 ]
 
 
@@ -29,6 +35,8 @@ def render(report: ScanReport) -> str:
     writer.writerow(COLUMNS)
     for group in report.groups:
         for m in group.members:
+            link = m.link
+            to = group.members[link.to] if link is not None else None
             writer.writerow(
                 [
                     group.id,
@@ -43,6 +51,11 @@ def render(report: ScanReport) -> str:
                     m.width,
                     m.height,
                     m.size,
+                    link.kind if link else "",
+                    f"{to.root}/{to.path}" if to else "",
+                    link.distance if link else "",
+                    "" if link is None or link.score is None else round(link.score, 6),
+                    (link.transform or "") if link else "",
                 ]
             )
     return buffer.getvalue()

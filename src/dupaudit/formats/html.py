@@ -793,6 +793,7 @@ def _gallery_data(report: ScanReport, thumb_px: int) -> dict:
                     m.size,
                     uri,
                     reason,
+                    _link_data(g, m),
                 ]
             )
         flags = (1 if g.is_label_conflict else 0) | (2 if g.is_leak else 0)
@@ -811,6 +812,39 @@ def _gallery_data(report: ScanReport, thumb_px: int) -> dict:
     }
 
 
+def _decides(report: ScanReport) -> str:
+    """What decided the near copies of this scan, in words (the slider is not a rerun of the scan)."""
+    settings = report.settings
+    if settings.method == "cnn":
+        return f"the scan decided by the embeddings' cosine similarity (&ge; {settings.min_similarity:g})."
+    if settings.verify:
+        return (
+            f"the scan's --threshold {settings.threshold} only proposed candidates (with each image's "
+            f"{settings.neighbours} nearest neighbours) and the verification score (&ge; {settings.min_similarity:g}) "
+            "decided, so copies can lie beyond it and a lower --threshold would not simply drop these groups."
+        )
+    return f"without verification, the scan's radius {settings.threshold} decided."
+
+
+def _threshold_note(report: ScanReport) -> str:
+    settings = report.settings
+    if settings.method == "cnn":
+        return f"scan: cosine &ge; {settings.min_similarity:g}"
+    if settings.verify:
+        return f"scan: candidate radius {settings.threshold}, verified at score &ge; {settings.min_similarity:g}"
+    return f"scan: radius {settings.threshold} (decides)"
+
+
+def _link_data(group, member) -> list | None:
+    """A copy's own link for its thumbnail: [kind, path of the member it copies, distance, score or null]."""
+    link = member.link
+    if link is None:
+        return None
+    to = group.members[link.to]
+    score = None if link.score is None else round(link.score, 3)
+    return [_clean(link.kind), _clean(f"{to.root}/{to.path}"), link.distance, score]
+
+
 def _groups_section(report: ScanReport) -> str:
     kinds = [k for k in KINDS] + sorted({g.kind for g in report.groups} - set(KINDS))
     kind_boxes = "".join(
@@ -825,8 +859,9 @@ def _groups_section(report: ScanReport) -> str:
     max_distance = max([g.max_distance for g in report.groups] + [report.settings.threshold, 0])
     return f"""<section id='groups'><h2>Duplicate groups</h2>
 <p class='note'>Each row is one group: the member marked <b>keep</b> is the one a dedup keeps (highest resolution,
-then largest file). Label conflicts and leaks come first. Move the distance slider down to see which groups a lower
-threshold would drop.</p>
+then largest file), and every other member is a copy of it (or a byte/pixel twin of such a copy); each thumbnail
+says what kind of copy it is, of which file, at what distance and score. Label conflicts and leaks come first.
+The slider hides groups whose members lie further apart (largest hash distance) than it says: {_decides(report)}</p>
 <form id='filters' autocomplete='off'>
 <fieldset><legend>kind</legend>{kind_boxes}</fieldset>
 <fieldset><legend>class</legend><select id='f-label'><option value=''>any class</option>{label_opts}</select></fieldset>
@@ -835,7 +870,7 @@ threshold would drop.</p>
 <label><input type='checkbox' id='f-leak'> leakage only</label></fieldset>
 <fieldset class='slider'><legend>max distance ≤ <output id='f-distance-value'>{max_distance}</output></legend>
 <input type='range' id='f-distance' min='0' max='{max_distance}' step='1' value='{max_distance}'>
-<span class='note'>scan threshold {report.settings.threshold}</span></fieldset>
+<span class='note'>{_threshold_note(report)}</span></fieldset>
 <fieldset><legend>order</legend><select id='f-order'><option value='findings'>findings first</option>
 <option value='distance'>distance, smallest first</option><option value='distance-desc'>distance, largest first</option>
 <option value='size'>most images first</option></select></fieldset>

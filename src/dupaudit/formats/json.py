@@ -13,6 +13,7 @@ from ..engine.model import (
     DuplicateGroup,
     GroupMember,
     Layout,
+    Link,
     Root,
     ScanReport,
     Settings,
@@ -44,6 +45,7 @@ def to_dict(report: ScanReport) -> dict:
             "min_similarity": report.settings.min_similarity,
             # written only when on, so that reports of default scans keep their bytes (schema_version 1)
             **({"fast_decode": True} if report.settings.fast_decode else {}),
+            **({"rotations": True} if report.settings.rotations else {}),
         },
         # how the folders were read and what was not scanned as it looks (README "Layouts")
         "layout": None if report.layout is None else {"kind": report.layout.kind, "reason": report.layout.reason},
@@ -57,6 +59,9 @@ def to_dict(report: ScanReport) -> dict:
             "leaked": report.summary.leaked,
             "skew": _round(report.summary.skew),
             "wasted_fraction": _round(report.summary.wasted_fraction),
+            "exact_copies": report.summary.exact_copies,
+            "pixel_copies": report.summary.pixel_copies,
+            "near_copies": report.summary.near_copies,
         },
         "classes": [
             {
@@ -104,6 +109,7 @@ def to_dict(report: ScanReport) -> dict:
                         "width": m.width,
                         "height": m.height,
                         "size": m.size,
+                        "link": _link(g, m.link),
                     }
                     for m in g.members
                 ],
@@ -121,6 +127,33 @@ def _root(root: Root) -> dict:
         return {"name": root.name, "path": root.path}
     url = root.path if "://" in root.path else Path(root.path).as_uri()
     return {"name": root.name, "path": root.path, "source": root.source, "url": url}
+
+
+def _link(group: DuplicateGroup, link: Link | None) -> dict | None:
+    """A member's own link (None for the kept member): to which member, of what kind, how far."""
+    if link is None:
+        return None
+    to = group.members[link.to]
+    return {
+        "kind": link.kind,
+        "to": {"root": to.root, "path": to.path},
+        "distance": link.distance,
+        "score": None if link.score is None else _round(link.score),
+        "transform": link.transform,
+    }
+
+
+def _read_link(data: dict | None, members: list[dict]) -> Link | None:
+    if data is None:
+        return None
+    slot = {(m["root"], m["path"]): i for i, m in enumerate(members)}
+    return Link(
+        data["kind"],
+        slot[(data["to"]["root"], data["to"]["path"])],
+        data["distance"],
+        data.get("score"),
+        data.get("transform"),
+    )
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -171,12 +204,11 @@ def from_dict(data: dict) -> ScanReport:
                             m.get("width", 0),
                             m.get("height", 0),
                             m.get("size", 0),
+                            _read_link(m.get("link"), g["members"]),
                         )
                         for m in g["members"]
                     ),
-                    g.get("exact_copies", 0),
-                    g.get("pixel_copies", 0),
-                    _leak(g),
+                    leak=_leak(g),
                 )
                 for g in data["groups"]
             ),

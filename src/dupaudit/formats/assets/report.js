@@ -78,13 +78,22 @@
       fig.appendChild(ph);
     }
     var cap = el("figcaption");
-    cap.appendChild(el("span", "badge " + (m[3] ? "keep" : "copy"), m[3] ? "keep" : "copy"));
+    var link = m[9];  // [kind, the member it copies, distance, score]: this copy's own link
+    var badge = el("span", "badge " + (m[3] ? "keep" : "copy"), m[3] ? "keep" : link ? link[0] + " copy" : "copy");
+    if (link) badge.title = link[0] + " copy of " + link[1];
+    cap.appendChild(badge);
     var path = el("div", "path", m[1]);
     path.title = root + "/" + m[1];
     cap.appendChild(path);
     cap.appendChild(el("div", "facts", label + " · " + root));
     var facts = (m[4] && m[5] ? m[4] + "×" + m[5] + " px" : "size unknown") + (m[6] ? " · " + bytes(m[6]) : "");
     cap.appendChild(el("div", "facts", facts));
+    if (link) {
+      var of = el("div", "facts link", "of " + link[1].split("/").pop() + " · d " + link[2] +
+        (link[3] === null ? "" : " · score " + link[3].toFixed(2)));
+      of.title = link[0] + " copy of " + link[1];
+      cap.appendChild(of);
+    }
     fig.appendChild(cap);
     return fig;
   }
