@@ -8,6 +8,7 @@ from rich.table import Table
 
 from ..engine.analysis import kind_counts, top_duplicated_classes
 from ..engine.model import DuplicateGroup, ScanReport
+from ..wording import plural
 
 
 def _shown(name: str) -> str:
@@ -109,7 +110,7 @@ def print_summary(report: ScanReport, console: Console, top: int = 10) -> None:
             table.add_row(str(g.id), g.kind, str(len(g.members)), str(g.max_distance), _member_text(g))
         console.print(table)
     if report.skipped:
-        console.print(f"[yellow]Skipped {len(report.skipped):,} file(s):[/]")
+        console.print(f"[yellow]Skipped {plural(len(report.skipped), 'file')}:[/]")
         for item in report.skipped[:10]:
             console.print(f"  {item.root}/{item.path}: {item.reason}", highlight=False, markup=False)
         if len(report.skipped) > 10:
