@@ -44,7 +44,7 @@ def check_file(path: Path | None, option: str) -> None:
         return
     text = str(path)
     if text.endswith(("/", os.sep)) or path.is_dir():
-        raise _problem(option, path, "is a folder", f"give a file name, e.g. {path.as_posix().rstrip('/')}/out")
+        raise _problem(option, path, "is a folder", "give the name of a file, in it or elsewhere")
     _writable_folder(option, path, path.parent)
     # Try it for real: permissions, read-only mounts and pseudo file systems (/proc) only show on opening.
     existed = path.exists()
