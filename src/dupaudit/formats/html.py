@@ -90,6 +90,25 @@ def _member_file(root_path: str | None, relative: str) -> Path | None:
     return Path(root_path, *parts)
 
 
+# Pillow modes of more than 8 bits a channel (16-bit PNG and TIFF grayscale, float TIFF): convert("RGB") clips
+# them, so a 16-bit image would show as a blank white thumbnail.
+WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+def _eight_bit(image):
+    """A 16-bit or float grayscale image as 8-bit grayscale: 0..65535 onto 0..255, floats by their own range."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        values = (values - low) * (255 / (high - low or 1))
+    else:
+        values = values / 257
+    return Image.fromarray(np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8), "L")
+
+
 def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, str]:
     """A `data:` URI of a small JPEG/PNG preview of an image, or (None, reason) when there is none."""
     if path is None:
@@ -115,6 +134,8 @@ def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, 
                 if image.format == "JPEG":
                     image.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that is enough
                 image = ImageOps.exif_transpose(image)
+                if image.mode in WIDE_MODES:
+                    image = _eight_bit(image)
                 alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
                 image = image.convert("RGBA" if alpha else "RGB")
                 image.thumbnail((size, size), Image.BILINEAR)
