@@ -176,6 +176,14 @@ def _ticks(low: float, high: float, target: int = 5) -> list[float]:
     return [round(i * step, 10) for i in range(first, max(last, first + 1) + 1)]
 
 
+def _count_ticks(high: float, target: int = 5) -> list[float]:
+    """Whole-number ticks from 0 to at or above `high`, for counts: never 0, 0.25, 0.5 read as 0, 0, 0."""
+    step = max(1.0, _nice_step(high, target))
+    if step % 1:  # 2.5, 0.25 x 10: the next nice step that is whole
+        step *= 2
+    return [float(i * step) for i in range(0, max(math.ceil(high / step - 1e-9), 1) + 1)]
+
+
 def _fmt_tick(value: float, step: float) -> str:
     decimals = 0
     while decimals < 6 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-9:
@@ -302,9 +310,9 @@ def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
     for g in groups:
         (counts[g.kind] if g.kind in counts else other)[g.max_distance] += 1
     totals = [sum(counts[k][d] for k in KINDS) + other[d] for d in range(top_d + 1)]
-    y_ticks = _ticks(0, max(max(totals), 1), 4)
+    y_ticks = _count_ticks(max(max(totals), 1), 4)
     y_hi = max(y_ticks[-1], max(totals), 1)
-    left, width, plot_h, top = 60, 700, 150, 12
+    left, width, plot_h, top = 60, 700, 150, 26  # the top margin holds the threshold label, clear of the bars
     slot = width / (top_d + 1)
     parts = [
         f"<svg class='chart' role='img' viewBox='0 0 {left + width + 20} {top + plot_h + 46}' "
@@ -343,10 +351,13 @@ def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
                 f"<text x='{x + slot / 2:.1f}' y='{top + plot_h + 14}' text-anchor='middle' class='tick'>{d}</text>"
             )
     tx = left + (threshold + 1) * slot
+    # the label sits above the plot (no bar reaches there), on the side of the line with room for it
+    anchor, label_x = ("end", tx - 4) if tx > left + width * 0.75 else ("start", tx + 4)
     parts.append(
-        f"<line x1='{tx:.1f}' y1='{top}' x2='{tx:.1f}' y2='{top + plot_h}' "
+        f"<line x1='{tx:.1f}' y1='{top - 12}' x2='{tx:.1f}' y2='{top + plot_h}' "
         f"stroke='{palette.NEUTRAL['text']}' stroke-dasharray='4 3'/>"
-        f"<text x='{tx + 4:.1f}' y='{top + 10}' class='tick'>scan threshold {threshold}</text>"
+        f"<text x='{label_x:.1f}' y='{top - 4}' text-anchor='{anchor}' "
+        f"class='tick threshold'>scan threshold {threshold}</text>"
     )
     parts.append(
         f"<text x='{left + width / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"
