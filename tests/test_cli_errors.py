@@ -212,3 +212,18 @@ def test_check_json_output(sample, tmp_path):
     assert data["failing"] and all(f["rules"] and f["message"].startswith(f["path"]) for f in data["failing"])
     assert data["baseline"]["found"] is False and data["files"] is None
     assert data["summary"]["images"] > 0
+
+
+def test_undo_of_a_missing_journal_creates_nothing(tmp_path):
+    missing = tmp_path / "journal.jsonl"
+    line = one_line_error(run("undo", missing))
+    assert line.count(str(missing)) == 1 and "no such file" in line
+    assert not missing.exists()
+
+
+def test_a_link_tree_into_a_full_folder_is_refused_before_the_scan(sample, tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    cache = tmp_path / "cache.sqlite"
+    assert "not empty" in one_line_error(run("dedup", sample, "--cache", cache, "--link-tree", tmp_path / "full"))
+    assert not cache.exists()

@@ -136,6 +136,8 @@ def dedup(
     # every output checked before the scan (the output rule of every command: see cli/outputs.py)
     check_folder(quarantine, "--quarantine")
     check_folder(link_tree_dir, "--link-tree")
+    if link_tree_dir is not None and link_tree_dir.is_dir() and any(link_tree_dir.iterdir()):
+        raise fail(f"--link-tree {link_tree_dir}: the folder is not empty; choose a new or empty folder")
     check_file(list_file, "--list")
     if root is not None:
         check_file(plan_file, "--plan")
@@ -334,6 +336,8 @@ def undo(
     """Put every file a dedup --apply moved back where it was, byte for byte (safe to run again)."""
     from ..dedup import undo as run_undo
 
+    if not journal.exists():
+        raise fail(f"{journal}: no such file or folder; give the journal an apply wrote, or its quarantine folder")
     result = run_undo(journal, progress=progress_sink(quiet))
     if not quiet:
         _say(
