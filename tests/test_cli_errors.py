@@ -165,8 +165,12 @@ def test_explain_honours_json_and_refuses_report_options(sample, tmp_path):
 
 
 def test_dedup_options_without_their_partner(sample):
-    assert "--null and no --list" in one_line_error(run("dedup", sample, "--null"))
-    assert "--hardlinks and no --link-tree" in one_line_error(run("dedup", sample, "--hardlinks"))
+    assert "--null needs --list" in one_line_error(run("dedup", sample, "--null"))
+    assert "--hardlinks needs --link-tree" in one_line_error(run("dedup", sample, "--hardlinks"))
+    assert "--rate and --sweep" in one_line_error(
+        run("probe", sample, "--inject", "uniform", "--rate", "0.1", "--sweep", "0,0.2")
+    )
+    assert "--eps needs --adversarial" in one_line_error(run("probe", sample, "--eps", "4"))
 
 
 # ------------------------------------------------------------------------------------------------- messages

@@ -11,7 +11,7 @@ import typer
 
 from ..wording import plural
 from . import app
-from .common import Method, contradiction, err_console, given, guarded, progress_sink
+from .common import Method, contradiction, err_console, fail, given, guarded, progress_sink
 from .outputs import check_distinct, check_file, is_stdout
 
 
@@ -230,6 +230,8 @@ def baseline_command(
     from ..config import load_config
 
     _refuse_cache_pair(ctx, no_cache, cache)
+    if is_stdout(baseline):
+        raise fail("--baseline -: a baseline is a file that check reads back; give its path")
     check_file(baseline, "--baseline")  # the file this command writes
     config = load_config(
         _overrides(root, against, method, threshold, flips, None, baseline, cache, jobs), config_file=config_file

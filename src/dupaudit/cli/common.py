@@ -76,6 +76,11 @@ def contradiction(first: str, second: str, why: str) -> DupauditError:
     return DupauditError(f"{first} and {second} contradict each other: {why}; drop one of them")
 
 
+def needs(option: str, partner: str, why: str) -> DupauditError:
+    """The error for an option given without the one it modifies (exit 2, naming both)."""
+    return DupauditError(f"{option} needs {partner}: {why}")
+
+
 def guarded(command: F) -> F:
     """Run a command body with dupaudit's exit codes: 2 for user errors, 130 for Ctrl-C, 123 for a bug."""
 

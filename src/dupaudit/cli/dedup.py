@@ -12,7 +12,7 @@ from ..errors import DupauditError
 from ..exitcodes import EXIT_USAGE
 from ..wording import plural
 from . import app, options, outputs
-from .common import ScanMethod, contradiction, err_console, fail, guarded, progress_sink
+from .common import ScanMethod, err_console, fail, guarded, needs, progress_sink
 from .outputs import check_distinct, check_file, check_folder, is_stdout
 from .sources import SOURCE_OPTIONS, source_options
 
@@ -130,9 +130,9 @@ def dedup(
 
     progress = progress_sink(quiet)
     if null and list_file is None:
-        raise contradiction("--null", "no --list", "--null only changes the separator of --list")
+        raise needs("--null", "--list FILE", "it only changes the separator of the list")
     if hardlinks and link_tree_dir is None:
-        raise contradiction("--hardlinks", "no --link-tree", "--hardlinks only changes how --link-tree links")
+        raise needs("--hardlinks", "--link-tree DIR", "it only changes how the link tree links")
     # every output checked before the scan (the output rule of every command: see cli/outputs.py)
     check_folder(quarantine, "--quarantine")
     check_folder(link_tree_dir, "--link-tree")

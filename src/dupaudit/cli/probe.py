@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..wording import plural
 from . import app, options
-from .common import err_console, guarded, progress_sink
+from .common import contradiction, err_console, given, guarded, needs, progress_sink
 from .outputs import binary_stdout, check_distinct, check_file, is_stdout, write_text
 
 
@@ -48,6 +48,7 @@ def _rates(rate: Optional[float], sweep: Optional[str]) -> tuple[float, ...]:
 @app.command()
 @guarded
 def probe(
+    ctx: typer.Context,
     root: Path = typer.Argument(..., help="Labelled dataset: ROOT/<class>/... or ROOT/{train,val,test}/<class>/..."),
     test: Optional[Path] = typer.Option(
         None,
@@ -110,6 +111,13 @@ def probe(
     """Measure what the duplicates cost: train as-is, deduplicated and random-removed arms over paired seeds."""
     from ..probing import ProbeSettings, render_json, require_torch, run_probe
 
+    if rate is not None and sweep:
+        raise contradiction("--rate", "--sweep", "--sweep runs each of its rates in turn")
+    if classes and inject is not Inject.nonuniform:
+        raise needs("--classes", "--inject nonuniform", "it picks the classes that get copies")
+    for name, option in (("eps", "--eps"), ("pgd_steps", "--pgd-steps")):
+        if given(ctx, name) and adversarial is None:
+            raise needs(option, "--adversarial pgd|fgsm", "it is a setting of adversarial training")
     check_distinct({"--json": json_file, "--plot": plot_file})
     check_file(json_file, "--json")  # before any work: a bad path is said now, not after the training
     check_file(plot_file, "--plot")
