@@ -182,13 +182,20 @@ def test_a_missing_report_names_its_path_once(tmp_path):
 
 
 def test_report_warns_about_a_probe_of_another_dataset(sample, tmp_path):
+    try:
+        from .html_support import probe_result
+    except ImportError:
+        from html_support import probe_result
     scan_json, probe_json = tmp_path / "scan.json", tmp_path / "probe.json"
     assert run("scan", sample, "--no-cache", "-q", "--json", scan_json).returncode == 0
-    probe_json.write_text(json.dumps({"data": {"root": str(tmp_path / "elsewhere"), "classes": ["a", "b"]}}))
+    probe = probe_result()
+    probe["data"].update(root=str(tmp_path / "elsewhere"), classes=["a", "b"])
+    probe_json.write_text(json.dumps(probe))
     result = run("report", scan_json, "--html", tmp_path / "r.html", "--probe", probe_json)
     assert result.returncode == 0, result.stderr
     assert "warning:" in result.stderr and "another dataset" in result.stderr
-    probe_json.write_text(json.dumps({"data": {"root": str(sample), "classes": list(CLASSES)}}))
+    probe["data"].update(root=str(sample), classes=list(CLASSES))
+    probe_json.write_text(json.dumps(probe))
     result = run("report", scan_json, "--html", tmp_path / "r.html", "--probe", probe_json)
     assert result.returncode == 0 and "another dataset" not in result.stderr, result.stderr
 
