@@ -223,6 +223,11 @@ def test_check_json_output(sample, tmp_path):
     assert data["failing"] and all(f["rules"] and f["message"].startswith(f["path"]) for f in data["failing"])
     assert data["baseline"]["found"] is False and data["files"] is None
     assert data["summary"]["images"] > 0
+    import jsonschema
+
+    from dupaudit.formats import check_json
+
+    jsonschema.validate(data, check_json.schema())  # the shipped schema of this output
 
 
 def test_undo_of_a_missing_journal_creates_nothing(tmp_path):

@@ -8,6 +8,16 @@ from ..check.baseline import Finding
 from ..check.runner import EXIT_BASELINE_REWRITTEN, EXIT_FINDINGS, CheckResult
 
 CHECK_SCHEMA_VERSION = 1
+SCHEMA_FILE = "check.schema.json"  # its JSON Schema, shipped beside this module
+
+
+def schema() -> dict:
+    """The JSON Schema (draft 2020-12) of this output."""
+    from importlib.resources import files
+
+    return json.loads(files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
 _VERDICTS = {0: "pass", EXIT_FINDINGS: "findings", EXIT_BASELINE_REWRITTEN: "baseline-rewritten"}
 
 
