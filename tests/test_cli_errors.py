@@ -80,6 +80,14 @@ def test_report_to_a_missing_folder_is_refused_like_every_other_output(sample, t
     assert not (tmp_path / "nonexistent").exists()  # nothing is created silently
 
 
+def test_report_never_writes_over_its_input(sample, tmp_path):
+    scan_json = tmp_path / "scan.json"
+    assert run("scan", sample, "--no-cache", "-q", "--json", scan_json).returncode == 0
+    before = scan_json.read_bytes()
+    assert "is the input SCAN.json" in one_line_error(run("report", scan_json, "--html", scan_json))
+    assert scan_json.read_bytes() == before
+
+
 def test_two_outputs_to_one_file_or_to_stdout_are_refused(sample, tmp_path):
     line = one_line_error(run("scan", sample, "--no-cache", "--json", tmp_path / "x", "--csv", tmp_path / "x"))
     assert "--json and --csv both write to" in line

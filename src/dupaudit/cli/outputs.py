@@ -85,6 +85,15 @@ def check_distinct(outputs: dict[str, Path | None]) -> None:
         seen[key] = option
 
 
+def check_not_input(path: Path | None, option: str, inputs: dict[str, Path | None]) -> None:
+    """An output must not be one of the command's input files: writing it would replace the user's file."""
+    if path is None or is_stdout(path):
+        return
+    for name, source in inputs.items():
+        if source is not None and os.path.realpath(source) == os.path.realpath(path):
+            raise _problem(option, path, f"is the input {name}, which this would replace", "give another path")
+
+
 def write_text(path: Path, text: str) -> None:
     """Write an output: `-` goes to stdout; a non-UTF-8 file name in the text keeps its bytes."""
     if is_stdout(path):

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from . import app
 from .common import err_console, guarded
-from .outputs import check_file, is_stdout, write_text
+from .outputs import check_file, check_not_input, is_stdout, write_text
 
 SCAN_REPORT = "a scan report written by dupaudit scan --json FILE"
 
@@ -70,6 +70,7 @@ def report(
     from ..wording import plural
 
     check_file(html_file, "--html")  # before reading anything
+    check_not_input(html_file, "--html", {"SCAN.json": scan_json, "--probe": probe_json})
     text = _read(scan_json, SCAN_REPORT)
     try:
         scan_report = json_format.loads(text)
