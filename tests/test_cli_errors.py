@@ -85,6 +85,7 @@ def test_report_never_writes_over_its_input(sample, tmp_path):
     assert run("scan", sample, "--no-cache", "-q", "--json", scan_json).returncode == 0
     before = scan_json.read_bytes()
     assert "is the input SCAN.json" in one_line_error(run("report", scan_json, "--html", scan_json))
+    assert "is the input --from-scan" in one_line_error(run("dedup", "--from-scan", scan_json, "--plan", scan_json))
     assert scan_json.read_bytes() == before
 
 

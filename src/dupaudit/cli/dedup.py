@@ -13,7 +13,7 @@ from ..exitcodes import EXIT_USAGE
 from ..wording import plural
 from . import app, options, outputs
 from .common import ScanMethod, err_console, fail, guarded, needs, progress_sink
-from .outputs import check_distinct, check_file, check_folder, is_stdout
+from .outputs import check_distinct, check_file, check_folder, check_not_input, is_stdout
 from .sources import SOURCE_OPTIONS, source_options
 
 
@@ -139,9 +139,10 @@ def dedup(
     if link_tree_dir is not None and link_tree_dir.is_dir() and any(link_tree_dir.iterdir()):
         raise fail(f"--link-tree {link_tree_dir}: the folder is not empty; choose a new or empty folder")
     check_file(list_file, "--list")
-    if root is not None:
+    if root is not None or from_scan is not None:  # --plan is written (without them it is read)
         check_file(plan_file, "--plan")
         check_distinct({"--plan": plan_file, "--list": list_file})
+        check_not_input(plan_file, "--plan", {"--from-scan": from_scan})
     if apply is not None:
         if root is not None or plan_file is not None or link_tree_dir or list_file:
             raise fail("--apply takes only a plan and --quarantine (make the plan first: dupaudit dedup ROOT --plan)")
