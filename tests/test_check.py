@@ -353,7 +353,7 @@ def test_deleted_file_shrinks_the_baseline_with_exit_3(dataset: Path):
     (dataset / "train/dog/copy.jpg").unlink()
     result = invoke("check")
     assert result.exit_code == 3, result.output
-    assert "dropped 2 accepted file(s)" in result.stderr and "git add .dupaudit-baseline.json" in result.stderr
+    assert "dropped 2 accepted files" in result.stderr and "git add .dupaudit-baseline.json" in result.stderr
     stored = json.loads((dataset / ".dupaudit-baseline.json").read_text())
     assert [f["members"] for f in stored["findings"]] == [["train/cat/0001.jpg", "train/cat/copy.jpg"]]
     assert invoke("check").exit_code == 0  # rewritten once; the next run is clean
@@ -447,7 +447,7 @@ def test_markdown_summary(dataset: Path, tmp_path: Path):
     summary.write_text("earlier step\n", encoding="utf-8")
     result = invoke("check", "--format", "markdown", "--append-summary", str(summary))
     assert result.exit_code == 1
-    assert result.stdout.startswith("## dupaudit check\n\n**Failed:** 1 new finding(s)")
+    assert result.stdout.startswith("## dupaudit check\n\n**Failed:** 1 new finding")
     # without a baseline the copy is reported against the member the keep policy keeps (same size: first path)
     assert "| `train/cat/copy.jpg` | exact copy | `train/cat/0001.jpg` | 0 |  |  | near |" in result.stdout
     assert summary.read_text(encoding="utf-8") == "earlier step\n" + result.stdout

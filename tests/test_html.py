@@ -270,7 +270,7 @@ def test_report_command_renders_a_saved_scan_with_a_probe(sample, tmp_path):
     _, report = sample
     (tmp_path / "scan.json").write_text(json_format.render(report), encoding="utf-8")
     (tmp_path / "probe.json").write_text(json.dumps(probe_result()), encoding="utf-8")
-    out = tmp_path / "out" / "report.html"
+    out = tmp_path / "report.html"  # its folder must exist: no output option creates folders (cli/outputs.py)
     result = CliRunner().invoke(
         app, ["report", str(tmp_path / "scan.json"), "--html", str(out), "--probe", str(tmp_path / "probe.json")]
     )

@@ -17,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
 
 # Command modules register themselves on import (one module per command).
@@ -29,13 +30,22 @@ from . import report as _report  # noqa: E402,F401
 from . import scan as _scan  # noqa: E402,F401
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from .._version import __version__
 
         typer.echo(f"dupaudit {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
+    # eager: `dupaudit --version` answers before click asks for a command
+    pass
 
 
 def main() -> None:

@@ -9,14 +9,17 @@ from typing import Optional
 
 import typer
 
+from ..wording import plural
 from . import app
-from .common import Method, err_console, guarded, progress_sink
+from .common import Method, contradiction, err_console, fail, given, guarded, progress_sink
+from .outputs import check_distinct, check_file, is_stdout
 
 
 class CheckFormat(str, Enum):
     text = "text"
     github = "github"
     markdown = "markdown"
+    json = "json"
 
 
 _CONFIG_HELP = "Config file (default: the nearest .dupaudit.toml, or pyproject.toml with \\[tool.dupaudit])."
@@ -35,6 +38,11 @@ def _overrides(root, against, method, threshold, flips, fail_on, baseline, cache
         "cache": str(cache) if cache is not None else None,
         "jobs": jobs,
     }
+
+
+def _refuse_cache_pair(ctx: typer.Context, no_cache: bool, cache: Optional[Path]) -> None:
+    if no_cache and given(ctx, "cache"):
+        raise contradiction("--no-cache", f"--cache {cache}", "--no-cache neither reads nor writes a cache")
 
 
 def _shown(path: str) -> str:
@@ -65,6 +73,7 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no summar
 @app.command()
 @guarded
 def check(
+    ctx: typer.Context,
     files: Optional[list[Path]] = typer.Argument(
         None, help="Changed images to check (pre-commit passes the staged ones); none: check the whole dataset."
     ),
@@ -90,10 +99,12 @@ def check(
         CheckFormat.text,
         "--format",
         "-f",
-        help="text: one line per finding; github: Actions annotations; markdown: a summary table.",
+        help="text: one line per finding; github: Actions annotations; markdown: a summary table; json: one object.",
     ),
     append_summary: Optional[Path] = typer.Option(
-        None, "--append-summary", help="Also append the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY)."
+        None,
+        "--append-summary",
+        help="Also append the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY); '-': stdout.",
     ),
     quiet: bool = QUIET,
 ) -> None:
@@ -106,6 +117,10 @@ def check(
     from ..formats import github as github_format
     from ..formats import markdown as markdown_format
 
+    _refuse_cache_pair(ctx, no_cache, cache)
+    check_file(append_summary, "--append-summary")
+    if output_format is not CheckFormat.text:  # a machine-read stdout takes nothing else
+        check_distinct({f"--format {output_format.value}": Path("-"), "--append-summary": append_summary})
     config = load_config(
         _overrides(root, against, method, threshold, flips, fail_on, baseline, cache, jobs), config_file=config_file
     )
@@ -119,11 +134,16 @@ def check(
         typer.echo(github_format.render_check(result), nl=False)
     elif output_format is CheckFormat.markdown:
         typer.echo(markdown_format.render_check(result), nl=False)
+    elif output_format is CheckFormat.json:
+        from ..formats import check_json
+
+        typer.echo(check_json.render_check(result), nl=False)
     else:
         for failing in result.failing:
             typer.echo(failing.message)
-    if append_summary is not None:
-        append_summary.parent.mkdir(parents=True, exist_ok=True)
+    if is_stdout(append_summary):
+        typer.echo(markdown_format.render_check(result), nl=False)
+    elif append_summary is not None:
         with open(append_summary, "a", encoding="utf-8") as handle:
             handle.write(markdown_format.render_check(result))
 
@@ -144,8 +164,9 @@ def check(
             )
     if result.baseline_rewritten:
         err_console.print(
-            f"[yellow]baseline:[/] dropped {result.baseline_dropped} accepted file(s) that are gone "
-            f"from {baseline_name}; stage it (git add {baseline_name}) and commit again",
+            f"[yellow]baseline:[/] {baseline_name}: dropped {plural(result.baseline_dropped, 'accepted file')} "
+            f"that {'is' if result.baseline_dropped == 1 else 'are'} gone; stage it (git add {baseline_name}) "
+            "and commit again",
             highlight=False,
             soft_wrap=True,
         )
@@ -154,21 +175,25 @@ def check(
     raise typer.Exit(result.exit_code)
 
 
+def _none_of(count: int) -> str:
+    return "the file is not" if count == 1 else f"none of the {count:,} files is"
+
+
 def _print_summary(result, baseline_name: str, elapsed: float) -> None:
     report = result.report
     if report is None:
         err_console.print(
-            f"dupaudit check: none of the {len(result.outside)} file(s) is in the dataset "
+            f"dupaudit check: {_none_of(len(result.outside))} in the dataset "
             f"({_shown(result.config.root)}): nothing to check",
             highlight=False,
             soft_wrap=True,
         )
         return
-    scope = "whole dataset" if result.files is None else f"{len(result.files):,} changed file(s)"
+    scope = "whole dataset" if result.files is None else plural(len(result.files), "changed file")
     baseline_note = (
-        f"{result.accepted:,} group(s) accepted by {baseline_name}" if result.baseline_found else "no baseline"
+        f"{plural(result.accepted, 'group')} accepted by {baseline_name}" if result.baseline_found else "no baseline"
     )
-    verdict = f"[red]{len(result.failing):,} new finding(s)[/]" if result.failing else "[green]no new findings[/]"
+    verdict = f"[red]{plural(len(result.failing), 'new finding')}[/]" if result.failing else "[green]no new findings[/]"
     err_console.print(
         f"dupaudit check ({scope}): {verdict} · {baseline_note} · {report.summary.images:,} images, "
         f"{report.decoded:,} decoded, {report.cache_hits:,} from cache · {elapsed:.1f} s",
@@ -187,6 +212,7 @@ def _print_summary(result, baseline_name: str, elapsed: float) -> None:
 @app.command("baseline")
 @guarded
 def baseline_command(
+    ctx: typer.Context,
     root: Optional[Path] = ROOT,
     against: list[Path] = AGAINST,
     method: Optional[Method] = METHOD,
@@ -203,6 +229,10 @@ def baseline_command(
     from ..check.runner import write_baseline
     from ..config import load_config
 
+    _refuse_cache_pair(ctx, no_cache, cache)
+    if is_stdout(baseline):
+        raise fail("--baseline -: a baseline is a file that check reads back; give its path")
+    check_file(baseline, "--baseline")  # the file this command writes
     config = load_config(
         _overrides(root, against, method, threshold, flips, None, baseline, cache, jobs), config_file=config_file
     )
@@ -210,7 +240,7 @@ def baseline_command(
     name = _shown(config.baseline)
     if not quiet:
         err_console.print(
-            f"wrote {name}: {len(accepted):,} finding(s) accepted ({report.summary.images:,} images, "
+            f"wrote {name}: {plural(len(accepted), 'finding')} accepted ({plural(report.summary.images, 'image')}, "
             f"{report.decoded:,} decoded); stage it: git add {name}",
             highlight=False,
             soft_wrap=True,

@@ -65,6 +65,22 @@ def as_flag(name: str, value: str | None) -> str:
     return f"{flag} {literal}"
 
 
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed this option (not a default, and not an environment variable such as DUPAUDIT_CACHE)."""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click: compare by name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def contradiction(first: str, second: str, why: str) -> DupauditError:
+    """The error for two options that cannot both hold (exit 2, naming the pair)."""
+    return DupauditError(f"{first} and {second} contradict each other: {why}; drop one of them")
+
+
+def needs(option: str, partner: str, why: str) -> DupauditError:
+    """The error for an option given without the one it modifies (exit 2, naming both)."""
+    return DupauditError(f"{option} needs {partner}: {why}")
+
+
 def guarded(command: F) -> F:
     """Run a command body with dupaudit's exit codes: 2 for user errors, 130 for Ctrl-C, 123 for a bug."""
 

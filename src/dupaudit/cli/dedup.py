@@ -10,8 +10,10 @@ import typer
 
 from ..errors import DupauditError
 from ..exitcodes import EXIT_USAGE
-from . import app, options
-from .common import ScanMethod, err_console, fail, guarded, progress_sink
+from ..wording import plural
+from . import app, options, outputs
+from .common import ScanMethod, err_console, fail, guarded, needs, progress_sink
+from .outputs import check_distinct, check_file, check_folder, check_not_input, is_stdout
 from .sources import SOURCE_OPTIONS, source_options
 
 
@@ -60,7 +62,9 @@ def dedup(
         None, "--link-tree", help="Make a deduplicated view: a new folder of links to the kept files."
     ),
     hardlinks: bool = typer.Option(False, "--hardlinks", help="Link tree of hardlinks instead of symlinks."),
-    list_file: Optional[Path] = typer.Option(None, "--list", help="Write the kept files' paths, one per line."),
+    list_file: Optional[Path] = typer.Option(
+        None, "--list", help="Write the kept files' paths, one per line ('-': stdout)."
+    ),
     null: bool = typer.Option(False, "--null", "-0", help="--list separates paths with NUL, not newline."),
     keep: Keep = typer.Option(
         Keep.resolution,
@@ -125,6 +129,20 @@ def dedup(
     from .. import dedup as actions
 
     progress = progress_sink(quiet)
+    if null and list_file is None:
+        raise needs("--null", "--list FILE", "it only changes the separator of the list")
+    if hardlinks and link_tree_dir is None:
+        raise needs("--hardlinks", "--link-tree DIR", "it only changes how the link tree links")
+    # every output checked before the scan (the output rule of every command: see cli/outputs.py)
+    check_folder(quarantine, "--quarantine")
+    check_folder(link_tree_dir, "--link-tree")
+    if link_tree_dir is not None and link_tree_dir.is_dir() and any(link_tree_dir.iterdir()):
+        raise fail(f"--link-tree {link_tree_dir}: the folder is not empty; choose a new or empty folder")
+    check_file(list_file, "--list")
+    if root is not None or from_scan is not None:  # --plan is written (without them it is read)
+        check_file(plan_file, "--plan")
+        check_distinct({"--plan": plan_file, "--list": list_file})
+        check_not_input(plan_file, "--plan", {"--from-scan": from_scan})
     if apply is not None:
         if root is not None or plan_file is not None or link_tree_dir or list_file:
             raise fail("--apply takes only a plan and --quarantine (make the plan first: dupaudit dedup ROOT --plan)")
@@ -134,12 +152,14 @@ def dedup(
         result = actions.apply_plan(plan, quarantine, progress=progress)
         if not quiet:
             if result.resumed and not result.moved:
-                _say(f"already applied: all {result.already:,} dropped file(s) are in {result.quarantine}")
+                are = "is" if result.already == 1 else "are"
+                _say(f"already applied: the {plural(result.already, 'dropped file')} {are} in {result.quarantine}")
             else:
                 verb = "resumed: " if result.resumed else ""
                 _say(
-                    f"{verb}moved {result.moved:,} file(s) ({result.bytes:,} bytes) into {result.quarantine}"
-                    + (f"; {result.already:,} were already there" if result.already else "")
+                    f"{verb}moved {plural(result.moved, 'file')} ({plural(result.bytes, 'byte')}) into "
+                    f"{result.quarantine}"
+                    + (f"; {plural(result.already, 'was', 'were')} already there" if result.already else "")
                 )
             _say(f"journal: {result.journal}  (undo with: dupaudit undo {result.journal})")
         return
@@ -221,9 +241,9 @@ def dedup(
         if not quiet:
             counts = actions.summarize(plan)
             _say(
-                f"plan: drop {counts['drop']:,} file(s) ({counts['drop_bytes']:,} bytes) from {counts['groups']:,} "
-                f"group(s), keeping {counts['keep']:,} copies"
-                + (f"; {len(report.skipped):,} unreadable file(s) left out" if report.skipped else "")
+                f"plan: drop {plural(counts['drop'], 'file')} ({plural(counts['drop_bytes'], 'byte')}) from "
+                f"{plural(counts['groups'], 'group')}, keeping {plural(counts['keep'], 'copy')}"
+                + (f"; {plural(len(report.skipped), 'unreadable file')} left out" if report.skipped else "")
             )
             protected = set(plan.settings.get("protected_splits", []))
             _say(
@@ -258,9 +278,13 @@ def dedup(
         if not quiet:
             _say(f"link tree: {count:,} {'hardlinks' if hardlinks else 'symlinks'} in {link_tree_dir}")
     if list_file is not None:
-        count = actions.write_list(plan, list_file, null=null)
+        if is_stdout(list_file):
+            data, count = actions.list_bytes(plan, null=null)
+            outputs.binary_stdout().write(data)
+        else:
+            count = actions.write_list(plan, list_file, null=null)
         if not quiet:
-            _say(f"list: {count:,} kept path(s) in {list_file}")
+            _say(f"list: {plural(count, 'kept path')} in {'stdout' if is_stdout(list_file) else list_file}")
 
 
 def _container_outputs(report, plan, targets, given, write_filtered, list_file, drop_list, null) -> None:
@@ -313,13 +337,15 @@ def undo(
     """Put every file a dedup --apply moved back where it was, byte for byte (safe to run again)."""
     from ..dedup import undo as run_undo
 
+    if not journal.exists():
+        raise fail(f"{journal}: no such file or folder; give the journal an apply wrote, or its quarantine folder")
     result = run_undo(journal, progress=progress_sink(quiet))
     if not quiet:
         _say(
-            f"restored {result.restored:,} file(s)"
+            f"restored {plural(result.restored, 'file')}"
             + (f"; {result.already:,} already in place" if result.already else "")
         )
     if result.problems:
         for line in result.problems[:20]:
             _say(f"problem: {line}")
-        raise fail(f"{len(result.problems):,} file(s) could not be restored (see above); nothing was overwritten")
+        raise fail(f"{plural(len(result.problems), 'file')} could not be restored (see above); nothing was overwritten")

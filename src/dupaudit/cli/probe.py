@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..wording import plural
 from . import app, options
-from .common import err_console, guarded, progress_sink
+from .common import contradiction, err_console, given, guarded, needs, progress_sink
+from .outputs import binary_stdout, check_distinct, check_file, is_stdout, write_text
 
 
 class Adversarial(str, Enum):
@@ -46,6 +48,7 @@ def _rates(rate: Optional[float], sweep: Optional[str]) -> tuple[float, ...]:
 @app.command()
 @guarded
 def probe(
+    ctx: typer.Context,
     root: Path = typer.Argument(..., help="Labelled dataset: ROOT/<class>/... or ROOT/{train,val,test}/<class>/..."),
     test: Optional[Path] = typer.Option(
         None,
@@ -98,16 +101,26 @@ def probe(
     no_cache: bool = options.NO_CACHE,
     config_file: Optional[Path] = options.CONFIG,
     json_file: Optional[Path] = typer.Option(
-        None, "--json", help="Write every number, the device, torch version, seeds and settings as JSON."
+        None, "--json", help="Write every number, the device, torch version, seeds and settings as JSON ('-': stdout)."
     ),
     plot_file: Optional[Path] = typer.Option(
-        None, "--plot", help="Write a PNG: accuracy per arm, per-class differences, the sweep curve."
+        None, "--plot", help="Write a PNG: accuracy per arm, per-class differences, the sweep curve ('-': stdout)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no table."),
 ) -> None:
     """Measure what the duplicates cost: train as-is, deduplicated and random-removed arms over paired seeds."""
     from ..probing import ProbeSettings, render_json, require_torch, run_probe
 
+    if rate is not None and sweep:
+        raise contradiction("--rate", "--sweep", "--sweep runs each of its rates in turn")
+    if classes and inject is not Inject.nonuniform:
+        raise needs("--classes", "--inject nonuniform", "it picks the classes that get copies")
+    for name, option in (("eps", "--eps"), ("pgd_steps", "--pgd-steps")):
+        if given(ctx, name) and adversarial is None:
+            raise needs(option, "--adversarial pgd|fgsm", "it is a setting of adversarial training")
+    check_distinct({"--json": json_file, "--plot": plot_file})
+    check_file(json_file, "--json")  # before any work: a bad path is said now, not after the training
+    check_file(plot_file, "--plot")
     require_torch()  # before any work: exit 2 with the pip line when the extra is missing
     if threads:
         import torch
@@ -149,19 +162,17 @@ def probe(
         scan_options={**config.scan_parameters(), **config.layout_parameters()},  # layout keys too
     )
     if json_file:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(render_json(report), encoding="utf-8")
+        write_text(json_file, render_json(report))
     if plot_file:
         from ..probing.plot import plot_report
 
-        plot_file.parent.mkdir(parents=True, exist_ok=True)
-        plot_report(report, plot_file)
+        plot_report(report, binary_stdout() if is_stdout(plot_file) else plot_file)
     if not quiet:
-        print_probe(report, Console())
-        if json_file:
-            err_console.print(f"[dim]wrote {json_file}[/]", highlight=False)
-        if plot_file:
-            err_console.print(f"[dim]wrote {plot_file}[/]", highlight=False)
+        on_stdout = is_stdout(json_file) or is_stdout(plot_file)
+        print_probe(report, err_console if on_stdout else Console())
+        for written in (json_file, plot_file):
+            if written is not None and not is_stdout(written):
+                err_console.print(f"[dim]wrote {written}[/]", highlight=False)
 
 
 def _pct(value: Optional[float]) -> str:
@@ -192,8 +203,9 @@ def print_probe(report, console: Console) -> None:
         else "standard training"
     )
     console.print(
-        f"{report.device} · torch {report.torch_version} · {mode} · {len(report.seeds)} seeds · "
-        f"{settings.epochs:g} epochs{' (steps matched to as-is)' if settings.match_steps else ''} · "
+        f"{report.device} · torch {report.torch_version} · {mode} · {plural(len(report.seeds), 'seed')} · "
+        f"{settings.epochs:g} epoch{'' if settings.epochs == 1 else 's'}"
+        f"{' (steps matched to as-is)' if settings.match_steps else ''} · "
         f"{settings.size}px · width {settings.width}",
         highlight=False,
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import ExitStack
+from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -14,7 +16,8 @@ from rich.markup import escape
 
 from ..exitcodes import EXIT_FINDINGS
 from . import app, options
-from .common import ScanMethod, err_console, fail, guarded, progress_sink
+from .common import ScanMethod, contradiction, err_console, fail, given, guarded, progress_sink
+from .outputs import check_distinct, check_file, is_stdout, write_text
 from .render import print_summary
 from .sources import SOURCE_OPTIONS, source_options
 
@@ -25,14 +28,10 @@ class Format(str, Enum):
     csv = "csv"
 
 
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8", errors="surrogateescape")  # a non-UTF-8 file name keeps its bytes
-
-
 @app.command()
 @guarded
 def scan(
+    ctx: typer.Context,
     root: Optional[str] = typer.Argument(
         None,
         help="Dataset: a folder (ROOT/<class>/..., ROOT/{train,val,test}/<class>/..., or flat), WebDataset "
@@ -74,9 +73,13 @@ def scan(
         "--verify-content",
         help="Read every file and compare its bytes with the cache (finds edits that kept size and mtime).",
     ),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report (schema_version 1)."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member."),
-    html_file: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML gallery of the groups."),
+    json_file: Optional[Path] = typer.Option(
+        None, "--json", help="Write the JSON report (schema_version 1); '-': stdout."
+    ),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per group member; '-': stdout."),
+    html_file: Optional[Path] = typer.Option(
+        None, "--html", help="Write a self-contained HTML gallery of the groups; '-': stdout."
+    ),
     output_format: Format = typer.Option(
         Format.text, "--format", "-f", help="What goes to stdout: the text summary, or the json/csv report."
     ),
@@ -132,15 +135,23 @@ def scan(
         label_depth=label_depth,
         label_from=label_from,
     )
+    if no_cache and given(ctx, "cache"):
+        raise contradiction("--no-cache", f"--cache {cache}", "--no-cache neither reads nor writes a cache")
+    if config.verify is False and config.method != "cnn":
+        for name, option in (("min_similarity", "--min-similarity"), ("neighbours", "--neighbours")):
+            if given(ctx, name):
+                raise contradiction("--no-verify", option, f"{option} is a setting of the verification step")
     if explain_pair:
         if config.method == "cnn":
             raise fail("--explain does not support --method cnn yet: scan the folder with --method cnn instead")
         if not options.root_given(config, root):
             raise fail("--explain needs the dataset: dupaudit scan ROOT --explain A B (the scan's rule in ROOT)")
+        _refuse_with_explain(ctx, output_format)
         _print_explanation(
             root if root is not None else config.root,
             against or config.against,
             explain_pair,
+            output_format,
             jobs=config.jobs,
             cache_path=config.cache,
             use_cache=not no_cache,
@@ -153,6 +164,13 @@ def scan(
     cluster, workdir = cluster or config.cluster, workdir or config.workdir  # flag or env, then the file
     if workdir and not cluster:
         raise fail("--workdir goes with --cluster: the single-process scan keeps its fingerprints in the cache")
+    outputs = {"--json": json_file, "--csv": csv_file, "--html": html_file}
+    if output_format is not Format.text:
+        outputs = {f"--format {output_format.value}": Path("-"), **outputs}
+    check_distinct(outputs)
+    for option, path in outputs.items():
+        check_file(path, option)  # before any work: a bad path is said now, not after the scan
+    report_on_stdout = any(is_stdout(path) for path in outputs.values())
     started = time.perf_counter()
     with ExitStack() as stack:
         runner = None
@@ -193,7 +211,7 @@ def scan(
     for line in report.warnings:  # also with --quiet: what was not scanned as it looks must never pass unsaid
         err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if not quiet:
-        console = Console() if output_format is Format.text else err_console
+        console = err_console if report_on_stdout else Console()  # stdout holds the report when one goes there
         print_summary(report, console)
         if report.layout is not None:
             console.print(f"layout: {escape(report.layout.kind)} ({escape(report.layout.reason)})", highlight=False)
@@ -220,10 +238,27 @@ def _index_query(index_file: Path, against, method, threshold, flips, verify):  
     return run
 
 
-def _print_explanation(root, against, pair, **options) -> None:
+def _refuse_with_explain(ctx: typer.Context, output_format: Format) -> None:
+    """--explain judges two files: options about a folder's scan or its report files contradict it."""
+    if output_format is Format.csv:
+        raise contradiction("--explain", "--format csv", "an explanation is text or JSON (-f json)")
+    for name, option in (
+        ("json_file", "--json"),
+        ("csv_file", "--csv"),
+        ("html_file", "--html"),
+        ("fail_on", "--fail-on"),
+    ):
+        if given(ctx, name):
+            raise contradiction("--explain", option, "--explain judges two files of ROOT; it writes no report")
+
+
+def _print_explanation(root, against, pair, output_format: Format, **options) -> None:
     from ..engine.explanation import explain
 
     result = explain(root, pair[0], pair[1], against=list(against), **options)
+    if output_format is Format.json:
+        typer.echo(json.dumps(asdict(result), indent=2, ensure_ascii=False))
+        return
     typer.echo(f"{result.first}\n{result.second}")
     for reason in result.reasons:
         typer.echo(f"  {reason}")

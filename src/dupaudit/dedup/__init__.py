@@ -15,7 +15,7 @@ A plan is plain JSON a person can edit: move an entry from `drop` to `keep`, or 
 from .apply import ApplyResult, UndoResult, apply_plan, undo
 from .files import PARTIAL_SUFFIX, file_sha256
 from .journal import FAULT_ENV, JOURNAL_NAME, read_journal
-from .kept import KeptFile, kept_files, link_tree, summarize, write_list
+from .kept import KeptFile, kept_files, link_tree, list_bytes, summarize, write_list
 from .plan import (
     Plan,
     PlanFile,
@@ -54,6 +54,7 @@ __all__ = [
     "PARTIAL_SUFFIX",
     "FAULT_ENV",
     "write_list",
+    "list_bytes",
     "link_tree",
     "read_journal",
     "file_sha256",

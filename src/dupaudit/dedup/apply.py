@@ -9,6 +9,7 @@ from pathlib import Path
 from .._version import __version__
 from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError
+from ..wording import plural
 from .files import PARTIAL_SUFFIX, file_sha256, fsync_dir, inside
 from .journal import (
     JOURNAL_FORMAT,
@@ -177,8 +178,8 @@ def apply_plan(
                     _transfer(src, dst, entry, "apply", count, force_copy)
             except OSError as exc:
                 raise InputError(
-                    f"cannot move {src} to the quarantine: {exc.strerror or exc}. {result.moved} "
-                    f"file(s) moved by this run and every file is in one place or the other: fix the "
+                    f"cannot move {src} to the quarantine: {exc.strerror or exc}. {plural(result.moved, 'file')} "
+                    f"moved by this run and every file is in one place or the other: fix the "
                     f"cause and run the same command again to resume, or undo with: dupaudit undo "
                     f"{journal_path}"
                 ) from None
@@ -192,10 +193,11 @@ def apply_plan(
 
 
 def _describe(state: str, entry: dict) -> str:
+    # the callers put the file's path first: say it once, then what happened
     return {
-        "missing": f"neither at {entry['src']} nor in the quarantine",
-        "src-changed": f"{entry['src']} was replaced by a different file",
-        "dst-changed": f"the quarantined copy {entry['dst']} was changed",
+        "missing": f"is gone, and not in the quarantine either ({entry['dst']})",
+        "src-changed": f"was replaced by a different file (the quarantined copy stays at {entry['dst']})",
+        "dst-changed": f"its quarantined copy {entry['dst']} was changed",
     }.get(state, state)
 
 
@@ -242,7 +244,7 @@ def undo(
                 _transfer(dst, src, back, "undo", count, force_copy)
             except OSError as exc:
                 raise InputError(
-                    f"cannot put {src} back: {exc.strerror or exc}. {result.restored} file(s) restored "
+                    f"cannot put {src} back: {exc.strerror or exc}. {plural(result.restored, 'file')} restored "
                     "so far; fix the cause and run undo again (it carries on where it stopped)"
                 ) from None
             _fault("undo", count, "moved")

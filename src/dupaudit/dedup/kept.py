@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..engine.model import Root
 from ..errors import InputError
+from ..wording import plural
 from .files import atomic_write, inside
 from .plan import Plan
 
@@ -55,18 +56,23 @@ def kept_files(plan: Plan) -> list[KeptFile]:
 
 def write_list(plan: Plan, out: str | os.PathLike, *, null: bool = False) -> int:
     """Write the kept files' absolute paths, one per line (NUL-separated with null=True); returns the count."""
+    data, count = list_bytes(plan, null=null)
+    atomic_write(Path(out), data)
+    return count
+
+
+def list_bytes(plan: Plan, *, null: bool = False) -> tuple[bytes, int]:
+    """The kept files' absolute paths as written by write_list (for stdout), and their count."""
     kept = kept_files(plan)
     separator = b"\0" if null else b"\n"
     if not null:
         awkward = [k for k in kept if "\n" in k.abspath]
         if awkward:
             raise InputError(
-                f"{len(awkward)} kept path(s) contain a newline (e.g. {awkward[0].abspath!r}); "
+                f"{plural(len(awkward), 'kept path')} with a newline (e.g. {awkward[0].abspath!r}); "
                 "write a NUL-separated list instead (--null)"
             )
-    data = b"".join(os.fsencode(k.abspath) + separator for k in kept)
-    atomic_write(Path(out), data)
-    return len(kept)
+    return b"".join(os.fsencode(k.abspath) + separator for k in kept), len(kept)
 
 
 def link_tree(plan: Plan, out: str | os.PathLike, *, hardlinks: bool = False) -> int:

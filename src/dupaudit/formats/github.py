@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..check.runner import CheckResult
+from ..wording import plural
 
 
 def escape_data(text: str) -> str:
@@ -49,7 +50,7 @@ def render_check(result: CheckResult, cwd: str | os.PathLike = ".") -> str:
         lines.append(
             f"::error file={escape_property(baseline)},title={escape_property('dupaudit: baseline')}::"
             + escape_data(
-                f"{result.baseline_dropped} accepted file(s) are gone and were dropped from "
+                f"{plural(result.baseline_dropped, 'accepted file')} gone and dropped from "
                 f"{baseline}: commit the rewritten baseline"
             )
         )

@@ -90,6 +90,25 @@ def _member_file(root_path: str | None, relative: str) -> Path | None:
     return Path(root_path, *parts)
 
 
+# Pillow modes of more than 8 bits a channel (16-bit PNG and TIFF grayscale, float TIFF): convert("RGB") clips
+# them, so a 16-bit image would show as a blank white thumbnail.
+WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+def _eight_bit(image):
+    """A 16-bit or float grayscale image as 8-bit grayscale: 0..65535 onto 0..255, floats by their own range."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        values = (values - low) * (255 / (high - low or 1))
+    else:
+        values = values / 257
+    return Image.fromarray(np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8), "L")
+
+
 def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, str]:
     """A `data:` URI of a small JPEG/PNG preview of an image, or (None, reason) when there is none."""
     if path is None:
@@ -115,6 +134,8 @@ def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, 
                 if image.format == "JPEG":
                     image.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that is enough
                 image = ImageOps.exif_transpose(image)
+                if image.mode in WIDE_MODES:
+                    image = _eight_bit(image)
                 alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
                 image = image.convert("RGBA" if alpha else "RGB")
                 image.thumbnail((size, size), Image.BILINEAR)
@@ -153,6 +174,14 @@ def _ticks(low: float, high: float, target: int = 5) -> list[float]:
     step = _nice_step(high - low, target)
     first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
     return [round(i * step, 10) for i in range(first, max(last, first + 1) + 1)]
+
+
+def _count_ticks(high: float, target: int = 5) -> list[float]:
+    """Whole-number ticks from 0 to at or above `high`, for counts: never 0, 0.25, 0.5 read as 0, 0, 0."""
+    step = max(1.0, _nice_step(high, target))
+    if step % 1:  # 2.5, 0.25 x 10: the next nice step that is whole
+        step *= 2
+    return [float(i * step) for i in range(0, max(math.ceil(high / step - 1e-9), 1) + 1)]
 
 
 def _fmt_tick(value: float, step: float) -> str:
@@ -281,9 +310,9 @@ def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
     for g in groups:
         (counts[g.kind] if g.kind in counts else other)[g.max_distance] += 1
     totals = [sum(counts[k][d] for k in KINDS) + other[d] for d in range(top_d + 1)]
-    y_ticks = _ticks(0, max(max(totals), 1), 4)
+    y_ticks = _count_ticks(max(max(totals), 1), 4)
     y_hi = max(y_ticks[-1], max(totals), 1)
-    left, width, plot_h, top = 60, 700, 150, 12
+    left, width, plot_h, top = 60, 700, 150, 26  # the top margin holds the threshold label, clear of the bars
     slot = width / (top_d + 1)
     parts = [
         f"<svg class='chart' role='img' viewBox='0 0 {left + width + 20} {top + plot_h + 46}' "
@@ -322,10 +351,13 @@ def _distance_chart(groups: Sequence[DuplicateGroup], threshold: int) -> str:
                 f"<text x='{x + slot / 2:.1f}' y='{top + plot_h + 14}' text-anchor='middle' class='tick'>{d}</text>"
             )
     tx = left + (threshold + 1) * slot
+    # the label sits above the plot (no bar reaches there), on the side of the line with room for it
+    anchor, label_x = ("end", tx - 4) if tx > left + width * 0.75 else ("start", tx + 4)
     parts.append(
-        f"<line x1='{tx:.1f}' y1='{top}' x2='{tx:.1f}' y2='{top + plot_h}' "
+        f"<line x1='{tx:.1f}' y1='{top - 12}' x2='{tx:.1f}' y2='{top + plot_h}' "
         f"stroke='{palette.NEUTRAL['text']}' stroke-dasharray='4 3'/>"
-        f"<text x='{tx + 4:.1f}' y='{top + 10}' class='tick'>scan threshold {threshold}</text>"
+        f"<text x='{label_x:.1f}' y='{top - 4}' text-anchor='{anchor}' "
+        f"class='tick threshold'>scan threshold {threshold}</text>"
     )
     parts.append(
         f"<text x='{left + width / 2}' y='{top + plot_h + 34}' text-anchor='middle' class='axis'>"

@@ -24,6 +24,14 @@ from ..engine.model import (
 from ..errors import InputError
 
 SCHEMA_VERSION = 1
+SCHEMA_FILE = "report.schema.json"  # the JSON Schema of this format, shipped beside this module (docs/report-json.md)
+
+
+def schema() -> dict:
+    """The JSON Schema (draft 2020-12) that every report of this schema_version satisfies."""
+    from importlib.resources import files
+
+    return json.loads(files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
 def _round(value: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..check.runner import CheckResult
+from ..wording import plural
 
 
 def _cell(text: str) -> str:
@@ -17,14 +18,16 @@ def render_check(result: CheckResult) -> str:
     """A heading, the verdict, then one table row per new finding."""
     lines = ["## dupaudit check", ""]
     report = result.report
-    scope = "the whole dataset" if result.files is None else f"{len(result.files):,} changed file(s)"
+    scope = "the whole dataset" if result.files is None else plural(len(result.files), "changed file")
     if result.failing or result.dataset_failures:
+        count = len(result.failing)
+        verb = "breaks" if count == 1 else "break"
         lines.append(
-            f"**Failed:** {len(result.failing):,} new finding(s) in {scope} break the gate (`{result.config.fail_on}`)."
+            f"**Failed:** {plural(count, 'new finding')} in {scope} {verb} the gate (`{result.config.fail_on}`)."
         )
     elif result.baseline_rewritten:
         lines.append(
-            f"**Baseline rewritten:** {result.baseline_dropped:,} accepted file(s) are gone; commit "
+            f"**Baseline rewritten:** {plural(result.baseline_dropped, 'accepted file')} gone; commit "
             f"the new {_code(result.baseline_path.rsplit('/', 1)[-1])}."
         )
     else:
