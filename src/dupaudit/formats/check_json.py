@@ -38,7 +38,7 @@ def _finding(finding: Finding, rules: tuple[str, ...] = ()) -> dict:
 
 
 def to_dict(result: CheckResult) -> dict:
-    from .. import __version__
+    from .._version import __version__
 
     report = result.report
     return {
