@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from .budget import BudgetPlan
 from .config import ProbeSettings
 from .stats import Interval
 
-PROBE_SCHEMA_VERSION = 1
+PROBE_SCHEMA_VERSION = 2  # 2: significant may be null (not tested), verdicts, log-scale times, the budget plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class ArmSummary:
     steps: int
     accuracy: Interval
     robust_accuracy: Interval | None
-    train_seconds: Interval
+    train_seconds: Interval  # geometric mean and log-scale interval: never below 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,9 @@ class Comparison:
     control: str
     metric: str  # "accuracy" or "robust_accuracy"
     difference: Interval
-    significant: bool
+    significant: bool | None  # None: not tested (one seed gives no interval)
+    verdict: str  # "higher", "lower", "no detectable difference" or "not tested"
+    seeds_needed: int | None  # about how many seeds would detect a 1-point difference (None: one seed)
     text: str
 
 
@@ -82,9 +85,11 @@ class Condition:
     arms: tuple[ArmSummary, ...]
     comparisons: tuple[Comparison, ...]
     class_deltas: tuple[ClassDelta, ...]
-    duplicate_time_seconds: float | None  # mean train time as-is − deduplicated
+    duplicate_time_seconds: float | None  # mean train time as-is − deduplicated (a point estimate)
     duplicate_time_fraction: float | None  # the same, as a share of the as-is time
     runs: tuple[RunResult, ...]
+    time_ratio: Interval | None = None  # deduplicated / as-is train time per seed, on the log scale
+    time_text: str | None = None  # the ratio in words
 
     def arm(self, name: str) -> ArmSummary | None:
         return next((a for a in self.arms if a.arm == name), None)
@@ -115,6 +120,7 @@ class ProbeReport:
     data: DataInfo
     conditions: tuple[Condition, ...]
     timings: dict[str, float]
+    budget: BudgetPlan | None = None  # --budget: what the planner chose and why
 
     @property
     def classes(self) -> tuple[str, ...]:
