@@ -38,7 +38,7 @@ from dupaudit.probing.stats import describe_difference
 torch.set_num_threads(1)  # tiny networks run fastest on one thread, and the machine is shared
 
 CLASSES = ("ant", "bee", "cow")
-TINY = dict(epochs=1, size=16, width=8)
+TINY = dict(epochs=1, size=16, width=8, threads=1)
 
 
 def _image(seed: int, label: int) -> Image.Image:
@@ -433,3 +433,34 @@ def test_one_seed_is_not_tested_in_json_table_and_plot(dataset, cache, tmp_path)
     assert "1 seed · 1 epoch ·" in result.stdout and "1 seeds" not in result.stdout
     assert "one seed: no interval" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_second_probe_decodes_nothing_and_a_probe_no_file_twice(tmp_path, monkeypatch):
+    from dupaudit.probing import data as probe_data
+    from dupaudit.probing.pixels import store_path
+
+    dataset = make_dataset(tmp_path / "data")  # its own copy: a file is changed below
+    decoded: list[str] = []
+    real = probe_data._decode
+    monkeypatch.setattr(probe_data, "_decode", lambda path, size: decoded.append(path) or real(path, size))
+    cache = tmp_path / "fingerprints.sqlite"
+    first = run_probe(dataset, settings=ProbeSettings(arms=("as-is",), seeds=1, **TINY), cache_path=cache)
+    files = first.data.train_images + first.data.test_images
+    assert len(decoded) == len(set(decoded)) == files == first.data.decoded_files  # each file once
+    assert store_path(cache).exists()
+
+    decoded.clear()
+    settings = ProbeSettings(arms=("as-is", "deduplicated"), seeds=1, **TINY)
+    second = run_probe(dataset, settings=settings, cache_path=cache)
+    assert decoded == [] and second.data.decoded_files == 0  # every pixel from the store: no second decode
+    # the stored pixels are the decoded ones: the same seed on the same images gives the same model
+    assert second.conditions[0].arm("as-is").accuracy == first.conditions[0].arm("as-is").accuracy
+
+    changed = dataset / "train" / "cow" / "000.png"  # a file changed since is decoded again, alone
+    Image.open(changed).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(changed)
+    third = run_probe(dataset, settings=ProbeSettings(arms=("as-is",), seeds=1, **TINY), cache_path=cache)
+    assert decoded == [str(changed)] and third.data.decoded_files == 1
+
+    decoded.clear()
+    run_probe(dataset, settings=ProbeSettings(arms=("as-is",), seeds=1, **TINY), use_cache=False)
+    assert len(decoded) == files  # --no-cache: no store, every file decoded

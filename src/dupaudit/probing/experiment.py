@@ -5,11 +5,13 @@ torch is imported only inside `run_probe`, so importing this module stays light.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 
@@ -33,6 +35,7 @@ from .data import (
     injected_counts,
     label_indices,
     load_images,
+    load_records,
 )
 from .results import (
     ArmSummary,
@@ -177,7 +180,8 @@ def run_probe(
     )
     train_labels = label_indices(split.train, classes)
     test_labels = label_indices(split.test, classes)
-    images = load_images([r.abspath for r in (*split.train, *split.test)], settings.size, jobs)
+    with _pixel_store(cache_path, use_cache) as store:
+        images, decoded = load_records([*split.train, *split.test], settings.size, jobs, store)
     timings["load"] = time.perf_counter() - mark - timings.get("calibration", 0.0)
 
     train_images_t = torch.from_numpy(images[: len(split.train)]).to(device)
@@ -320,6 +324,7 @@ def run_probe(
             "threshold": report.settings.threshold,
             "flips": report.settings.flips,
         },
+        decoded_files=decoded,
     )
     return ProbeReport(
         tool_version=__version__,
@@ -333,6 +338,26 @@ def run_probe(
         timings=timings,
         budget=plan,
     )
+
+
+@contextlib.contextmanager
+def _pixel_store(cache_path, use_cache: bool):
+    """The probe's pixel store beside the fingerprint cache, or None (--no-cache, or it cannot be opened)."""
+    from ..engine.cache import default_cache_path
+    from .pixels import PixelStore, store_path
+
+    store = None
+    if use_cache:
+        path = store_path(cache_path or default_cache_path())
+        try:
+            store = PixelStore(path)
+        except (sqlite3.Error, OSError) as exc:  # the probe works without it: it decodes every file
+            log.warning("%s: cannot use the probe's pixel store (%s); decoding every image", path, exc)
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()
 
 
 def usable_cores() -> int:

@@ -107,6 +107,7 @@ class DataInfo:
     redundant: int  # training images that deduplication removes
     leaked: int  # test images with a copy in the training images
     scan_settings: dict = field(default_factory=dict)
+    decoded_files: int = 0  # files the probe decoded (the others came from its pixel store)
 
 
 @dataclass(frozen=True, slots=True)
