@@ -73,6 +73,7 @@ def run_mode(args, adversarial: str | None, budget_seconds: float | None = None)
     # With a budget, this call gets 2/3 of the mode's share (2 of its 3 arm-runs per seed) and plans the scale.
     uniform = run_probe(
         args.data,
+        cache_path=args.cache,
         settings=ProbeSettings(
             arms=("as-is", "deduplicated"),
             inject="uniform",
@@ -93,7 +94,9 @@ def run_mode(args, adversarial: str | None, budget_seconds: float | None = None)
     )
     # the clean arm is the same training set with the same seeds, so only the injected arm runs again
     nonuniform = run_probe(
-        args.data, settings=ProbeSettings(arms=("as-is",), inject="nonuniform", rates=(args.rate,), **same_scale)
+        args.data,
+        cache_path=args.cache,
+        settings=ProbeSettings(arms=("as-is",), inject="nonuniform", rates=(args.rate,), **same_scale),
     )
     u, n = uniform.conditions[0], nonuniform.conditions[0]
 
@@ -217,6 +220,7 @@ def _claim(text: str, claim: str, d) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--cache", type=Path, default=None, help="fingerprint cache (default: dupaudit's own)")
     parser.add_argument("--rate", type=float, default=0.3)
     parser.add_argument("--seeds", dest="seeds_given", type=int, default=None, help="default 3 (5 standard, budget)")
     parser.add_argument("--epochs", type=float, default=None, help="default 10 (planned with --budget)")

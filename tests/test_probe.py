@@ -464,3 +464,28 @@ def test_a_second_probe_decodes_nothing_and_a_probe_no_file_twice(tmp_path, monk
     decoded.clear()
     run_probe(dataset, settings=ProbeSettings(arms=("as-is",), seeds=1, **TINY), use_cache=False)
     assert len(decoded) == files  # --no-cache: no store, every file decoded
+
+
+def test_a_budget_probe_runs_the_plan_it_reports(dataset, cache, monkeypatch, tmp_path):
+    from dupaudit.probing import calibrate
+    from dupaudit.probing.budget import DeviceSpeed
+    from dupaudit.probing.results import render_json
+
+    measured: list[int] = []
+
+    def mocked(device, *, width, **_):  # a fixed device speed: the plan depends on nothing measured here
+        measured.append(width)
+        return DeviceSpeed(width, 2000.0, 5000.0, 0.01)
+
+    monkeypatch.setattr(calibrate, "measure_speed", mocked)
+    settings = ProbeSettings(arms=("as-is",), seeds=1, budget_seconds=600, explicit=("width",), **TINY)
+    report = run_probe(dataset, settings=settings, cache_path=cache)
+    plan = report.budget
+    assert plan is not None and measured == [8]  # the explicit width is the only one calibrated, and kept
+    assert plan.width == report.settings.width == 8 and "width" not in plan.chosen
+    assert report.settings.epochs == plan.epochs and report.settings.tta_level == plan.tta_level
+    assert report.data.train_images == plan.train_images == 34  # everything fits: all images...
+    assert plan.epochs == 10.0  # ...for the recipe's epochs
+    assert report.conditions[0].arm("as-is").steps == plan.epochs * (34 // plan.batch_size)
+    data = json.loads(render_json(report))
+    assert data["budget"]["width"] == 8 and data["budget"]["reasons"] == list(plan.reasons)
