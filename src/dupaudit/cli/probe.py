@@ -195,7 +195,8 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 def _count(n: int, word: str) -> str:
     """ "1 seed", "3 seeds", "1 epoch", "0.5 epochs": the plural right."""
-    return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
+    number = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
+    return f"{number} {word}" if n == 1 else f"{number} {word}s"
 
 
 def _pct(value: Optional[float]) -> str:
@@ -224,8 +225,9 @@ def print_probe(report, console: Console) -> None:
     data, settings = report.data, report.settings
     console.print(f"[bold]dupaudit probe[/] of {data.root}", highlight=False)
     console.print(
-        f"train: {data.train_images:,} images ('{data.train_split}'), {data.groups:,} duplicate groups, "
-        f"{data.redundant:,} redundant · test: {data.test_images:,} images ({data.test_source}), "
+        f"train: {_count(data.train_images, 'image')} ('{data.train_split}'), "
+        f"{_count(data.groups, 'duplicate group')}, "
+        f"{data.redundant:,} redundant · test: {_count(data.test_images, 'image')} ({data.test_source}), "
         f"{data.leaked:,} with a copy in train",
         highlight=False,
     )
@@ -286,7 +288,7 @@ def print_probe(report, console: Console) -> None:
                     f"{d.duplication_rate:.2%}",
                     _pct(d.as_is_accuracy),
                     _pct(d.deduplicated_accuracy),
-                    f"{100 * d.difference:+.2f}",
+                    f"{100 * d.difference + 0.0:+.2f}",  # + 0.0: a difference of -0.0 shows as +0.00
                 )
             console.print(table)
     if len(report.conditions) > 1:

@@ -244,7 +244,8 @@ def plan_budget(
     passes = best.epochs * best.train_images
     source = "as given" if "max_train" in fixed or "epochs" in fixed else "chosen"
     reasons.append(
-        f"{best.train_images:,} of {train_available:,} training images x {best.epochs:g} epochs "
+        f"{best.train_images:,} of {train_available:,} training images x {best.epochs:g} "
+        f"epoch{'' if best.epochs == 1 else 's'} "
         f"(about {passes:,.0f} image-passes per run at "
         f"{chosen_speed.train_images_per_second:,.0f}/s; {source})"
     )

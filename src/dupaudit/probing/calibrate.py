@@ -26,7 +26,7 @@ def measure_speed(
 ) -> DeviceSpeed:
     """Time the real training loop and evaluation (one test view) at `width` on `device`."""
     hp = HYPERPARAMETERS["budget"]
-    batch, steps = hp["calibration_batch"], hp["calibration_steps"]
+    batch, steps = hp["calibration_batch"]["cuda" if device.type == "cuda" else "cpu"], hp["calibration_steps"]
     generator = torch.Generator().manual_seed(0)
     count = batch * steps
     images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator).to(device)

@@ -58,7 +58,9 @@ HYPERPARAMETERS: dict = {
         "test_images": 2000,  # test subset: a paired difference on 2,000 images resolves about 1 point
         "min_test_images": 500,  # the smallest test subset the planner shrinks to
         "eval_share": 0.2,  # testing may take at most this share of a run
-        "calibration_batch": 64,  # images per step while calibrating: 1 untimed step, then 3 timed ones...
+        # images per step while calibrating (1 untimed step, then 3 timed ones): on a CPU the smallest batch a
+        # plan of about 1,000 images gets (per image the slowest, so the plan errs short); on CUDA a typical one
+        "calibration_batch": {"cpu": 32, "cuda": 512},
         "calibration_steps": 3,
         "calibration_test_images": 128,  # ...and this many test images, per width measured
     },
