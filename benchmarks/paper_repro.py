@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from dupaudit.probing import ProbeSettings, paired_difference, run_probe  # noqa: E402
+from dupaudit.probing.experiment import ACCURACY_BOUNDS, DIFFERENCE_BOUNDS  # noqa: E402
 from dupaudit.probing.results import to_dict  # noqa: E402
 from dupaudit.probing.stats import mean_interval  # noqa: E402
 
@@ -137,6 +138,8 @@ def _injected_classes(report) -> list[str]:
 def _fmt(interval) -> str:
     if interval.low is None:
         return f"{100 * interval.mean:.2f}"
+    if abs((interval.high - interval.mean) - (interval.mean - interval.low)) > 1e-12:  # cut at 0 or 100%
+        return f"{100 * interval.mean:.2f} ({100 * interval.low:.2f}–{100 * interval.high:.2f})"
     return f"{100 * interval.mean:.2f} ± {100 * interval.half_width:.2f}"
 
 
@@ -152,15 +155,19 @@ def table(results: dict) -> tuple[str, list[str]]:
         rows = result["rows"]
         clean = rows["clean"]
         for name, row in rows.items():
-            accuracy = mean_interval(row["accuracy"])
-            robust = mean_interval(row["robust_accuracy"]) if "robust_accuracy" in row else None
+            accuracy = mean_interval(row["accuracy"], bounds=ACCURACY_BOUNDS)
+            robust = mean_interval(row["robust_accuracy"], bounds=ACCURACY_BOUNDS) if "robust_accuracy" in row else None
             if name == "clean":
                 delta = delta_robust = "–"
             else:
-                d = paired_difference(row["accuracy"], clean["accuracy"])
+                d = paired_difference(row["accuracy"], clean["accuracy"], bounds=DIFFERENCE_BOUNDS)
                 delta = _difference(d)
                 delta_robust = (
-                    _difference(paired_difference(row["robust_accuracy"], clean["robust_accuracy"])) if robust else "–"
+                    _difference(
+                        paired_difference(row["robust_accuracy"], clean["robust_accuracy"], bounds=DIFFERENCE_BOUNDS)
+                    )
+                    if robust
+                    else "–"
                 )
             lines.append(
                 f"| {mode} | {name} | {row['train_images']:,} | {_fmt(accuracy)} | {delta} | "
@@ -169,9 +176,9 @@ def table(results: dict) -> tuple[str, list[str]]:
     standard = results.get("standard")
     if standard:
         rows = standard["rows"]
-        d = paired_difference(rows["non-uniform"]["accuracy"], rows["clean"]["accuracy"])
+        d = paired_difference(rows["non-uniform"]["accuracy"], rows["clean"]["accuracy"], bounds=DIFFERENCE_BOUNDS)
         verdicts.append(_claim("standard: non-uniform duplication lowers clean accuracy (CI below 0)", "lower", d))
-        d = paired_difference(rows["uniform"]["accuracy"], rows["clean"]["accuracy"])
+        d = paired_difference(rows["uniform"]["accuracy"], rows["clean"]["accuracy"], bounds=DIFFERENCE_BOUNDS)
         verdicts.append(
             _claim("standard: uniform duplication gives no significant gain (CI not above 0)", "no gain", d)
         )
@@ -180,7 +187,7 @@ def table(results: dict) -> tuple[str, list[str]]:
         rows = pgd["rows"]
         for name in ("uniform", "non-uniform"):
             for metric in ("accuracy", "robust_accuracy"):
-                d = paired_difference(rows[name][metric], rows["clean"][metric])
+                d = paired_difference(rows[name][metric], rows["clean"][metric], bounds=DIFFERENCE_BOUNDS)
                 verdicts.append(
                     _claim(f"PGD: {name} duplication lowers {metric.replace('_', ' ')} (CI below 0)", "lower", d)
                 )
