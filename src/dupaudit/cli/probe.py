@@ -193,7 +193,7 @@ def _given(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")  # by name: typer may vendor click
 
 
-def _count(n: int, word: str) -> str:
+def _count(n: float, word: str) -> str:
     """ "1 seed", "3 seeds", "1 epoch", "0.5 epochs": the plural right."""
     number = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
     return f"{number} {word}" if n == 1 else f"{number} {word}s"

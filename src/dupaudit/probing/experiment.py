@@ -470,9 +470,9 @@ def summarise(
                         metric,
                         difference,
                         None if difference.low is None else difference.excludes_zero,
+                        describe_difference(name, difference, needed),
                         verdict(difference),
                         needed,
-                        describe_difference(name, difference, needed),
                     )
                 )
     item_labels = train_labels[pool.items]

@@ -16,6 +16,7 @@ from .config import ProbeSettings
 from .stats import Interval
 
 PROBE_SCHEMA_VERSION = 2  # 2: significant may be null (not tested), verdicts, log-scale times, the budget plan
+READABLE_SCHEMA_VERSIONS = (1, 2)  # version 1 reads as 2 with its new fields at their defaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +56,9 @@ class Comparison:
     metric: str  # "accuracy" or "robust_accuracy"
     difference: Interval
     significant: bool | None  # None: not tested (one seed gives no interval)
-    verdict: str  # "higher", "lower", "no detectable difference" or "not tested"
-    seeds_needed: int | None  # about how many seeds would detect a 1-point difference (None: one seed)
     text: str
+    verdict: str = ""  # "higher", "lower", "no detectable difference" or "not tested" ("" in a version 1 file)
+    seeds_needed: int | None = None  # about how many seeds would detect a 1-point difference (None: one seed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +145,9 @@ def from_dict(data: object) -> ProbeReport:
     Keys this version does not know are ignored, so a newer probe file still reads."""
     if not isinstance(data, dict) or data.get("schema") != "dupaudit-probe":
         raise InputError('not a dupaudit probe result (no "schema": "dupaudit-probe")')
-    if data.get("schema_version") != PROBE_SCHEMA_VERSION:
-        raise InputError(f"a probe result of schema_version {data.get('schema_version')!r}, not {PROBE_SCHEMA_VERSION}")
+    if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        readable = " or ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise InputError(f"a probe result of schema_version {data.get('schema_version')!r}, not {readable}")
     try:
         return _typed(ProbeReport, data)
     except (KeyError, TypeError, ValueError) as exc:
