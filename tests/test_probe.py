@@ -479,8 +479,10 @@ def test_a_budget_probe_runs_the_plan_it_reports(dataset, cache, monkeypatch, tm
 
     monkeypatch.setattr(calibrate, "measure_speed", mocked)
     settings = ProbeSettings(arms=("as-is",), seeds=1, budget_seconds=600, explicit=("width",), **TINY)
-    report = run_probe(dataset, settings=settings, cache_path=cache)
+    announced = []
+    report = run_probe(dataset, settings=settings, cache_path=cache, on_plan=announced.append)
     plan = report.budget
+    assert announced == [plan]  # handed out before training, the same plan the report records
     assert plan is not None and measured == [8]  # the explicit width is the only one calibrated, and kept
     assert plan.width == report.settings.width == 8 and "width" not in plan.chosen
     assert report.settings.epochs == plan.epochs and report.settings.tta_level == plan.tta_level

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import app, options
@@ -159,6 +160,7 @@ def probe(
         use_cache=not no_cache,
         progress=progress_sink(quiet),
         scan_options={**config.scan_parameters(), **config.layout_parameters()},  # layout keys too
+        on_plan=None if quiet else _print_plan,
     )
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +193,12 @@ def _given(ctx: typer.Context, name: str) -> bool:
     """True when the option came from the command line or the environment, not from its default."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")  # by name: typer may vendor click
+
+
+def _print_plan(plan) -> None:
+    """The --budget plan on stderr as soon as it is made: an overrun is announced before the training starts."""
+    for line in plan.lines():
+        err_console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
 
 
 def _count(n: float, word: str) -> str:

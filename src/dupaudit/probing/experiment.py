@@ -13,7 +13,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,11 +81,13 @@ def run_probe(
     use_cache: bool = True,
     progress: ProgressSink | None = None,
     scan_options: Mapping[str, object] | None = None,
+    on_plan: Callable[[BudgetPlan], None] | None = None,
 ) -> ProbeReport:
     """Measure what the duplicates in ROOT cost: train each arm over each seed and compare (see docs/probe.md).
 
     scan_options: the scan's settings keywords (engine.pipeline.scan: method, threshold, ...; default: Settings'
-    defaults), e.g. the configured ones (AuditConfig.scan_parameters)."""
+    defaults), e.g. the configured ones (AuditConfig.scan_parameters). on_plan: called with the --budget plan
+    as soon as it is made, before any training (the command prints it, so a user can stop an overrun early)."""
     started = time.perf_counter()  # a --budget counts from here: importing torch and the scan are part of it
     settings = settings or ProbeSettings()
     progress = progress or NullProgress()
@@ -168,6 +170,8 @@ def run_probe(
             tta_level=plan.tta_level,
         )
         timings["calibration"] = time.perf_counter() - calibrating
+        if on_plan is not None:
+            on_plan(plan)
     split = choose_split(
         train_records,
         eval_records or None,
