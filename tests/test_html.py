@@ -242,7 +242,7 @@ def _broken(change) -> dict:
     [
         ({}, "not a dupaudit probe result"),
         ([1, 2], "not a dupaudit probe result"),
-        (dict(probe_result(), schema_version=2), "schema_version 2"),
+        (dict(probe_result(), schema_version=99), "schema_version 99"),  # a version this one cannot read
         (_broken(lambda p: p.update(conditions=[1, None, "x"])), "malformed probe result"),
         (_broken(lambda p: p["conditions"][0].update(arms="nope")), "malformed probe result"),
         (_broken(lambda p: p["conditions"][0]["arms"][0].pop("accuracy")), "malformed probe result"),

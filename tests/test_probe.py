@@ -38,7 +38,7 @@ from dupaudit.probing.stats import describe_difference
 torch.set_num_threads(1)  # tiny networks run fastest on one thread, and the machine is shared
 
 CLASSES = ("ant", "bee", "cow")
-TINY = dict(epochs=1, size=16, width=8)
+TINY = dict(epochs=1, size=16, width=8, threads=1)
 
 
 def _image(seed: int, label: int) -> Image.Image:
@@ -220,8 +220,8 @@ def test_t_intervals_on_known_inputs():
 
     single = mean_interval([0.5])
     assert single.low is None and single.high is None and not single.excludes_zero
-    assert "no interval" in describe_difference("d", single)
-    assert "no significant difference" in describe_difference("d", paired_difference([1, 2], [2, 1]))
+    assert "not tested" in describe_difference("d", single)
+    assert "no detectable difference" in describe_difference("d", paired_difference([1, 2], [2, 1]))
 
 
 # --- training ---------------------------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ def test_cli_json_holds_what_the_table_shows(dataset, cache, tmp_path):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["schema"] == "dupaudit-probe" and data["schema_version"] == 1
+    assert data["schema"] == "dupaudit-probe" and data["schema_version"] == 2
     assert data["torch_version"] == torch.__version__ and data["device"].startswith("cpu")
     assert data["seeds"] == [0, 1] and data["settings"]["epochs"] == 1
     assert data["data"]["redundant"] == 4 and data["data"]["groups"] == 2
@@ -370,15 +370,24 @@ def test_cli_json_holds_what_the_table_shows(dataset, cache, tmp_path):
         runs = [r for r in condition["runs"] if r["arm"] == arm["arm"]]
         assert [r["seed"] for r in runs] == [0, 1]
         assert arm["accuracy"]["mean"] == pytest.approx(np.mean([r["accuracy"] for r in runs]))
-        shown = f"{100 * arm['accuracy']['mean']:.2f} ± {100 * (arm['accuracy']['high'] - arm['accuracy']['mean']):.2f}"
-        assert shown in result.stdout
+        mean, low, high = (100 * arm["accuracy"][k] for k in ("mean", "low", "high"))
+        assert 0 <= low <= mean <= high <= 100  # an accuracy interval stays within what an accuracy can be
+        symmetric = f"{mean:.2f} ± {high - mean:.2f}"
+        if abs((high - mean) - (mean - low)) < 1e-9:
+            assert symmetric in result.stdout
+        else:  # cut at 0 or 100%: "mean (low–high)", which a narrow table may wrap after the mean
+            assert f"{mean:.2f}" in result.stdout and f"({low:.2f}–" in result.stdout
         assert f"{arm['train_images']:,}" in result.stdout
     for comparison in condition["comparisons"]:
         assert comparison["text"] in result.stdout
     assert {d["label"] for d in condition["class_deltas"]} == set(CLASSES)
     ant = next(d for d in condition["class_deltas"] if d["label"] == "ant")
     assert ant["redundant"] == 3 and ant["duplication_rate"] == pytest.approx(3 / 13)
-    assert "The duplicates cost" in result.stdout
+    assert "training time, deduplicated / as-is" in result.stdout
+    for arm in condition["arms"]:  # times: a geometric mean with a log-scale interval, never below 0
+        seconds = arm["train_seconds"]
+        assert seconds["scale"] == "log" and 0 < seconds["low"] <= seconds["mean"] <= seconds["high"]
+    assert "2 seeds · 1 epoch ·" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -409,3 +418,76 @@ def test_importing_the_cli_and_the_probe_package_leaves_torch_unloaded():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def test_one_seed_is_not_tested_in_json_table_and_plot(dataset, cache, tmp_path):
+    out, png = tmp_path / "one.json", tmp_path / "one.png"
+    arguments = ["probe", str(dataset), "--epochs", "1", "--seeds", "1", "--size", "16", "--width", "8"]
+    arguments += ["--arms", "as-is,deduplicated", "--cache", str(cache), "--json", str(out), "--plot", str(png)]
+    result = CliRunner().invoke(app, [*arguments, "--threads", "1"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    (condition,) = json.loads(out.read_text())["conditions"]
+    (comparison,) = condition["comparisons"]
+    assert comparison["significant"] is None and comparison["verdict"] == "not tested"
+    assert comparison["seeds_needed"] is None and "not tested" in result.stdout
+    assert "1 seed · 1 epoch ·" in result.stdout and "1 seeds" not in result.stdout
+    assert "one seed: no interval" in result.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_second_probe_decodes_nothing_and_a_probe_no_file_twice(tmp_path, monkeypatch):
+    from dupaudit.probing import data as probe_data
+    from dupaudit.probing.pixels import store_path
+
+    dataset = make_dataset(tmp_path / "data")  # its own copy: a file is changed below
+    decoded: list[str] = []
+    real = probe_data._decode
+    monkeypatch.setattr(probe_data, "_decode", lambda path, size: decoded.append(path) or real(path, size))
+    cache = tmp_path / "fingerprints.sqlite"
+    first = run_probe(dataset, settings=ProbeSettings(arms=("as-is",), seeds=1, **TINY), cache_path=cache)
+    files = first.data.train_images + first.data.test_images
+    assert len(decoded) == len(set(decoded)) == files == first.data.decoded_files  # each file once
+    assert store_path(cache).exists()
+
+    decoded.clear()
+    settings = ProbeSettings(arms=("as-is", "deduplicated"), seeds=1, **TINY)
+    second = run_probe(dataset, settings=settings, cache_path=cache)
+    assert decoded == [] and second.data.decoded_files == 0  # every pixel from the store: no second decode
+    # the stored pixels are the decoded ones: the same seed on the same images gives the same model
+    assert second.conditions[0].arm("as-is").accuracy == first.conditions[0].arm("as-is").accuracy
+
+    changed = dataset / "train" / "cow" / "000.png"  # a file changed since is decoded again, alone
+    Image.open(changed).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(changed)
+    third = run_probe(dataset, settings=ProbeSettings(arms=("as-is",), seeds=1, **TINY), cache_path=cache)
+    assert decoded == [str(changed)] and third.data.decoded_files == 1
+
+    decoded.clear()
+    run_probe(dataset, settings=ProbeSettings(arms=("as-is",), seeds=1, **TINY), use_cache=False)
+    assert len(decoded) == files  # --no-cache: no store, every file decoded
+
+
+def test_a_budget_probe_runs_the_plan_it_reports(dataset, cache, monkeypatch, tmp_path):
+    from dupaudit.probing import calibrate
+    from dupaudit.probing.budget import DeviceSpeed
+    from dupaudit.probing.results import render_json
+
+    measured: list[int] = []
+
+    def mocked(device, *, width, **_):  # a fixed device speed: the plan depends on nothing measured here
+        measured.append(width)
+        return DeviceSpeed(width, 2000.0, 5000.0, 0.01)
+
+    monkeypatch.setattr(calibrate, "measure_speed", mocked)
+    settings = ProbeSettings(arms=("as-is",), seeds=1, budget_seconds=600, explicit=("width",), **TINY)
+    announced = []
+    report = run_probe(dataset, settings=settings, cache_path=cache, on_plan=announced.append)
+    plan = report.budget
+    assert announced == [plan]  # handed out before training, the same plan the report records
+    assert plan is not None and measured == [8]  # the explicit width is the only one calibrated, and kept
+    assert plan.width == report.settings.width == 8 and "width" not in plan.chosen
+    assert report.settings.epochs == plan.epochs and report.settings.tta_level == plan.tta_level
+    assert report.data.train_images == plan.train_images == 34  # everything fits: all images...
+    assert plan.epochs == 10.0  # ...for the recipe's epochs
+    assert report.conditions[0].arm("as-is").steps == plan.epochs * (34 // plan.batch_size)
+    data = json.loads(render_json(report))
+    assert data["budget"]["width"] == 8 and data["budget"]["reasons"] == list(plan.reasons)

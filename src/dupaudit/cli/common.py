@@ -50,7 +50,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 # Parameters whose flag is not their name with dashes (probing.ProbeSettings' fields)
-_FLAGS = {"rates": "--rate/--sweep", "inject_classes": "--classes"}
+_FLAGS = {"rates": "--rate/--sweep", "inject_classes": "--classes", "tta_level": "--tta", "budget_seconds": "--budget"}
 
 
 def as_flag(name: str, value: str | None) -> str:

@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ..wording import plural
 from . import app, options
 from .common import contradiction, err_console, given, guarded, needs, progress_sink
 from .outputs import binary_stdout, check_distinct, check_file, is_stdout, write_text
@@ -93,9 +93,18 @@ def probe(
         None, "--max-test", min=1, help="Use a stratified subset of this many test images."
     ),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when present, else CPU."),
+    budget: Optional[str] = typer.Option(
+        None,
+        "--budget",
+        help="Finish within this time (90s, 5m, 1h): calibrate this device, then choose the training subset, "
+        "width, epochs and testing to fit every arm and seed. Explicit flags still win.",
+    ),
+    tta: Optional[int] = typer.Option(
+        None, "--tta", min=0, max=2, help="Test-time augmentation: 0 none, 1 mirror, 2 mirror + translations."
+    ),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Decoding processes/threads."),
     threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, help="CPU threads for torch (default: torch's own choice)."
+        None, "--threads", min=1, help="CPU threads for torch (default: one per core this process may use)."
     ),
     cache: Optional[Path] = options.CACHE,
     no_cache: bool = options.NO_CACHE,
@@ -110,6 +119,7 @@ def probe(
 ) -> None:
     """Measure what the duplicates cost: train as-is, deduplicated and random-removed arms over paired seeds."""
     from ..probing import ProbeSettings, render_json, require_torch, run_probe
+    from ..probing.budget import parse_duration
 
     if rate is not None and sweep:
         raise contradiction("--rate", "--sweep", "--sweep runs each of its rates in turn")
@@ -121,11 +131,8 @@ def probe(
     check_distinct({"--json": json_file, "--plot": plot_file})
     check_file(json_file, "--json")  # before any work: a bad path is said now, not after the training
     check_file(plot_file, "--plot")
+    budget_seconds = parse_duration(budget) if budget is not None else None
     require_torch()  # before any work: exit 2 with the pip line when the extra is missing
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     if plot_file is not None:
         from ..probing.plot import require_matplotlib
 
@@ -148,6 +155,10 @@ def probe(
         max_train=max_train,
         max_test=max_test,
         device=device.value,
+        tta_level=tta,
+        threads=threads,
+        budget_seconds=budget_seconds,
+        explicit=tuple(field for option, field in _PLANNED_OPTIONS.items() if _given(ctx, option)),
     )
     # the scan behind the arms reads the same configuration as `dupaudit scan` (its settings, cache and jobs)
     config = options.scan_config(jobs=jobs, cache=cache, config_file=config_file)
@@ -160,6 +171,7 @@ def probe(
         use_cache=not no_cache,
         progress=progress_sink(quiet),
         scan_options={**config.scan_parameters(), **config.layout_parameters()},  # layout keys too
+        on_plan=None if quiet else _print_plan,
     )
     if json_file:
         write_text(json_file, render_json(report))
@@ -175,6 +187,35 @@ def probe(
                 err_console.print(f"[dim]wrote {written}[/]", highlight=False)
 
 
+# options a --budget plan may choose, by their setting: one given on the command line is never changed
+_PLANNED_OPTIONS = {
+    "epochs": "epochs",
+    "width": "width",
+    "max_train": "max_train",
+    "max_test": "max_test",
+    "tta": "tta_level",
+    "batch_size": "batch_size",
+}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True when the option came from the command line or the environment, not from its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")  # by name: typer may vendor click
+
+
+def _print_plan(plan) -> None:
+    """The --budget plan on stderr as soon as it is made: an overrun is announced before the training starts."""
+    for line in plan.lines():
+        err_console.print(f"[dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
+
+
+def _count(n: float, word: str) -> str:
+    """ "1 seed", "3 seeds", "1 epoch", "0.5 epochs": the plural right."""
+    number = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
+    return f"{number} {word}" if n == 1 else f"{number} {word}s"
+
+
 def _pct(value: Optional[float]) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
@@ -184,7 +225,16 @@ def _interval(interval) -> str:
         return "–"
     if interval.low is None:
         return f"{100 * interval.mean:.2f}"
+    if abs((interval.high - interval.mean) - (interval.mean - interval.low)) > 1e-12:  # cut at 0 or 100%
+        return f"{100 * interval.mean:.2f} ({100 * interval.low:.2f}–{100 * interval.high:.2f})"
     return f"{100 * interval.mean:.2f} ± {100 * interval.half_width:.2f}"
+
+
+def _seconds(interval) -> str:
+    """A time: the geometric mean and its log-scale interval (never below 0), as "48.0 (41.2–55.9)"."""
+    if interval.low is None:
+        return f"{interval.mean:.1f}"
+    return f"{interval.mean:.1f} ({interval.low:.1f}–{interval.high:.1f})"
 
 
 def print_probe(report, console: Console) -> None:
@@ -192,8 +242,9 @@ def print_probe(report, console: Console) -> None:
     data, settings = report.data, report.settings
     console.print(f"[bold]dupaudit probe[/] of {data.root}", highlight=False)
     console.print(
-        f"train: {data.train_images:,} images ('{data.train_split}'), {data.groups:,} duplicate groups, "
-        f"{data.redundant:,} redundant · test: {data.test_images:,} images ({data.test_source}), "
+        f"train: {_count(data.train_images, 'image')} ('{data.train_split}'), "
+        f"{_count(data.groups, 'duplicate group')}, "
+        f"{data.redundant:,} redundant · test: {_count(data.test_images, 'image')} ({data.test_source}), "
         f"{data.leaked:,} with a copy in train",
         highlight=False,
     )
@@ -203,17 +254,25 @@ def print_probe(report, console: Console) -> None:
         else "standard training"
     )
     console.print(
-        f"{report.device} · torch {report.torch_version} · {mode} · {plural(len(report.seeds), 'seed')} · "
-        f"{settings.epochs:g} epoch{'' if settings.epochs == 1 else 's'}"
-        f"{' (steps matched to as-is)' if settings.match_steps else ''} · "
+        f"{report.device} · torch {report.torch_version} · {mode} · {_count(len(report.seeds), 'seed')} · "
+        f"{_count(settings.epochs, 'epoch')}{' (steps matched to as-is)' if settings.match_steps else ''} · "
         f"{settings.size}px · width {settings.width}",
         highlight=False,
     )
+    if report.budget is not None:
+        for line in report.budget.lines():
+            console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+    one_seed = len(report.seeds) < 2
     for condition in report.conditions:
         title = (
             "Arms" if condition.rate is None else f"Arms with {settings.inject} injection at rate {condition.rate:g}"
         )
-        table = Table(title=f"{title} (accuracy in %, mean ± 95% CI over seeds)", title_justify="left")
+        what = (
+            "accuracy in %, one seed: no interval"
+            if one_seed
+            else "accuracy in %, mean ± 95% CI over seeds; time: geometric mean (95% CI)"
+        )
+        table = Table(title=f"{title} ({what})", title_justify="left")
         for column in ("arm", "train images", "images seen", "clean accuracy", "robust accuracy", "train time (s)"):
             if column == "robust accuracy" and not settings.adversarial:
                 continue
@@ -222,23 +281,14 @@ def print_probe(report, console: Console) -> None:
             row = [arm.arm, f"{arm.train_images:,}", f"{arm.images_seen:,}", _interval(arm.accuracy)]
             if settings.adversarial:
                 row.append(_interval(arm.robust_accuracy))
-            seconds = arm.train_seconds
-            row.append(
-                f"{seconds.mean:.1f}" if seconds.low is None else f"{seconds.mean:.1f} ± {seconds.half_width:.1f}"
-            )
+            row.append(_seconds(arm.train_seconds))
             table.add_row(*row)
         console.print(table)
         for comparison in condition.comparisons:
             style = "bold" if comparison.significant else "dim"
             console.print(f"[{style}]{comparison.text}[/]", highlight=False, soft_wrap=True)
-        if condition.duplicate_time_seconds is not None:
-            share = condition.duplicate_time_fraction
-            console.print(
-                f"The duplicates cost {condition.duplicate_time_seconds:.1f} s of training time per run"
-                + (f" ({share:.1%} of as-is)" if share is not None else ""),
-                highlight=False,
-                soft_wrap=True,
-            )
+        if condition.time_text is not None:
+            console.print(condition.time_text, highlight=False, soft_wrap=True)
         deltas = [d for d in condition.class_deltas if d.difference is not None]
         if deltas:
             table = Table(
@@ -255,7 +305,7 @@ def print_probe(report, console: Console) -> None:
                     f"{d.duplication_rate:.2%}",
                     _pct(d.as_is_accuracy),
                     _pct(d.deduplicated_accuracy),
-                    f"{100 * d.difference:+.2f}",
+                    f"{100 * d.difference + 0.0:+.2f}",  # + 0.0: a difference of -0.0 shows as +0.00
                 )
             console.print(table)
     if len(report.conditions) > 1:

@@ -8,6 +8,7 @@ learning-rate schedule, a Lookahead-style EMA and test-time augmentation. Nothin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 HYPERPARAMETERS: dict = {
@@ -48,6 +49,21 @@ HYPERPARAMETERS: dict = {
         "eval_pgd_steps": 10,  # the PGD attack that measures robust accuracy on the test split
         "tta_level": 0,  # adversarial runs evaluate clean and robust accuracy on the plain network
     },
+    "budget": {  # --budget: how the planner (budget.py) spends a time budget; explicit flags always win
+        "safety": 0.85,  # plan this share of the time left: calibration error, loading, a shared machine's noise
+        "widths": (16, 32, 64),  # candidate network widths, narrowest first (the order calibration measures)
+        "target_epochs": 4.0,  # at fixed image-passes, more distinct images beat more epochs down to about this
+        "min_train_images": 1000,  # below this few images an arm learns little: take more epochs instead
+        "min_epochs": 1.0,  # the plan never goes below one epoch (nor min_train_images): it overruns instead
+        "test_images": 2000,  # test subset: a paired difference on 2,000 images resolves about 1 point
+        "min_test_images": 500,  # the smallest test subset the planner shrinks to
+        "eval_share": 0.2,  # testing may take at most this share of a run
+        # images per step while calibrating (1 untimed step, then 3 timed ones): on a CPU the smallest batch a
+        # plan of about 1,000 images gets (per image the slowest, so the plan errs short); on CUDA a typical one
+        "calibration_batch": {"cpu": 32, "cuda": 512},
+        "calibration_steps": 3,
+        "calibration_test_images": 128,  # ...and this many test images, per width measured
+    },
     "data": {
         "holdout": 0.2,  # share of the images held out for testing when ROOT has no test/val split
         "data_seed": 0,  # seeds the hold-out, the --max-train/--max-test subsets and the injection
@@ -56,6 +72,7 @@ HYPERPARAMETERS: dict = {
     },
 }
 
+TTA_VIEWS = {0: 1, 1: 2, 2: 6}  # forward passes per test image at each test-time-augmentation level
 ARMS = ("as-is", "deduplicated", "random-removed")
 ADVERSARIAL_MODES = ("pgd", "fgsm")
 INJECT_MODES = ("uniform", "nonuniform")
@@ -82,6 +99,10 @@ class ProbeSettings:
     max_train: int | None = None  # a stratified subset of the training images (None: all)
     max_test: int | None = None  # a stratified subset of the test images (None: all)
     device: str = "auto"  # auto, cuda or cpu
+    tta_level: int | None = None  # test-time augmentation (TTA_VIEWS); None: the hyperparameters' level
+    threads: int | None = None  # torch CPU threads; None: one per core this process may use
+    budget_seconds: float | None = None  # --budget: plan width, epochs, subsets and TTA to finish within this
+    explicit: tuple[str, ...] = ()  # fields the user set: a budget plan never changes them
 
     def __post_init__(self) -> None:
         from ..errors import ParameterError
@@ -114,6 +135,12 @@ class ProbeSettings:
             raise ParameterError("{width} must be at least 1 and {batch_size} at least 2")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ParameterError("{device} must be auto, cuda or cpu")
+        if self.tta_level is not None and self.tta_level not in TTA_VIEWS:
+            raise ParameterError(f"{{tta_level}} must be one of {', '.join(map(str, TTA_VIEWS))}")
+        if self.threads is not None and self.threads < 1:
+            raise ParameterError("{threads} must be at least 1")
+        if self.budget_seconds is not None and self.budget_seconds <= 0:
+            raise ParameterError("{budget_seconds} must be a positive duration such as 90s, 5m or 1h")
 
 
 def batch_size_for(train_images: int, requested: int | None = None) -> int:
@@ -124,3 +151,8 @@ def batch_size_for(train_images: int, requested: int | None = None) -> int:
     while batch > 8 and train_images / batch < HYPERPARAMETERS["opt"]["min_steps_per_epoch"]:
         batch //= 2
     return batch
+
+
+def total_steps_for(count: int, batch_size: int, epochs: float) -> int:
+    """Optimizer steps for `epochs` passes over `count` images in full batches."""
+    return max(1, math.ceil(max(1, count // batch_size) * epochs))

@@ -5,11 +5,15 @@ torch is imported only inside `run_probe`, so importing this module stays light.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import logging
+import math
 import os
+import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -18,6 +22,7 @@ from ..engine.discover import discover
 from ..engine.pipeline import scan
 from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError, MissingExtraError
+from .budget import BudgetPlan, plan_budget
 from .config import HYPERPARAMETERS, ProbeSettings, batch_size_for
 from .data import (
     EVAL_SPLITS,
@@ -30,6 +35,7 @@ from .data import (
     injected_counts,
     label_indices,
     load_images,
+    load_records,
 )
 from .results import (
     ArmSummary,
@@ -40,9 +46,21 @@ from .results import (
     ProbeReport,
     RunResult,
 )
-from .stats import describe_difference, mean_interval, paired_difference
+from .stats import (
+    DETECT_POINTS,
+    describe_difference,
+    describe_ratio,
+    log_interval,
+    mean_interval,
+    paired_difference,
+    paired_ratio,
+    seeds_to_detect,
+    verdict,
+)
 
 log = logging.getLogger(__name__)
+ACCURACY_BOUNDS = (0.0, 1.0)  # an accuracy interval never reaches past what an accuracy can be...
+DIFFERENCE_BOUNDS = (-1.0, 1.0)  # ...nor a difference of two accuracies
 
 
 def require_torch() -> None:
@@ -63,11 +81,14 @@ def run_probe(
     use_cache: bool = True,
     progress: ProgressSink | None = None,
     scan_options: Mapping[str, object] | None = None,
+    on_plan: Callable[[BudgetPlan], None] | None = None,
 ) -> ProbeReport:
     """Measure what the duplicates in ROOT cost: train each arm over each seed and compare (see docs/probe.md).
 
     scan_options: the scan's settings keywords (engine.pipeline.scan: method, threshold, ...; default: Settings'
-    defaults), e.g. the configured ones (AuditConfig.scan_parameters)."""
+    defaults), e.g. the configured ones (AuditConfig.scan_parameters). on_plan: called with the --budget plan
+    as soon as it is made, before any training (the command prints it, so a user can stop an overrun early)."""
+    started = time.perf_counter()  # a --budget counts from here: importing torch and the scan are part of it
     settings = settings or ProbeSettings()
     progress = progress or NullProgress()
     require_torch()
@@ -83,8 +104,10 @@ def run_probe(
     )
 
     device = resolve_device(settings.device)
+    if device.type == "cpu":
+        torch.set_num_threads(settings.threads or usable_cores())
     timings: dict[str, float] = {}
-    started = time.perf_counter()
+    mark = time.perf_counter()
     report = scan(
         root,
         [test] if test else [],
@@ -94,7 +117,7 @@ def run_probe(
         progress=progress,
         **(scan_options or {}),
     )
-    timings["scan"] = time.perf_counter() - started
+    timings["scan"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     records, _ = discover(report.roots)
@@ -125,7 +148,30 @@ def run_probe(
             ", ".join(map(str, unknown[:5])),
         )
         eval_records = [r for r in eval_records if r.label in classes]
+    adversarial = (
+        AttackSpec.for_training(settings.adversarial, settings.eps, settings.pgd_steps)
+        if settings.adversarial
+        else None
+    )
+    robust_spec = AttackSpec.for_evaluation(settings.eps) if settings.adversarial else None
     seed = HYPERPARAMETERS["data"]["data_seed"]
+    plan = None
+    if settings.budget_seconds is not None:
+        calibrating = time.perf_counter()
+        plan = _plan_budget(
+            settings, device, train_records, eval_records, len(classes), adversarial, robust_spec, started, jobs
+        )
+        settings = dataclasses.replace(
+            settings,
+            width=plan.width,
+            epochs=plan.epochs,
+            max_train=plan.train_images,
+            max_test=plan.test_images,
+            tta_level=plan.tta_level,
+        )
+        timings["calibration"] = time.perf_counter() - calibrating
+        if on_plan is not None:
+            on_plan(plan)
     split = choose_split(
         train_records,
         eval_records or None,
@@ -138,8 +184,9 @@ def run_probe(
     )
     train_labels = label_indices(split.train, classes)
     test_labels = label_indices(split.test, classes)
-    images = load_images([r.abspath for r in (*split.train, *split.test)], settings.size, jobs)
-    timings["load"] = time.perf_counter() - mark
+    with _pixel_store(cache_path, use_cache) as store:
+        images, decoded = load_records([*split.train, *split.test], settings.size, jobs, store)
+    timings["load"] = time.perf_counter() - mark - timings.get("calibration", 0.0)
 
     train_images_t = torch.from_numpy(images[: len(split.train)]).to(device)
     test_images_t = torch.from_numpy(images[len(split.train) :]).to(device)
@@ -150,13 +197,11 @@ def run_probe(
     del images
 
     scan_rates = {c.label: c.duplication_rate for c in report.classes if c.split == train_name}
-    adversarial = (
-        AttackSpec.for_training(settings.adversarial, settings.eps, settings.pgd_steps)
-        if settings.adversarial
-        else None
+    tta_level = (
+        settings.tta_level
+        if settings.tta_level is not None
+        else HYPERPARAMETERS["adversarial" if settings.adversarial else "net"]["tta_level"]
     )
-    robust_spec = AttackSpec.for_evaluation(settings.eps) if settings.adversarial else None
-    tta_level = HYPERPARAMETERS["adversarial" if settings.adversarial else "net"]["tta_level"]
     seeds = tuple(range(settings.seeds))
     memo: dict[tuple, RunResult] = {}
 
@@ -283,6 +328,7 @@ def run_probe(
             "threshold": report.settings.threshold,
             "flips": report.settings.flips,
         },
+        decoded_files=decoded,
     )
     return ProbeReport(
         tool_version=__version__,
@@ -294,7 +340,95 @@ def run_probe(
         data=data,
         conditions=tuple(conditions),
         timings=timings,
+        budget=plan,
     )
+
+
+@contextlib.contextmanager
+def _pixel_store(cache_path, use_cache: bool):
+    """The probe's pixel store beside the fingerprint cache, or None (--no-cache, or it cannot be opened)."""
+    from ..engine.cache import default_cache_path
+    from .pixels import PixelStore, store_path
+
+    store = None
+    if use_cache:
+        path = store_path(cache_path or default_cache_path())
+        try:
+            store = PixelStore(path)
+        except (sqlite3.Error, OSError) as exc:  # the probe works without it: it decodes every file
+            log.warning("%s: cannot use the probe's pixel store (%s); decoding every image", path, exc)
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), which torch's default can overcount."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _plan_budget(
+    settings: ProbeSettings,
+    device,
+    train_records: Sequence,
+    eval_records: Sequence,
+    num_classes: int,
+    adversarial,
+    robust_spec,
+    started: float,
+    jobs: int | None,
+) -> BudgetPlan:
+    """Calibrate this device (and the decoding) and plan the probe within settings.budget_seconds."""
+    from .calibrate import measure_speed
+
+    if eval_records:
+        train_available, test_available = len(train_records), len(eval_records)
+    else:
+        test_available = int(round(settings.holdout * len(train_records)))
+        train_available = len(train_records) - test_available
+    sample = [r.abspath for r in train_records[:: max(1, len(train_records) // 32)][:32]]
+    mark = time.perf_counter()
+    load_images(sample, settings.size, jobs)
+    load_per_image = (time.perf_counter() - mark) / max(1, len(sample))
+    # Every run is planned at the size of the as-is arm; an injected as-is arm is larger by 1 / (1 - rate).
+    per_rate = len(settings.arms) * settings.seeds
+    runs = math.ceil(sum(per_rate / (1 - rate) for rate in settings.rates) if settings.rates else per_rate)
+    explicit = set(settings.explicit)
+    fixed = {
+        name: getattr(settings, name) for name in _PLANNED if name in explicit and getattr(settings, name) is not None
+    }
+    if "batch_size" in explicit and settings.batch_size:
+        fixed["batch_size"] = settings.batch_size
+
+    def measure(width: int):
+        return measure_speed(
+            device,
+            width=width,
+            size=settings.size,
+            num_classes=num_classes,
+            adversarial=adversarial,
+            robust=robust_spec,
+        )
+
+    return plan_budget(
+        settings.budget_seconds,
+        lambda: time.perf_counter() - started,  # the scan, listing and calibration so far
+        runs=runs,
+        train_available=train_available,
+        test_available=test_available,
+        measure=measure,
+        fixed=fixed,
+        load_seconds_per_image=load_per_image,
+        adversarial=settings.adversarial is not None,
+    )
+
+
+_PLANNED = ("width", "epochs", "max_train", "max_test", "tta_level")  # what a budget plan may choose
 
 
 def summarise(
@@ -318,9 +452,9 @@ def summarise(
                 arm_runs[0].train_images,
                 arm_runs[0].images_seen,
                 arm_runs[0].steps,
-                mean_interval([r.accuracy for r in arm_runs]),
-                mean_interval(robust) if robust else None,
-                mean_interval([r.train_seconds for r in arm_runs]),
+                mean_interval([r.accuracy for r in arm_runs], bounds=ACCURACY_BOUNDS),
+                mean_interval(robust, bounds=ACCURACY_BOUNDS) if robust else None,
+                log_interval([max(r.train_seconds, 1e-9) for r in arm_runs]),
             )
         )
     comparisons = []
@@ -328,9 +462,10 @@ def summarise(
     for treatment, control in (("deduplicated", "as-is"), ("deduplicated", "random-removed")):
         if treatment in by_arm and control in by_arm:
             for metric in metrics:
-                difference = paired_difference(
-                    [getattr(r, metric) for r in by_arm[treatment]], [getattr(r, metric) for r in by_arm[control]]
-                )
+                treated = [getattr(r, metric) for r in by_arm[treatment]]
+                controls = [getattr(r, metric) for r in by_arm[control]]
+                difference = paired_difference(treated, controls, bounds=DIFFERENCE_BOUNDS)
+                needed = seeds_to_detect([a - b for a, b in zip(treated, controls)], DETECT_POINTS / 100)
                 name = f"{treatment} − {control} ({metric.replace('_', ' ')})"
                 comparisons.append(
                     Comparison(
@@ -338,8 +473,10 @@ def summarise(
                         control,
                         metric,
                         difference,
-                        difference.excludes_zero,
-                        describe_difference(name, difference),
+                        None if difference.low is None else difference.excludes_zero,
+                        describe_difference(name, difference, needed),
+                        verdict(difference),
+                        needed,
                     )
                 )
     item_labels = train_labels[pool.items]
@@ -369,12 +506,15 @@ def summarise(
                 paired,
             )
         )
-    time_cost = time_fraction = None
-    as_is_arm = next((a for a in arms if a.arm == "as-is"), None)
-    dedup_arm = next((a for a in arms if a.arm == "deduplicated"), None)
-    if as_is_arm and dedup_arm:
-        time_cost = as_is_arm.train_seconds.mean - dedup_arm.train_seconds.mean
-        time_fraction = time_cost / as_is_arm.train_seconds.mean if as_is_arm.train_seconds.mean > 0 else None
+    time_cost = time_fraction = time_ratio = time_text = None
+    if "as-is" in by_arm and "deduplicated" in by_arm:
+        as_is_seconds = [max(r.train_seconds, 1e-9) for r in by_arm["as-is"]]
+        dedup_seconds = [max(r.train_seconds, 1e-9) for r in by_arm["deduplicated"]]
+        as_is_mean = float(np.mean(as_is_seconds))
+        time_cost = as_is_mean - float(np.mean(dedup_seconds))
+        time_fraction = time_cost / as_is_mean
+        time_ratio = paired_ratio(dedup_seconds, as_is_seconds)
+        time_text = describe_ratio("training time, deduplicated / as-is", time_ratio)
     return Condition(
         rate,
         len(pool),
@@ -386,6 +526,8 @@ def summarise(
         time_cost,
         time_fraction,
         tuple(runs),
+        time_ratio,
+        time_text,
     )
 
 

@@ -16,11 +16,12 @@ def require_matplotlib() -> None:
         raise MissingExtraError("probe", "--plot") from None
 
 
-def _errors(intervals) -> tuple[list[float], list[list[float]]]:
+def _errors(intervals) -> tuple[list[float], list[list[float]] | None]:
+    """Means in % and error bars; no bars at all when there is no interval (one seed), not zero-width ones."""
     means = [100 * i.mean for i in intervals]
-    lows = [0.0 if i.low is None else 100 * (i.mean - i.low) for i in intervals]
-    highs = [0.0 if i.high is None else 100 * (i.high - i.mean) for i in intervals]
-    return means, [lows, highs]
+    if any(i.low is None or i.high is None for i in intervals):
+        return means, None
+    return means, [[100 * (i.mean - i.low) for i in intervals], [100 * (i.high - i.mean) for i in intervals]]
 
 
 def plot_report(report: ProbeReport, path: str | os.PathLike) -> None:
@@ -57,13 +58,12 @@ def plot_report(report: ProbeReport, path: str | os.PathLike) -> None:
         )
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Accuracy per arm, 95% CI over {len(report.seeds)} seeds{label}", fontsize=10)
+    seeds = len(report.seeds)
+    spread = "one seed: no interval, not tested" if seeds < 2 else f"95% CI over {seeds} seeds"
+    ax.set_title(f"Accuracy per arm, {spread}{label}", fontsize=10)
     if len(metrics) > 1:
         ax.legend(fontsize=8)
-    low = min(100 * (a.accuracy.low if a.accuracy.low is not None else a.accuracy.mean) for a in condition.arms)
-    if report.settings.adversarial:
-        low = min(low, *(100 * a.robust_accuracy.mean for a in condition.arms if a.robust_accuracy))
-    ax.set_ylim(max(0.0, low - 5), 100)
+    ax.set_ylim(0, 100)  # bars start at zero: a cut axis makes a 2-point difference look like a doubling
     ax.grid(axis="y", color=NEUTRAL["grid"])
 
     ax = axes[1]
@@ -81,10 +81,11 @@ def plot_report(report: ProbeReport, path: str | os.PathLike) -> None:
         ax.set_xticks(positions, [d.label for d in deltas], rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("accuracy difference (points)")
         twin = ax.twinx()
-        twin.plot(
+        twin.plot(  # markers only: the classes are categories, and a line would suggest a trend between them
             positions,
             [100 * d.duplication_rate for d in deltas],
-            "o-",
+            "o",
+            linestyle="none",
             color=arm_color("as-is"),
             label="duplication rate",
         )

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from .budget import BudgetPlan
 from .config import ProbeSettings
 from .stats import Interval
 
-PROBE_SCHEMA_VERSION = 1
+PROBE_SCHEMA_VERSION = 2  # 2: significant may be null (not tested), verdicts, log-scale times, the budget plan
+READABLE_SCHEMA_VERSIONS = (1, 2)  # version 1 reads as 2 with its new fields at their defaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,7 @@ class ArmSummary:
     steps: int
     accuracy: Interval
     robust_accuracy: Interval | None
-    train_seconds: Interval
+    train_seconds: Interval  # geometric mean and log-scale interval: never below 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,10 @@ class Comparison:
     control: str
     metric: str  # "accuracy" or "robust_accuracy"
     difference: Interval
-    significant: bool
+    significant: bool | None  # None: not tested (one seed gives no interval)
     text: str
+    verdict: str = ""  # "higher", "lower", "no detectable difference" or "not tested" ("" in a version 1 file)
+    seeds_needed: int | None = None  # about how many seeds would detect a 1-point difference (None: one seed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +86,11 @@ class Condition:
     arms: tuple[ArmSummary, ...]
     comparisons: tuple[Comparison, ...]
     class_deltas: tuple[ClassDelta, ...]
-    duplicate_time_seconds: float | None  # mean train time as-is − deduplicated
+    duplicate_time_seconds: float | None  # mean train time as-is − deduplicated (a point estimate)
     duplicate_time_fraction: float | None  # the same, as a share of the as-is time
     runs: tuple[RunResult, ...]
+    time_ratio: Interval | None = None  # deduplicated / as-is train time per seed, on the log scale
+    time_text: str | None = None  # the ratio in words
 
     def arm(self, name: str) -> ArmSummary | None:
         return next((a for a in self.arms if a.arm == name), None)
@@ -102,6 +108,7 @@ class DataInfo:
     redundant: int  # training images that deduplication removes
     leaked: int  # test images with a copy in the training images
     scan_settings: dict = field(default_factory=dict)
+    decoded_files: int = 0  # files the probe decoded (the others came from its pixel store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +122,7 @@ class ProbeReport:
     data: DataInfo
     conditions: tuple[Condition, ...]
     timings: dict[str, float]
+    budget: BudgetPlan | None = None  # --budget: what the planner chose and why
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -137,8 +145,9 @@ def from_dict(data: object) -> ProbeReport:
     Keys this version does not know are ignored, so a newer probe file still reads."""
     if not isinstance(data, dict) or data.get("schema") != "dupaudit-probe":
         raise InputError('not a dupaudit probe result (no "schema": "dupaudit-probe")')
-    if data.get("schema_version") != PROBE_SCHEMA_VERSION:
-        raise InputError(f"a probe result of schema_version {data.get('schema_version')!r}, not {PROBE_SCHEMA_VERSION}")
+    if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        readable = " or ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise InputError(f"a probe result of schema_version {data.get('schema_version')!r}, not {readable}")
     try:
         return _typed(ProbeReport, data)
     except (KeyError, TypeError, ValueError) as exc:

@@ -7,7 +7,6 @@ augmentation come from a CPU generator seeded with the run's seed).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from torch import nn
 
 from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError, ParameterError
-from .config import HYPERPARAMETERS
+from .config import HYPERPARAMETERS, total_steps_for  # noqa: F401 - total_steps_for: re-exported
 from .net import ProbeNet
 
 
@@ -230,11 +229,6 @@ def train_model(
     progress.finish()
     images_seen = total_steps * batch_size
     return TrainOutcome(model.eval(), seconds, total_steps, images_seen)
-
-
-def total_steps_for(count: int, batch_size: int, epochs: float) -> int:
-    """Optimizer steps for `epochs` passes over `count` images in full batches."""
-    return max(1, math.ceil(max(1, count // batch_size) * epochs))
 
 
 @torch.no_grad()
