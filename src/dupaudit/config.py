@@ -266,7 +266,7 @@ def load_config(
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = set(flags) - set(KEYS)
     if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown setting{'s' if len(unknown) > 1 else ''}: {', '.join(sorted(unknown))}")
     merged.update(_absolute(_normalise(flags, "command line", unknown="ignore"), cwd))
     config = AuditConfig(**merged, source=str(path.resolve()) if path is not None else None)
     defaults = {

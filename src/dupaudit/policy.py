@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .engine.model import KINDS, DuplicateGroup, ScanReport
 from .errors import ConfigError
+from .wording import plural
 
 RULE_NAMES = ("exact", "pixel", "near", "label-conflicts", "leakage", "skew")
 _SKEW = re.compile(r"^skew\s*>\s*([0-9]*\.?[0-9]+)$")
@@ -81,13 +82,14 @@ def failures(report: ScanReport, rules: tuple[Rule, ...]) -> list[str]:
     broken = []
     for rule in rules:
         if rule.name in _KIND_RULES and counts[rule.name]:
-            broken.append(f"{rule.name}: {counts[rule.name]} duplicate group(s) holding {rule.name} copies or closer")
+            groups = plural(counts[rule.name], "duplicate group")
+            broken.append(f"{rule.name}: {groups} holding {rule.name} copies or closer")
         elif rule.name == "label-conflicts" and counts[rule.name]:
-            broken.append(f"label-conflicts: {counts[rule.name]} group(s) with more than one label")
+            broken.append(f"label-conflicts: {plural(counts[rule.name], 'group')} with more than one label")
         elif rule.name == "leakage" and counts[rule.name]:
             broken.append(
-                f"leakage: {counts[rule.name]} group(s) spanning splits ({report.summary.leaked} evaluation "
-                "image(s) with a copy in train)"
+                f"leakage: {plural(counts[rule.name], 'group')} spanning splits "
+                f"({plural(report.summary.leaked, 'evaluation image')} with a copy in train)"
             )
         elif rule.name == "skew" and report.summary.skew > rule.limit:
             broken.append(f"skew: {report.summary.skew:.4f} > {rule.limit}")

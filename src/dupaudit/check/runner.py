@@ -20,6 +20,7 @@ from ..engine.progress import ProgressSink
 from ..errors import BaselineError
 from ..exitcodes import EXIT_BASELINE_REWRITTEN, EXIT_FINDINGS, EXIT_OK
 from ..policy import finding_breaks, parse_rules
+from ..wording import plural
 from . import baseline as baseline_file
 from .baseline import Baseline, Finding
 
@@ -118,7 +119,7 @@ def run_check(
             else:
                 changed.add(located)
         if not changed:
-            log.info("none of the %d file(s) belongs to the dataset: nothing to check", len(files))
+            log.info("none of the %s belongs to the dataset: nothing to check", plural(len(files), "file"))
             return CheckResult(config, None, (), (), (), 0, str(baseline_path), found, 0, False, (), tuple(outside))
 
     report = scan_dataset(config, use_cache=use_cache, progress=progress)

@@ -303,13 +303,13 @@ def _container_outputs(report, plan, targets, given, write_filtered, list_file, 
     )
     if done.filtered is not None:
         _say(
-            f"filtered copy: {len(done.filtered.kept):,} item(s) kept, {done.filtered.dropped:,} dropped, in "
-            f"{len(done.filtered.written):,} file(s) under {write_filtered}"
+            f"filtered copy: {plural(len(done.filtered.kept), 'item')} kept, {done.filtered.dropped:,} dropped, in "
+            f"{plural(len(done.filtered.written), 'file')} under {write_filtered}"
         )
     if list_file is not None:
-        _say(f"list: {done.kept:,} kept id(s) in {list_file}")
+        _say(f"list: {plural(done.kept, 'kept id')} in {list_file}")
     if drop_list is not None:
-        _say(f"drop list: {done.dropped:,} dropped id(s) in {drop_list}")
+        _say(f"drop list: {plural(done.dropped, 'dropped id')} in {drop_list}")
 
 
 def _dataset_of(report) -> str:

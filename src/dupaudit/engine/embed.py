@@ -227,7 +227,9 @@ def embed_records(
         _compute(records, todo, weights, vectors, valid, jobs, cache, progress)
     if not valid.all():
         log.warning(
-            "%d file(s) could not be decoded again for their embeddings: they join no near group", int((~valid).sum())
+            "%d %s could not be decoded again for their embeddings: they join no near group",
+            int((~valid).sum()),
+            "file" if int((~valid).sum()) == 1 else "files",
         )
     return Embedded(vectors.astype(np.float32), valid, len(todo), hits)
 

@@ -155,7 +155,8 @@ def query(
             missing = [p for p in wanted if p not in stored]
             if missing:
                 raise InputError(
-                    f"{index_path}: the index lacks the thumbnails of {len(missing)} image(s): "
+                    f"{index_path}: the index lacks the thumbnails of {len(missing)} "
+                    f"image{'' if len(missing) == 1 else 's'}: "
                     f"run `dupaudit index update {index_path}`"
                 )
             parts = [new_thumbs[i] if i >= offset else stored[state.paths[i]] for i in rows.tolist()]

@@ -175,7 +175,10 @@ def _classes(path: str, exclude: Sequence[str]) -> tuple[bool, str]:
     if loose:
         inside = sum(count_images(os.path.join(path, name), exclude, limit=loose + 1) for name in holding)
         if inside <= loose:
-            return False, f"{_plural(loose, 'image')} lie loose beside {len(holding)} sub-folder(s) with fewer images"
+            return (
+                False,
+                f"{_plural(loose, 'image')} lie loose beside {_plural(len(holding), 'sub-folder')} with fewer images",
+            )
     return True, f"{_plural(len(holding), 'class folder')} hold images ({_shown(holding)})"
 
 
