@@ -103,6 +103,17 @@ def test_cluster_scan_equals_single_process_scan(tmp_path, client):
     assert runner.stats["computed"] == runner.stats["partitions"] > 1
 
 
+def test_cluster_scan_of_webdataset_shards_equals_single_process_scan(tmp_path, client):
+    from sources_support import as_webdataset, pick_images
+
+    need(CIFAR)
+    shards = as_webdataset(pick_images(CIFAR, per_class=30, test_per_class=10), tmp_path / "shards", per_shard=40)
+    runner = DaskRunner(client, str(tmp_path / "work"))
+    single = _report_bytes(shards)
+    assert '"source": "webdataset"' in single and '"label_conflict": true' in single
+    assert _report_bytes(shards, runner=runner) == single
+
+
 def test_resumed_run_computes_only_missing_partitions(tmp_path, client):
     root = _dataset(tmp_path, per_class=150)
     work = tmp_path / "work"

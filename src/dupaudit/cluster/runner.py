@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -119,6 +119,11 @@ class DaskRunner:
                 result.records.append(record)
                 result.fingerprints.append(value)
         return result
+
+    def map_tasks(self, function: Callable, *iterables: Sequence) -> Iterator:
+        """function over the iterables' items as cluster tasks (one source partition each), results in order."""
+        futures = self.client.map(function, *iterables, pure=False)
+        return (future.result() for future in futures)
 
     def pairs_within(
         self, hashes: np.ndarray, radius: int, queries: np.ndarray | None = None, threads: int | None = None

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -76,6 +76,8 @@ class Runner(Protocol):
     def pairs_within(
         self, hashes: np.ndarray, radius: int, queries: np.ndarray | None = ..., threads: int | None = ...
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def map_tasks(self, function: Callable, *iterables: Sequence) -> Iterator: ...
 
 
 def fingerprint_records(
@@ -387,10 +389,6 @@ def _scan_sources(
     timings: dict[str, float] = {}
     sources = [open_source(target, options) for target in targets]
     cache_file = cache_path or default_cache_path()
-    if runner is not None:
-        raise InputError(
-            "--cluster runs on folders of images for now: scan tar shards, Parquet or manifests without it"
-        )
     fast_decode = settings.fast_decode
     key = reuse_key(sources, settings) if use_cache else None
     if key is not None:
@@ -415,7 +413,8 @@ def _scan_sources(
                 renamed = {r.name: _free_name(r.name, source.name, roots) for r in folder_roots}
                 roots.extend(replace(r, name=renamed[r.name]) for r in folder_roots)
                 records = [ImageRecord(renamed[r.root], *tuple(_fields(r))[1:]) for r in records]
-                part = fingerprint_records(records, (settings.method,), jobs=jobs, cache=cache, draft=fast_decode)
+                fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
+                part = fingerprinter(records, (settings.method,), jobs=jobs, cache=cache, draft=fast_decode)
                 problems.extend(Skipped(renamed[p[0]], p[1], p[2]) for p in listed)
             else:
                 read = fingerprint_sources(
@@ -426,6 +425,7 @@ def _scan_sources(
                     progress=progress,
                     draft=fast_decode,
                     taken=[r.name for r in roots],
+                    map_tasks=runner.map_tasks if runner is not None else None,
                 )
                 roots.extend(read.roots)
                 part = Fingerprinted(read.records, read.fingerprints, read.skipped, read.decoded, read.cache_hits)
@@ -443,7 +443,10 @@ def _scan_sources(
             cache.close()
     timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
     mark = time.perf_counter()
-    groups = find_groups(found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress)
+    search = runner.pairs_within if runner is not None else pairs_within
+    groups = find_groups(
+        found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
+    )
     timings["search"] = time.perf_counter() - mark
     answer = _answer(roots, found.records, groups, problems + found.skipped)
     if key is not None:

@@ -12,7 +12,7 @@ to key them; a whole scan of unchanged tar shards or Parquet files is reused wit
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -97,11 +97,14 @@ def fingerprint_sources(
     progress: ProgressSink | None = None,
     draft: bool = False,
     taken: Sequence[str] = (),
+    map_tasks: Callable[..., Iterator[list[ItemResult]]] | None = None,
 ) -> SourceItems:
     """Read and fingerprint every partition of the sources (in `jobs` processes), storing fresh rows in `cache`.
 
     Root names are the splits (train, test, ...), or a source's name when its items carry none; a name already
-    `taken` (by another source) gets the source's name as a prefix."""
+    `taken` (by another source) gets the source's name as a prefix. `map_tasks(fn, *iterables)`: runs the
+    partition tasks elsewhere (a Dask cluster: cluster.DaskRunner.map_tasks), results in task order; its workers
+    decode every item they are given (the cache file is this machine's) and the fresh rows are stored here."""
     progress = progress or NullProgress()
     tasks = [(index, source, partition) for index, source in enumerate(sources) for partition in source.partitions()]
     cache_path = str(cache.path) if cache is not None else None
@@ -109,7 +112,17 @@ def fingerprint_sources(
     per_source: dict[int, list[tuple[Partition, list[ItemResult]]]] = {}
     jobs = max(1, min(jobs, len(tasks)))
     outputs: Iterator[list[ItemResult]]
-    if jobs == 1:
+    if map_tasks is not None:
+        outputs = map_tasks(
+            fingerprint_partition,
+            [s for _, s, _ in tasks],
+            [p for _, _, p in tasks],
+            [methods] * len(tasks),
+            [draft] * len(tasks),
+            [None] * len(tasks),
+        )
+        _collect(tasks, outputs, per_source, cache, progress)
+    elif jobs == 1:
         outputs = (fingerprint_partition(s, p, methods, draft, cache_path) for _, s, p in tasks)
         _collect(tasks, outputs, per_source, cache, progress)
     else:
