@@ -52,7 +52,7 @@ def build(
     description = {
         "root": str(Path(root).resolve()),
         "against": [str(Path(a).resolve()) for a in against],
-        "roots": [[r.name, r.path, r.labelled] for r in report.roots],
+        "roots": [asdict(r) for r in report.roots],  # every field: the search state is keyed by the roots
         "settings": asdict(report.settings),
     }
     cache = open_cache(index_path)
@@ -61,6 +61,13 @@ def build(
     with cache:
         cache.store_meta(_META, json.dumps(description, sort_keys=True))
     return report
+
+
+def _root(saved: dict | list) -> Root:
+    """A Root from an index description (a list [name, path, labelled] in files written before layouts)."""
+    if isinstance(saved, list):
+        return Root(*saved)
+    return Root(**{**saved, "exclude": tuple(saved.get("exclude", ()))})
 
 
 def describe(index_path: str | os.PathLike) -> dict:
@@ -105,7 +112,7 @@ def query(
     fingerprint cache (`cache_path`); the indexed images are not opened, listed or stat'ed."""
     description = describe(index_path)
     settings = Settings(**description["settings"])
-    indexed_roots = tuple(Root(name, path, labelled) for name, path, labelled in description["roots"])
+    indexed_roots = tuple(_root(r) for r in description["roots"])
     key = FingerprintCache.index_key((settings, indexed_roots))
     cache = open_cache(index_path)
     if cache is None:
@@ -170,9 +177,7 @@ def query(
         groups = groups_of_pairs(records, roots, result.first, result.second, facts, thumbs_of, settings, jobs)
     new_names = {r.name for r in new_roots}
     touching = [g for g in groups if any(m.root in new_names for m in g.members)]
-    groups = tuple(
-        type(g)(i, g.kind, g.max_distance, g.members, g.exact_copies, g.pixel_copies) for i, g in enumerate(touching)
-    )
+    groups = tuple(replace(g, id=i) for i, g in enumerate(touching))  # numbered again, as the report's groups
     skipped = tuple(sorted([Skipped(*p) for p in listing.problems] + found.skipped, key=lambda s: (s.root, s.path)))
     train_split = next((r.name for r in indexed_roots if r.name == "train"), indexed_roots[0].name)
     summary, classes, splits = analyse(roots, train_split, records, list(groups), len(skipped))
