@@ -12,8 +12,8 @@ import numpy as np
 
 from ..engine.cache import FingerprintCache, cacheable
 from ..engine.fingerprint import Fingerprint
-from ..engine.model import ImageRecord, Skipped
-from ..engine.pipeline import Fingerprinted
+from ..engine.model import ImageRecord
+from ..engine.pipeline import Fingerprinted, aligned
 from ..engine.progress import NullProgress, ProgressSink
 from .partitions import SLICE_RECORDS, Partition, compute_partition, plan_partitions, read_partition
 from .search import sharded_pairs_within
@@ -106,19 +106,7 @@ class DaskRunner:
             self.stats[future.result()] += 1  # "computed", or "reused" when a retried task found its file
             take(futures[future])
         progress.finish()
-        result = Fingerprinted([], [], [], decoded=len(todo), cache_hits=len(cached))
-        for record in records:
-            if record.abspath in cached:
-                row = cached[record.abspath]
-                value: Fingerprint | str = row.error if row.error is not None else row.fingerprint
-            else:
-                value = fresh[record.abspath]
-            if isinstance(value, str):
-                result.skipped.append(Skipped(record.root, record.path, value))
-            else:
-                result.records.append(record)
-                result.fingerprints.append(value)
-        return result
+        return aligned(records, cached, fresh, decoded=len(todo))
 
     def map_tasks(self, function: Callable, *iterables: Sequence) -> Iterator:
         """function over the iterables' items as cluster tasks (one source partition each), results in order."""

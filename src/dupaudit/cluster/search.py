@@ -33,6 +33,10 @@ def default_shards(count: int, workers: int) -> int:
     return max(1, workers, math.ceil(count / SHARD_ROWS))
 
 
+def _shard(rows: np.ndarray) -> np.ndarray:
+    return rows
+
+
 def _task(
     db: np.ndarray, queries: np.ndarray | None, radius: int, db_start: int, query_start: int, same_rows: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,8 +67,9 @@ def sharded_pairs_within(
         return empty, empty, empty
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     bounds = shard_bounds(count, shards or default_shards(count, workers))
-    # scatter each shard once; tasks refer to the scattered futures (no shard is sent twice from here)
-    db = client.scatter([hashes[a:b] for a, b in bounds], broadcast=False)
+    # each shard is a task of its own (its data in the task, held by the scheduler), not scattered data: a worker
+    # that dies with a shard in memory costs a recomputation, where scattered data would be lost for good
+    db = [client.submit(_shard, hashes[a:b], pure=False) for a, b in bounds]
     futures = []
     if queries is None:
         for i, (a_i, _) in enumerate(bounds):
@@ -74,7 +79,7 @@ def sharded_pairs_within(
                 futures.append(client.submit(_task, db[j], db[i], radius, bounds[j][0], a_i, False, pure=False))
     else:
         queries = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, 8)
-        query_shards = client.scatter([queries[a:b] for a, b in bounds], broadcast=False)
+        query_shards = [client.submit(_shard, queries[a:b], pure=False) for a, b in bounds]
         for i, (a_i, _) in enumerate(bounds):
             for j, (a_j, _) in enumerate(bounds):
                 futures.append(client.submit(_task, db[j], query_shards[i], radius, a_j, a_i, i == j, pure=False))

@@ -150,8 +150,15 @@ def fingerprint_records(
                 outputs = (fingerprints_of(decoded, draft) for decoded in outputs)
             _collect(batches, outputs, fresh, cache, progress)
     progress.finish()
+    return aligned(records, cached, fresh, decoded=len(todo))
 
-    result = Fingerprinted([], [], [], decoded=len(todo), cache_hits=len(cached))
+
+def aligned(
+    records: Sequence[ImageRecord], cached: dict, fresh: dict[str, Fingerprint | str], decoded: int
+) -> Fingerprinted:
+    """The records that fingerprinted, aligned with their fingerprints (from the cache rows or fresh), and the
+    skipped ones with their reasons, in the records' order (shared by every fingerprinting path)."""
+    result = Fingerprinted([], [], [], decoded=decoded, cache_hits=len(cached))
     for record in records:
         if record.abspath in cached:
             row = cached[record.abspath]
