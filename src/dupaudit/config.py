@@ -12,6 +12,7 @@ defaults live in engine.model.Settings); `fail_on` and `baseline` are the gate's
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .engine.model import METHODS, Settings
+from .engine.sources.base import SOURCE_TYPES, SourceOptions
+from .engine.sources.storage import is_url, parse_storage_options
 from .errors import ConfigError
 from .policy import parse_rules
 
@@ -68,6 +71,13 @@ class AuditConfig:
     splits: tuple[str, ...] = ()
     label_depth: int | None = None
     label_from: str | None = None
+    # how to read a root that is not a folder (engine/sources, docs/sources.md); None: detected
+    source_type: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
+    split_column: str | None = None
+    path_column: str | None = None
+    storage_options: tuple[str, ...] = ()  # "KEY=VALUE" (fsspec options for URLs)
     source: str | None = None  # the config file read, if any (for messages)
 
     def scan_settings(self) -> Settings:
@@ -87,6 +97,17 @@ class AuditConfig:
             "rotations": self.rotations,
             "model": self.model if self.method == "cnn" else None,
         }
+
+    def source_options(self) -> SourceOptions:
+        """How to read the roots that are not folders (engine.pipeline.scan's source_options)."""
+        return SourceOptions(
+            self.source_type,
+            self.image_column,
+            self.label_column,
+            self.split_column,
+            self.path_column,
+            parse_storage_options(self.storage_options),
+        )
 
     def layout_parameters(self) -> dict[str, Any]:
         """The layout keywords of engine.pipeline.scan and layout.detect_layout."""
@@ -172,6 +193,12 @@ def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
     """Check one value's type (strings from the environment are converted)."""
     if key == "against":
         return tuple(_as_list(value, where, raw_key))
+    if key == "storage_options":  # a table {anon = true}, or "KEY=VALUE" strings (a list, or comma-separated)
+        items = [f"{k}={_option_text(v)}" for k, v in value.items()] if isinstance(value, dict) else None
+        items = items if items is not None else _as_list(value, where, raw_key)
+        if not all(isinstance(item, str) and "=" in item for item in items):
+            raise ConfigError(f"{where}: '{raw_key}' must be a table of KEY = VALUE, not {value!r}")
+        return tuple(items)
     if key == "splits":  # a table {test = "holdout"}, or "NAME=FOLDER" strings (a list, or comma-separated)
         items = [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) else _as_list(value, where, raw_key)
         if not all(isinstance(item, str) and "=" in item for item in items):
@@ -217,6 +244,8 @@ def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
         value = ",".join(str(v) for v in value)
     if not isinstance(value, str):
         raise ConfigError(f"{where}: '{raw_key}' must be a string, not {value!r}")
+    if key == "source_type" and value not in SOURCE_TYPES:
+        raise ConfigError(f"{where}: unknown source_type {value!r}: choose one of {', '.join(SOURCE_TYPES)}")
     if key == "method" and value not in METHODS:
         raise ConfigError(f"{where}: unknown method {value!r}: choose one of {', '.join(METHODS)}")
     if key == "fail_on":
@@ -230,10 +259,20 @@ def _coerce(key: str, value: object, where: str, raw_key: str) -> object:
 def _absolute(values: dict[str, object], base: Path) -> dict[str, object]:
     for key in _PATH_KEYS:
         if isinstance(values.get(key), str):
-            values[key] = str((base / os.path.expanduser(values[key])).resolve())
+            values[key] = _resolved(values[key], base)
     if "against" in values:
-        values["against"] = tuple(str((base / os.path.expanduser(p)).resolve()) for p in values["against"])
+        values["against"] = tuple(_resolved(p, base) for p in values["against"])
     return values
+
+
+def _resolved(path: str, base: Path) -> str:
+    """An absolute path; a URL (s3://bucket/shards, a dataset root that is not local) as it is."""
+    return path if is_url(path) else str((base / os.path.expanduser(path)).resolve())
+
+
+def _option_text(value: object) -> str:
+    """A storage option's value from a TOML table, as --storage-option writes it (JSON for non-strings)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def environment_values(environ: Mapping[str, str] | None = None, cwd: str | os.PathLike = ".") -> dict[str, object]:

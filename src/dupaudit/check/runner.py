@@ -22,6 +22,7 @@ from ..exitcodes import EXIT_BASELINE_REWRITTEN, EXIT_FINDINGS, EXIT_OK
 from ..policy import finding_breaks, parse_rules
 from ..wording import plural
 from . import baseline as baseline_file
+from . import items
 from .baseline import Baseline, Finding
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: Progr
         use_cache=use_cache,
         progress=progress,
         incremental=True,  # a commit's few files update the stored search state (engine/incremental.py)
+        source_options=config.source_options(),
         **config.scan_parameters(),
         **config.layout_parameters(),
     )
@@ -107,10 +109,18 @@ def run_check(
 
     from ..engine.discover import resolve_roots
 
-    roots = resolve_roots(config.root, list(config.against), **config.layout_parameters())
+    sources = items.dataset_sources(config)
+    if sources is not None:  # tar shards, Parquet, a manifest: the files name items once the dataset is read
+        roots: tuple = ()
+        selections, outside, everything = items.selections(sources, files, cwd)
+        if files is not None and not selections and not everything:
+            log.info("none of the %s belongs to the dataset: nothing to check", plural(len(files), "file"))
+            return CheckResult(config, None, (), (), (), 0, str(baseline_path), found, 0, False, (), tuple(outside))
+    else:
+        roots = resolve_roots(config.root, list(config.against), **config.layout_parameters())
     changed: set[str] | None = None
-    outside: list[str] = []
-    if files is not None:
+    outside = [] if sources is None else outside
+    if files is not None and sources is None:
         changed = set()
         for name in files:
             located = locate(name, roots, cwd)
@@ -123,6 +133,8 @@ def run_check(
             return CheckResult(config, None, (), (), (), 0, str(baseline_path), found, 0, False, (), tuple(outside))
 
     report = scan_dataset(config, use_cache=use_cache, progress=progress)
+    if sources is not None and files is not None and not everything:
+        changed = items.changed_items(report, sources, selections)
     if found and accepted_baseline.settings is not None and accepted_baseline.settings != report.settings:
         s = accepted_baseline.settings
         log.warning(
@@ -143,6 +155,8 @@ def run_check(
 
         def exists(member: str) -> bool:
             root, _, path = member.partition("/")
+            if sources is not None and root in root_paths:
+                return items.still_there(report, sources, root, path)
             return root in root_paths and os.path.lexists(os.path.join(root_paths[root], *path.split("/")))
 
         pruned, dropped = baseline_file.prune(accepted_baseline, exists)
@@ -154,7 +168,7 @@ def run_check(
 
     # The whole dataset (CI): a new finding is reported on the file the commit (or pull request) adds or changes,
     # so the annotation lands where the change is; without git, on the member the keep rule would drop.
-    blame = changed_in_git(report.roots, config.root) if changed is None else None
+    blame = changed_in_git(report.roots, config.root) if changed is None and sources is None else None
     new = baseline_file.subtract(report, accepted_baseline, changed, blame=blame)
     failing, tolerated = [], []
     for finding in new:
@@ -184,10 +198,20 @@ def run_check(
         found,
         dropped,
         rewritten,
-        tuple(sorted(changed)) if changed is not None else None,
+        _checked(changed, files, outside, sources is not None),
         tuple(outside),
         skipped_files,
     )
+
+
+def _checked(changed: set[str] | None, files, outside: list[str], by_item: bool) -> tuple[str, ...] | None:
+    """What the check looked at: the dataset paths of the passed files (for a source read by item: the files and
+    ids as given, since a shard names many items); None: the whole dataset."""
+    if changed is None:
+        return None
+    if by_item:
+        return tuple(sorted(set(files or ()) - set(outside)))
+    return tuple(sorted(changed))
 
 
 def locate(name: str, roots, cwd: str | os.PathLike = ".") -> str | None:

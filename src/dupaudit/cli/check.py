@@ -13,6 +13,7 @@ from ..wording import plural
 from . import app
 from .common import Method, contradiction, err_console, fail, given, guarded, progress_sink
 from .outputs import check_distinct, check_file, is_stdout
+from .sources import SOURCE_OPTIONS, source_options
 
 
 class CheckFormat(str, Enum):
@@ -25,9 +26,18 @@ class CheckFormat(str, Enum):
 _CONFIG_HELP = "Config file (default: the nearest .dupaudit.toml, or pyproject.toml with \\[tool.dupaudit])."
 
 
-def _overrides(root, against, method, threshold, flips, fail_on, baseline, cache, jobs) -> dict:
-    """The settings given as flags (None: not given, so the environment, the file or the default decides)."""
+def _overrides(root, against, method, threshold, flips, fail_on, baseline, cache, jobs, read) -> dict:
+    """The settings given as flags (None: not given, so the environment, the file or the default decides);
+    `read`: the source options (--source-type ... --storage-option) as given."""
+    source_type, image_column, label_column, split_column, path_column, storage_option = read
+    source_options(*read)  # a bad --source-type or --storage-option is said as the scan says it
     return {
+        "source_type": source_type,
+        "image_column": image_column,
+        "label_column": label_column,
+        "split_column": split_column,
+        "path_column": path_column,
+        "storage_options": tuple(storage_option) if storage_option else None,
         "root": str(root) if root is not None else None,
         "against": tuple(str(a) for a in against) if against else None,
         "method": method.value if method is not None else None,
@@ -53,8 +63,13 @@ def _shown(path: str) -> str:
 
 
 # Options shared by both commands (typer has no option groups; these keep the two in step).
-ROOT = typer.Option(None, "--root", help="Dataset folder (its train/, val/, test/ children are splits). (config: root)")
-AGAINST = typer.Option([], "--against", help="An evaluation folder outside the root (repeatable). (config: against)")
+ROOT = typer.Option(
+    None,
+    "--root",
+    help="Dataset folder (its train/, val/, test/ children are splits), or tar shards, Parquet, a manifest, a URL "
+    "(docs/sources.md). (config: root)",
+)
+AGAINST = typer.Option([], "--against", help="An evaluation dataset outside the root (repeatable). (config: against)")
 METHOD = typer.Option(None, "--method", help="Perceptual hash. (config: method; default phash)")
 THRESHOLD = typer.Option(
     None, "--threshold", min=0, max=64, help="Hamming radius for near duplicates. (config: threshold)"
@@ -77,8 +92,8 @@ def check(
     files: Optional[list[Path]] = typer.Argument(
         None, help="Changed images to check (pre-commit passes the staged ones); none: check the whole dataset."
     ),
-    root: Optional[Path] = ROOT,
-    against: list[Path] = AGAINST,
+    root: Optional[str] = ROOT,
+    against: list[str] = AGAINST,
     method: Optional[Method] = METHOD,
     threshold: Optional[int] = THRESHOLD,
     flips: Optional[bool] = FLIPS,
@@ -95,6 +110,12 @@ def check(
     no_cache: bool = NO_CACHE,
     jobs: Optional[int] = JOBS,
     config_file: Optional[Path] = CONFIG,
+    source_type: Optional[str] = SOURCE_OPTIONS["source_type"],
+    image_column: Optional[str] = SOURCE_OPTIONS["image_column"],
+    label_column: Optional[str] = SOURCE_OPTIONS["label_column"],
+    split_column: Optional[str] = SOURCE_OPTIONS["split_column"],
+    path_column: Optional[str] = SOURCE_OPTIONS["path_column"],
+    storage_option: list[str] = SOURCE_OPTIONS["storage_option"],
     output_format: CheckFormat = typer.Option(
         CheckFormat.text,
         "--format",
@@ -121,8 +142,10 @@ def check(
     check_file(append_summary, "--append-summary")
     if output_format is not CheckFormat.text:  # a machine-read stdout takes nothing else
         check_distinct({f"--format {output_format.value}": Path("-"), "--append-summary": append_summary})
+    read = (source_type, image_column, label_column, split_column, path_column, storage_option)
     config = load_config(
-        _overrides(root, against, method, threshold, flips, fail_on, baseline, cache, jobs), config_file=config_file
+        _overrides(root, against, method, threshold, flips, fail_on, baseline, cache, jobs, read),
+        config_file=config_file,
     )
     started = time.perf_counter()
     result = run_check(
@@ -213,8 +236,8 @@ def _print_summary(result, baseline_name: str, elapsed: float) -> None:
 @guarded
 def baseline_command(
     ctx: typer.Context,
-    root: Optional[Path] = ROOT,
-    against: list[Path] = AGAINST,
+    root: Optional[str] = ROOT,
+    against: list[str] = AGAINST,
     method: Optional[Method] = METHOD,
     threshold: Optional[int] = THRESHOLD,
     flips: Optional[bool] = FLIPS,
@@ -223,6 +246,12 @@ def baseline_command(
     no_cache: bool = NO_CACHE,
     jobs: Optional[int] = JOBS,
     config_file: Optional[Path] = CONFIG,
+    source_type: Optional[str] = SOURCE_OPTIONS["source_type"],
+    image_column: Optional[str] = SOURCE_OPTIONS["image_column"],
+    label_column: Optional[str] = SOURCE_OPTIONS["label_column"],
+    split_column: Optional[str] = SOURCE_OPTIONS["split_column"],
+    path_column: Optional[str] = SOURCE_OPTIONS["path_column"],
+    storage_option: list[str] = SOURCE_OPTIONS["storage_option"],
     quiet: bool = QUIET,
 ) -> None:
     """Accept today's findings: write every current duplicate group to the baseline file that `check` subtracts."""
@@ -233,8 +262,10 @@ def baseline_command(
     if is_stdout(baseline):
         raise fail("--baseline -: a baseline is a file that check reads back; give its path")
     check_file(baseline, "--baseline")  # the file this command writes
+    read = (source_type, image_column, label_column, split_column, path_column, storage_option)
     config = load_config(
-        _overrides(root, against, method, threshold, flips, None, baseline, cache, jobs), config_file=config_file
+        _overrides(root, against, method, threshold, flips, None, baseline, cache, jobs, read),
+        config_file=config_file,
     )
     accepted, report = write_baseline(config, use_cache=not no_cache, progress=progress_sink(quiet))
     name = _shown(config.baseline)

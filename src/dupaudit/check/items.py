@@ -1,0 +1,76 @@
+"""`dupaudit check` over a dataset that is not a folder (tar shards, Parquet, a manifest): which items the files
+given to check name, and whether an accepted item is still there.
+
+A staged tar shard or Parquet file names every item in it (findings about any of them count); an item id
+(`train/shard-000003.tar/x.jpg`, `data/train-00000-of-00002.parquet#412`) or a path inside a shard names one
+item; a file a manifest lists names that row's item; the manifest itself names the whole dataset (its rows say the
+labels and splits). engine/sources/naming.py holds the rules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ..config import AuditConfig
+from ..engine.model import ScanReport
+from ..engine.sources import Source, holds_container, is_plain_folder, open_source
+from ..engine.sources.naming import Selection, item, select
+
+Selections = list[tuple[int, Selection]]  # (index of the source, the items it names)
+
+
+def dataset_sources(config: AuditConfig) -> list[Source] | None:
+    """The configured roots as sources, or None when every one is a folder of images (the folder check, with
+    its incremental path)."""
+    options = config.source_options()
+    targets = [config.root, *config.against]
+    if all(is_plain_folder(t, options) and (options.source_type or not holds_container(t)) for t in targets):
+        return None
+    return [open_source(target, options) for target in targets]
+
+
+def selections(
+    sources: Sequence[Source], files: Sequence[str] | None, cwd: str | os.PathLike
+) -> tuple[Selections, list[str], bool]:
+    """(what each passed name selects, the names that select nothing, True when one names the whole dataset)."""
+    chosen: Selections = []
+    outside: list[str] = []
+    everything = False
+    for name in files or ():
+        found = [(i, s) for i, source in enumerate(sources) if (s := select(source, name, cwd)) is not None]
+        if not found:
+            outside.append(name)
+        everything = everything or any(s.prefix == "" for _, s in found)
+        chosen.extend(found)
+    return chosen, outside, everything
+
+
+def _source_of_root(report: ScanReport, sources: Sequence[Source]) -> dict[str, int]:
+    by_place = {(s.kind, s.url): i for i, s in enumerate(sources)}
+    return {r.name: by_place[(r.source, r.path)] for r in report.roots if (r.source, r.path) in by_place}
+
+
+def changed_items(report: ScanReport, sources: Sequence[Source], chosen: Selections) -> set[str]:
+    """The dataset paths (root/id) of the report's group members and skipped items that the selections name:
+    the only items a finding can be about."""
+    root_source = _source_of_root(report, sources)
+    named = [(root, path) for g in report.groups for root, path in ((m.root, m.path) for m in g.members)]
+    named += [(s.root, s.path) for s in report.skipped]
+    return {
+        f"{root}/{path}"
+        for root, path in named
+        if any(root_source.get(root) == index and selection.matches(path) for index, selection in chosen)
+    }
+
+
+def still_there(report: ScanReport, sources: Sequence[Source], root: str, path: str) -> bool:
+    """True when an accepted item's container is still part of the source (a manifest: a row still lists it)."""
+    index = _source_of_root(report, sources).get(root)
+    if index is None:
+        return False
+    source = sources[index]
+    if source.kind == "folder":
+        root_path = next(r.path for r in report.roots if r.name == root)
+        return os.path.lexists(os.path.join(root_path, *path.split("/")))
+    return item(source, path) is not None

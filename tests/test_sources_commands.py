@@ -1,0 +1,135 @@
+"""Every command reads every source: `check` and `baseline` over tar shards, Parquet and manifests (findings name
+items by id; staged shards, item ids and listed files select the items a commit touched), `dedup --keep-list`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import CIFAR, need
+from sources_support import as_manifests, as_parquet, as_webdataset, pick_images
+from typer.testing import CliRunner
+
+from dupaudit.cli import app
+from dupaudit.config import load_config
+
+pytest.importorskip("pyarrow")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """The planted copies (exact, near, a label conflict, a train/test leak) in a few CIFAR-10 images, in each form."""
+    need(CIFAR)
+    base = tmp_path_factory.mktemp("commands")
+    images = pick_images(CIFAR, per_class=10, test_per_class=4)
+    csv_manifest, _ = as_manifests(images, base / "manifests")
+    return {
+        "shards": as_webdataset(images, base / "shards", per_shard=32),
+        "hf": as_parquet(images, base / "hf")[0],
+        "manifests": csv_manifest.parent,
+    }
+
+
+@pytest.fixture
+def repo(tmp_path, packed, monkeypatch) -> Path:
+    """A data repository holding the three forms, the current folder; the cache in tmp_path, one process."""
+    root = tmp_path / "repo"
+    for name, folder in packed.items():
+        shutil.copytree(folder, root / name)
+    (root / ".dupaudit.toml").write_text(f'cache = "{(tmp_path / "c.sqlite").as_posix()}"\njobs = 1\n')
+    monkeypatch.chdir(root)
+    for name in list(os.environ):
+        if name.startswith("DUPAUDIT_"):
+            monkeypatch.delenv(name)
+    return root
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+ROOTS = {"shards": "shards", "hf": "hf", "manifest": "manifests/manifest.csv"}
+
+
+@pytest.mark.parametrize("form", ["shards", "hf", "manifest"])
+def test_check_and_baseline_read_every_source(repo, form):
+    root = ROOTS[form]
+    result = invoke("check", "--root", root, "-q")
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4  # the exact copy, the near copy, the label conflict, the leak
+    marker = {"shards": ".tar/", "hf": ".parquet#", "manifest": "/files/"}[form]
+    assert all(marker in line for line in lines), lines  # findings name items by id, under their split
+    assert any("leakage" in line for line in lines) and any("label conflict" in line for line in lines)
+
+    accepted = invoke("baseline", "--root", root, "-q")
+    assert accepted.exit_code == 0, accepted.output
+    again = invoke("check", "--root", root)
+    assert again.exit_code == 0, again.output  # the baseline accepts them all, and keeps them (nothing pruned)
+    assert "4 groups accepted" in again.stderr and "dropped" not in again.stderr
+
+
+def test_a_staged_shard_names_its_items(repo):
+    test_shard = "shards/test/shard-000000.tar"
+    result = invoke("check", "--root", "shards", test_shard, "-q")
+    assert result.exit_code == 1, result.output
+    # only the leaked copy lives in the test shard; the train shards' findings are not about this commit
+    assert result.stdout.strip().splitlines() == [
+        "test/test/shard-000000.tar/copy_leak.jpg: exact copy of train/train/shard-000000.tar/train_airplane_0000.jpg "
+        "(leakage test/train)"
+    ]
+    by_id = invoke("check", "--root", "shards", "train/shard-000001.tar/copy_near.jpg", "-q")
+    assert by_id.exit_code == 1 and by_id.stdout.startswith("train/train/shard-000001.tar/copy_near.jpg: near")
+    assert len(by_id.stdout.strip().splitlines()) == 1
+    clean = invoke("check", "--root", "shards", "train/shard-000001.tar/train_cat_0003.jpg")
+    assert clean.exit_code == 0 and "1 changed file" in clean.stderr, clean.output  # an item without a finding
+    outside = invoke("check", "--root", "shards", ".dupaudit.toml")
+    assert outside.exit_code == 0 and "nothing to check" in outside.stderr, outside.output
+
+
+def test_files_a_manifest_lists_and_the_manifest_itself(repo):
+    listed = invoke("check", "--root", "manifests/manifest.csv", "manifests/files/copy_near.jpg", "-q")
+    assert listed.exit_code == 1, listed.output
+    assert listed.stdout.strip().splitlines() == [
+        "train/files/copy_near.jpg: near duplicate of train/files/train_truck_0000.jpg (distance 2, score 1.00)"
+    ]
+    whole = invoke("check", "--root", "manifests/manifest.csv", "manifests/manifest.csv")
+    assert whole.exit_code == 1 and "whole dataset" in whole.stderr, whole.output  # its rows set labels and splits
+    assert len(whole.stdout.strip().splitlines()) == 4
+
+
+def test_parquet_rows_by_id_and_file(repo):
+    staged = invoke("check", "--root", "hf", "hf/data/test-00000-of-00001.parquet", "-q")
+    assert staged.exit_code == 1, staged.output
+    assert [line.split(":")[0] for line in staged.stdout.strip().splitlines()] == [
+        "test/data/test-00000-of-00001.parquet#16"
+    ]
+    row = invoke("check", "--root", "hf", "data/test-00000-of-00001.parquet#16", "-q")
+    assert row.stdout == staged.stdout
+
+
+def test_a_gone_container_is_pruned_from_the_baseline(repo):
+    assert invoke("baseline", "--root", "shards", "-q").exit_code == 0
+    (repo / "shards" / "test" / "shard-000000.tar").unlink()  # the leaked copy goes with its shard
+    result = invoke("check", "--root", "shards")
+    assert result.exit_code == 3, result.output  # the baseline was rewritten: stage it
+    assert "dropped 1 accepted file" in result.stderr
+    assert "copy_leak" not in (repo / ".dupaudit-baseline.json").read_text()
+
+
+def test_source_options_and_urls_in_the_config(tmp_path):
+    (tmp_path / ".dupaudit.toml").write_text(
+        'root = "s3://bucket/shards"\nagainst = ["https://example.org/m.csv", "local"]\nsource_type = "webdataset"\n'
+        "storage_options = {anon = true, region = 'x'}\n"
+    )
+    config = load_config(start=tmp_path)
+    assert config.root == "s3://bucket/shards"  # a URL is not made a local path
+    assert config.against == ("https://example.org/m.csv", str((tmp_path / "local").resolve()))
+    options = config.source_options()
+    assert options.source_type == "webdataset" and dict(options.storage_options) == {"anon": "true", "region": "x"}
+    (tmp_path / ".dupaudit.toml").write_text('source_type = "zip"\n')
+    bad = runner.invoke(app, ["check", "--config", str(tmp_path / ".dupaudit.toml")])
+    assert bad.exit_code == 2 and "source_type" in bad.output and "Traceback" not in bad.output
