@@ -133,3 +133,13 @@ def test_source_options_and_urls_in_the_config(tmp_path):
     (tmp_path / ".dupaudit.toml").write_text('source_type = "zip"\n')
     bad = runner.invoke(app, ["check", "--config", str(tmp_path / ".dupaudit.toml")])
     assert bad.exit_code == 2 and "source_type" in bad.output and "Traceback" not in bad.output
+
+
+def test_dedup_keep_list_is_the_clear_name_of_list(repo, tmp_path):
+    kept = invoke("dedup", "shards", "--keep-list", str(tmp_path / "keep.txt"), "--drop-list", str(tmp_path / "d.txt"))
+    assert kept.exit_code == 0, kept.output
+    old = invoke("dedup", "shards", "--list", str(tmp_path / "list.txt"))
+    assert old.exit_code == 0, old.output
+    ids = (tmp_path / "keep.txt").read_text().split()
+    assert ids == (tmp_path / "list.txt").read_text().split() and len(ids) == 60 - 4
+    assert all(".tar/" in i for i in ids) and not set(ids) & set((tmp_path / "d.txt").read_text().split())

@@ -63,9 +63,12 @@ def dedup(
     ),
     hardlinks: bool = typer.Option(False, "--hardlinks", help="Link tree of hardlinks instead of symlinks."),
     list_file: Optional[Path] = typer.Option(
-        None, "--list", help="Write the kept files' paths, one per line ('-': stdout)."
+        None,
+        "--keep-list",
+        "--list",  # the first name it had; kept working
+        help="Write the kept files' paths (items' ids for tar shards, Parquet, manifests), one per line ('-': stdout).",
     ),
-    null: bool = typer.Option(False, "--null", "-0", help="--list separates paths with NUL, not newline."),
+    null: bool = typer.Option(False, "--null", "-0", help="--keep-list separates paths with NUL, not newline."),
     keep: Keep = typer.Option(
         Keep.resolution,
         "--keep",
