@@ -143,3 +143,29 @@ def test_dedup_keep_list_is_the_clear_name_of_list(repo, tmp_path):
     ids = (tmp_path / "keep.txt").read_text().split()
     assert ids == (tmp_path / "list.txt").read_text().split() and len(ids) == 60 - 4
     assert all(".tar/" in i for i in ids) and not set(ids) & set((tmp_path / "d.txt").read_text().split())
+
+
+@pytest.mark.parametrize(
+    ("root", "first", "second", "verdict"),
+    [
+        (
+            "shards",
+            "train/shard-000001.tar/copy_near.jpg",
+            "shards/train/shard-000000.tar/train_truck_0000.jpg",
+            "near",
+        ),
+        ("hf", "data/test-00000-of-00001.parquet#16", "train/data/train-00000-of-00002.parquet#0", "exact"),
+        ("manifests/manifest.csv", "files/copy_near.jpg", "manifests/files/train_cat_0001.jpg", "not a duplicate"),
+    ],
+)
+def test_explain_takes_items_of_a_container(repo, root, first, second, verdict):
+    # an item id, a path inside the dataset, an id with its root's name in front: each names one item
+    result = invoke("scan", root, "--explain", first, second, "-f", "json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    explanation = json.loads(result.stdout)
+    assert explanation["verdict"] == verdict
+    assert explanation["first"].endswith(first.split("/", 1)[1] if first.startswith("train/data") else first)
+    unknown = invoke("scan", root, "--explain", "absent.jpg", second)
+    assert unknown.exit_code == 2 and "absent.jpg: not an item of the dataset" in unknown.output

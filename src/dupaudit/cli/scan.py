@@ -57,11 +57,12 @@ def scan(
         help="Report only what ROOT's images duplicate in an index file (dupaudit index build) or among themselves; "
         "the indexed images are not opened.",
     ),
-    explain_pair: Optional[tuple[Path, Path]] = typer.Option(
+    explain_pair: Optional[tuple[str, str]] = typer.Option(
         None,
         "--explain",
         metavar="A B",
-        help="Say why two files of ROOT are or are not in one group: the scan's own steps in that dataset.",
+        help="Say why two files of ROOT (items of tar shards, Parquet, a manifest: their ids) are or are not in one "
+        "group: the scan's own steps in that dataset.",
     ),
     jobs: Optional[int] = options.JOBS,
     fast_decode: Optional[bool] = options.FAST_DECODE,
@@ -156,6 +157,9 @@ def scan(
             cache_path=config.cache,
             use_cache=not no_cache,
             progress=progress_sink(quiet),
+            source_options=source_options(
+                source_type, image_column, label_column, split_column, path_column, storage_option
+            ),
             **options.scan_parameters(config, model),
         )
         return

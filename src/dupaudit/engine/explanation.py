@@ -18,7 +18,7 @@ from .cache import open_cache
 from .discover import discover
 from .hashing import THUMB_SIZE, hamming
 from .model import DuplicateGroup, GroupMember, ScanReport, Settings
-from .pipeline import fingerprint_records
+from .pipeline import Fingerprinted, fingerprint_records
 from .verify import CascadeSettings, descriptors, transform_codes, verify
 
 
@@ -58,22 +58,14 @@ def explain(
         raise InputError("--explain does not support --method cnn yet: scan the folder with --method cnn instead")
     report = scan(root, against, **options)
     settings = report.settings
-    names = [_dataset_path(report, path) for path in (first, second)]
+    if any(r.source != "folder" for r in report.roots):  # items of tar shards, Parquet, a manifest
+        names, found = _items(report, root, against, (first, second), options)
+        index = {f"{r.root}/{r.path}" for r in found.records} | {f"{s.root}/{s.path}" for s in report.skipped}
+    else:
+        names = [_dataset_path(report, path) for path in (first, second)]
+        found, index = _files(report, options)
     if names[0] == names[1]:
         raise InputError(f"{first} and {second} are the same file")
-    records, _ = discover(report.roots)
-    index = {f"{r.root}/{r.path}": i for i, r in enumerate(records)}
-    cache = open_cache(options.get("cache_path")) if options.get("use_cache", True) else None
-    try:
-        found = fingerprint_records(records, (settings.method,), cache=cache, draft=settings.fast_decode)
-        if cache is not None:
-            missing = [r.abspath for r, f in zip(found.records, found.fingerprints) if not f.thumb]
-            stored = cache.thumbs(missing) if missing else {}
-            for record, fingerprint in zip(found.records, found.fingerprints):
-                fingerprint.thumb = fingerprint.thumb or stored[record.abspath]
-    finally:
-        if cache is not None:
-            cache.close()
     position = {f"{r.root}/{r.path}": i for i, r in enumerate(found.records)}
     for name, given in zip(names, (first, second)):
         if name not in index:
@@ -187,6 +179,59 @@ def explain(
         decided_by,
         tuple(reasons),
     )
+
+
+def _files(report: ScanReport, options: dict) -> tuple[Fingerprinted, set[str]]:
+    """Every file of the folders with its fingerprint and thumbnail (the scan left them in the cache)."""
+    settings = report.settings
+    records, _ = discover(report.roots)
+    index = {f"{r.root}/{r.path}" for r in records}
+    cache = open_cache(options.get("cache_path")) if options.get("use_cache", True) else None
+    try:
+        found = fingerprint_records(records, (settings.method,), cache=cache, draft=settings.fast_decode)
+        if cache is not None:
+            missing = [r.abspath for r, f in zip(found.records, found.fingerprints) if not f.thumb]
+            stored = cache.thumbs(missing) if missing else {}
+            for record, fingerprint in zip(found.records, found.fingerprints):
+                fingerprint.thumb = fingerprint.thumb or stored[record.abspath]
+    finally:
+        if cache is not None:
+            cache.close()
+    return found, index
+
+
+def _items(report: ScanReport, root, against, given, options: dict) -> tuple[list[str], Fingerprinted]:
+    """The dataset paths (root/id) of two items of sources that are not folders, and every item's fingerprint."""
+    from .sources import SourceOptions
+    from .sources.naming import select
+    from .sources.scanning import every_item
+
+    settings = report.settings
+    cache = open_cache(options.get("cache_path")) if options.get("use_cache", True) else None
+    try:
+        targets = [str(t) for t in (root, *against)]
+        source_options = options.get("source_options") or SourceOptions()
+        records, fingerprints, sources = every_item(
+            targets, source_options, settings.method, draft=settings.fast_decode, cache=cache
+        )
+    finally:
+        if cache is not None:
+            cache.close()
+    roots_of = {
+        i: {r.name for r in report.roots if (r.source, r.path) == (s.kind, s.url)} for i, s in enumerate(sources)
+    }
+    known = [(r.root, r.path) for r in records] + [(s.root, s.path) for s in report.skipped]
+    names = []
+    for name in map(str, given):
+        matches = [f"{root}/{path}" for root, path in known if name in (path, f"{root}/{path}")]
+        for i, source in enumerate(sources):
+            chosen = select(source, name)
+            if chosen is not None and chosen.id is not None:
+                matches += [f"{root}/{path}" for root, path in known if root in roots_of[i] and path == chosen.id]
+        if not matches:
+            raise InputError(f"{name}: not an item of the dataset (give an item id, e.g. a shard's path/member)")
+        names.append(matches[0])
+    return names, Fingerprinted(records, fingerprints, [], 0, 0)
 
 
 def _dataset_path(report: ScanReport, path: str | os.PathLike) -> str:

@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from ...errors import InputError
 from ..cache import FingerprintCache
 from ..fingerprint import Fingerprint, fingerprint_blobs
 from ..listing import Listing
 from ..model import ImageRecord, Root, Skipped
 from ..progress import NullProgress, ProgressSink
-from .base import Partition, Source, split_order
+from .base import Partition, Source, SourceOptions, split_order
 
 
 @dataclass(slots=True)
@@ -193,3 +194,35 @@ def reuse_key(sources: Sequence[Source], settings: object) -> bytes | None:
         return None
     listed = tuple((source, tuple(source.partitions())) for source in sources)
     return FingerprintCache.answer_key(Listing([], []), (settings, listed, os.environ.get("AWS_ENDPOINT_URL")))
+
+
+def every_item(
+    targets: Sequence[str],
+    options: SourceOptions,
+    method: str,
+    *,
+    draft: bool,
+    cache: FingerprintCache | None,
+    jobs: int = 1,
+) -> tuple[list[ImageRecord], list[Fingerprint], list[Source]]:
+    """Every decodable item of the sources with its fingerprint and thumbnail, under the roots a scan gives them
+    (for `scan --explain` over containers: after the scan, the cache holds them all, so nothing is decoded)."""
+    from .detect import open_source
+
+    sources = [open_source(target, options) for target in targets]
+    if any(source.kind == "folder" for source in sources):
+        raise InputError("--explain over a folder mixed with tar shards, Parquet or a manifest: explain each alone")
+    records: list[ImageRecord] = []
+    fingerprints: list[Fingerprint] = []
+    taken: list[str] = []
+    for source in sources:  # one at a time, as the scan reads them, so the roots get the scan's names
+        read = fingerprint_sources([source], (method,), jobs=jobs, cache=cache, draft=draft, taken=taken)
+        taken.extend(root.name for root in read.roots)
+        records.extend(read.records)
+        fingerprints.extend(read.fingerprints)
+    missing = [i for i, f in enumerate(fingerprints) if not f.thumb]
+    if missing and cache is not None:
+        thumbs = cache.thumbs([records[i].abspath for i in missing])
+        for i in missing:
+            fingerprints[i].thumb = thumbs.get(records[i].abspath, b"")
+    return records, fingerprints, sources
