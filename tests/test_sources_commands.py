@@ -169,3 +169,24 @@ def test_explain_takes_items_of_a_container(repo, root, first, second, verdict):
     assert explanation["first"].endswith(first.split("/", 1)[1] if first.startswith("train/data") else first)
     unknown = invoke("scan", root, "--explain", "absent.jpg", second)
     assert unknown.exit_code == 2 and "absent.jpg: not an item of the dataset" in unknown.output
+
+
+@pytest.mark.parametrize("root", ["shards", "hf", "manifests/manifest.csv"])
+def test_the_html_report_shows_container_items(repo, root, tmp_path):
+    from dupaudit.engine.pipeline import scan
+    from dupaudit.formats import html as html_format
+
+    report = scan(root, cache_path=tmp_path / "c.sqlite", jobs=1)
+    data = html_format._gallery_data(report, html_format.THUMBNAIL_PX)
+    members = [m for g in data["groups"] for m in g[4]]
+    assert len(members) == 8 and all(m[7] and m[7].startswith("data:image/") for m in members), members
+    # the saved report, rendered later, reads them again through the source layer (detecting the form)
+    saved = tmp_path / "scan.json"
+    report.to_json(saved)
+    result = invoke("report", str(saved), "--html", str(tmp_path / "r.html"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.html").read_text().count("data:image/jpeg;base64,") == 8
+    if root == "shards":  # an item whose shard is gone gets a placeholder with the reason, the page is written
+        (repo / "shards" / "train" / "shard-000001.tar").unlink()
+        gone = [m for g in html_format._gallery_data(report, 96)["groups"] for m in g[4] if m[7] is None]
+        assert gone and all("not found" in m[8] for m in gone)

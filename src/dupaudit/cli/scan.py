@@ -207,7 +207,8 @@ def scan(
     if html_file:
         from ..formats import html as html_format
 
-        write_text(html_file, html_format.render(report))
+        read = source_options(source_type, image_column, label_column, split_column, path_column, storage_option)
+        write_text(html_file, html_format.render(report, source_options=read))
     if output_format is Format.json:
         typer.echo(json_format.render(report), nl=False)
     elif output_format is Format.csv:

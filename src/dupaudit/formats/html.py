@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import palette
 from ..engine.model import KINDS, ClassStats, DuplicateGroup, ScanReport
+from ..engine.sources.base import SourceOptions
 from ..probing.config import ARMS
 from ..probing.results import Condition, ProbeReport
 from ..probing.results import render_json as render_probe_json
@@ -109,28 +110,33 @@ def _eight_bit(image):
     return Image.fromarray(np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8), "L")
 
 
-def thumbnail(path: Path | None, size: int = THUMBNAIL_PX) -> tuple[str | None, str]:
-    """A `data:` URI of a small JPEG/PNG preview of an image, or (None, reason) when there is none."""
+def thumbnail(path: Path | bytes | str | None, size: int = THUMBNAIL_PX) -> tuple[str | None, str]:
+    """A `data:` URI of a small JPEG/PNG preview of an image (a file, or the bytes of an item of a tar shard,
+    Parquet file or manifest), or (None, reason) when there is none (a str `path`: the reason already known)."""
     if path is None:
         return None, "path outside its root"
+    if isinstance(path, str):
+        return None, path
     try:
         from PIL import Image, ImageOps
 
-        if not path.is_file():  # a saved report may name anything: never open a FIFO or a device
+        if isinstance(path, Path) and not path.is_file():  # a saved report may name anything: never open a FIFO
             return None, "file not found" if not path.exists() else "not a regular file"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
+            with Image.open(path if isinstance(path, Path) else io.BytesIO(path)) as image:
                 width, height = image.size
                 if width * height > MAX_PREVIEW_PIXELS:
                     return None, f"too large for a preview ({width}x{height})"
+                raw = path if isinstance(path, bytes) else None
                 if (
                     image.format in ("JPEG", "PNG")
                     and max(width, height) <= size
-                    and path.stat().st_size <= RAW_EMBED_BYTES
+                    and (len(raw) if raw is not None else path.stat().st_size) <= RAW_EMBED_BYTES  # type: ignore[union-attr]
                 ):
                     mime = "image/jpeg" if image.format == "JPEG" else "image/png"
-                    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}", ""
+                    data = raw if raw is not None else path.read_bytes()  # type: ignore[union-attr]
+                    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", ""
                 if image.format == "JPEG":
                     image.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that is enough
                 image = ImageOps.exif_transpose(image)
@@ -796,7 +802,28 @@ def _skipped_section(report: ScanReport, limit: int = 2_000) -> str:
     )
 
 
-def _gallery_data(report: ScanReport, thumb_px: int) -> dict:
+def _container_bytes(report: ScanReport, source_options: SourceOptions | None) -> dict[tuple[str, str], bytes | str]:
+    """{(root, id): bytes or why not} of the group members that live in tar shards, Parquet files or manifests,
+    read through the source layer (only the shards and row groups that hold them)."""
+    from ..engine.sources.reading import item_bytes
+
+    kinds = {r.name: (r.source, r.path) for r in report.roots if r.source != "folder"}
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for g in report.groups:
+        for m in g.members:
+            if m.root in kinds:
+                wanted.setdefault(kinds[m.root], set()).add(m.path)
+    found: dict[tuple[str, str], bytes | str] = {}
+    for (kind, url), ids in wanted.items():
+        read = item_bytes(kind, url, ids, source_options or SourceOptions())
+        found.update(
+            ((name, i), data) for name, place in kinds.items() if place == (kind, url) for i, data in read.items()
+        )
+    return found
+
+
+def _gallery_data(report: ScanReport, thumb_px: int, source_options: SourceOptions | None = None) -> dict:
+    contained = _container_bytes(report, source_options)
     roots = {r.name: r.path for r in report.roots}
     root_names = [r.name for r in report.roots]
     labels = sorted({_clean(m.label) for g in report.groups for m in g.members if m.label is not None})
@@ -813,7 +840,8 @@ def _gallery_data(report: ScanReport, thumb_px: int) -> dict:
     for g in ordered:
         members = []
         for m in g.members:
-            uri, reason = thumbnail(_member_file(roots.get(m.root), m.path), thumb_px)
+            held = contained.get((m.root, m.path))
+            uri, reason = thumbnail(held if held is not None else _member_file(roots.get(m.root), m.path), thumb_px)
             members.append(
                 [
                     root_index[m.root],
@@ -933,9 +961,17 @@ CSS = _asset("report.css") % {
 SCRIPT = _asset("report.js")
 
 
-def render(report: ScanReport, probe: ProbeReport | None = None, *, thumb_px: int = THUMBNAIL_PX) -> str:
-    """The report as one self-contained HTML page (thumbnails read from each root's files), with a probe's
-    results when given (a ProbeReport: dupaudit.probe's, or probing.results.read_json of a saved one)."""
+def render(
+    report: ScanReport,
+    probe: ProbeReport | None = None,
+    *,
+    thumb_px: int = THUMBNAIL_PX,
+    source_options: SourceOptions | None = None,
+) -> str:
+    """The report as one self-contained HTML page (thumbnails read from each root's files, or through the source
+    layer for items of tar shards, Parquet and manifests, opened with `source_options`: detected when None),
+    with a probe's results when given (a ProbeReport: dupaudit.probe's, or probing.results.read_json of a saved
+    one)."""
     script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
     csp = (
         f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'; "
@@ -944,7 +980,7 @@ def render(report: ScanReport, probe: ProbeReport | None = None, *, thumb_px: in
     roots = " · ".join(f"<b>{_e(r.name)}</b> <span class='path'>{_e(r.path)}</span>" for r in report.roots)
     st = report.settings
     title = "dupaudit report: " + ", ".join(_clean(r.name) for r in report.roots)
-    data = _script_json(_gallery_data(report, thumb_px))
+    data = _script_json(_gallery_data(report, thumb_px, source_options))
     body = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<meta http-equiv='Content-Security-Policy' content=\"{_e(csp)}\">",

@@ -1,0 +1,69 @@
+"""The bytes of chosen items of a source (for the HTML report's thumbnails and the probe's pixels), reading only
+what holds them: the tar shards and Parquet row groups that contain them, a manifest's listed files."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+
+from ...errors import DupauditError
+from .base import Partition, Source, SourceOptions
+from .storage import relative_to
+
+
+def item_bytes(
+    kind: str, url: str, ids: Collection[str], options: SourceOptions = SourceOptions()
+) -> dict[str, bytes | str]:
+    """{id: its bytes, or why there are none} for the chosen items of the source at `url` (a report's root:
+    its `source` and `path`). A source that cannot be opened any more gives its reason for every item."""
+    from .detect import open_source
+
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    try:
+        source = open_source(url, replace(options, source_type=kind))
+    except DupauditError as exc:
+        return dict.fromkeys(wanted, str(exc))
+    return read_items(source, wanted)
+
+
+def read_items(source: Source, ids: Collection[str]) -> dict[str, bytes | str]:
+    """{id: bytes, or why not} for the chosen items of an open source; an id it does not hold: "not found"."""
+    wanted = set(ids)
+    found: dict[str, bytes | str] = {}
+    if source.kind == "manifest":
+        from .manifest import _fetch
+        from .naming import manifest_ids
+        from .storage import read_reason
+
+        where = {i: w for i, w in manifest_ids(source).items() if i in wanted}
+        fetched = _fetch(list(where.values()), source.storage_options)  # type: ignore[attr-defined]
+        for item_id, location in where.items():
+            value = fetched[location]
+            found[item_id] = read_reason(value) if isinstance(value, BaseException) else value
+    else:
+        for partition in source.partitions():
+            if not _may_hold(source, partition, wanted - found.keys()):
+                continue
+            for item in source.read(partition):
+                if item.id in wanted and item.id not in found:
+                    found[item.id] = item.data if item.data is not None else (item.error or "unreadable")
+            if len(found) == len(wanted):
+                break
+    return {i: found.get(i, "not found") for i in wanted}
+
+
+def _may_hold(source: Source, partition: Partition, ids: set[str]) -> bool:
+    """True when the partition (a shard, a row group) may hold one of the ids: one sequential read, else none."""
+    if not ids:
+        return False
+    container = relative_to(source.base, partition.location)  # type: ignore[attr-defined]
+    if source.kind == "webdataset":
+        return any(i.startswith(container + "/") for i in ids)
+    if source.kind == "parquet":
+        rows = next(r for path, _, r in source.files if path == partition.location)  # type: ignore[attr-defined]
+        first = sum(rows[: partition.index])
+        numbers = {i[len(container) + 1 :] for i in ids if i.startswith(container + "#")}
+        return any(n.isdigit() and first <= int(n) < first + rows[partition.index] for n in numbers)
+    return True
