@@ -190,3 +190,46 @@ def test_the_html_report_shows_container_items(repo, root, tmp_path):
         (repo / "shards" / "train" / "shard-000001.tar").unlink()
         gone = [m for g in html_format._gallery_data(report, 96)["groups"] for m in g[4] if m[7] is None]
         assert gone and all("not found" in m[8] for m in gone)
+
+
+def test_probe_pixels_of_container_items_are_the_files_pixels(packed, tmp_path):
+    """The probe decodes items of shards and Parquet files into the same tensors as the same images' files."""
+    from sources_support import stem_of
+
+    from dupaudit.engine.sources import SourceOptions
+    from dupaudit.engine.sources.reading import record_bytes
+    from dupaudit.probing.data import load_images, load_records
+
+    folder_pixels = {}
+    for path in sorted((packed["manifests"] / "files").iterdir()):
+        folder_pixels[path.stem] = load_images([str(path)], 24)[0]
+    stems = as_parquet(pick_images(CIFAR, per_class=10, test_per_class=4), tmp_path / "hf")[1]
+    for root in ("shards", "hf"):
+        from dupaudit.engine.pipeline import scan
+        from dupaudit.probing.experiment import _records
+
+        report = scan(str(packed[root]), cache_path=tmp_path / "c.sqlite", jobs=1)
+        records, fetch = _records(report, str(packed[root]), None, {}, tmp_path / "c.sqlite", True)
+        assert len(records) == 60 and fetch is not None
+        pixels, decoded = load_records(records, 24, jobs=1, fetch=fetch)
+        assert decoded == 60
+        for record, image in zip(records, pixels):
+            assert (image == folder_pixels[stem_of(record.path, stems)]).all(), record.path
+        assert record_bytes(report.roots, records[:1], SourceOptions())[0] == fetch(records[:1])[0]
+
+
+def test_probe_trains_from_shards(packed, tmp_path):
+    pytest.importorskip("torch")
+    from dupaudit.probing import ProbeSettings, run_probe
+
+    tiny = ProbeSettings(arms=("as-is", "deduplicated"), seeds=1, epochs=1, size=16, width=8, threads=1)
+    shards = run_probe(str(packed["shards"]), settings=tiny, cache_path=tmp_path / "c.sqlite", jobs=1)
+    manifest = run_probe(
+        str(packed["manifests"] / "manifest.csv"), settings=tiny, cache_path=tmp_path / "c.sqlite", jobs=1
+    )
+    for report in (shards, manifest):
+        assert report.data.classes == ("airplane", "cat", "ship", "truck")
+        assert (report.data.train_images, report.data.test_images, report.data.redundant) == (43, 17, 3)
+        assert {a.arm for c in report.conditions for a in c.arms} == {"as-is", "deduplicated"}
+    again = run_probe(str(packed["shards"]), settings=tiny, cache_path=tmp_path / "c.sqlite", jobs=1)
+    assert again.data.decoded_files == 0  # the pixel store keys container items by content

@@ -14,6 +14,7 @@ from rich.table import Table
 from . import app, options
 from .common import contradiction, err_console, given, guarded, needs, progress_sink
 from .outputs import binary_stdout, check_distinct, check_file, is_stdout, write_text
+from .sources import SOURCE_OPTIONS, source_options
 
 
 class Adversarial(str, Enum):
@@ -49,11 +50,15 @@ def _rates(rate: Optional[float], sweep: Optional[str]) -> tuple[float, ...]:
 @guarded
 def probe(
     ctx: typer.Context,
-    root: Path = typer.Argument(..., help="Labelled dataset: ROOT/<class>/... or ROOT/{train,val,test}/<class>/..."),
-    test: Optional[Path] = typer.Option(
+    root: str = typer.Argument(
+        ...,
+        help="Labelled dataset: ROOT/<class>/... or ROOT/{train,val,test}/<class>/..., or tar shards, Parquet, a "
+        "manifest, a URL (docs/sources.md).",
+    ),
+    test: Optional[str] = typer.Option(
         None,
         "--test",
-        help="Evaluation folder (default: ROOT's test/val split, else a hold-out that keeps duplicate groups whole).",
+        help="Evaluation dataset (default: ROOT's test/val split, else a hold-out that keeps duplicate groups whole).",
     ),
     epochs: float = typer.Option(10.0, "--epochs", min=0.01, help="Training epochs per run (fractions allowed)."),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Paired seeds per arm (intervals need at least 2)."),
@@ -116,6 +121,12 @@ def probe(
         None, "--plot", help="Write a PNG: accuracy per arm, per-class differences, the sweep curve ('-': stdout)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no table."),
+    source_type: Optional[str] = SOURCE_OPTIONS["source_type"],
+    image_column: Optional[str] = SOURCE_OPTIONS["image_column"],
+    label_column: Optional[str] = SOURCE_OPTIONS["label_column"],
+    split_column: Optional[str] = SOURCE_OPTIONS["split_column"],
+    path_column: Optional[str] = SOURCE_OPTIONS["path_column"],
+    storage_option: list[str] = SOURCE_OPTIONS["storage_option"],
 ) -> None:
     """Measure what the duplicates cost: train as-is, deduplicated and random-removed arms over paired seeds."""
     from ..probing import ProbeSettings, render_json, require_torch, run_probe
@@ -170,7 +181,13 @@ def probe(
         cache_path=config.cache,
         use_cache=not no_cache,
         progress=progress_sink(quiet),
-        scan_options={**config.scan_parameters(), **config.layout_parameters()},  # layout keys too
+        scan_options={
+            **config.scan_parameters(),
+            **config.layout_parameters(),  # layout keys too
+            "source_options": source_options(
+                source_type, image_column, label_column, split_column, path_column, storage_option
+            ),
+        },
         on_plan=None if quiet else _print_plan,
     )
     if json_file:

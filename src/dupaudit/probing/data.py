@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -263,7 +263,7 @@ def arm_pool(pool: TrainPool, arm: str, seed: int) -> TrainPool:
 # --- decoding ----------------------------------------------------------------------------------------------------
 
 
-def _decode(path: str, size: int) -> np.ndarray:
+def _decode(path: str | bytes, size: int) -> np.ndarray:
     """One file to RGB uint8 (3, size, size): shorter side resized (bilinear), centre crop, EXIF orientation applied.
 
     A plain JPEG already of the size (CIFAR-style) decodes with the scan's libjpeg-turbo fast path (simplejpeg:
@@ -273,8 +273,11 @@ def _decode(path: str, size: int) -> np.ndarray:
 
     from ..engine.fingerprint import _decode_jpeg_fast  # the scan's fast path: same pixels as Pillow
 
-    with open(path, "rb") as handle:
-        data = handle.read()
+    if isinstance(path, bytes):  # an item of a tar shard, a Parquet file or a manifest (engine/sources)
+        data = path
+    else:
+        with open(path, "rb") as handle:
+            data = handle.read()
     fast = _decode_jpeg_fast(data)
     if fast is not None and fast[0].shape[:2] == (size, size):
         return np.ascontiguousarray(fast[0].transpose(2, 0, 1))
@@ -290,8 +293,9 @@ def _decode(path: str, size: int) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def load_images(paths: Sequence[str], size: int, jobs: int | None = None) -> np.ndarray:
-    """Decode every file to RGB size x size (shorter side resized, centre crop): uint8 (N, 3, size, size)."""
+def load_images(paths: Sequence[str | bytes], size: int, jobs: int | None = None) -> np.ndarray:
+    """Decode every file (or image bytes) to RGB size x size (shorter side resized, centre crop): uint8
+    (N, 3, size, size)."""
     jobs = max(1, jobs or min(16, os.cpu_count() or 1))
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
     if not paths:
@@ -301,7 +305,8 @@ def load_images(paths: Sequence[str], size: int, jobs: int | None = None) -> np.
         try:
             out[index] = _decode(paths[index], size)
         except Exception as exc:  # noqa: BLE001 - the scan decoded it, so this is rare; name the file
-            raise InputError(f"{paths[index]}: cannot decode: {exc}") from exc
+            name = paths[index] if isinstance(paths[index], str) else f"image {index}"
+            raise InputError(f"{name!s}: cannot decode: {exc}") from exc
 
     if jobs == 1:
         for index in range(len(paths)):
@@ -312,18 +317,38 @@ def load_images(paths: Sequence[str], size: int, jobs: int | None = None) -> np.
     return out
 
 
+Fetch = Callable[[Sequence[ImageRecord]], list[bytes | str]]  # records' bytes, or why not (sources)
+
+
+def image_inputs(records: Sequence[ImageRecord], fetch: Fetch | None) -> list[str | bytes]:
+    """What load_images decodes for the records: their files, or with `fetch` (records of tar shards, Parquet,
+    manifests: engine/sources) their bytes; an item that cannot be read again is a one-line error."""
+    if fetch is None:
+        return [r.abspath for r in records]
+    found = fetch(records)
+    for record, data in zip(records, found):
+        if isinstance(data, str):
+            raise InputError(f"{record.root}/{record.path}: cannot read it again: {data}")
+    return list(found)
+
+
 def load_records(
-    records: Sequence[ImageRecord], size: int, jobs: int | None = None, store: PixelStore | None = None
+    records: Sequence[ImageRecord],
+    size: int,
+    jobs: int | None = None,
+    store: PixelStore | None = None,
+    fetch: Fetch | None = None,
 ) -> tuple[np.ndarray, int]:
     """The records' RGB pixels (N, 3, size, size) and how many files were decoded: with a store, only the
-    files it does not hold (unchanged) are decoded, and they are stored for the next probe."""
+    files it does not hold (unchanged) are decoded, and they are stored for the next probe. `fetch`: the bytes
+    of records that are items of a container (image_inputs)."""
     out = np.empty((len(records), 3, size, size), dtype=np.uint8)
     found = store.get(records, size) if store is not None and size <= MAX_STORED_SIZE else {}
     for index, pixels in found.items():
         out[index] = pixels
     missing = [i for i in range(len(records)) if i not in found]
     if missing:
-        decoded = load_images([records[i].abspath for i in missing], size, jobs)
+        decoded = load_images(image_inputs([records[i] for i in missing], fetch), size, jobs)
         out[missing] = decoded
         if store is not None and size <= MAX_STORED_SIZE:
             store.put([records[i] for i in missing], decoded, size)

@@ -26,11 +26,13 @@ from .budget import BudgetPlan, plan_budget
 from .config import HYPERPARAMETERS, ProbeSettings, batch_size_for
 from .data import (
     EVAL_SPLITS,
+    Fetch,
     TrainPool,
     arm_pool,
     choose_classes,
     choose_split,
     class_names,
+    image_inputs,
     inject,
     injected_counts,
     label_indices,
@@ -120,7 +122,7 @@ def run_probe(
     timings["scan"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    records, _ = discover(report.roots)
+    records, fetch = _records(report, root, test, scan_options, cache_path, use_cache)
     skipped = {(s.root, s.path) for s in report.skipped}
     records = [r for r in records if r.key not in skipped]
     train_name = report.train_split
@@ -159,7 +161,7 @@ def run_probe(
     if settings.budget_seconds is not None:
         calibrating = time.perf_counter()
         plan = _plan_budget(
-            settings, device, train_records, eval_records, len(classes), adversarial, robust_spec, started, jobs
+            settings, device, train_records, eval_records, len(classes), adversarial, robust_spec, started, jobs, fetch
         )
         settings = dataclasses.replace(
             settings,
@@ -185,7 +187,7 @@ def run_probe(
     train_labels = label_indices(split.train, classes)
     test_labels = label_indices(split.test, classes)
     with _pixel_store(cache_path, use_cache) as store:
-        images, decoded = load_records([*split.train, *split.test], settings.size, jobs, store)
+        images, decoded = load_records([*split.train, *split.test], settings.size, jobs, store, fetch)
     timings["load"] = time.perf_counter() - mark - timings.get("calibration", 0.0)
 
     train_images_t = torch.from_numpy(images[: len(split.train)]).to(device)
@@ -372,6 +374,28 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _records(report, root, test, scan_options, cache_path, use_cache) -> tuple[list, Fetch | None]:
+    """The scanned images as records, and how to read their bytes when they are items of tar shards, Parquet
+    files or manifests (None: they are files): the source layer, opened as the scan opened it."""
+    if all(r.source == "folder" for r in report.roots):
+        return discover(report.roots)[0], None
+    from ..engine.cache import open_cache
+    from ..engine.sources import SourceOptions
+    from ..engine.sources.reading import record_bytes
+    from ..engine.sources.scanning import every_item
+
+    options = (scan_options or {}).get("source_options") or SourceOptions()
+    targets = [str(t) for t in (root, *([test] if test else []))]
+    cache = open_cache(cache_path) if use_cache else None
+    try:  # after the scan the cache holds every item's fingerprint: this reads the items, decodes none
+        method = report.settings.method if report.settings.method != "cnn" else "phash"
+        records = every_item(targets, options, method, draft=report.settings.fast_decode, cache=cache)[0]
+    finally:
+        if cache is not None:
+            cache.close()
+    return records, lambda chosen: record_bytes(report.roots, chosen, options)
+
+
 def _plan_budget(
     settings: ProbeSettings,
     device,
@@ -382,6 +406,7 @@ def _plan_budget(
     robust_spec,
     started: float,
     jobs: int | None,
+    fetch: Fetch | None = None,
 ) -> BudgetPlan:
     """Calibrate this device (and the decoding) and plan the probe within settings.budget_seconds."""
     from .calibrate import measure_speed
@@ -391,7 +416,7 @@ def _plan_budget(
     else:
         test_available = int(round(settings.holdout * len(train_records)))
         train_available = len(train_records) - test_available
-    sample = [r.abspath for r in train_records[:: max(1, len(train_records) // 32)][:32]]
+    sample = image_inputs(train_records[:: max(1, len(train_records) // 32)][:32], fetch)
     mark = time.perf_counter()
     load_images(sample, settings.size, jobs)
     load_per_image = (time.perf_counter() - mark) / max(1, len(sample))

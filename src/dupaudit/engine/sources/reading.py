@@ -3,10 +3,11 @@ what holds them: the tar shards and Parquet row groups that contain them, a mani
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from ...errors import DupauditError
+from ..model import ImageRecord, Root
 from .base import Partition, Source, SourceOptions
 from .storage import relative_to
 
@@ -67,3 +68,14 @@ def _may_hold(source: Source, partition: Partition, ids: set[str]) -> bool:
         numbers = {i[len(container) + 1 :] for i in ids if i.startswith(container + "#")}
         return any(n.isdigit() and first <= int(n) < first + rows[partition.index] for n in numbers)
     return True
+
+
+def record_bytes(roots: Sequence[Root], records: Sequence[ImageRecord], options: SourceOptions = SourceOptions()):
+    """The bytes (or why not) of records read from sources that are not folders, in order: each source is opened
+    once and read only where the records live (the probe's pixels; roots: the scan report's)."""
+    place = {r.name: (r.source, r.path) for r in roots}
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for record in records:
+        wanted.setdefault(place[record.root], set()).add(record.path)
+    found = {key: item_bytes(key[0], key[1], ids, options) for key, ids in wanted.items()}
+    return [found[place[r.root]][r.path] for r in records]

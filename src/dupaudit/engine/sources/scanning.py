@@ -206,12 +206,13 @@ def every_item(
     jobs: int = 1,
 ) -> tuple[list[ImageRecord], list[Fingerprint], list[Source]]:
     """Every decodable item of the sources with its fingerprint and thumbnail, under the roots a scan gives them
-    (for `scan --explain` over containers: after the scan, the cache holds them all, so nothing is decoded)."""
+    (for `scan --explain` and the probe over containers: after the scan, the cache holds them all, so nothing is
+    decoded)."""
     from .detect import open_source
 
     sources = [open_source(target, options) for target in targets]
     if any(source.kind == "folder" for source in sources):
-        raise InputError("--explain over a folder mixed with tar shards, Parquet or a manifest: explain each alone")
+        raise InputError("a folder mixed with tar shards, Parquet or a manifest: give this command one kind at a time")
     records: list[ImageRecord] = []
     fingerprints: list[Fingerprint] = []
     taken: list[str] = []
