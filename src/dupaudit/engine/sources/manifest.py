@@ -47,7 +47,12 @@ class ManifestSource:
         try:
             info = retrying(lambda: fs.info(path))
         except FileNotFoundError:
-            raise InputError(f"{target}: not found") from None
+            if not target.lower().startswith(("http://", "https://")):
+                raise InputError(f"{target}: not found") from None
+            info = {}  # fsspec's HTTP info says "not found" for any failure: reading the manifest gives the reason
+        except PermissionError:
+            refused = "access denied (check the credentials)" if is_url(target) else "permission denied"
+            raise InputError(f"{target}: {refused}") from None
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"{target}: cannot read the manifest: {read_reason(exc)}") from None
         version = version_of(fs, path, info)
@@ -185,9 +190,9 @@ def _fetch(locations: list[str], storage_options) -> dict[str, bytes | BaseExcep
             answers = {next(iter(paths.values())): answers}
         for where, path in paths.items():
             value = answers.get(path, answers.get(fs._strip_protocol(path)))
-            if isinstance(value, BaseException) and not isinstance(value, (FileNotFoundError, PermissionError)):
+            if isinstance(value, BaseException):  # the batch was the first attempt: retry only what may pass
                 try:
-                    value = retrying(lambda: fs.cat_file(path))
+                    value = retrying(lambda: fs.cat_file(path), failed=value)
                 except Exception as exc:  # noqa: BLE001 - reported per item
                     value = exc
             result[where] = value if value is not None else FileNotFoundError(where)

@@ -31,7 +31,7 @@ SCHEMES = {
     "file": None,
     "local": None,
 }
-RETRIES = 4  # attempts per remote read before the item is reported as unreadable
+RETRIES = 4  # retries of a remote read after its first transient failure, before the item is reported unreadable
 BACKOFF_S = 0.25  # first wait between attempts; doubled each time
 T = TypeVar("T")
 
@@ -90,22 +90,32 @@ def unqualified(fs, path: str) -> str:
     return fs.unstrip_protocol(path)
 
 
-def retrying(read: Callable[[], T]) -> T:
-    """Run a remote read, retrying transient network failures with backoff a bounded number of times.
+def retrying(read: Callable[[], T], failed: BaseException | None = None) -> T:
+    """Run a remote read, retrying transient network failures (connection errors, timeouts, HTTP 5xx and 429)
+    up to RETRIES times with backoff (BACKOFF_S, doubled each time). `failed`: a first attempt made elsewhere
+    (a batched read) already failed so.
 
-    A missing object or a refusal is not transient: it is raised at once."""
+    A missing object or a refusal is not transient: it is raised at once. The filesystems' own retries come
+    first (s3fs retries throttling and some connection errors itself); fsspec's HTTP filesystem has none."""
     wait = BACKOFF_S
-    for attempt in range(RETRIES):
+    retries = 0
+    if failed is not None:
+        if not _transient(failed) or isinstance(failed, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise failed
+        time.sleep(wait)
+        wait *= 2
+        retries = 1
+    while True:
         try:
             return read()
         except (FileNotFoundError, PermissionError, IsADirectoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - network errors come in many types (aiohttp, botocore, OSError)
-            if attempt == RETRIES - 1 or not _transient(exc):
+            if retries >= RETRIES or not _transient(exc):
                 raise
             time.sleep(wait)
             wait *= 2
-    raise AssertionError("unreachable")
+            retries += 1
 
 
 def _transient(exc: BaseException) -> bool:
