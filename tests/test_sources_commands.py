@@ -233,3 +233,24 @@ def test_probe_trains_from_shards(packed, tmp_path):
         assert {a.arm for c in report.conditions for a in c.arms} == {"as-is", "deduplicated"}
     again = run_probe(str(packed["shards"]), settings=tiny, cache_path=tmp_path / "c.sqlite", jobs=1)
     assert again.data.decoded_files == 0  # the pixel store keys container items by content
+
+
+def test_check_a_folder_beside_a_source(repo, tmp_path):
+    """--against an evaluation folder for a shard dataset: a staged file of the folder is checked too."""
+    folder = repo / "holdout" / "cat"
+    folder.mkdir(parents=True)
+    copied = repo / "shards" / "extracted.jpg"
+    import tarfile
+
+    with tarfile.open(repo / "shards" / "train" / "shard-000000.tar") as shard:
+        copied.write_bytes(shard.extractfile("train_cat_0001.jpg").read())  # type: ignore[union-attr]
+    (folder / "leaked.jpg").write_bytes(copied.read_bytes())
+    copied.unlink()
+    result = invoke("check", "--root", "shards", "--against", "holdout", "holdout/cat/leaked.jpg", "-q")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.strip().splitlines() == [
+        "holdout/cat/leaked.jpg: exact copy of train/train/shard-000000.tar/train_cat_0001.jpg (leakage holdout/train)"
+    ]
+    assert invoke("baseline", "--root", "shards", "--against", "holdout", "-q").exit_code == 0
+    again = invoke("check", "--root", "shards", "--against", "holdout")
+    assert again.exit_code == 0 and "dropped" not in again.stderr, again.output  # folder members stay accepted

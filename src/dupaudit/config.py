@@ -184,7 +184,7 @@ def _normalise(table: Mapping[str, object], where: str, unknown: str) -> dict[st
 def _as_list(value: object, where: str, key: str) -> list[str]:
     if isinstance(value, str):
         return [part for part in (p.strip() for p in value.split(",")) if part]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):  # a tuple: repeated flags
         return list(value)
     raise ConfigError(f"{where}: '{key}' must be a folder or a list of folders, not {value!r}")
 

@@ -18,6 +18,7 @@ from ..engine.sources import Source, holds_container, is_plain_folder, open_sour
 from ..engine.sources.naming import Selection, item, select
 
 Selections = list[tuple[int, Selection]]  # (index of the source, the items it names)
+FOLDER = -1  # the "source index" of a file inside a folder root among other sources: Selection.id is its path
 
 
 def dataset_sources(config: AuditConfig) -> list[Source] | None:
@@ -39,6 +40,9 @@ def selections(
     everything = False
     for name in files or ():
         found = [(i, s) for i, source in enumerate(sources) if (s := select(source, name, cwd)) is not None]
+        located = os.path.abspath(os.path.join(cwd, name))
+        if any(s.kind == "folder" and located.startswith(s.url.rstrip(os.sep) + os.sep) for s in sources):
+            found.append((FOLDER, Selection(id=located)))  # matched against the folder roots after the scan
         if not found:
             outside.append(name)
         everything = everything or any(s.prefix == "" for _, s in found)
@@ -55,22 +59,25 @@ def changed_items(report: ScanReport, sources: Sequence[Source], chosen: Selecti
     """The dataset paths (root/id) of the report's group members and skipped items that the selections name:
     the only items a finding can be about."""
     root_source = _source_of_root(report, sources)
+    folders = {r.name: r.path for r in report.roots if r.source == "folder"}
     named = [(root, path) for g in report.groups for root, path in ((m.root, m.path) for m in g.members)]
     named += [(s.root, s.path) for s in report.skipped]
-    return {
-        f"{root}/{path}"
-        for root, path in named
-        if any(root_source.get(root) == index and selection.matches(path) for index, selection in chosen)
-    }
+    changed = set()
+    for root, path in named:
+        if root in folders:
+            file = os.path.join(folders[root], *path.split("/"))
+            hit = any(index == FOLDER and selection.id == file for index, selection in chosen)
+        else:
+            hit = any(root_source.get(root) == index and selection.matches(path) for index, selection in chosen)
+        if hit:
+            changed.add(f"{root}/{path}")
+    return changed
 
 
 def still_there(report: ScanReport, sources: Sequence[Source], root: str, path: str) -> bool:
     """True when an accepted item's container is still part of the source (a manifest: a row still lists it)."""
+    folder = next((r.path for r in report.roots if r.name == root and r.source == "folder"), None)
+    if folder is not None:
+        return os.path.lexists(os.path.join(folder, *path.split("/")))
     index = _source_of_root(report, sources).get(root)
-    if index is None:
-        return False
-    source = sources[index]
-    if source.kind == "folder":
-        root_path = next(r.path for r in report.roots if r.name == root)
-        return os.path.lexists(os.path.join(root_path, *path.split("/")))
-    return item(source, path) is not None
+    return index is not None and item(sources[index], path) is not None
