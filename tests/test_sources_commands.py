@@ -254,3 +254,11 @@ def test_check_a_folder_beside_a_source(repo, tmp_path):
     assert invoke("baseline", "--root", "shards", "--against", "holdout", "-q").exit_code == 0
     again = invoke("check", "--root", "shards", "--against", "holdout")
     assert again.exit_code == 0 and "dropped" not in again.stderr, again.output  # folder members stay accepted
+
+
+def test_github_annotations_land_on_the_shard_or_listed_file(repo):
+    shards = invoke("check", "--root", "shards", "--format", "github", "-q")
+    files = {line.split("file=", 1)[1].split(",", 1)[0] for line in shards.stdout.splitlines() if "file=" in line}
+    assert files == {"shards/train/shard-000000.tar", "shards/train/shard-000001.tar"}  # the blamed copies' shards
+    listed = invoke("check", "--root", "manifests/manifest.csv", "--format", "github", "-q")
+    assert all("file=manifests/files/" in line for line in listed.stdout.splitlines() if "file=" in line)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..config import AuditConfig
 from ..engine.model import ScanReport
 from ..engine.sources import Source, holds_container, is_plain_folder, open_source
-from ..engine.sources.naming import Selection, item, select
+from ..engine.sources.naming import Selection, file_of, item, select
+from .baseline import Finding
 
 Selections = list[tuple[int, Selection]]  # (index of the source, the items it names)
 FOLDER = -1  # the "source index" of a file inside a folder root among other sources: Selection.id is its path
@@ -81,3 +83,16 @@ def still_there(report: ScanReport, sources: Sequence[Source], root: str, path: 
         return os.path.lexists(os.path.join(folder, *path.split("/")))
     index = _source_of_root(report, sources).get(root)
     return index is not None and item(sources[index], path) is not None
+
+
+def on_their_files(report: ScanReport, sources: Sequence[Source], findings: list[Finding]) -> list[Finding]:
+    """Findings about items with `file` set to the shard, Parquet file or listed image that holds them (a CI
+    annotation then lands on a file of the repository)."""
+    root_source = _source_of_root(report, sources)
+    placed = []
+    for finding in findings:
+        root, _, path = finding.path.partition("/")
+        index = root_source.get(root)
+        where = file_of(sources[index], path) if index is not None else None
+        placed.append(replace(finding, file=where) if where is not None else finding)
+    return placed

@@ -170,6 +170,8 @@ def run_check(
     # so the annotation lands where the change is; without git, on the member the keep rule would drop.
     blame = changed_in_git(report.roots, config.root) if changed is None and sources is None else None
     new = baseline_file.subtract(report, accepted_baseline, changed, blame=blame)
+    if sources is not None:
+        new = items.on_their_files(report, sources, new)
     failing, tolerated = [], []
     for finding in new:
         broken = finding_breaks(rules, finding.kind, finding.label_conflict, finding.leakage)

@@ -110,3 +110,19 @@ def _absolute(name: str, cwd: str | os.PathLike) -> str:
     if is_url(name):
         return name
     return os.path.normpath(os.path.join(os.path.abspath(cwd), os.path.expanduser(name)))
+
+
+def file_of(source: Source, item_id: str) -> str | None:
+    """The file a change to an item shows up in (where a CI annotation belongs): its tar shard or Parquet file, a
+    manifest row's image file (else the manifest); None when the source no longer holds it."""
+    chosen = item(source, item_id)
+    if chosen is None or chosen.id is None:
+        return None
+    if source.kind == "manifest":
+        where = manifest_ids(source).get(chosen.id, "")
+        return where if where and not is_url(where) else source.location  # type: ignore[attr-defined]
+    separator = _SEPARATOR[source.kind]
+    return next(
+        (location for container, location in containers(source).items() if chosen.id.startswith(container + separator)),
+        None,
+    )
