@@ -343,5 +343,10 @@ def test_a_plan_from_a_saved_scan_names_container_items(forms, tmp_path):
     plan = json.loads((tmp_path / "plan.json").read_text())
     dropped = [f["path"] for g in plan["groups"] for f in g["drop"]]
     assert len(dropped) == 4 and all(p.startswith("data/") and "#" in p for p in dropped)
-    result = runner.invoke(app, ["dedup", "--from-scan", str(saved), "--write-filtered", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "need ROOT" in result.output
+    # the filtered copy and the lists from the saved scan alone: its roots record the dataset and its kind
+    args = ["dedup", "--from-scan", str(saved), "--write-filtered", str(tmp_path / "out")]
+    result = runner.invoke(app, [*args, "--drop-list", str(tmp_path / "drop.txt")])
+    assert result.exit_code == 0, result.output
+    assert sorted((tmp_path / "drop.txt").read_text().split()) == sorted(dropped)
+    rescanned = to_dict(scan(str(tmp_path / "out"), use_cache=False, jobs=1))
+    assert rescanned["summary"]["groups"] == 0 and rescanned["summary"]["images"] == len(forms["images"]) - 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -265,14 +266,13 @@ def dedup(
                 raise fail("--link-tree links files: for tar shards, Parquet or manifests use --write-filtered OUT")
             if write_filtered is None and list_file is None and drop_list is None:
                 return
-            if root is None:
-                raise fail("--write-filtered, --list and --drop-list of tar, Parquet or manifest items need ROOT")
             options_given = source_options(
                 source_type, image_column, label_column, split_column, path_column, storage_option
             )
-            _container_outputs(
-                report, plan, [root, *against], options_given, write_filtered, list_file, drop_list, null
-            )
+            targets = [root, *against] if root is not None else _saved_sources(report)
+            if root is None and options_given.source_type is None:  # the kind the saved scan recorded
+                options_given = dataclasses.replace(options_given, source_type=report.roots[0].source)
+            _container_outputs(report, plan, targets, options_given, write_filtered, list_file, drop_list, null)
             return
     if write_filtered is not None or drop_list is not None:
         raise fail("--write-filtered and --drop-list go with a dataset of tar shards, Parquet or a manifest (ROOT)")
@@ -313,6 +313,17 @@ def _container_outputs(report, plan, targets, given, write_filtered, list_file, 
         _say(f"list: {plural(done.kept, 'kept id')} in {list_file}")
     if drop_list is not None:
         _say(f"drop list: {plural(done.dropped, 'dropped id')} in {drop_list}")
+
+
+def _saved_sources(report) -> list[str]:
+    """The datasets a saved scan of tar shards, Parquet or manifests read (its roots' `path`), in order."""
+    kinds = {r.source for r in report.roots}
+    if len(kinds) > 1:
+        raise fail(
+            "--write-filtered, --keep-list and --drop-list from a saved scan of several kinds of dataset need ROOT "
+            "(and --against): give them"
+        )
+    return list(dict.fromkeys(r.path for r in report.roots))
 
 
 def _dataset_of(report) -> str:
