@@ -1,14 +1,16 @@
-"""Stores that refuse, fail for a while, or always fail, served by http.server on 127.0.0.1 (started here): a
-refused source is one line and exit 2, a refused or failing item is skipped with its reason, a transient failure
+"""Stores that refuse, fail for a while, or always fail, served by http.server on 127.0.0.1 (started here), and
+moto's S3 server enforcing credentials (its own process, started here): a refused source is one line and exit 2, a refused or failing item is skipped with its reason, a transient failure
 is retried with backoff; file:// URLs read as paths; a missing cloud filesystem names the pip line."""
 
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -127,21 +129,42 @@ def test_a_refused_or_failing_source_is_one_line_and_exit_2(store, tmp_path):
     assert flaky.exit_code == 0, flaky.output  # the manifest itself, after one failure
 
 
-def test_s3_refusing_the_credentials_is_one_line_and_exit_2(store, monkeypatch, request):
-    """An S3 endpoint that answers 403 to everything (as a store does to a bad key): the listing is refused."""
+@pytest.fixture
+def s3_with_auth(monkeypatch, request):
+    """moto's S3 server on 127.0.0.1 enforcing authentication (INITIAL_NO_AUTH_ACTION_COUNT=0), in its own
+    process, and a client holding credentials it does not know."""
     s3fs = pytest.importorskip("s3fs")
-    url, _, _ = store
-    s3fs.S3FileSystem.clear_instance_cache()  # fsspec keeps filesystems by their arguments, not the environment
-    request.addfinalizer(s3fs.S3FileSystem.clear_instance_cache)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"{url}/denied")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong")
+    pytest.importorskip("moto.server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    request.addfinalizer(server.kill)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail("moto's server did not start")
+            time.sleep(0.2)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec keeps filesystems by their arguments, not the environment
+    request.addfinalizer(s3fs.S3FileSystem.clear_instance_cache)
+
+
+def test_s3_refusing_the_credentials_is_one_line_and_exit_2(s3_with_auth):
     for target in ("s3://bucket/shards", "s3://bucket/shards/train-000000.tar", "s3://bucket/manifest.csv"):
         result = runner.invoke(app, ["scan", target, "--no-cache", "-q"])
         assert result.exit_code == 2, result.output
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output, result.output
-        assert "access denied" in result.output, result.output
+        assert f"{target}: access denied (check the credentials)" in result.output, result.output
 
 
 def test_file_urls_read_as_paths(images, tmp_path):
