@@ -1,6 +1,7 @@
 """Stores that refuse, fail for a while, or always fail, served by http.server on 127.0.0.1 (started here), and
-moto's S3 server enforcing credentials (its own process, started here): a refused source is one line and exit 2, a refused or failing item is skipped with its reason, a transient failure
-is retried with backoff; file:// URLs read as paths; a missing cloud filesystem names the pip line."""
+moto's S3 server enforcing credentials (its own process, started here): a refused source is one line and exit 2,
+a refused or failing item is skipped with its reason, a transient failure is retried with backoff; file:// URLs
+read as paths; a missing cloud filesystem names the pip line; a corrupt tar header is caught."""
 
 from __future__ import annotations
 
@@ -199,3 +200,30 @@ def test_a_missing_cloud_filesystem_names_the_pip_line(url, module):
     output = (done.stdout + done.stderr).strip()
     assert done.returncode == 2, output
     assert len(output.splitlines()) == 1 and "pip install 'dupaudit[cloud]'" in output, output
+
+
+def test_a_corrupt_tar_header_is_caught_by_its_checksum(tmp_path):
+    """The lean tar reader checks each header's checksum (Adler-32 first, the exact sum when they disagree): a
+    flipped byte in a member's name makes the shard 'truncated or corrupt', after the samples before it."""
+    import io
+    import tarfile
+
+    from dupaudit.engine.sources import open_source
+    from dupaudit.engine.sources.webdataset import _checksum_ok
+
+    path = tmp_path / "s.tar"
+    with tarfile.open(path, "w") as tar:
+        for name in ("a.cls", "b.cls", "c.cls"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"1"))
+    data = bytearray(path.read_bytes())
+    headers = [bytes(data[i : i + 512]) for i in (0, 1024, 2048)]
+    assert all(_checksum_ok(h) for h in headers)
+    data[1024] ^= 0x01  # the second header's first name byte
+    assert not _checksum_ok(bytes(data[1024:1536]))
+    path.write_bytes(bytes(data))
+    source = open_source(str(path))
+    items = [item for partition in source.partitions() for item in source.read(partition)]
+    assert [i.id for i in items] == ["s.tar"]  # the shard, with its reason (sample a held no image)
+    assert items[0].error is not None and items[0].error.startswith("truncated or corrupt tar shard: bad checksum")
