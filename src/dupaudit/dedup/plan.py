@@ -162,38 +162,40 @@ def drops_by_split(plan: Plan) -> dict[str, int]:
     return counts
 
 
-def _pixel_digests(paths: list[str]) -> list[str]:
-    from ..engine.fingerprint import fingerprint_paths
-
-    # A file that no longer decodes matches nothing (its key is its own path).
-    return [
-        f"unreadable:{path}" if isinstance(f, str) else f.pixel_digest.hex()
-        for path, f in zip(paths, fingerprint_paths(paths, ("phash",)))
-    ]
-
-
-def _units(
-    group: DuplicateGroup, files: list[PlanFile], kinds: frozenset[str], abspaths: list[str]
-) -> list[tuple[str, list[PlanFile]]]:
+def _units(group: DuplicateGroup, files: list[PlanFile], kinds: frozenset[str]) -> list[tuple[str, list[PlanFile]]]:
     """The sets of interchangeable files in a group whose kind is among `kinds`.
 
-    Kinds nest (exact ⊂ pixel ⊂ near). A group wider than the widest kind asked is split into its pixel-identical
-    (or byte-identical) subsets, so `--kinds exact` still drops the exact copies inside a near group.
+    Kinds nest (exact ⊂ pixel ⊂ near). A group wider than the widest kind asked is split by its members' links
+    (the scan's own decision, README "Each copy's own link"): the members joined by exact links (same bytes), or by
+    exact and pixel links (same pixels), so `--kinds exact` still drops the exact copies inside a near group. A
+    report saved before links existed has none: only its whole groups are acted on.
     """
     rank = {kind: i for i, kind in enumerate(KINDS)}
     widest = max(kinds, key=rank.__getitem__)
     if rank[group.kind] <= rank[widest]:
         return [(group.kind, files)] if group.kind in kinds else []
-    keys = _pixel_digests(abspaths) if widest == "pixel" else [f.sha256 for f in files]
-    by_key: dict[str, list[PlanFile]] = {}
-    for item, key in zip(files, keys):
-        by_key.setdefault(key, []).append(item)
+    owner = list(range(len(files)))  # each member's unit, through the links of the kinds asked (a forest: no cycles)
+
+    def find(i: int) -> int:
+        while owner[i] != i:
+            i = owner[i]
+        return i
+
+    loose: dict[int, bool] = {}  # unit -> holds a pixel link (not byte-identical throughout)
+    for i, member in enumerate(group.members):
+        link = member.link
+        if link is not None and rank[link.kind] <= rank[widest]:
+            owner[find(i)] = find(link.to)
+    for i, member in enumerate(group.members):
+        if member.link is not None and member.link.kind == "pixel" and rank["pixel"] <= rank[widest]:
+            loose[find(i)] = True
+    by_unit: dict[int, list[PlanFile]] = {}
+    for i, item in enumerate(files):
+        by_unit.setdefault(find(i), []).append(item)
     units = []
-    for members in by_key.values():
-        if len(members) < 2:
-            continue
-        kind = "exact" if len({m.sha256 for m in members}) == 1 else "pixel"
-        if kind in kinds:
+    for unit, members in by_unit.items():
+        kind = "pixel" if loose.get(unit) else "exact"
+        if len(members) >= 2 and kind in kinds:
             units.append((kind, members))
     return units
 
@@ -239,9 +241,8 @@ def make_plan(
     for group in report.groups:
         progress.advance()
         files = [_plan_file(roots[m.root], m) for m in group.members]
-        abspaths = [os.path.join(roots[m.root].path, *m.path.split("/")) for m in group.members]
         position = {f.key: (order[f.root], f.path) for f in files}
-        for kind, unit in _units(group, files, kinds, abspaths):
+        for kind, unit in _units(group, files, kinds):
             labels = {f.label for f in unit if f.label is not None}
             splits = {f.root for f in unit}
             guarded = [f for f in unit if f.root in protected]  # evaluation copies: never dropped

@@ -6,7 +6,7 @@ ones that touch those files, plus the neighbour lists they enter or leave. The s
 
 - every item's identity (absolute path, size, mtime_ns) and its 8x8 descriptor (verify.descriptors);
 - its raw nearest-neighbour list (k + 1 entries with their similarities), as the scan's search found it;
-- the verified near pairs, and the "band" pairs (scored between refine_from and min_similarity), which a removal
+- the verified near pairs, and the "band" pairs (scored between band_from and min_similarity), which a removal
   may make worth refining again (a full scan skips the refinement of pairs already joined).
 
 An update then: maps old items to current records; recomputes, by exact search, the neighbour lists of new items,
@@ -84,7 +84,7 @@ class SearchState:
     knn_sims: np.ndarray  # (n, k + 1) float32, the raw neighbour search (the item itself among them)
     knn_ids: np.ndarray  # (n, k + 1) int64, -1 for none
     verified: np.ndarray  # (m, 2) int64, i < j: near pairs that passed verification
-    band: np.ndarray  # (b, 2) int64, i < j: pairs scored in [refine_from, min_similarity)
+    band: np.ndarray  # (b, 2) int64, i < j: pairs scored in [band_from, min_similarity)
     facts: Facts | None = None  # the items' hashes, digests and sizes: a query needs no fingerprint lookup
 
     def to_bytes(self) -> bytes:
@@ -142,7 +142,7 @@ class SearchState:
         plain = ~candidates.mirrored
         first, second, scores = candidates.first[plain], candidates.second[plain], candidates.scores[plain]
         verified = scores >= cascade.min_similarity
-        band = (scores >= cascade.refine_from) & ~verified
+        band = (scores >= cascade.band_from) & ~verified
         return cls(
             [r.abspath for r in records],
             np.array([r.size for r in records], dtype=np.int64),
@@ -270,7 +270,7 @@ def update(
     candidates -= {tuple(p) for p in verified.tolist()}
     first, second, scores = _score(candidates, thumbs_of, cascade, threads)
     verified = np.concatenate([verified, np.stack([first, second], axis=1)[scores >= cascade.min_similarity]])
-    in_band = (scores >= cascade.refine_from) & (scores < cascade.min_similarity)
+    in_band = (scores >= cascade.band_from) & (scores < cascade.min_similarity)
     band = np.concatenate([band, np.stack([first, second], axis=1)[in_band]])
     if shrunk:
         # A removal can split a group that held a band pair the full scan never refined: refine those now.

@@ -39,7 +39,14 @@ class CascadeSettings:
     min_descriptor_similarity: float = 0.75  # neighbours less similar than this are not candidates
     min_coarse: float = 0.60  # 16x16 pre-check: below 99.7% of the verified pairs, drops 92% of the candidates
     refine_from: float = 0.60  # 32x32 scores from here up to min_similarity get the sub-pixel alignment search
+    wide_from: float = 0.45  # 32x32 scores from here up to min_similarity get the wide alignment search (`wide`)
+    wide_penalty: float = 0.02  # taken off a wide score: its extra freedom lifts different photos too
     min_similarity: float = Settings().min_similarity  # a candidate is a near duplicate when its score reaches this
+
+    @property
+    def band_from(self) -> float:
+        """A 32x32 score from here up to min_similarity may still be raised by a later stage (refine, wide)."""
+        return min(self.refine_from, self.wide_from)
 
 
 def block_sums(thumbs: np.ndarray) -> np.ndarray:
@@ -406,6 +413,57 @@ def _refine_chunk(prepared: Prepared, first: np.ndarray, second: np.ndarray, whe
     return (dots / norms).reshape(count, -1).max(axis=1)
 
 
+# The wide search: copies re-cropped by more than the rough search covers (CIFAR-style copies shifted by 2-3 px or
+# cropped by 15-30%, seen among ciFAIR's pairs scoring 0.45-0.84 above) align once the moving image is zoomed up to
+# 1.34x and shifted up to 3 px, each axis on its own. Tried both ways round (either image may be the crop).
+_WIDE_ZOOMS = (1.0, 1.1, 1.2, 1.3)
+_WIDE_SHIFTS = (-3.0, -1.5, 0.0, 1.5, 3.0)
+_WIDE: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def _wide_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-axis option matrices of the wide search: (options, window, THUMB_SIZE), their column sums and Grams."""
+    global _WIDE
+    if _WIDE is None:
+        zooms, shifts = np.meshgrid(np.asarray(_WIDE_ZOOMS, np.float32), np.asarray(_WIDE_SHIFTS, np.float32))
+        matrices = _resample_rows(zooms.reshape(-1), shifts.reshape(-1))
+        grams = np.matmul(matrices.transpose(0, 2, 1), matrices).reshape(len(matrices), -1)
+        _WIDE = (matrices, matrices.sum(axis=1), grams)
+    return _WIDE
+
+
+def wide(prepared: Prepared, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Best correlation of each pair over the wide grid of per-axis zooms and shifts, either image moving, on the
+    central window of the other. `prepared` must be at full size (THUMB_SIZE)."""
+    scores = np.full(len(first), -1.0, dtype=np.float32)
+    for lo in range(0, len(first), 32):  # ~0.5 MB of temporaries per pair
+        hi = min(lo + 32, len(first))
+        one_way = _wide_chunk(prepared, first[lo:hi], second[lo:hi])
+        scores[lo:hi] = np.maximum(one_way, _wide_chunk(prepared, second[lo:hi], first[lo:hi]))
+    return scores
+
+
+def _wide_chunk(prepared: Prepared, fixed_index: np.ndarray, moving_index: np.ndarray) -> np.ndarray:
+    """As _refine_chunk, with one grid of options for every pair: <F, R_r M C_c^T> and the window statistics for
+    every row option r and column option c, by batches of small matrix products."""
+    matrices, matrix_sums, matrix_grams = _wide_grid()
+    lo = (THUMB_SIZE - _REFINE_WINDOW) // 2
+    fixed = prepared.plain[fixed_index][:, lo : lo + _REFINE_WINDOW, lo : lo + _REFINE_WINDOW]
+    fixed = fixed - fixed.mean(axis=(1, 2), keepdims=True)
+    fixed /= np.sqrt(np.einsum("nij,nij->n", fixed, fixed))[:, None, None] + 1e-6
+    moving = prepared.plain[moving_index]
+    count, options, window = len(fixed_index), len(matrices), _REFINE_WINDOW
+    sampled = np.matmul(matrices[None], moving[:, None])  # R_r M: (n, options, window, size)
+    fixed_cols = np.matmul(fixed[:, None], matrices)  # F C_c: (n, options, window, size)
+    flat = window * THUMB_SIZE
+    dots = np.matmul(sampled.reshape(count, options, flat), fixed_cols.reshape(count, options, flat).transpose(0, 2, 1))
+    sums = np.matmul(sampled.sum(axis=2), matrix_sums.T)
+    grams = np.matmul(sampled.transpose(0, 1, 3, 2), sampled).reshape(count * options, THUMB_SIZE * THUMB_SIZE)
+    squares = (grams @ matrix_grams.T).reshape(count, options, options)  # one product: batched ones are slow here
+    norms = np.sqrt(np.maximum(squares - sums**2 / (window * window), 0)) + 1e-6
+    return (dots / norms).reshape(count, -1).max(axis=1)
+
+
 def _map_chunks(function, total: int, chunk: int, threads: int) -> list:
     """function(lo, hi) over consecutive ranges, in `threads` threads (numpy releases the GIL here)."""
     ranges = [(lo, min(lo + chunk, total)) for lo in range(0, total, chunk)]
@@ -505,8 +563,41 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         if len(band):
             refine_band = _refine_joining if groups_only else _refine_all
             refined = refine_band(fine, fine_first, fine_second, where, band, fine_scores, settings, threads)
-            scores[survivors[band]] = np.maximum(fine_scores[band], refined)
+            fine_scores[band] = np.maximum(fine_scores[band], refined)
+        # pairs still short of min_similarity get the wide search; its score replaces theirs when higher
+        wide_band = np.nonzero((fine_scores >= settings.wide_from) & (fine_scores < settings.min_similarity))[0]
+        if len(wide_band):
+            widen = _wide_joining if groups_only else _wide_all
+            fine_scores[wide_band] = np.maximum(
+                fine_scores[wide_band], widen(fine, fine_first, fine_second, wide_band, fine_scores, settings, threads)
+            )
+        scores[survivors] = fine_scores
     return scores
+
+
+def _wide_all(fine, first, second, band, fine_scores, settings, threads) -> np.ndarray:
+    widened = np.empty(len(band), dtype=np.float32)
+
+    def run(lo: int, hi: int) -> None:
+        part = band[lo:hi]
+        widened[lo:hi] = wide(fine, first[part], second[part]) - settings.wide_penalty
+
+    _map_chunks(run, len(band), 128, threads)
+    return widened
+
+
+def _wide_joining(fine, first, second, band, fine_scores, settings, threads) -> np.ndarray:
+    """The wide search, best first and a chunk at a time, only for the band pairs whose images are not yet joined
+    (as _refine_joining)."""
+    return _joining(
+        fine,
+        first,
+        second,
+        band,
+        fine_scores,
+        settings,
+        lambda todo: _wide_all(fine, first, second, band[todo], fine_scores, settings, threads),
+    )
 
 
 def _refine_all(fine, first, second, where, band, fine_scores, settings, threads) -> np.ndarray:
@@ -522,13 +613,27 @@ def _refine_all(fine, first, second, where, band, fine_scores, settings, threads
 
 def _refine_joining(fine, first, second, where, band, fine_scores, settings, threads) -> np.ndarray:
     """Refine, best first and a chunk at a time, only the band pairs whose images are not yet joined."""
+    return _joining(
+        fine,
+        first,
+        second,
+        band,
+        fine_scores,
+        settings,
+        lambda todo: _refine_all(fine, first, second, where, band[todo], fine_scores, settings, threads),
+    )
+
+
+def _joining(fine, first, second, band, fine_scores, settings, score) -> np.ndarray:
+    """`score(todo)` (positions in `band`) for the band pairs, best first and a chunk at a time, only where the two
+    images are not yet joined by accepted pairs; the others keep their score."""
     from .groups import UnionFind
 
     joined = UnionFind(len(fine.plain))
     accepted = fine_scores >= settings.min_similarity
     for a, b in zip(first[accepted].tolist(), second[accepted].tolist()):
         joined.union(a, b)
-    refined = fine_scores[band].copy()  # pairs left out keep their unrefined score
+    result = fine_scores[band].copy()  # pairs left out keep their score
     order = np.argsort(-fine_scores[band], kind="stable")
     for lo in range(0, len(order), 1024):
         chunk = order[lo : lo + 1024]
@@ -536,10 +641,10 @@ def _refine_joining(fine, first, second, where, band, fine_scores, settings, thr
         todo = chunk[[joined.find(a) != joined.find(b) for a, b in pairs]]
         if not len(todo):
             continue
-        refined[todo] = _refine_all(fine, first, second, where, band[todo], fine_scores, settings, threads)
-        for index in todo[refined[todo] >= settings.min_similarity].tolist():
+        result[todo] = score(todo)
+        for index in todo[result[todo] >= settings.min_similarity].tolist():
             joined.union(int(first[band[index]]), int(second[band[index]]))
-    return refined
+    return result
 
 
 @dataclass(frozen=True, slots=True)
