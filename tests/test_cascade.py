@@ -169,3 +169,29 @@ def test_descriptors_from_worker_block_sums_equal_those_from_thumbs():
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     assert np.array_equal(descriptors(sums=block_sums(thumbs)), descriptors(thumbs))
     assert np.allclose(descriptors(thumbs), reference, atol=1e-5)
+
+
+def test_explain_counts_rotated_candidates(tmp_path, cache_file):
+    """A copy turned by 90 degrees is found only with --rotations: --explain proposes it by the same routes as the
+    scan (a rotated hash or a rotated descriptor's neighbours), and says what the scan says, with and without."""
+    from dupaudit.engine.explanation import explain
+
+    for seed in range(8):
+        procedural_image(60 + seed, size=96).save(tmp_path / f"img{seed}.png")
+    with Image.open(tmp_path / "img0.png") as image:
+        image.transpose(Image.ROTATE_90).save(tmp_path / "turned.png")
+    first, second = tmp_path / "img0.png", tmp_path / "turned.png"
+    plain = explain(tmp_path, first, second, cache_path=cache_file)
+    assert plain.verdict == "not a duplicate" and not plain.routes, plain.reasons
+    assert not any(
+        {"img0.png", "turned.png"} <= {m.path for m in g.members} for g in scan(tmp_path, cache_path=cache_file).groups
+    )
+    report = scan(tmp_path, cache_path=cache_file, rotations=True)
+    together = [g for g in report.groups if {"img0.png", "turned.png"} <= {m.path for m in g.members}]
+    assert len(together) == 1
+    link = next(m.link for m in together[0].members if not m.keep)
+    assert link.transform in ("rot90", "rot270")
+    turned = explain(tmp_path, first, second, cache_path=cache_file, rotations=True)
+    assert turned.verdict == "near" and turned.decided_by == "verification score", turned.reasons
+    assert turned.routes and all(how in ("rot90", "rot270") for _, how, _ in turned.routes), turned.routes
+    assert turned.mirrored_similarity is not None and turned.mirrored_similarity >= 0.84 > turned.similarity

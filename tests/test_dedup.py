@@ -538,3 +538,32 @@ def test_default_plan_on_a_leak_keeps_every_evaluation_image(tmp_path: Path) -> 
     assert "per split: train drops 1, val drops 0 (evaluation: protected), test drops 0 (evaluation: protected)" in (
         result.stderr
     )
+
+
+def test_kinds_follow_the_members_links_without_decoding(dataset: Path, monkeypatch) -> None:
+    """--kinds exact|pixel split a wider group by each member's link in the report (one rule, the scan's), not by
+    digests computed again: nothing is decoded, and the units are what the links say."""
+    import dupaudit.engine.fingerprint as fingerprint
+
+    report = scan(dataset, jobs=1, use_cache=False)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the plan decoded files instead of reading the links")
+
+    monkeypatch.setattr(fingerprint, "fingerprint_paths", no_decoding)
+    for kinds in (["exact"], ["exact", "pixel"]):
+        plan = make_plan(report, kinds=kinds)
+        expected = []
+        for group in report.groups:
+            if group.kind in kinds:
+                expected.append(sorted(m.path for m in group.members))
+                continue
+            twins: dict[int, set[int]] = {}  # by the links of the kinds asked, members joined to their targets
+            for i, member in enumerate(group.members):
+                if member.link is not None and member.link.kind in kinds:
+                    merged = twins.get(i, {i}) | twins.get(member.link.to, {member.link.to})
+                    for j in merged:
+                        twins[j] = merged
+            expected += [sorted(group.members[j].path for j in unit) for unit in {frozenset(u) for u in twins.values()}]
+        assert sorted(sorted(f.path for f in g.keep + g.drop) for g in plan.groups) == sorted(expected), kinds
+    assert any(g.kind == "pixel" for g in make_plan(report, kinds=["pixel"]).groups)

@@ -17,9 +17,9 @@ from ..errors import InputError
 from .cache import open_cache
 from .discover import discover
 from .hashing import THUMB_SIZE, hamming
-from .model import DuplicateGroup, GroupMember, ScanReport, Settings
-from .pipeline import Fingerprinted, fingerprint_records
-from .verify import CascadeSettings, descriptors, transform_codes, verify
+from .model import TRANSFORMS, DuplicateGroup, GroupMember, ScanReport, Settings
+from .pipeline import Fingerprinted, fingerprint_records, variant_hashes
+from .verify import APPROXIMATE_FROM, CascadeSettings, descriptors, nearest, transform_codes, transformed, verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Explanation:
     hash_distance: int
     mirrored_hash_distance: int | None  # with --flips: the first against the mirror of the second
     descriptor_similarity: float
-    neighbour_rank: int  # the better of: the second's rank among the first's neighbours, and the reverse
+    neighbour_rank: int  # the best rank by which the scan's neighbour search proposes the pair (0: it does not)
     similarity: float  # verification score (-1: dropped by the coarse 16x16 pass)
     mirrored_similarity: float | None  # the best score under --flips/--rotations transforms
     first_group: DuplicateGroup | None
@@ -42,6 +42,9 @@ class Explanation:
     verdict: str
     decided_by: str  # digest, hash radius, neighbour rank, verification score or keeper
     reasons: tuple[str, ...]
+    routes: tuple[
+        tuple[str, str, int], ...
+    ] = ()  # how the scan proposes the pair: (radius|neighbours, transform, rank)
 
 
 def explain(
@@ -76,35 +79,36 @@ def explain(
     a, b = (found.fingerprints[position[n]] for n in names)
     hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in found.fingerprints), np.uint8).reshape(-1, 8)
     ia, ib = position[names[0]], position[names[1]]
-    distance = int(hamming(hashes[ia], hashes[ib]))
-    mirrored = None
-    if settings.flips:
-        mirrored = int(hamming(hashes[ia], np.frombuffer(b.flip_hashes[settings.method], np.uint8)))
-
     thumbs = np.frombuffer(b"".join(f.thumb for f in found.fingerprints), np.uint8).reshape(-1, THUMB_SIZE, THUMB_SIZE)
+    # the scan's own candidate step (pipeline.find_groups, verify.candidate_pairs), asked for these two images only
+    variants = variant_hashes(found.fingerprints, thumbs, settings)
+    distance = int(hamming(hashes[ia], hashes[ib]))
+    mirrored = int(hamming(hashes[ia], variants[1][ib])) if 1 in variants else None
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
-    desc = descriptors(thumbs)
-    similarity_of = desc @ desc[[ia, ib]].T  # (n, 2)
-    rank = min(_rank(similarity_of[:, 0], ia, ib), _rank(similarity_of[:, 1], ib, ia))
-    descriptor_similarity = float(similarity_of[ib, 0])
+    proposals = _proposals(hashes, variants, thumbs, ia, ib, settings, cascade)
+    within = any(source == "radius" for source, _, _, _ in proposals)
+    proposed = any(source == "neighbours" for source, _, _, _ in proposals)
+    ranked = [(rank, sim) for source, _, rank, sim in proposals if source == "neighbours"]
+    rank, descriptor_similarity = min(ranked) if ranked else _exact_rank(thumbs, ia, ib)
     pair = np.stack([thumbs[ia], thumbs[ib]])
     zero, one = np.array([0]), np.array([1])
-    similarity = float(verify(pair, zero, one, np.array([False]), cascade)[0])
-    mirrored_similarity = float(verify(pair, zero, one, np.array([True]), cascade)[0]) if settings.flips else None
-    for code in transform_codes(settings.flips, settings.rotations):  # the best transformed score counts
-        if code > 1:
-            score = float(verify(pair, zero, one, np.array([code]), cascade)[0])
-            mirrored_similarity = max(score, mirrored_similarity if mirrored_similarity is not None else -1.0)
-    if settings.flips:  # a mirrored copy is proposed by the mirrored descriptor
-        mirror_desc = descriptors(np.ascontiguousarray(thumbs[[ib], :, ::-1]))
-        descriptor_similarity = max(descriptor_similarity, float(desc[ia] @ mirror_desc[0]))
+
+    def score(code: int) -> float:  # the scan's score: either way round (a candidate may come in either order)
+        return max(
+            float(verify(pair, zero, one, np.array([code]), cascade)[0]),
+            float(verify(pair, one, zero, np.array([code]), cascade)[0]),
+        )
+
+    similarity = score(0)
+    codes = transform_codes(settings.flips, settings.rotations)
+    transformed_scores = {code: score(code) for code in codes}
+    mirrored_similarity = max(transformed_scores.values()) if codes else None
 
     group_of = {f"{m.root}/{m.path}": g for g in report.groups for m in g.members}
     groups = [group_of.get(n) for n in names]
     same_bytes, same_pixels = a.byte_digest == b.byte_digest, a.pixel_digest == b.pixel_digest
-    within = distance <= settings.threshold or (mirrored is not None and mirrored <= settings.threshold)
-    proposed = rank <= settings.neighbours and descriptor_similarity >= cascade.min_descriptor_similarity
     best = max(similarity, mirrored_similarity if mirrored_similarity is not None else -1.0)
+    how = sorted({TRANSFORMS[code - 1] if code else "as is" for _, code, _, _ in proposals})
 
     reasons = [
         f"same bytes: {'yes' if same_bytes else 'no'}",
@@ -122,16 +126,25 @@ def explain(
         )
     if mirrored is not None:
         reasons.append(f"{settings.method} distance to the mirrored second image {mirrored}")
-    if settings.verify:
+    if codes:
         reasons.append(
-            f"neighbour rank {rank} in the dataset of {len(found.records):,} images, descriptor similarity "
-            f"{descriptor_similarity:.3f} (the scan proposes each image's {settings.neighbours} nearest neighbours "
-            f"with similarity >= {cascade.min_descriptor_similarity}): {'proposed' if proposed else 'not proposed'}"
+            f"{'within' if within else 'beyond'} the radius as is or {', '.join(TRANSFORMS[c - 1] for c in codes)}"
+            f" (--flips/--rotations): {len(proposals)} candidate route(s)" + (f" ({', '.join(how)})" if how else "")
+        )
+    if settings.verify:
+        search = "approximate (inverted lists)" if len(found.records) > APPROXIMATE_FROM else "exact"
+        reasons.append(
+            f"neighbour rank {rank if rank else 'beyond ' + str(settings.neighbours)} in the dataset of "
+            f"{len(found.records):,} images, descriptor similarity {descriptor_similarity:.3f} (the scan's {search} "
+            f"search proposes each image's {settings.neighbours} nearest neighbours with similarity >= "
+            f"{cascade.min_descriptor_similarity}, as is and under each transform tried): "
+            f"{'proposed' if proposed else 'not proposed'}"
         )
         reasons.append(
             f"verification score {_score(best, cascade)} (needs >= {settings.min_similarity}; the best "
             "high-passed correlation over 1-px shifts and a 1.12x zoom, refined to half a pixel and 6% zoom per "
-            f"axis when it lies between {cascade.refine_from} and the threshold)"
+            f"axis when it lies between {cascade.refine_from} and the threshold, then searched over zooms up to "
+            f"1.3x and shifts up to 3 px from {cascade.wide_from}, less {cascade.wide_penalty})"
         )
     for name, group in zip(names, groups):
         reasons.append(_membership(name, group))
@@ -178,6 +191,7 @@ def explain(
         verdict,
         decided_by,
         tuple(reasons),
+        tuple((source, TRANSFORMS[code - 1] if code else "as is", rank) for source, code, rank, _ in proposals),
     )
 
 
@@ -249,10 +263,38 @@ def _dataset_path(report: ScanReport, path: str | os.PathLike) -> str:
     raise InputError(f"{path}: not inside the dataset ({', '.join(r.path for r in report.roots)})")
 
 
-def _rank(similarities: np.ndarray, query: int, other: int) -> int:
-    """Rank of `other` among `query`'s neighbours by descriptor similarity (1 = nearest), exact search."""
-    others = np.delete(similarities, query)
-    return int((others > similarities[other]).sum()) + 1
+def _proposals(hashes, variants, thumbs, ia: int, ib: int, settings: Settings, cascade: CascadeSettings) -> list:
+    """How the scan proposes the pair (ia, ib) for verification, as it does (pipeline.find_groups): (source, transform
+    code, neighbour rank or 0, descriptor similarity or NaN) for each route: "radius" (the hash of one within the
+    radius of the other's, transformed by the code) and "neighbours" (one among the other's nearest neighbours, its
+    descriptor transformed by the code, found by the scan's own search: verify.nearest, approximate above
+    APPROXIMATE_FROM images)."""
+    routes = []
+    for code, variant in ((0, hashes), *variants.items()):
+        for x, y in ((ia, ib), (ib, ia)):
+            if hamming(hashes[x], variant[y]) <= settings.threshold:
+                routes.append(("radius", code, 0, float("nan")))
+                break
+    if not settings.verify or settings.neighbours <= 0:
+        return routes
+    desc = descriptors(thumbs)
+    for code in (0, *transform_codes(settings.flips, settings.rotations)):
+        queries = desc[[ia, ib]] if code == 0 else descriptors(transformed(thumbs[[ia, ib]], code))
+        similarity, found = nearest(desc, settings.neighbours, queries)
+        for row, other in ((0, ib), (1, ia)):
+            # as verify.neighbour_pairs: the query itself is not its own neighbour; similarity must reach the floor
+            hits = [(s, f) for s, f in zip(similarity[row].tolist(), found[row].tolist()) if f >= 0]
+            ranked = [(s, f) for s, f in hits if f != (ia, ib)[row]]
+            for rank, (sim, item) in enumerate(ranked, start=1):
+                if item == other and sim >= cascade.min_descriptor_similarity:
+                    routes.append(("neighbours", code, rank, sim))
+    return routes
+
+
+def _exact_rank(thumbs: np.ndarray, ia: int, ib: int) -> tuple[int, float]:
+    """For a pair the search did not propose: (0, the descriptor similarity as is)."""
+    desc = descriptors(thumbs[[ia, ib]])
+    return 0, float(desc[0] @ desc[1])
 
 
 def _name(member: GroupMember) -> str:

@@ -536,17 +536,7 @@ def find_groups(
         thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(
             count, THUMB_SIZE, THUMB_SIZE
         )
-    # the hashes of each image mirrored (--flips) and rotated (--rotations), by transform code (verify.transformed)
-    variants: dict[int, np.ndarray] = {}
-    for code in transform_codes(settings.flips, settings.rotations):
-        if code == 1:
-            variants[code] = np.frombuffer(
-                b"".join(f.flip_hashes[settings.method] for f in fingerprints), dtype=np.uint8
-            ).reshape(count, 8)
-        else:  # the thumbnail is the pHash input, so a rotated thumbnail gives the rotated image's pHash
-            variants[code] = np.concatenate(
-                [phash(transformed(thumbs[lo : lo + 4096], code)) for lo in range(0, count, 4096)]
-            ).reshape(count, 8)
+    variants = variant_hashes(fingerprints, thumbs, settings)
     pair_a, pair_b = [], []
     for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
         a, b = _equal_pairs(digests)
@@ -600,6 +590,23 @@ def find_groups(
         [(f.width, f.height) for f in fingerprints],
         check,
     )
+
+
+def variant_hashes(fingerprints: Sequence[Fingerprint], thumbs: np.ndarray | None, settings: Settings):
+    """The hashes of each image mirrored (--flips) and rotated (--rotations), by transform code (verify.transformed)."""
+    count = len(fingerprints)
+    variants: dict[int, np.ndarray] = {}
+    for code in transform_codes(settings.flips, settings.rotations):
+        if code == 1:
+            variants[code] = np.frombuffer(
+                b"".join(f.flip_hashes[settings.method] for f in fingerprints), dtype=np.uint8
+            ).reshape(count, 8)
+        else:  # the thumbnail is the pHash input, so a rotated thumbnail gives the rotated image's pHash
+            assert thumbs is not None
+            variants[code] = np.concatenate(
+                [phash(transformed(thumbs[lo : lo + 4096], code)) for lo in range(0, count, 4096)]
+            ).reshape(count, 8)
+    return variants
 
 
 def indexed_groups(

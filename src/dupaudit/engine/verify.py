@@ -28,6 +28,7 @@ ZOOM = 1.12  # a centre zoom tried on either image: covers crops and rescales of
 # the arithmetic, and small chunks reuse the same pages (measured: docs/performance.md).
 _CHUNK_BYTES = 1 << 22
 _LISTS, _PROBES = 2, 6  # neighbour search: inverted lists per sqrt(images), lists searched per query
+APPROXIMATE_FROM = 20000  # above this many images the neighbour search is approximate (an inverted-file index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ def nearest(
     if threads:
         faiss.omp_set_num_threads(threads)
     count = len(desc)
-    if count > 20000 and not exact:
+    if count > APPROXIMATE_FROM and not exact:
         # An inverted-file index: exact scan of the _PROBES nearest of _LISTS * sqrt(n) clusters, faster than
         # brute force with the same recall of the annotated CIFAR-10 pairs (benchmarks/bench_accuracy.py).
         lists = int(_LISTS * np.sqrt(count))
