@@ -11,7 +11,8 @@ near-duplicates (ciFAIR) reach pHash distance 18 at the 90th percentile, while a
    32x32 pHash input, stored in the fingerprint cache), maximised over small shifts and a small zoom of
    either image. High-passing removes the coarse layout (sky above, ground below) that unrelated
    photos share, so what must correlate is the detail of the photograph. A cheap 16x16 pass drops
-   the clear non-matches first; the survivors are scored at 32x32.
+   the clear non-matches first; the survivors are scored at 32x32, pairs short of the threshold get a
+   sub-pixel refinement, and those still short a wide search over larger crops and shifts (`wide`).
 """
 
 from __future__ import annotations
