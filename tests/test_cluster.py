@@ -103,6 +103,49 @@ def test_cluster_scan_equals_single_process_scan(tmp_path, client):
     assert runner.stats["computed"] == runner.stats["partitions"] > 1
 
 
+def test_the_workers_verify_and_the_driver_reads_only_paired_thumbnails(tmp_path, client, monkeypatch):
+    """The candidate pairs are scored on the workers (verify is broken in this, the driver's, process) and the
+    driver reads the thumbnails of paired images only; --rotations' hashes of rotated thumbnails come from the
+    workers too. The report is still the single-process one."""
+    from dupaudit.cluster import thumbs as thumbs_module
+    from dupaudit.engine import verify as verify_module
+
+    root = _dataset(tmp_path, per_class=150)
+    single = _report_bytes(root, flips=True, rotations=True)
+    read: list[int] = []
+    real_read = thumbs_module.read_thumbs
+
+    def counted(urls, part, pos, storage_options):
+        read.append(len(part))
+        return real_read(urls, part, pos, storage_options)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("candidate pairs verified on the driver")
+
+    monkeypatch.setattr(thumbs_module, "read_thumbs", counted)  # the driver's calls only (workers are processes)
+    monkeypatch.setattr(verify_module, "verify", not_here)
+    runner = DaskRunner(client, str(tmp_path / "work"), slice_records=100)
+    assert _report_bytes(root, flips=True, rotations=True, runner=runner) == single
+    images = sum(1 for p in root.rglob("*") if p.is_file())
+    assert len(read) == 1 and 0 < read[0] < images / 4  # one read, of the images in a pair
+
+
+def test_rows_from_the_drivers_cache_are_verified_on_the_workers(tmp_path, client):
+    """A cluster scan after files were added: the known files come from the driver's fingerprint cache (their
+    thumbnails written to the work directory for the workers), the new ones from the workers; same report."""
+    root = _dataset(tmp_path, per_class=150)
+    cache = tmp_path / "cache.sqlite"
+    scan(root, cache_path=cache, jobs=2)
+    train = root / "train" / sorted(p.name for p in (root / "train").iterdir())[0]
+    source = sorted(train.iterdir())[20]
+    Image.open(source).convert("RGB").save(train / f"again_{source.stem}.png")  # new: a pixel copy
+    runner = DaskRunner(client, str(tmp_path / "work"))
+    got = json_format.render(scan(root, cache_path=cache, jobs=2, runner=runner))
+    assert runner.stats["partitions"] == 1  # only the new file was fingerprinted by the workers
+    assert list((tmp_path / "work" / "thumbs").glob("cached-*.parquet"))
+    assert got == _report_bytes(root)
+
+
 def test_cluster_scan_of_webdataset_shards_equals_single_process_scan(tmp_path, client):
     from sources_support import as_webdataset, pick_images
 
@@ -151,6 +194,73 @@ def test_a_killed_worker_costs_only_its_tasks(tmp_path, client):
     assert runner.stats["computed"] + runner.stats["reused"] == runner.stats["partitions"]
     assert got == expected
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker for the next test
+
+
+class _Recorder:
+    """A progress sink that keeps what it was told, the optional status lines included."""
+
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, int]] = []
+        self.advanced: dict[str, int] = {}
+        self.statuses: list[str] = []
+
+    def start(self, stage: str, total: int) -> None:
+        self.stages.append((stage, total))
+        self.advanced[stage] = 0
+
+    def advance(self, count: int = 1) -> None:
+        self.advanced[self.stages[-1][0]] += count
+
+    def status(self, text: str) -> None:
+        self.statuses.append(text)
+
+    def finish(self) -> None:
+        pass
+
+
+def test_the_cluster_reports_tasks_images_and_its_dashboard(tmp_path, client):
+    from typer.testing import CliRunner
+
+    from dupaudit.cli import app
+
+    root = _dataset(tmp_path, per_class=60)
+    images = sum(1 for p in root.rglob("*") if p.is_file())
+    sink = _Recorder()
+    scan(
+        root,
+        use_cache=False,
+        jobs=2,
+        runner=DaskRunner(client, str(tmp_path / "work"), slice_records=50),
+        progress=sink,
+    )
+    stage, total = sink.stages[0]
+    assert stage.startswith("fingerprinting on the cluster (http") and total == images
+    assert sink.advanced[stage] == images
+    tasks = -(-images // 50)
+    assert sink.statuses[0] == f"0/{tasks} tasks" and sink.statuses[-1] == f"{tasks}/{tasks} tasks"
+    result = CliRunner().invoke(
+        app, ["scan", str(root), "--cluster", client.scheduler.address, "--workdir", str(tmp_path / "w2"), "--no-cache"]
+    )
+    assert result.exit_code in (0, 1), result.output
+    assert "Dask dashboard: http" in result.output
+
+
+def test_the_progress_bar_shows_the_rate_and_the_status():
+    from dupaudit.cli.common import RichProgress
+    from dupaudit.engine.progress import NullProgress, status
+
+    bar = RichProgress()
+    bar.start("fingerprinting", 100)
+    try:
+        bar.advance(10)
+        time.sleep(0.05)
+        bar.advance(10)
+        status(bar, "1/5 tasks")
+        fields = bar._progress.tasks[0].fields
+        assert fields["status"] == "1/5 tasks" and fields["rate"].endswith("/s")
+    finally:
+        bar.finish()
+    status(NullProgress(), "ignored")  # a sink without status() is fine
 
 
 def test_unreachable_scheduler_is_a_one_line_error(tmp_path):

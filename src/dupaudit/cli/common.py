@@ -117,16 +117,25 @@ class RichProgress:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[status]}"),
             TimeRemainingColumn(),
             console=err_console,
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task(stage, total=total)
+        self._task = self._progress.add_task(stage, total=total, rate="", status="")
 
     def advance(self, count: int = 1) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, count)
+            speed = self._progress.tasks[0].speed  # items per second, over rich's recent window
+            self._progress.update(self._task, rate=f"{speed:,.0f}/s" if speed else "")
+
+    def status(self, text: str) -> None:
+        """A detail beside the count (engine.progress.status): the cluster's tasks done / total."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, status=text)
 
     def finish(self) -> None:
         if self._progress is not None:

@@ -182,6 +182,8 @@ def scan(
             from ..cluster import DaskRunner, open_cluster
 
             runner = DaskRunner(stack.enter_context(open_cluster(cluster)), workdir)
+            if not quiet and runner.dashboard:  # the cluster's own view of its tasks and workers, on stderr
+                err_console.print(f"Dask dashboard: {runner.dashboard}", highlight=False, soft_wrap=True)
         if against_index is not None:  # the same outputs, from a query of the index instead of a scan
             run_scan = _index_query(against_index, against, method, threshold, flips, verify)
         report = run_scan(

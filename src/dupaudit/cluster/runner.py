@@ -1,5 +1,6 @@
-"""DaskRunner: the two stages the scan spreads over a cluster (fingerprinting, the exact hash search); the
-rest of the scan (verification, grouping, analysis) runs as in the single-process scan, on the same values."""
+"""DaskRunner: the stages the scan spreads over a cluster (fingerprinting, the exact hash search, the thumbnail
+verification: thumbs.py); the driver proposes neighbours, groups and analyses as in the single-process scan, on
+the same values."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from ..engine.cache import FingerprintCache, cacheable
 from ..engine.fingerprint import Fingerprint
 from ..engine.model import ImageRecord
 from ..engine.pipeline import Fingerprinted, aligned
-from ..engine.progress import NullProgress, ProgressSink
+from ..engine.progress import NullProgress, ProgressSink, status
 from .partitions import SLICE_RECORDS, Partition, compute_partition, plan_partitions, read_partition
 from .search import sharded_pairs_within
+from .thumbs import ThumbTable, write_cached_thumbs
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -64,8 +66,12 @@ class DaskRunner:
         cache: FingerprintCache | None = None,
         progress: ProgressSink | None = None,
         draft: bool = False,
+        keep_thumbs: bool = True,
     ) -> Fingerprinted:
-        """pipeline.fingerprint_records with the decoding done by the cluster's workers."""
+        """pipeline.fingerprint_records with the decoding done by the cluster's workers.
+
+        `keep_thumbs=False`: the fingerprints come without their thumbnails, which stay in the work directory
+        (found.remote, a ThumbTable: the workers verify there); rows from the driver's cache get a partition."""
         from distributed import as_completed
 
         progress = progress or NullProgress()
@@ -90,6 +96,9 @@ class DaskRunner:
         }
         fresh: dict[str, Fingerprint | str] = {}
         self.stats = {"computed": 0, "reused": len(done), "partitions": len(partitions)}
+        urls = [p.url for p in partitions]
+        index = {p.url: k for k, p in enumerate(partitions)}
+        where: dict[str, tuple[int, int]] = {}  # abspath -> (partition, row in it): where its thumbnail is
 
         def take(partition: Partition) -> None:
             values = read_partition(partition.url, methods, self.storage_options)
@@ -98,15 +107,34 @@ class DaskRunner:
                 cache.store(
                     (path, size, mtime, values[path]) for path, size, mtime in partition.files if cacheable(path)
                 )
+            if not keep_thumbs:
+                for row, (path, _, _) in enumerate(partition.files):
+                    where[path] = (index[partition.url], row)
+                    if not isinstance(values[path], str):
+                        values[path].thumb = b""  # type: ignore[union-attr]
             progress.advance(len(partition.files))
 
+        status(progress, f"{len(done):,}/{len(partitions):,} tasks")
         for partition in done:
             take(partition)
-        for future in as_completed(futures, loop=self.client.loop) if futures else ():
+        for number, future in enumerate(as_completed(futures, loop=self.client.loop) if futures else (), 1):
             self.stats[future.result()] += 1  # "computed", or "reused" when a retried task found its file
             take(futures[future])
+            status(progress, f"{len(done) + number:,}/{len(partitions):,} tasks")
         progress.finish()
-        return aligned(records, cached, fresh, decoded=len(todo))
+        if not keep_thumbs and cache is not None and cached:
+            good = [(path, row.fingerprint) for path, row in cached.items() if row.error is None]
+            for start in range(0, len(good), self.slice_records):
+                chunk = good[start : start + self.slice_records]
+                urls.append(write_cached_thumbs(chunk, cache, self.workdir, self.storage_options))
+                where.update((path, (len(urls) - 1, row)) for row, (path, _) in enumerate(chunk))
+        found = aligned(records, cached, fresh, decoded=len(todo))
+        if not keep_thumbs:
+            located = np.array([where[r.abspath] for r in found.records], dtype=np.int32).reshape(-1, 2)
+            found.remote = ThumbTable(
+                self.client, urls, located[:, 0].copy(), located[:, 1].copy(), self.storage_options, self.shards
+            )
+        return found
 
     def map_tasks(self, function: Callable, *iterables: Sequence) -> Iterator:
         """function over the iterables' items as cluster tasks (one source partition each), results in order."""

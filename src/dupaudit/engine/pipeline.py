@@ -54,13 +54,33 @@ class Fingerprinted:
     skipped: list[Skipped]
     decoded: int
     cache_hits: int
+    remote: RemoteThumbs | None = None  # where the thumbnails are when the fingerprints come without them
 
 
 PairSearch = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]  # pairs_within's signature
 
 
+class RemoteThumbs(Protocol):
+    """The thumbnails kept where a runner wrote them (cluster.thumbs.ThumbTable: the workers use them there)."""
+
+    def variant_hashes(self, code: int) -> np.ndarray: ...
+
+    def verify(
+        self,
+        thumbs: None,
+        first: np.ndarray,
+        second: np.ndarray,
+        codes: np.ndarray,
+        settings,
+        threads=...,
+        groups_only=...,
+    ) -> np.ndarray: ...
+
+    def keeper_check(self, rows: np.ndarray, hashes: np.ndarray, variants: dict, cascade, threads: int = ...): ...
+
+
 class Runner(Protocol):
-    """Where the two heavy stages run; cluster.DaskRunner spreads them over a Dask cluster."""
+    """Where the heavy stages run; cluster.DaskRunner spreads them over a Dask cluster."""
 
     def fingerprint_records(
         self,
@@ -71,6 +91,7 @@ class Runner(Protocol):
         cache: FingerprintCache | None = ...,
         progress: ProgressSink | None = ...,
         draft: bool = ...,
+        keep_thumbs: bool = ...,
     ) -> Fingerprinted: ...
 
     def pairs_within(
@@ -298,7 +319,7 @@ def scan(
     try:
         fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
         in_process = (
-            {}
+            {"keep_thumbs": incremental and use_cache}  # else the workers verify: the thumbnails stay with them
             if runner is not None
             else {  # the cluster reads by stat key
                 "verify_content": verify_content,
@@ -309,8 +330,8 @@ def scan(
             records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode, **in_process
         )
         if (
-            (settings.verify or settings.rotations) and cache is not None and not incremental
-        ):  # the incremental search loads what it needs
+            (settings.verify or settings.rotations) and cache is not None and not incremental and found.remote is None
+        ):  # the incremental search loads what it needs; remote thumbnails stay where they are
             _load_thumbs(found, cache)
     finally:
         if cache is not None:
@@ -330,7 +351,14 @@ def scan(
             )
         else:
             groups = find_groups(
-                found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
+                found.records,
+                found.fingerprints,
+                roots,
+                settings,
+                jobs=jobs,
+                progress=progress,
+                search=search,
+                remote=found.remote,
             )
     timings["search"] = time.perf_counter() - mark
     answer = _answer(roots, found.records, groups, [Skipped(*p) for p in listing.problems] + found.skipped)
@@ -522,8 +550,11 @@ def find_groups(
     progress: ProgressSink | None = None,
     search: PairSearch = pairs_within,
     collect: dict | None = None,
+    remote: RemoteThumbs | None = None,
 ):
     """Exact, pixel and near pairs, joined into groups. `search`: pairs_within or a drop-in (the cluster's).
+    `remote`: the thumbnails are not in the fingerprints but there (the cluster's work directory): transformed
+    hashes, verification and keeper checks run through it, with the same answers.
 
     `collect`: when given, receives what the incremental index keeps (the descriptors, the raw neighbour search
     and the scored candidates: incremental.SearchState.from_scan)."""
@@ -532,11 +563,11 @@ def find_groups(
     count = len(records)
     hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8).reshape(count, 8)
     thumbs = None
-    if settings.verify or settings.rotations:
+    if (settings.verify or settings.rotations) and remote is None:
         thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(
             count, THUMB_SIZE, THUMB_SIZE
         )
-    variants = variant_hashes(fingerprints, thumbs, settings)
+    variants = variant_hashes(fingerprints, thumbs, settings, remote)
     pair_a, pair_b = [], []
     for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
         a, b = _equal_pairs(digests)
@@ -563,13 +594,18 @@ def find_groups(
             sums=sums,
             collect=collect,
             rotations=settings.rotations,
+            score=remote.verify if remote is not None else None,
         )
         if collect is not None:
             collect["candidates"] = candidates
         verified = candidates.scores >= settings.min_similarity
         pair_a.append(candidates.first[verified])
         pair_b.append(candidates.second[verified])
-        check = verified_check(thumbs, hashes, variants, cascade, threads=jobs or default_jobs())
+        if remote is not None:  # a keeper check compares images of one component: only those in a pair
+            paired = np.concatenate([*pair_a, *pair_b])
+            check = remote.keeper_check(paired, hashes, variants, cascade, threads=jobs or default_jobs())
+        else:
+            check = verified_check(thumbs, hashes, variants, cascade, threads=jobs or default_jobs())
     else:
         for first, second, _ in hash_pairs:
             pair_a.append(first)
@@ -592,8 +628,14 @@ def find_groups(
     )
 
 
-def variant_hashes(fingerprints: Sequence[Fingerprint], thumbs: np.ndarray | None, settings: Settings):
-    """The hashes of each image mirrored (--flips) and rotated (--rotations), by transform code (verify.transformed)."""
+def variant_hashes(
+    fingerprints: Sequence[Fingerprint],
+    thumbs: np.ndarray | None,
+    settings: Settings,
+    remote: RemoteThumbs | None = None,
+):
+    """The hashes of each image mirrored (--flips) and rotated (--rotations), by transform code (verify.transformed).
+    `remote`: the thumbnails are there (the cluster's work directory), which computes the rotated hashes."""
     count = len(fingerprints)
     variants: dict[int, np.ndarray] = {}
     for code in transform_codes(settings.flips, settings.rotations):
@@ -601,6 +643,8 @@ def variant_hashes(fingerprints: Sequence[Fingerprint], thumbs: np.ndarray | Non
             variants[code] = np.frombuffer(
                 b"".join(f.flip_hashes[settings.method] for f in fingerprints), dtype=np.uint8
             ).reshape(count, 8)
+        elif remote is not None:
+            variants[code] = remote.variant_hashes(code)
         else:  # the thumbnail is the pHash input, so a rotated thumbnail gives the rotated image's pHash
             assert thumbs is not None
             variants[code] = np.concatenate(

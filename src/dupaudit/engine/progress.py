@@ -24,3 +24,11 @@ class NullProgress:
 
     def finish(self) -> None:
         pass
+
+
+def status(sink: ProgressSink, text: str) -> None:
+    """A detail of the current stage for the sink to show beside its count (the cluster's tasks done / total);
+    optional: sinks without a `status` method ignore it."""
+    method = getattr(sink, "status", None)
+    if method is not None:
+        method(text)

@@ -674,12 +674,15 @@ def candidate_pairs(
     sums: np.ndarray | None = None,
     collect: dict | None = None,
     rotations: bool = False,
+    score=None,
 ) -> Candidates:
     """The union of the hash pairs and the nearest-neighbour pairs, each unordered pair once, scored.
 
     `progress` (a ProgressSink, optional) advances once after the neighbour search and once after verification.
     `sums`: the thumbs' block_sums when already known (the fingerprint workers compute them).
     `collect`: when given, receives the descriptors ("desc") and the raw neighbour search (the incremental index).
+    `score`: verify's drop-in where the thumbnails live elsewhere (the cluster's workers; `thumbs` is None then and
+    every descriptor comes from `sums`).
     """
     desc = descriptors(thumbs, sums)
     sources = list(hash_pairs)
@@ -693,12 +696,18 @@ def candidate_pairs(
     if collect is not None:
         collect["desc"] = desc
     for code in transform_codes(flips, rotations):
-        variant_desc = descriptors(transformed(thumbs, code))
+        # a 4x4 block maps onto a block under every transform: the transformed thumbs' block sums are the sums moved
+        variant_desc = (
+            descriptors(transformed(thumbs, code))
+            if thumbs is not None
+            else descriptors(sums=transformed(sums.reshape(-1, 8, 8), code).reshape(-1, 64))
+        )
         query, found = neighbour_pairs(
             desc, settings.neighbours, settings.min_descriptor_similarity, queries=variant_desc, threads=threads
         )
         sources.append((found, query, code))  # found vs the transformed query
         del variant_desc
+    count = len(desc)
     del desc
     firsts, seconds, flags = [], [], []
     for first, second, code in sources:
@@ -711,12 +720,11 @@ def candidate_pairs(
         flags.append(np.full(len(first), int(code), dtype=np.int64))
     first, second, code = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(flags)
     # each (first, second, transform) once, as one integer key: np.unique over rows (axis=0) is much slower
-    count = len(thumbs)
     keys = np.unique((first.astype(np.int64) * count + second) * 8 + code)
     first, second, code = keys // 8 // count, keys // 8 % count, keys % 8
     if progress is not None:
         progress.advance()
-    scores = verify(thumbs, first, second, code, settings, threads=threads or 1, groups_only=groups_only)
+    scores = (score or verify)(thumbs, first, second, code, settings, threads=threads or 1, groups_only=groups_only)
     if progress is not None:
         progress.advance()
     return Candidates(first, second, code, scores)
