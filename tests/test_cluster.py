@@ -50,16 +50,32 @@ def _planted_hashes(count: int, planted: int, seed: int = 0) -> np.ndarray:
 def test_sharded_search_equals_single_process_search(client):
     hashes = _planted_hashes(200_000, 4_000)
     expected = pairs_within(hashes, 10)
-    got = sharded_pairs_within(client, hashes, 10, shards=3)
     assert len(expected[0]) > 3_000  # the planted pairs are there to be found
-    for want, have in zip(expected, got):
-        np.testing.assert_array_equal(want, have)
+    # shards against shards, and one self-search cut into pieces by the rows it probes from
+    for shards, pieces in ((3, 2), (1, 3)):
+        got = sharded_pairs_within(client, hashes, 10, shards=shards, pieces=pieces)
+        for want, have in zip(expected, got):
+            np.testing.assert_array_equal(want, have)
     mirrored = hashes.copy()
     mirrored[:, 3] ^= 0b101  # queries that are other rows' near copies, as the mirrored hashes are
+    mirrored[:50] = hashes[:50]  # a row's own hash among its queries: never a pair with itself
     expected = pairs_within(hashes, 8, queries=mirrored)
-    got = sharded_pairs_within(client, hashes, 8, queries=mirrored, shards=4)
+    got = sharded_pairs_within(client, hashes, 8, queries=mirrored, shards=2, pieces=3)
     assert len(expected[0]) > 0
     for want, have in zip(expected, got):
+        np.testing.assert_array_equal(want, have)
+
+
+@pytest.mark.parametrize("count", [150, 120_000])  # faiss's brute force, then multi-index hashing
+def test_the_pieces_of_a_self_search_are_disjoint_and_make_the_whole(count):
+    hashes = _planted_hashes(count, max(30, count // 20))
+    whole = pairs_within(hashes, 10, threads=1)
+    edges = [0, count // 3, count // 3, count // 2, count]  # an empty piece too
+    parts = [pairs_within(hashes, 10, threads=1, owners=(a, b)) for a, b in zip(edges, edges[1:])]
+    first, second, distance = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    assert len(first) == len(whole[0]) > 0  # disjoint: no pair twice
+    order = np.lexsort((second, first))
+    for want, have in zip(whole, (first[order], second[order], distance[order])):
         np.testing.assert_array_equal(want, have)
 
 

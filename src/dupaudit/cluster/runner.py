@@ -132,7 +132,7 @@ class DaskRunner:
         if not keep_thumbs:
             located = np.array([where[r.abspath] for r in found.records], dtype=np.int32).reshape(-1, 2)
             found.remote = ThumbTable(
-                self.client, urls, located[:, 0].copy(), located[:, 1].copy(), self.storage_options, self.shards
+                self.client, urls, located[:, 0].copy(), located[:, 1].copy(), self.storage_options
             )
         return found
 

@@ -2,7 +2,7 @@
 their task needs and run the single-process cascade (engine.verify) there; the driver reads only the thumbnails of
 images that are in a pair (the keeper checks of the grouping), never all of them (1 KB an image: 100 GB at 100M).
 
-A task verifies the candidate pairs between two shards of rows (the search's shards), so it reads at most the
+A task verifies the candidate pairs between two shards of rows (VERIFY_ROWS each), so it reads at most the
 partitions of two shards. Each pair's score is the single-process score (the same function on the same
 thumbnails); inside a task, a band pair whose images its verified pairs already join is not refined, as in the
 single-process scan, so the verified pairs may differ in such redundant pairs but join the same images, and the
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,13 +24,15 @@ import numpy as np
 from ..engine.hashing import THUMB_SIZE, phash
 from ..engine.links import verified_check
 from ..engine.verify import CascadeSettings, block_sums, transformed, verify
-from .search import default_shards, shard_bounds
+from .search import shard_bounds
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from ..engine.cache import FingerprintCache
     from ..engine.fingerprint import Fingerprint
+
+VERIFY_ROWS = 100_000  # rows per verification shard: a task reads the thumbnails of at most two (~200 MB)
 
 
 def read_thumbs(urls: Sequence[str], part: np.ndarray, pos: np.ndarray, storage_options: dict) -> np.ndarray:
@@ -90,7 +93,6 @@ class ThumbTable:
     part: np.ndarray  # int32 per row
     pos: np.ndarray  # int32 per row
     storage_options: dict
-    shards: int | None = None
 
     def variant_hashes(self, code: int) -> np.ndarray:
         """phash of every image under transform `code`, computed by the workers partition by partition."""
@@ -118,7 +120,7 @@ class ThumbTable:
             return scores
         count = len(self.part)
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
-        bounds = shard_bounds(count, self.shards or default_shards(count, workers))
+        bounds = shard_bounds(count, max(workers, math.ceil(count / VERIFY_ROWS)))
         edges = np.array([a for a, _ in bounds[1:]], dtype=np.int64)
         shard_a, shard_b = np.searchsorted(edges, first, "right"), np.searchsorted(edges, second, "right")
         key = np.minimum(shard_a, shard_b) * len(bounds) + np.maximum(shard_a, shard_b)

@@ -69,6 +69,7 @@ def pairs_within(
     threads: int | None = None,
     *,
     same_rows: bool = True,
+    owners: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i, j, distance) with distance <= radius, sorted by (i, j).
 
@@ -76,6 +77,9 @@ def pairs_within(
     mirrored hashes of the same rows): every (query row i, hash row j) with i != j, as given; with
     `same_rows=False` the queries are other items (another shard) and i == j pairs are kept too.
     Exact: the result is what comparing every pair gives, whichever index answers.
+    `owners` (lo, hi), without queries: only the part of the answer that the probes from rows lo .. hi-1 find;
+    the parts of disjoint ranges covering every row are disjoint and their union is the whole answer (how the
+    cluster spreads one self-search over tasks without probing any pair twice).
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, 8)
     self_search = queries is None
@@ -89,11 +93,17 @@ def pairs_within(
     flat_cost = _FLAT_COST * len(hashes) * len(query_rows) * (0.5 if self_search else 1.0)
     if flat_cost <= plan.cost:
         first, second, distance = _faiss_pairs(
-            hashes, radius, None if self_search else query_rows, threads, same_rows=same_rows
+            hashes, radius, None if self_search else query_rows, threads, same_rows=same_rows, owned=owners
         )
     else:
         first, second, distance = multi_index_pairs(
-            hashes, radius, None if self_search else query_rows, threads=threads, plan=plan, same_rows=same_rows
+            hashes,
+            radius,
+            None if self_search else query_rows,
+            threads=threads,
+            plan=plan,
+            same_rows=same_rows,
+            owners=owners,
         )
     order = np.lexsort((second, first))
     return first[order], second[order], distance[order]
@@ -111,8 +121,10 @@ def multi_index_pairs(
     threads: int | None = None,
     plan: Plan | None = None,
     same_rows: bool = True,
+    owners: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact pairs within `radius` by multi-index hashing (unsorted); see the module docstring."""
+    """Exact pairs within `radius` by multi-index hashing (unsorted); see the module docstring. `owners`: see
+    pairs_within."""
     words = _as_words(np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, 8))
     self_search = queries is None
     query_words = words if self_search else _as_words(np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, 8))
@@ -120,7 +132,7 @@ def multi_index_pairs(
     blocks = plan.blocks
 
     def run_block(position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _search_block(words, query_words, self_search, radius, blocks, position, same_rows)
+        return _search_block(words, query_words, self_search, radius, blocks, position, same_rows, owners)
 
     if not threads:
         try:
@@ -169,8 +181,10 @@ def _search_block(
     blocks: tuple[tuple[int, int, int], ...],
     position: int,
     same_rows: bool = True,
+    owners: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair whose keys in block `position` differ in at most its flip budget, verified on 64 bits."""
+    """Every pair whose keys in block `position` differ in at most its flip budget, verified on 64 bits (of a
+    self-search with `owners`, those found by probing from rows owners[0] .. owners[1]-1)."""
     offset, width, flips = blocks[position]
     keys = _block_keys(words, offset, width)
     order = np.argsort(keys, kind="stable")
@@ -214,10 +228,12 @@ def _search_block(
         found_d.append(distance)
 
     positions = np.arange(len(query_keys), dtype=np.int64)
+    # a self-search finds each pair from one side only: restricted to owners' rows, it finds their share of pairs
+    mine = None if not self_search or owners is None else (order >= owners[0]) & (order < owners[1])
     # mask 0: pairs that share this block's key
     if self_search:
         later = starts[sorted_keys] + counts[sorted_keys] - positions - 1  # later members of my bucket
-        rows = np.flatnonzero(later)
+        rows = np.flatnonzero(later if mine is None else (later > 0) & mine)
         verify(*_expand(rows, rows + 1, later[rows]))
     else:
         found = np.take(counts, query_keys)
@@ -234,13 +250,17 @@ def _search_block(
     target_buffer = np.empty(len(probe_keys), dtype=np.int64)  # reused: no page faults per mask
     hit_buffer = np.empty(len(probe_keys), dtype=bool)
     targets, hits = target_buffer, hit_buffer
-    for mask in _flip_masks(width, flips)[1:]:
+    masks = _flip_masks(width, flips)[1:]
+    if self_search:  # grouped by highest bit: the probing rows (those with that bit 0) are gathered once per bit
+        masks.sort(key=int.bit_length)
+    for mask in masks:
         if self_search:
             top = mask.bit_length() - 1
             if top != current_bit:
                 # probe only from keys whose highest flipped bit is 0: each pair of keys is met once
                 current_bit = top
-                probe_positions = np.flatnonzero(((query_keys >> top) & 1) == 0)
+                low = ((query_keys >> top) & 1) == 0
+                probe_positions = np.flatnonzero(low if mine is None else low & mine)
                 probe_keys = query_keys[probe_positions]
                 probe_words = query_sorted_words[probe_positions]
                 targets, hits = target_buffer[: len(probe_keys)], hit_buffer[: len(probe_keys)]
@@ -271,7 +291,12 @@ def _search_block(
 
 
 def _faiss_pairs(
-    hashes: np.ndarray, radius: int, queries: np.ndarray | None, threads: int | None, same_rows: bool = True
+    hashes: np.ndarray,
+    radius: int,
+    queries: np.ndarray | None,
+    threads: int | None,
+    same_rows: bool = True,
+    owned: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact pairs by faiss's IndexBinaryFlat range search (brute force in C++; best for small sets)."""
     import faiss  # imported here so that `dupaudit --help` and the pre-commit hook start fast
@@ -282,9 +307,10 @@ def _faiss_pairs(
     index.add(hashes)
     self_search = queries is None
     query_rows = hashes if queries is None else queries
+    lo, hi = owned if self_search and owned is not None else (0, len(query_rows))  # a pair's owner: its first row
     firsts, seconds, distances = [], [], []
-    for start in range(0, len(query_rows), _QUERY_CHUNK):
-        chunk = query_rows[start : start + _QUERY_CHUNK]
+    for start in range(lo, hi, _QUERY_CHUNK):
+        chunk = query_rows[start : min(hi, start + _QUERY_CHUNK)]
         # faiss returns distances strictly below the radius it is given.
         lims, found_d, found_i = index.range_search(chunk, radius + 1)
         owners = np.repeat(np.arange(start, start + len(chunk), dtype=np.int64), np.diff(lims).astype(np.int64))
@@ -293,4 +319,7 @@ def _faiss_pairs(
         firsts.append(owners[keep])
         seconds.append(found_i[keep])
         distances.append(found_d[keep].astype(np.int64))
+    if not firsts:  # an empty range of owners
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
     return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(distances)
