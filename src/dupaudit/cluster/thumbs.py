@@ -130,11 +130,12 @@ class ThumbTable:
         for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(order)]):
             pairs = order[lo:hi]
             rows, local = np.unique(np.concatenate([first[pairs], second[pairs]]), return_inverse=True)
+            used, part = np.unique(self.part[rows], return_inverse=True)  # only the partitions this task reads
             futures.append(
                 self.client.submit(
                     _verify_task,
-                    self.urls,
-                    self.part[rows],
+                    [self.urls[k] for k in used.tolist()],
+                    part,
                     self.pos[rows],
                     local[: len(pairs)],
                     local[len(pairs) :],
