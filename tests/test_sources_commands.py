@@ -166,7 +166,7 @@ def test_explain_takes_items_of_a_container(repo, root, first, second, verdict):
 
     explanation = json.loads(result.stdout)
     assert explanation["verdict"] == verdict
-    assert explanation["first"].endswith(first.split("/", 1)[1] if first.startswith("train/data") else first)
+    assert explanation["first"] == ("test/" if root == "hf" else "train/") + first  # <split>/<item id>
     unknown = invoke("scan", root, "--explain", "absent.jpg", second)
     assert unknown.exit_code == 2 and "absent.jpg: not an item of the dataset" in unknown.output
 
