@@ -166,7 +166,7 @@ def test_explain_takes_items_of_a_container(repo, root, first, second, verdict):
 
     explanation = json.loads(result.stdout)
     assert explanation["verdict"] == verdict
-    assert explanation["first"].endswith(first.split("/", 1)[1] if first.startswith("train/data") else first)
+    assert explanation["first"] == ("test/" if root == "hf" else "train/") + first  # <split>/<item id>
     unknown = invoke("scan", root, "--explain", "absent.jpg", second)
     assert unknown.exit_code == 2 and "absent.jpg: not an item of the dataset" in unknown.output
 
@@ -262,3 +262,16 @@ def test_github_annotations_land_on_the_shard_or_listed_file(repo):
     assert files == {"shards/train/shard-000000.tar", "shards/train/shard-000001.tar"}  # the blamed copies' shards
     listed = invoke("check", "--root", "manifests/manifest.csv", "--format", "github", "-q")
     assert all("file=manifests/files/" in line for line in listed.stdout.splitlines() if "file=" in line)
+
+
+def test_an_image_folder_with_a_stray_parquet_file_is_checked_as_a_folder(repo):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = repo / "images"
+    shutil.copytree(repo / "manifests" / "files", folder / "train" / "cat")
+    (folder / "meta").mkdir()
+    pq.write_table(pa.table({"note": ["x"]}), folder / "meta" / "notes.parquet")
+    result = invoke("check", "--root", "images", "images/train/cat/copy_near.jpg", "-q")
+    assert result.exit_code == 1, result.output  # the folder check: the file names its own finding
+    assert result.stdout.startswith("train/cat/copy_near.jpg: near duplicate of train/cat/train_truck_0000.jpg")

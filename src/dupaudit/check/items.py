@@ -16,6 +16,7 @@ from dataclasses import replace
 from ..config import AuditConfig
 from ..engine.model import ScanReport
 from ..engine.sources import Source, holds_container, is_plain_folder, open_source
+from ..engine.sources.detect import IMAGE_SUFFIXES
 from ..engine.sources.naming import Selection, file_of, item, select
 from .baseline import Finding
 
@@ -28,9 +29,20 @@ def dataset_sources(config: AuditConfig) -> list[Source] | None:
     its incremental path)."""
     options = config.source_options()
     targets = [config.root, *config.against]
-    if all(is_plain_folder(t, options) and (options.source_type or not holds_container(t)) for t in targets):
+    if all(is_plain_folder(t, options) and (options.source_type or _image_folder(t)) for t in targets):
         return None
     return [open_source(target, options) for target in targets]
+
+
+def _image_folder(folder: str) -> bool:
+    """The scan's rule: a folder is read as shards or Parquet files only when it holds them and no image (a
+    dataset of images with a stray metadata .parquet stays a folder)."""
+    if not holds_container(folder):
+        return True
+    for _, _, names in os.walk(folder):  # stops at the first image; a folder of shards has few files
+        if any(name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".") for name in names):
+            return True
+    return False
 
 
 def selections(

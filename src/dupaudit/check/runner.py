@@ -110,6 +110,9 @@ def run_check(
     from ..engine.discover import resolve_roots
 
     sources = items.dataset_sources(config)
+    selections: items.Selections = []
+    outside: list[str] = []
+    everything = False  # a passed file (a manifest) names every item
     if sources is not None:  # tar shards, Parquet, a manifest: the files name items once the dataset is read
         roots: tuple = ()
         selections, outside, everything = items.selections(sources, files, cwd)
@@ -119,7 +122,6 @@ def run_check(
     else:
         roots = resolve_roots(config.root, list(config.against), **config.layout_parameters())
     changed: set[str] | None = None
-    outside = [] if sources is None else outside
     if files is not None and sources is None:
         changed = set()
         for name in files:

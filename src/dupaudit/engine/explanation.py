@@ -226,7 +226,12 @@ def _items(report: ScanReport, root, against, given, options: dict) -> tuple[lis
         targets = [str(t) for t in (root, *against)]
         source_options = options.get("source_options") or SourceOptions()
         records, fingerprints, sources = every_item(
-            targets, source_options, settings.method, draft=settings.fast_decode, cache=cache
+            targets,
+            source_options,
+            settings.method,
+            draft=settings.fast_decode,
+            cache=cache,
+            jobs=options.get("jobs") or 1,  # with a cache (the usual case) nothing is decoded again
         )
     finally:
         if cache is not None:
