@@ -84,3 +84,31 @@ def test_too_many_changes_search_everything(tmp_path, cache_file, counted):
     report = pipeline.scan(plan.root, cache_path=cache_file, incremental=True)
     assert len(counted) == 2
     assert render(report) == render(pipeline.scan(plan.root, use_cache=False))
+
+
+def test_an_update_builds_only_the_groups_whose_components_changed(tmp_path, cache_file, counted, monkeypatch):
+    from dupaudit.engine import regroup
+
+    plan = make_sample(tmp_path / "data", per_class=30)
+    root = plan.root
+    first = pipeline.scan(root, cache_path=cache_file, incremental=True)
+    built: list[set[str]] = []
+    original = regroup.build_in
+
+    def recording(rows, records, *args, **kwargs):
+        built.append({f"{records[i].root}/{records[i].path}" for i in rows.tolist()})
+        return original(rows, records, *args, **kwargs)
+
+    monkeypatch.setattr(regroup, "build_in", recording)
+    train = root / "train"
+    Image.open(train / "stripes" / "0007.jpg").convert("RGB").save(train / "checker" / "stripe_copy.jpg", quality=70)
+    _same_as_full(root, cache_file, counted)
+    assert built[-1] == {"train/checker/stripe_copy.jpg", "train/stripes/0007.jpg"}  # one new pair, one component
+    grouped_before = {f"{m.root}/{m.path}" for g in first.groups for m in g.members}
+    assert len(grouped_before) > 2
+
+    # a second update starts from the groups the first update stored (the stripe copy's among them)
+    Image.open(train / "stripes" / "0003.jpg").convert("RGB").save(train / "blobs" / "other_copy.jpg", quality=70)
+    grouped = _same_as_full(root, cache_file, counted)
+    assert built[-1] == {"train/blobs/other_copy.jpg", "train/stripes/0003.jpg"}
+    assert "train/checker/stripe_copy.jpg" in grouped

@@ -86,6 +86,11 @@ class SearchState:
     verified: np.ndarray  # (m, 2) int64, i < j: near pairs that passed verification
     band: np.ndarray  # (b, 2) int64, i < j: pairs scored in [band_from, min_similarity)
     facts: Facts | None = None  # the items' hashes, digests and sizes: a query needs no fingerprint lookup
+    # the last groups, so that an update builds only the components that changed (regroup.py): each item's
+    # component label and group id (-1: none), and the token of the stored groups (FingerprintCache.groups_key)
+    components: np.ndarray | None = None
+    group_ids: np.ndarray | None = None
+    groups_token: bytes = b""
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -102,8 +107,15 @@ class SearchState:
             verified=self.verified,
             band=self.band,
             **({} if self.facts is None else self.facts.arrays()),  # type: ignore[arg-type]
+            **self._grouping(),  # type: ignore[arg-type]
         )
         return buffer.getvalue()
+
+    def _grouping(self) -> dict[str, np.ndarray]:
+        if self.components is None or self.group_ids is None or not self.groups_token:
+            return {}
+        token = np.frombuffer(self.groups_token, dtype=np.uint8)
+        return {"components": self.components, "group_ids": self.group_ids, "groups_token": token}
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> SearchState | None:
@@ -123,6 +135,11 @@ class SearchState:
                     data["verified"],
                     data["band"],
                     Facts.from_arrays(data) if "hashes" in data else None,
+                    *(
+                        (data["components"], data["group_ids"], data["groups_token"].tobytes())
+                        if "groups_token" in data
+                        else ()
+                    ),
                 )
         except Exception:  # a damaged state is only a missed shortcut
             return None
@@ -164,6 +181,7 @@ class Update:
     second: np.ndarray
     state: SearchState
     changed: int  # items added or removed
+    old_of: np.ndarray  # per current item, its index in the old state (-1: new or changed)
 
 
 def update(
@@ -289,7 +307,7 @@ def update(
         band,
         facts,
     )
-    return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed)
+    return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
 
 
 def _hash_pairs(hashes: np.ndarray, rows: np.ndarray, radius: int, threads: int | None) -> set[tuple[int, int]]:

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from . import incremental
+from . import incremental, regroup
 from .analysis import analyse
 from .cache import FingerprintCache, open_cache
 from .discover import image_records, resolve_roots
 from .listing import list_files
 from .model import ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
-from .pipeline import _fill_thumbs, _report, fingerprint_records, groups_of_pairs, scan
+from .pipeline import _fill_thumbs, _report, fingerprint_records, scan
 from .progress import ProgressSink
 
 _META = "index"  # the meta-table key of an index file's description
@@ -174,7 +174,12 @@ def query(
         )
         assert result is not None  # limit=None: never refused for its size
         roots = indexed_roots + new_roots
-        groups = groups_of_pairs(records, roots, result.first, result.second, facts, thumbs_of, settings, jobs)
+        # only the components that hold a new image can hold a group that touches one (regroup.py)
+        first, second = regroup.matched_pairs(result.first, result.second, facts)
+        labels = regroup.components(len(records), first, second)
+        touched = np.unique(labels[offset:][labels[offset:] >= 0])
+        rows = np.nonzero(np.isin(labels, touched))[0]
+        groups = regroup.build_in(rows, records, roots, first, second, facts, thumbs_of, settings, jobs)
     new_names = {r.name for r in new_roots}
     touching = [g for g in groups if any(m.root in new_names for m in g.members)]
     groups = tuple(replace(g, id=i) for i, g in enumerate(touching))  # numbered again, as the report's groups

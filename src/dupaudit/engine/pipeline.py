@@ -16,7 +16,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
-from . import embed, incremental
+from . import embed, incremental, regroup
 from .analysis import analyse
 from .cache import CachedRow, FingerprintCache, cacheable, default_cache_path, open_cache
 from .discover import image_records
@@ -692,8 +692,8 @@ def indexed_groups(
                 state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts
             )
         if update is not None:
-            near = (update.first, update.second)
             new_state = update.state
+            groups = regroup_update(state, update, cache, key, records, roots, facts, thumbs_of, settings, jobs)
         else:
             if settings.verify:
                 _fill_thumbs(found, cache)
@@ -701,22 +701,77 @@ def indexed_groups(
             groups = find_groups(records, fingerprints, roots, settings, jobs=jobs, progress=progress, collect=collect)
             cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
             new_state = incremental.SearchState.from_scan(records, collect, cascade, facts)
+            if new_state is not None:  # the components and group ids an update starts from (regroup.py)
+                first, second = regroup.matched_pairs(new_state.verified[:, 0], new_state.verified[:, 1], facts)
+                new_state.components = regroup.components(len(records), first, second)
+                index = {r.key: i for i, r in enumerate(records)}
+                new_state.group_ids = regroup.group_ids(groups, lambda root, path: index[(root, path)], len(records))
         if new_state is not None and all(cacheable(p) for p in new_state.paths):
+            if new_state.components is not None:
+                new_state.groups_token = os.urandom(8)
+                cache.store_result(_groups_key(key, new_state.groups_token), tuple(groups))
             cache.store_index(key, new_state.to_bytes())
-        if update is None:
-            return groups
-        return groups_of_pairs(
-            records,
-            roots,
-            near[0],
-            near[1],
-            facts,
-            thumbs_of,
-            settings,
-            jobs,
-            [f.byte_digest for f in fingerprints],
-            [f.pixel_digest for f in fingerprints],
-        )
+        return groups
+
+
+def _groups_key(key: bytes, token: bytes) -> bytes:
+    """Where the groups of an index state are kept (the token ties them to that one state)."""
+    return b"groups\0" + key + token
+
+
+def regroup_update(
+    state: incremental.SearchState,
+    update: incremental.Update,
+    cache: FingerprintCache,
+    key: bytes,
+    records: Sequence[ImageRecord],
+    roots: Sequence[Root],
+    facts,  # incremental.Facts
+    thumbs_of,
+    settings: Settings,
+    jobs: int | None,
+) -> tuple:
+    """The groups after an incremental update: the old groups of the components that did not change, the others
+    built again (regroup.py); the new state gets its components and group ids."""
+    count = len(records)
+    first, second = regroup.matched_pairs(update.first, update.second, facts)
+    labels = regroup.components(count, first, second)
+    old_groups = None
+    if state.components is not None and state.group_ids is not None and state.groups_token:
+        stored = cache.load_result(_groups_key(key, state.groups_token))
+        old_groups = stored if isinstance(stored, tuple) else None
+    if old_groups is None:  # no usable last groups: build every component
+        rebuild, reused = labels >= 0, np.empty(0, dtype=np.int64)
+    else:
+        rebuild, reused = regroup.unchanged_components(labels, update.old_of, state.components)
+    rows = np.nonzero(rebuild)[0]
+    built = regroup.build_in(rows, records, roots, first, second, facts, thumbs_of, settings, jobs)
+    kept_old = np.empty(0, dtype=np.int64)
+    if old_groups is not None and len(reused):
+        old_ids = state.group_ids
+        kept_old = np.unique(old_ids[(old_ids >= 0) & np.isin(state.components, reused)])
+    kept = [old_groups[k] for k in kept_old.tolist()] if old_groups is not None else []
+    groups = regroup.merged(kept, built, roots)
+
+    # Group ids of the current items: kept groups through the old indices, rebuilt ones by their rows.
+    new_id = {(g.members[0].root, g.members[0].path): g.id for g in groups}
+    ids = np.full(count, -1, dtype=np.int64)
+    if len(kept_old):
+        remap = np.full(len(old_groups or ()), -1, dtype=np.int64)
+        remap[kept_old] = [new_id[(old_groups[k].members[0].root, old_groups[k].members[0].path)] for k in kept_old]
+        cur_of = np.full(len(state.paths), -1, dtype=np.int64)
+        present = np.nonzero(update.old_of >= 0)[0]
+        cur_of[update.old_of[present]] = present
+        old_items = np.nonzero(np.isin(state.group_ids, kept_old))[0]
+        ids[cur_of[old_items]] = remap[state.group_ids[old_items]]
+    by_key = {records[i].key: i for i in rows.tolist()}
+    for group in built:
+        number = new_id[(group.members[0].root, group.members[0].path)]
+        for member in group.members:
+            ids[by_key[(member.root, member.path)]] = number
+    update.state.components = labels
+    update.state.group_ids = ids
+    return groups
 
 
 def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchState | None:
@@ -757,51 +812,6 @@ def _state_fingerprints(
             draft=draft,
         )
     return known
-
-
-def groups_of_pairs(
-    records: Sequence[ImageRecord],
-    roots: Sequence[Root],
-    near_a: np.ndarray,
-    near_b: np.ndarray,
-    facts,  # incremental.Facts
-    thumbs_of,  # rows -> their thumbnails (n, THUMB_SIZE, THUMB_SIZE)
-    settings: Settings,
-    jobs: int | None = None,
-    byte_digests: Sequence[bytes] | None = None,  # the digests as bytes, when at hand (else made from `facts`)
-    pixel_digests: Sequence[bytes] | None = None,
-) -> tuple:
-    """Groups from verified near pairs plus the exact and pixel pairs of the digests (as find_groups joins them),
-    around keepers checked by the same cascade as find_groups (the index serves the default cascade only)."""
-    if byte_digests is None or pixel_digests is None:
-        byte_digests = [row.tobytes() for row in facts.byte_digests]
-        pixel_digests = [row.tobytes() for row in facts.pixel_digests]
-    pair_a, pair_b = [near_a], [near_b]
-    for digests in (byte_digests, pixel_digests):
-        a, b = _equal_pairs(digests)
-        pair_a.append(a)
-        pair_b.append(b)
-    order = {r.name: i for i, r in enumerate(roots)}
-    first, second = np.concatenate(pair_a), np.concatenate(pair_b)
-    # the keeper checks only ever compare members of one component: only their thumbnails are read
-    thumbs = np.zeros((len(records), THUMB_SIZE, THUMB_SIZE), dtype=np.uint8)
-    rows = np.unique(np.concatenate([first, second])).astype(np.int64)
-    if len(rows):
-        thumbs[rows] = thumbs_of(rows)
-    cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
-    check = verified_check(thumbs, facts.hashes, {}, cascade, threads=jobs or default_jobs())
-    return build_groups(
-        records,
-        order,
-        first,
-        second,
-        byte_digests,
-        pixel_digests,
-        facts.hashes,
-        [],
-        [tuple(wh) for wh in facts.sizes.tolist()],
-        check,
-    )
 
 
 def _fill_thumbs(found: Fingerprinted, cache: FingerprintCache | None, rows: np.ndarray | None = None) -> None:
