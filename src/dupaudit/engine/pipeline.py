@@ -317,18 +317,26 @@ def scan(
     if settings.verify:  # the cascade needs faiss (slow to import): load it while the workers decode
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
-        fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
-        in_process = (
-            {"keep_thumbs": incremental and use_cache}  # else the workers verify: the thumbnails stay with them
-            if runner is not None
-            else {  # the cluster reads by stat key
-                "verify_content": verify_content,
-                "known": _state_fingerprints(state, records, hash_method, settings.fast_decode) if state else None,
-            }
-        )
-        found = fingerprinter(
-            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode, **in_process
-        )
+        if state is not None and state.facts is not None:  # unchanged files: from the index's arrays
+            found = _fingerprint_with_state(
+                state, records, hash_method, jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode
+            )
+        else:
+            fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
+            in_process = (
+                {"keep_thumbs": incremental and use_cache}  # else the workers verify: the thumbnails stay with them
+                if runner is not None
+                else {"verify_content": verify_content}  # the cluster reads by stat key
+            )
+            found = fingerprinter(
+                records,
+                (hash_method,),
+                jobs=jobs,
+                cache=cache,
+                progress=progress,
+                draft=settings.fast_decode,
+                **in_process,
+            )
         if (
             (settings.verify or settings.rotations) and cache is not None and not incremental and found.remote is None
         ):  # the incremental search loads what it needs; remote thumbnails stay where they are
@@ -677,7 +685,11 @@ def indexed_groups(
     with cache:
         if state is None:
             state = _stored_state(cache, key)
-        facts = incremental.Facts.of(fingerprints, settings.method)
+        facts = (
+            fingerprints.facts
+            if isinstance(fingerprints, IndexedFingerprints)
+            else incremental.Facts.of(fingerprints, settings.method)
+        )
         hashes = facts.hashes
 
         def thumbs_of(rows: np.ndarray) -> np.ndarray:
@@ -779,39 +791,78 @@ def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchStat
     return incremental.SearchState.from_bytes(blob) if blob else None
 
 
-def _state_fingerprints(
-    state: incremental.SearchState, records: Sequence[ImageRecord], method: str, draft: bool
-) -> dict[str, Fingerprint]:
-    """Fingerprints (without thumbnails) of the records that the index holds unchanged, from its arrays: no cache
-    row is read for them (60,000 rows cost seconds; these arrays, milliseconds)."""
-    facts = state.facts
-    if facts is None:
-        return {}
+class IndexedFingerprints(Sequence):
+    """The fingerprints of a scan's records, backed by the index's arrays (incremental.Facts) for unchanged files:
+    a Fingerprint object is made only for an item that is asked for (a commit's few files and their candidates),
+    not for all of them (60,000 objects cost a hook more than a second)."""
+
+    def __init__(self, facts: incremental.Facts, fresh: dict[int, Fingerprint], method: str, draft: bool) -> None:
+        self.facts = facts
+        self._made: dict[int, Fingerprint] = dict(fresh)
+        self._method, self._draft = method, draft
+
+    def __len__(self) -> int:
+        return len(self.facts.hashes)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's signature
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        made = self._made.get(index)
+        if made is None:
+            facts = self.facts
+            width, height = facts.sizes[index].tolist()
+            made = Fingerprint(
+                width,
+                height,
+                facts.byte_digests[index].tobytes(),
+                facts.pixel_digests[index].tobytes(),
+                {self._method: facts.hashes[index].tobytes()},
+                {},
+                b"",
+                draft=self._draft,
+            )
+            self._made[index] = made
+        return made
+
+
+def _fingerprint_with_state(
+    state: incremental.SearchState,
+    records: Sequence[ImageRecord],
+    method: str,
+    *,
+    jobs: int | None,
+    cache: FingerprintCache | None,
+    progress: ProgressSink | None,
+    draft: bool,
+) -> Fingerprinted:
+    """Fingerprint the records the index does not hold unchanged (path, size and mtime_ns) as usual; the others
+    come from its arrays, in the records' order (no cache row and no object per unchanged file)."""
+    assert state.facts is not None
     position = {path: i for i, path in enumerate(state.paths)}
-    sizes, mtimes = state.sizes.tolist(), state.mtimes.tolist()
-    widths, heights = facts.sizes[:, 0].tolist(), facts.sizes[:, 1].tolist()
-    # whole columns as bytes once, sliced per item (a numpy row's tobytes() per item is 10x slower)
-    hashes, byte_digests, pixel_digests = (
-        facts.hashes.tobytes(),
-        facts.byte_digests.tobytes(),
-        facts.pixel_digests.tobytes(),
+    old = np.fromiter((position.get(r.abspath, -1) for r in records), dtype=np.int64, count=len(records))
+    sizes = np.fromiter((r.size for r in records), dtype=np.int64, count=len(records))
+    mtimes = np.fromiter((r.mtime_ns for r in records), dtype=np.int64, count=len(records))
+    held = old >= 0
+    held[held] = (state.sizes[old[held]] == sizes[held]) & (state.mtimes[old[held]] == mtimes[held])
+    todo = [records[i] for i in np.nonzero(~held)[0].tolist()]
+    fresh = fingerprint_records(todo, (method,), jobs=jobs, cache=cache, progress=progress, draft=draft)
+    fresh_row = {r.abspath: k for k, r in enumerate(fresh.records)}
+    source = np.where(held, old, -1)  # rows of [state.facts; fresh facts]
+    for i in np.nonzero(~held)[0].tolist():
+        k = fresh_row.get(records[i].abspath)
+        source[i] = -2 if k is None else len(state.paths) + k  # -2: skipped
+    kept = np.nonzero(source != -2)[0]
+    facts = incremental.Facts.concat([state.facts, incremental.Facts.of(fresh.fingerprints, method)])
+    facts = facts.take(source[kept])
+    rows = {int(r): k for k, r in enumerate(source[kept].tolist()) if r >= len(state.paths)}
+    new_fingerprints = {k: fresh.fingerprints[r - len(state.paths)] for r, k in rows.items()}
+    return Fingerprinted(
+        [records[i] for i in kept.tolist()],
+        IndexedFingerprints(facts, new_fingerprints, method, draft),  # type: ignore[arg-type]
+        fresh.skipped,
+        decoded=fresh.decoded,
+        cache_hits=int(held.sum()) + fresh.cache_hits,
     )
-    known = {}
-    for record in records:
-        j = position.get(record.abspath)
-        if j is None or sizes[j] != record.size or mtimes[j] != record.mtime_ns:
-            continue
-        known[record.abspath] = Fingerprint(
-            widths[j],
-            heights[j],
-            byte_digests[16 * j : 16 * j + 16],
-            pixel_digests[16 * j : 16 * j + 16],
-            {method: hashes[8 * j : 8 * j + 8]},
-            {},
-            b"",
-            draft=draft,
-        )
-    return known
 
 
 def _fill_thumbs(found: Fingerprinted, cache: FingerprintCache | None, rows: np.ndarray | None = None) -> None:

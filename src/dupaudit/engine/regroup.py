@@ -45,17 +45,26 @@ def matched_pairs(near_a: np.ndarray, near_b: np.ndarray, facts) -> tuple[np.nda
 
 
 def components(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The component label of each item (0, 1, ...), -1 for an item in no pair."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    """The component label of each item (0, 1, ... in order of their smallest item), -1 for an item in no pair.
 
+    Hooking and pointer jumping in numpy (no scipy.sparse: its import alone costs a hook a second)."""
     labels = np.full(count, -1, dtype=np.int64)
     if not len(first):
         return labels
-    graph = coo_matrix((np.ones(len(first), dtype=np.int8), (first, second)), shape=(count, count))
-    _, found = connected_components(graph, directed=False)
+    parent = np.arange(count, dtype=np.int64)
+    while True:
+        low = np.minimum(parent[first], parent[second])
+        np.minimum.at(parent, parent[first], low)  # hook each pair's roots onto the smaller one
+        np.minimum.at(parent, parent[second], low)
+        while True:  # jump to the roots
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        if np.array_equal(parent[first], parent[second]):
+            break
     paired = np.unique(np.concatenate([first, second]))
-    _, labels[paired] = np.unique(found[paired], return_inverse=True)
+    _, labels[paired] = np.unique(parent[paired], return_inverse=True)
     return labels
 
 
