@@ -193,11 +193,13 @@ def update(
     threads: int | None = None,
     limit: float | None = MAX_CHANGED,
     facts: Facts | None = None,
+    old_of: np.ndarray | None = None,
 ) -> Update | None:
     """The verified near pairs of `records` (aligned with `hashes`), updated from `state`; None when too much
     changed (or the settings are not supported: mirrored copies), so that the caller searches everything.
 
-    `thumbs_of(indices)`: the (len, 32, 32) uint8 thumbnails of those records (only new and candidate items)."""
+    `thumbs_of(indices)`: the (len, 32, 32) uint8 thumbnails of those records (only new and candidate items).
+    `old_of`: each record's row in `state` (-1: new or changed), when the caller has it already."""
     if settings.flips or not settings.verify:
         return None
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
@@ -205,12 +207,8 @@ def update(
     old_count = len(state.paths)
     if state.knn_ids.shape[1] != cascade.neighbours + 1 and old_count:
         return None
-    position = {path: i for i, path in enumerate(state.paths)}
-    old_of = np.full(count, -1, dtype=np.int64)
-    for i, record in enumerate(records):
-        j = position.get(record.abspath)
-        if j is not None and state.sizes[j] == record.size and state.mtimes[j] == record.mtime_ns:
-            old_of[i] = j
+    if old_of is None:
+        old_of = _rows_in(state, records)
     new = np.nonzero(old_of < 0)[0]
     cur_of = np.full(old_count + 1, -1, dtype=np.int64)  # the extra last slot maps -1 (no neighbour) to -1
     kept = np.nonzero(old_of >= 0)[0]
@@ -308,6 +306,17 @@ def update(
         facts,
     )
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
+
+
+def _rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
+    """Each record's row in the state when it holds the file unchanged (path, size, mtime_ns), else -1."""
+    position = {path: i for i, path in enumerate(state.paths)}
+    old_of = np.full(len(records), -1, dtype=np.int64)
+    for i, record in enumerate(records):
+        j = position.get(record.abspath)
+        if j is not None and state.sizes[j] == record.size and state.mtimes[j] == record.mtime_ns:
+            old_of[i] = j
+    return old_of
 
 
 def _hash_pairs(hashes: np.ndarray, rows: np.ndarray, radius: int, threads: int | None) -> set[tuple[int, int]]:

@@ -700,8 +700,9 @@ def indexed_groups(
 
         update = None
         if state is not None:
+            old_of = fingerprints.old_of if isinstance(fingerprints, IndexedFingerprints) else None
             update = incremental.update(
-                state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts
+                state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts, old_of=old_of
             )
         if update is not None:
             new_state = update.state
@@ -796,8 +797,11 @@ class IndexedFingerprints(Sequence):
     a Fingerprint object is made only for an item that is asked for (a commit's few files and their candidates),
     not for all of them (60,000 objects cost a hook more than a second)."""
 
-    def __init__(self, facts: incremental.Facts, fresh: dict[int, Fingerprint], method: str, draft: bool) -> None:
+    def __init__(
+        self, facts: incremental.Facts, fresh: dict[int, Fingerprint], method: str, draft: bool, old_of: np.ndarray
+    ) -> None:
         self.facts = facts
+        self.old_of = old_of  # per item, its row in the index's state (-1: new or changed)
         self._made: dict[int, Fingerprint] = dict(fresh)
         self._method, self._draft = method, draft
 
@@ -840,8 +844,8 @@ def _fingerprint_with_state(
     assert state.facts is not None
     position = {path: i for i, path in enumerate(state.paths)}
     old = np.fromiter((position.get(r.abspath, -1) for r in records), dtype=np.int64, count=len(records))
-    sizes = np.fromiter((r.size for r in records), dtype=np.int64, count=len(records))
-    mtimes = np.fromiter((r.mtime_ns for r in records), dtype=np.int64, count=len(records))
+    stats = np.fromiter(((r.size, r.mtime_ns) for r in records), dtype=np.dtype((np.int64, 2)), count=len(records))
+    sizes, mtimes = stats[:, 0], stats[:, 1]
     held = old >= 0
     held[held] = (state.sizes[old[held]] == sizes[held]) & (state.mtimes[old[held]] == mtimes[held])
     todo = [records[i] for i in np.nonzero(~held)[0].tolist()]
@@ -858,7 +862,9 @@ def _fingerprint_with_state(
     new_fingerprints = {k: fresh.fingerprints[r - len(state.paths)] for r, k in rows.items()}
     return Fingerprinted(
         [records[i] for i in kept.tolist()],
-        IndexedFingerprints(facts, new_fingerprints, method, draft),  # type: ignore[arg-type]
+        IndexedFingerprints(  # type: ignore[arg-type]
+            facts, new_fingerprints, method, draft, np.where(source[kept] < len(state.paths), source[kept], -1)
+        ),
         fresh.skipped,
         decoded=fresh.decoded,
         cache_hits=int(held.sum()) + fresh.cache_hits,
