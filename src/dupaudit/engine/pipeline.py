@@ -719,7 +719,13 @@ def indexed_groups(
                 new_state.components = regroup.components(len(records), first, second)
                 index = {r.key: i for i, r in enumerate(records)}
                 new_state.group_ids = regroup.group_ids(groups, lambda root, path: index[(root, path)], len(records))
-        if new_state is not None and all(cacheable(p) for p in new_state.paths):
+        # the unchanged items of an update were cacheable already: only the new ones are checked
+        checked = (
+            new_state.paths
+            if update is None or new_state is None
+            else [new_state.paths[i] for i in np.nonzero(update.old_of < 0)[0].tolist()]
+        )
+        if new_state is not None and all(cacheable(p) for p in checked):
             if new_state.components is not None:
                 new_state.groups_token = os.urandom(8)
                 cache.store_result(_groups_key(key, new_state.groups_token), tuple(groups))
@@ -858,8 +864,10 @@ def _fingerprint_with_state(
     kept = np.nonzero(source != -2)[0]
     facts = incremental.Facts.concat([state.facts, incremental.Facts.of(fresh.fingerprints, method)])
     facts = facts.take(source[kept])
-    rows = {int(r): k for k, r in enumerate(source[kept].tolist()) if r >= len(state.paths)}
-    new_fingerprints = {k: fresh.fingerprints[r - len(state.paths)] for r, k in rows.items()}
+    made = np.nonzero(source[kept] >= len(state.paths))[0]  # the rows of fresh fingerprints
+    new_fingerprints = {
+        k: fresh.fingerprints[r - len(state.paths)] for k, r in zip(made.tolist(), source[kept][made].tolist())
+    }
     return Fingerprinted(
         [records[i] for i in kept.tolist()],
         IndexedFingerprints(  # type: ignore[arg-type]
