@@ -208,7 +208,7 @@ def update(
     if state.knn_ids.shape[1] != cascade.neighbours + 1 and old_count:
         return None
     if old_of is None:
-        old_of = _rows_in(state, records)
+        old_of = rows_in(state, records)
     new = np.nonzero(old_of < 0)[0]
     cur_of = np.full(old_count + 1, -1, dtype=np.int64)  # the extra last slot maps -1 (no neighbour) to -1
     kept = np.nonzero(old_of >= 0)[0]
@@ -308,7 +308,7 @@ def update(
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
 
 
-def _rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
+def rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
     """Each record's row in the state when it holds the file unchanged (path, size, mtime_ns), else -1."""
     position = {path: i for i, path in enumerate(state.paths)}
     old_of = np.full(len(records), -1, dtype=np.int64)

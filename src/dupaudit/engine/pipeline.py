@@ -700,7 +700,14 @@ def indexed_groups(
 
         update = None
         if state is not None:
-            old_of = fingerprints.old_of if isinstance(fingerprints, IndexedFingerprints) else None
+            if isinstance(fingerprints, IndexedFingerprints):
+                old_of = fingerprints.old_of
+            else:  # fingerprinted from the cache (--verify-content): an item whose bytes changed is a new one
+                old_of = incremental.rows_in(state, records)
+                if state.facts is not None:
+                    held = np.nonzero(old_of >= 0)[0]
+                    edited = (state.facts.byte_digests[old_of[held]] != facts.byte_digests[held]).any(axis=1)
+                    old_of[held[edited]] = -1
             update = incremental.update(
                 state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts, old_of=old_of
             )
