@@ -118,3 +118,26 @@ def test_verify_content_sees_an_edit_that_kept_size_and_mtime(repo, searches):
     assert len(searches) == before, "the verified check searched the whole dataset"
     full = run_check(config, files, use_cache=False, update_baseline=False)
     assert _findings(verified) == _findings(full) and full.failing
+
+
+def test_a_small_commit_does_not_rewrite_the_stored_state(repo, searches, monkeypatch):
+    from dupaudit.engine.cache import FingerprintCache
+
+    config = load_config(environ={})
+    write_baseline(config)  # a full search: its state is stored
+    writes = []
+    original = FingerprintCache.store_index
+
+    def counting(self, key, value):
+        writes.append(len(value))
+        return original(self, key, value)
+
+    monkeypatch.setattr(FingerprintCache, "store_index", counting)
+    train = repo / "data" / "train"
+    for step in range(3):  # three commits, each updated from the one stored state
+        procedural_image(880_000 + step).save(train / "blobs" / f"step{step}.jpg", quality=90)
+        Image.open(train / "stripes" / f"000{step}.jpg").convert("RGB").save(
+            train / "checker" / f"copy{step}.jpg", quality=75
+        )
+        _both([f"data/train/blobs/step{step}.jpg", f"data/train/checker/copy{step}.jpg"], searches)
+    assert writes == []

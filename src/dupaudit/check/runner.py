@@ -88,6 +88,7 @@ def scan_dataset(
         incremental=True,  # a commit's few files update the stored search state (engine/incremental.py)
         source_options=config.source_options(),
         verify_content=verify_content,
+        lazy_state=True,  # the state is written back once a few hundred files changed, not at every commit
         **config.scan_parameters(),
         **config.layout_parameters(),
     )

@@ -42,6 +42,10 @@ from .verify import CascadeSettings, candidate_pairs, transform_codes, transform
 log = logging.getLogger(__name__)
 
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
+# The incremental state is written back (lazy_state) once this many files, or this share of them, changed since
+# the stored state: below that, updating from the stored state again costs less than writing it (tens of MB).
+STATE_SLACK = 256
+STATE_SLACK_SHARE = 0.01
 PARENT_HASHING_BYTES = 16_000  # mean file size from which the scan's own process hashes (fingerprint_records)
 
 
@@ -227,6 +231,7 @@ def scan(
     source_options: SourceOptions | None = None,
     verify_content: bool = False,
     incremental: bool = False,
+    lazy_state: bool = False,
 ) -> ScanReport:
     """Scan a dataset (and evaluation datasets) for duplicates; see README for the definitions.
 
@@ -246,7 +251,10 @@ def scan(
     mtime is otherwise not seen); no stored answer is reused then.
 
     incremental: keep the search state in the cache (the incremental index, incremental.py) and, when a few
-    files changed since the last such scan with the same settings, update the groups instead of searching all."""
+    files changed since the last such scan with the same settings, update the groups instead of searching all.
+    lazy_state: with incremental, write the updated state back only when it differs from the stored one by more
+    than a few files (the pre-commit check: an update from the stored state is exact whatever its age, and
+    cheaper than writing the state; an index file, whose state is what a query reads, is always written)."""
     settings = Settings.resolve(
         method=method,
         threshold=threshold,
@@ -355,7 +363,15 @@ def scan(
         search = runner.pairs_within if runner is not None else pairs_within
         if incremental and use_cache:
             groups = indexed_groups(
-                found, roots, settings, cache_file, index_key, jobs=jobs, progress=progress, state=state
+                found,
+                roots,
+                settings,
+                cache_file,
+                index_key,
+                jobs=jobs,
+                progress=progress,
+                state=state,
+                lazy_state=lazy_state,
             )
         else:
             groups = find_groups(
@@ -672,10 +688,12 @@ def indexed_groups(
     progress: ProgressSink | None = None,
     limit: float | None = incremental.MAX_CHANGED,
     state: incremental.SearchState | None = None,
+    lazy_state: bool = False,
 ):
     """find_groups through the incremental index stored under `key` (or `state`, when already loaded): updated
     from it when few files changed (the same groups: tests/test_incremental.py), else a full search whose state
-    is then kept."""
+    is then kept. `lazy_state`: keep an updated state only once it differs from the stored one by more than a
+    few files (STATE_SLACK): writing it costs more than updating from the stored one again."""
     records, fingerprints = found.records, found.fingerprints
     cache = open_cache(cache_file)
     if cache is None:
@@ -732,7 +750,10 @@ def indexed_groups(
             if update is None or new_state is None
             else [new_state.paths[i] for i in np.nonzero(update.old_of < 0)[0].tolist()]
         )
-        if new_state is not None and all(cacheable(p) for p in checked):
+        small = (
+            update is not None and lazy_state and update.changed <= max(STATE_SLACK, STATE_SLACK_SHARE * len(records))
+        )
+        if new_state is not None and not small and all(cacheable(p) for p in checked):
             if new_state.components is not None:
                 new_state.groups_token = os.urandom(8)
                 cache.store_result(_groups_key(key, new_state.groups_token), tuple(groups))
