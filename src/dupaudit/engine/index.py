@@ -237,11 +237,15 @@ def _new_folder(
 
 def _indexed_records(state: incremental.SearchState, roots: Sequence[Root]) -> list[ImageRecord]:
     """The indexed items as records (root, path, label), from their stored absolute paths alone."""
-    by_length = sorted(roots, key=lambda r: len(r.path), reverse=True)
+    prefixes = sorted(((r.path.rstrip(os.sep) + os.sep, r) for r in roots), key=lambda p: len(p[0]), reverse=True)
+    # the stored paths come root by root: the last root found is tried first, unless another root lies inside it
+    alone = {prefix for prefix, _ in prefixes if not any(o != prefix and o.startswith(prefix) for o, _ in prefixes)}
     records = []
+    last, root = "", roots[0]
     for path, size, mtime in zip(state.paths, state.sizes.tolist(), state.mtimes.tolist()):
-        root = next(r for r in by_length if path.startswith(r.path.rstrip(os.sep) + os.sep))
-        relative = path[len(root.path.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
+        if not (last in alone and path.startswith(last)):
+            last, root = next(p for p in prefixes if path.startswith(p[0]))
+        relative = path[len(last) :].replace(os.sep, "/")
         slash = relative.find("/")
         label = relative[:slash] if root.labelled and slash >= 0 else None
         records.append(ImageRecord(root.name, relative, label, size, mtime, path))
