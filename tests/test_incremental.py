@@ -112,3 +112,24 @@ def test_an_update_builds_only_the_groups_whose_components_changed(tmp_path, cac
     grouped = _same_as_full(root, cache_file, counted)
     assert built[-1] == {"train/blobs/other_copy.jpg", "train/stripes/0003.jpg"}
     assert "train/checker/stripe_copy.jpg" in grouped
+
+
+def test_a_list_that_only_gains_entries_is_merged_as_a_search_would_find_it():
+    import numpy as np
+
+    from dupaudit.engine.incremental import _merge_new
+    from dupaudit.engine.verify import nearest
+
+    rng = np.random.default_rng(7)
+    desc = rng.normal(size=(3000, 64)).astype(np.float32)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    old, new = np.arange(2500), np.arange(2500, 3000)
+    old_sims, old_ids = nearest(desc[old], 3, exact=True)  # the lists before the new items came
+    ids, sims = old_ids.astype(np.int64).copy(), old_sims.copy()
+    ids = np.vstack([ids, np.full((500, 4), -1)])
+    sims = np.vstack([sims, np.full((500, 4), -np.inf, dtype=np.float32)])
+    _merge_new(old, new, desc, ids, sims)
+    want_sims, want_ids = nearest(desc, 3, desc[old], exact=True)
+    assert (ids[old] == want_ids).mean() > 0.999  # the same lists, up to ties at the last float bit
+    assert np.allclose(sims[old], want_sims, atol=1e-5)
+    assert (ids[old] >= 2500).any()  # new items did enter lists

@@ -243,13 +243,17 @@ def update(
             entered[part] = best >= floor[lo : lo + 65536] - 1e-6
     again = np.nonzero(lost | entered)[0]
     again = np.union1d(again, new)
+    # New items and lists that lost an entry are searched again over everything; a list that only gains entries
+    # is its old list merged with the new items (nothing else can enter it): no search over the dataset.
+    research = np.union1d(np.nonzero(lost)[0], new)
     ids, sims = old_ids.copy(), old_sims.copy()
-    if len(again) and count >= 2:
-        found_sims, found_ids = nearest(desc, cascade.neighbours, desc[again], threads, exact=True)
-        ids[again] = -1
-        sims[again] = -np.inf
-        ids[again, : found_ids.shape[1]] = found_ids
-        sims[again, : found_sims.shape[1]] = found_sims
+    if len(research) and count >= 2:
+        found_sims, found_ids = nearest(desc, cascade.neighbours, desc[research], threads, exact=True)
+        ids[research] = -1
+        sims[research] = -np.inf
+        ids[research, : found_ids.shape[1]] = found_ids
+        sims[research, : found_sims.shape[1]] = found_sims
+    _merge_new(np.setdiff1d(again, research), new, desc, ids, sims)
 
     def list_pairs(rows: np.ndarray, table_ids: np.ndarray, table_sims: np.ndarray) -> set[tuple[int, int]]:
         pairs = set()
@@ -306,6 +310,27 @@ def update(
         facts,
     )
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
+
+
+def _merge_new(rows: np.ndarray, new: np.ndarray, desc: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> None:
+    """Merge the new items into the neighbour lists of `rows` (in place): the best width entries of the old list
+    and the new items, by similarity, old entries first among equals."""
+    if not len(rows) or not len(new):
+        return
+    width = ids.shape[1]
+    for lo in range(0, len(rows), 4096):  # bounded memory: 4096 x len(new) similarities at a time
+        part = rows[lo : lo + 4096]
+        cand_ids = np.concatenate([ids[part], np.broadcast_to(new, (len(part), len(new)))], axis=1)
+        cand_sims = np.concatenate([sims[part], desc[part] @ desc[new].T], axis=1)
+        cand_sims[cand_ids < 0] = -np.inf
+        top = np.argpartition(-cand_sims, width - 1, axis=1)[:, :width]
+        top_sims = np.take_along_axis(cand_sims, top, axis=1)
+        order = np.lexsort((top, -top_sims), axis=1)
+        best = np.take_along_axis(top, order, axis=1)
+        chosen_sims = np.take_along_axis(cand_sims, best, axis=1)
+        chosen_ids = np.take_along_axis(cand_ids, best, axis=1)
+        chosen_ids[~np.isfinite(chosen_sims)] = -1
+        ids[part], sims[part] = chosen_ids, chosen_sims
 
 
 def rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
