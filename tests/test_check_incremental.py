@@ -94,3 +94,50 @@ def test_incremental_and_full_checks_agree_over_a_sequence_of_commits(repo, sear
     (train / "blobs" / "leak.jpg").write_bytes((repo / "data" / "test" / "stripes" / "0001.jpg").read_bytes())
     found = _both(["data/train/blobs/leak.jpg"], searches)
     assert any("leak.jpg" in line and "leakage" in line for line in found)
+
+
+def test_verify_content_sees_an_edit_that_kept_size_and_mtime(repo, searches):
+    config = load_config(environ={})
+    write_baseline(config)
+    train = repo / "data" / "train"
+    target = train / "checker" / "sneaky.jpg"
+    procedural_image(777_001).save(target, quality=90)
+    assert not _both(["data/train/checker/sneaky.jpg"], searches)  # a new distinct picture: no finding
+
+    # Same size and mtime, other bytes: a copy of a stripes image padded to the old size (JPEG ignores the tail).
+    stat = target.stat()
+    copy = (train / "stripes" / "0007.jpg").read_bytes()
+    assert len(copy) <= stat.st_size
+    target.write_bytes(copy + b"\0" * (stat.st_size - len(copy)))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    files = ["data/train/checker/sneaky.jpg"]
+    trusting = run_check(config, files, update_baseline=False)
+    assert not trusting.failing  # the default trusts (path, size, mtime): the edit is not seen
+    before = len(searches)
+    verified = run_check(config, files, update_baseline=False, verify_content=True)
+    assert len(searches) == before, "the verified check searched the whole dataset"
+    full = run_check(config, files, use_cache=False, update_baseline=False)
+    assert _findings(verified) == _findings(full) and full.failing
+
+
+def test_a_small_commit_does_not_rewrite_the_stored_state(repo, searches, monkeypatch):
+    from dupaudit.engine.cache import FingerprintCache
+
+    config = load_config(environ={})
+    write_baseline(config)  # a full search: its state is stored
+    writes = []
+    original = FingerprintCache.store_index
+
+    def counting(self, key, value):
+        writes.append(len(value))
+        return original(self, key, value)
+
+    monkeypatch.setattr(FingerprintCache, "store_index", counting)
+    train = repo / "data" / "train"
+    for step in range(3):  # three commits, each updated from the one stored state
+        procedural_image(880_000 + step).save(train / "blobs" / f"step{step}.jpg", quality=90)
+        Image.open(train / "stripes" / f"000{step}.jpg").convert("RGB").save(
+            train / "checker" / f"copy{step}.jpg", quality=75
+        )
+        _both([f"data/train/blobs/step{step}.jpg", f"data/train/checker/copy{step}.jpg"], searches)
+    assert writes == []

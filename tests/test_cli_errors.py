@@ -155,6 +155,11 @@ def test_contradicting_scan_options_name_the_pair(sample, tmp_path, args, pair):
     assert not (tmp_path / "x.sqlite").exists()
 
 
+def test_check_verify_content_without_a_cache_is_a_contradiction(sample, tmp_path):
+    line = one_line_error(run("check", "--root", sample, "--no-cache", "--verify-content", cwd=tmp_path))
+    assert "--no-cache and --verify-content" in line and "contradict" in line
+
+
 def test_the_cache_variable_does_not_contradict_no_cache(sample, tmp_path):
     cache = tmp_path / "env.sqlite"
     result = run("scan", sample, "--no-cache", "-q", env={"DUPAUDIT_CACHE": str(cache)})

@@ -84,3 +84,52 @@ def test_too_many_changes_search_everything(tmp_path, cache_file, counted):
     report = pipeline.scan(plan.root, cache_path=cache_file, incremental=True)
     assert len(counted) == 2
     assert render(report) == render(pipeline.scan(plan.root, use_cache=False))
+
+
+def test_an_update_builds_only_the_groups_whose_components_changed(tmp_path, cache_file, counted, monkeypatch):
+    from dupaudit.engine import regroup
+
+    plan = make_sample(tmp_path / "data", per_class=30)
+    root = plan.root
+    first = pipeline.scan(root, cache_path=cache_file, incremental=True)
+    built: list[set[str]] = []
+    original = regroup.build_in
+
+    def recording(rows, records, *args, **kwargs):
+        built.append({f"{records[i].root}/{records[i].path}" for i in rows.tolist()})
+        return original(rows, records, *args, **kwargs)
+
+    monkeypatch.setattr(regroup, "build_in", recording)
+    train = root / "train"
+    Image.open(train / "stripes" / "0007.jpg").convert("RGB").save(train / "checker" / "stripe_copy.jpg", quality=70)
+    _same_as_full(root, cache_file, counted)
+    assert built[-1] == {"train/checker/stripe_copy.jpg", "train/stripes/0007.jpg"}  # one new pair, one component
+    grouped_before = {f"{m.root}/{m.path}" for g in first.groups for m in g.members}
+    assert len(grouped_before) > 2
+
+    # a second update starts from the groups the first update stored (the stripe copy's among them)
+    Image.open(train / "stripes" / "0003.jpg").convert("RGB").save(train / "blobs" / "other_copy.jpg", quality=70)
+    grouped = _same_as_full(root, cache_file, counted)
+    assert built[-1] == {"train/blobs/other_copy.jpg", "train/stripes/0003.jpg"}
+    assert "train/checker/stripe_copy.jpg" in grouped
+
+
+def test_a_list_that_only_gains_entries_is_merged_as_a_search_would_find_it():
+    import numpy as np
+
+    from dupaudit.engine.incremental import _merge_new
+    from dupaudit.engine.verify import nearest
+
+    rng = np.random.default_rng(7)
+    desc = rng.normal(size=(3000, 64)).astype(np.float32)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    old, new = np.arange(2500), np.arange(2500, 3000)
+    old_sims, old_ids = nearest(desc[old], 3, exact=True)  # the lists before the new items came
+    ids, sims = old_ids.astype(np.int64).copy(), old_sims.copy()
+    ids = np.vstack([ids, np.full((500, 4), -1)])
+    sims = np.vstack([sims, np.full((500, 4), -np.inf, dtype=np.float32)])
+    _merge_new(old, new, desc, ids, sims)
+    want_sims, want_ids = nearest(desc, 3, desc[old], exact=True)
+    assert (ids[old] == want_ids).mean() > 0.999  # the same lists, up to ties at the last float bit
+    assert np.allclose(sims[old], want_sims, atol=1e-5)
+    assert (ids[old] >= 2500).any()  # new items did enter lists

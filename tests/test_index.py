@@ -99,3 +99,42 @@ def test_the_commands(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert _cli("index", "update", "data.index", "-q", cwd=tmp_path).returncode == 0
+
+
+def test_against_index_reads_new_images_from_a_tar_shard(tmp_path):
+    import tarfile
+
+    data = make_sample(tmp_path / "data", per_class=16).root
+    new = tmp_path / "incoming"
+    _new_images(new, data)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    with tarfile.open(shards / "shard-000000.tar", "w") as tar:
+        for path in sorted(new.iterdir()):
+            tar.add(path, arcname=path.name)
+    index_file = tmp_path / "data.index"
+    index.build(data, index_file, jobs=1)
+    from_folder = index.query(new, index_file, use_cache=False, jobs=1)
+    from_tar = index.query(shards, index_file, use_cache=False, jobs=1)
+
+    def names(report) -> set[frozenset[str]]:
+        return {frozenset(m.path.rsplit("/", 1)[-1] for m in g.members) for g in report.groups}
+
+    assert names(from_tar) == names(from_folder) and from_tar.groups
+    assert any("shard-000000.tar" in m.path for g in from_tar.groups for m in g.members)
+
+
+def test_an_index_of_a_tar_source_is_refused_clearly(tmp_path):
+    import tarfile
+
+    import pytest
+
+    from dupaudit.errors import InputError
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    procedural_image(1).save(tmp_path / "a.jpg")
+    with tarfile.open(shards / "shard-000000.tar", "w") as tar:
+        tar.add(tmp_path / "a.jpg", arcname="a.jpg")
+    with pytest.raises(InputError, match="not indexed yet"):
+        index.build(shards / "shard-000000.tar", tmp_path / "x.index", jobs=1)

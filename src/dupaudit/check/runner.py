@@ -67,8 +67,15 @@ class CheckResult:
         return EXIT_OK
 
 
-def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: ProgressSink | None = None) -> ScanReport:
-    """Scan the configured dataset with the configured settings."""
+def scan_dataset(
+    config: AuditConfig,
+    *,
+    use_cache: bool = True,
+    progress: ProgressSink | None = None,
+    verify_content: bool = False,
+) -> ScanReport:
+    """Scan the configured dataset with the configured settings (`verify_content`: read every file, so that an
+    edit that kept the size and mtime is seen; see docs/check.md)."""
     from ..engine.pipeline import scan
 
     return scan(
@@ -80,6 +87,8 @@ def scan_dataset(config: AuditConfig, *, use_cache: bool = True, progress: Progr
         progress=progress,
         incremental=True,  # a commit's few files update the stored search state (engine/incremental.py)
         source_options=config.source_options(),
+        verify_content=verify_content,
+        lazy_state=True,  # the state is written back once a few hundred files changed, not at every commit
         **config.scan_parameters(),
         **config.layout_parameters(),
     )
@@ -93,6 +102,7 @@ def run_check(
     use_cache: bool = True,
     update_baseline: bool = True,
     progress: ProgressSink | None = None,
+    verify_content: bool = False,
 ) -> CheckResult:
     """Check `files` (paths relative to `cwd`; None: the whole dataset) against the dataset and the baseline."""
     rules = parse_rules(config.fail_on)
@@ -134,7 +144,7 @@ def run_check(
             log.info("none of the %s belongs to the dataset: nothing to check", plural(len(files), "file"))
             return CheckResult(config, None, (), (), (), 0, str(baseline_path), found, 0, False, (), tuple(outside))
 
-    report = scan_dataset(config, use_cache=use_cache, progress=progress)
+    report = scan_dataset(config, use_cache=use_cache, progress=progress, verify_content=verify_content)
     if sources is not None and files is not None and not everything:
         changed = items.changed_items(report, sources, selections)
     if found and accepted_baseline.settings is not None and accepted_baseline.settings != report.settings:

@@ -128,6 +128,11 @@ def check(
         help="Also append the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY); '-': stdout.",
     ),
     quiet: bool = QUIET,
+    verify_content: bool = typer.Option(
+        False,
+        "--verify-content",
+        help="Read every file and compare its bytes with the cache (finds edits that kept size and mtime; slower).",
+    ),
 ) -> None:
     """Fail (exit 1) when changed images add duplicates, label conflicts or leakage that the baseline does not accept.
 
@@ -139,6 +144,8 @@ def check(
     from ..formats import markdown as markdown_format
 
     _refuse_cache_pair(ctx, no_cache, cache)
+    if no_cache and verify_content:
+        raise contradiction("--no-cache", "--verify-content", "--verify-content compares files with the cache")
     check_file(append_summary, "--append-summary")
     if output_format is not CheckFormat.text:  # a machine-read stdout takes nothing else
         check_distinct({f"--format {output_format.value}": Path("-"), "--append-summary": append_summary})
@@ -149,7 +156,11 @@ def check(
     )
     started = time.perf_counter()
     result = run_check(
-        config, [str(f) for f in files] if files else None, use_cache=not no_cache, progress=progress_sink(quiet)
+        config,
+        [str(f) for f in files] if files else None,
+        use_cache=not no_cache,
+        progress=progress_sink(quiet),
+        verify_content=verify_content,
     )
     elapsed = time.perf_counter() - started
 

@@ -239,8 +239,16 @@ def _index_query(index_file: Path, against, method, threshold, flips, verify):  
         )
     from ..engine.index import query
 
-    def run(root, _against, *, jobs, cache_path, use_cache, progress, **_settings):  # noqa: ANN001, ANN202
-        return query(root, index_file, jobs=jobs, cache_path=cache_path, use_cache=use_cache, progress=progress)
+    def run(root, _against, *, jobs, cache_path, use_cache, progress, source_options, **_settings):  # noqa: ANN001, ANN202
+        return query(
+            root,
+            index_file,
+            jobs=jobs,
+            cache_path=cache_path,
+            use_cache=use_cache,
+            progress=progress,
+            source_options=source_options,
+        )
 
     return run
 

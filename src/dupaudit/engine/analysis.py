@@ -11,8 +11,9 @@ Definitions (README "Metrics" repeats them):
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
+
+import numpy as np
 
 from .model import DECIMALS, ClassStats, DuplicateGroup, ImageRecord, Root, SplitStats, Summary
 
@@ -29,23 +30,36 @@ def analyse(
     for group in groups:
         for member in group.members:
             group_of[(member.root, member.path)] = group.id
-    # A lone image is its own group: give it a unique negative id.
-    identity = [group_of.get(r.key, -1 - i) for i, r in enumerate(records)]
-    train_groups = {identity[i] for i, r in enumerate(records) if r.root == train_split}
+    # One pass over the records (a hook's check has 60,000 of them), then counts in numpy: per item its class
+    # (split, label) and its group (-1: a lone image, its own group).
+    class_of: dict[tuple[str, str | None], int] = {}
+    codes = np.empty(len(records), dtype=np.int64)
+    group_ids = np.empty(len(records), dtype=np.int64)
+    for i, record in enumerate(records):
+        codes[i] = class_of.setdefault((record.root, record.label), len(class_of))
+        group_ids[i] = group_of.get((record.root, record.path), -1)
+    class_keys = list(class_of)
+    split_of_class = np.array([[r.name for r in roots].index(root) for root, _ in class_keys], dtype=np.int64)
+    splits_of = split_of_class[codes] if len(codes) else codes
+    grouped = group_ids >= 0
+    counts = np.bincount(codes, minlength=len(class_keys))
+    # distinct images of a class: its lone images, plus the groups touching it (each once)
+    distinct = np.bincount(codes[~grouped], minlength=len(class_keys))
+    touching = np.unique(np.stack([codes[grouped], group_ids[grouped]], axis=1), axis=0)
+    distinct += np.bincount(touching[:, 0], minlength=len(class_keys))
+    train_index = next((k for k, r in enumerate(roots) if r.name == train_split), -1)
+    in_train = np.zeros(len(groups) and max(g.id for g in groups) + 1, dtype=bool)
+    in_train[group_ids[grouped & (splits_of == train_index)]] = True
 
     classes: list[ClassStats] = []
     splits: list[SplitStats] = []
-    for root in roots:
-        in_split = [i for i, r in enumerate(records) if r.root == root.name]
-        per_class: dict[str | None, list[int]] = defaultdict(list)
-        for i in in_split:
-            per_class[records[i].label].append(i)
-        counts = {label: len(items) for label, items in per_class.items()}
-        distinct = {label: len({identity[i] for i in items}) for label, items in per_class.items()}
-        total, total_distinct = sum(counts.values()), sum(distinct.values())
+    for index, root in enumerate(roots):
+        labels = {label: code for code, (name, label) in enumerate(class_keys) if name == root.name}
+        total = int(sum(counts[code] for code in labels.values()))
+        total_distinct = int(sum(distinct[code] for code in labels.values()))
         skew = 0.0
-        for label in sorted(per_class, key=lambda x: (x is None, x or "")):
-            n, u = counts[label], distinct[label]
+        for label in sorted(labels, key=lambda x: (x is None, x or "")):
+            n, u = int(counts[labels[label]]), int(distinct[labels[label]])
             prior = n / total if total else 0.0
             prior_unique = u / total_distinct if total_distinct else 0.0
             skew += abs(prior - prior_unique) / 2
@@ -62,10 +76,11 @@ def analyse(
                     _rounded(prior / prior_unique if prior_unique else 0.0),
                 )
             )
-        split_distinct = len({identity[i] for i in in_split})
+        here = splits_of == index
+        split_distinct = int(np.count_nonzero(here & ~grouped)) + len(np.unique(group_ids[here & grouped]))
         is_train = root.name == train_split
         pool = root.role == "unlabelled"  # an unlabelled pool (STL-10's unlabeled/) is not evaluation data
-        leaked = 0 if is_train or pool else sum(1 for i in in_split if identity[i] in train_groups)
+        leaked = 0 if is_train or pool else int(np.count_nonzero(in_train[group_ids[here & grouped]]))
         splits.append(
             SplitStats(
                 split=root.name,

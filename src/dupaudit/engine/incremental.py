@@ -86,6 +86,11 @@ class SearchState:
     verified: np.ndarray  # (m, 2) int64, i < j: near pairs that passed verification
     band: np.ndarray  # (b, 2) int64, i < j: pairs scored in [band_from, min_similarity)
     facts: Facts | None = None  # the items' hashes, digests and sizes: a query needs no fingerprint lookup
+    # the last groups, so that an update builds only the components that changed (regroup.py): each item's
+    # component label and group id (-1: none), and the token of the stored groups (FingerprintCache.groups_key)
+    components: np.ndarray | None = None
+    group_ids: np.ndarray | None = None
+    groups_token: bytes = b""
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -102,8 +107,15 @@ class SearchState:
             verified=self.verified,
             band=self.band,
             **({} if self.facts is None else self.facts.arrays()),  # type: ignore[arg-type]
+            **self._grouping(),  # type: ignore[arg-type]
         )
         return buffer.getvalue()
+
+    def _grouping(self) -> dict[str, np.ndarray]:
+        if self.components is None or self.group_ids is None or not self.groups_token:
+            return {}
+        token = np.frombuffer(self.groups_token, dtype=np.uint8)
+        return {"components": self.components, "group_ids": self.group_ids, "groups_token": token}
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> SearchState | None:
@@ -123,6 +135,11 @@ class SearchState:
                     data["verified"],
                     data["band"],
                     Facts.from_arrays(data) if "hashes" in data else None,
+                    *(
+                        (data["components"], data["group_ids"], data["groups_token"].tobytes())
+                        if "groups_token" in data
+                        else ()
+                    ),
                 )
         except Exception:  # a damaged state is only a missed shortcut
             return None
@@ -164,6 +181,7 @@ class Update:
     second: np.ndarray
     state: SearchState
     changed: int  # items added or removed
+    old_of: np.ndarray  # per current item, its index in the old state (-1: new or changed)
 
 
 def update(
@@ -175,11 +193,13 @@ def update(
     threads: int | None = None,
     limit: float | None = MAX_CHANGED,
     facts: Facts | None = None,
+    old_of: np.ndarray | None = None,
 ) -> Update | None:
     """The verified near pairs of `records` (aligned with `hashes`), updated from `state`; None when too much
     changed (or the settings are not supported: mirrored copies), so that the caller searches everything.
 
-    `thumbs_of(indices)`: the (len, 32, 32) uint8 thumbnails of those records (only new and candidate items)."""
+    `thumbs_of(indices)`: the (len, 32, 32) uint8 thumbnails of those records (only new and candidate items).
+    `old_of`: each record's row in `state` (-1: new or changed), when the caller has it already."""
     if settings.flips or not settings.verify:
         return None
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
@@ -187,12 +207,8 @@ def update(
     old_count = len(state.paths)
     if state.knn_ids.shape[1] != cascade.neighbours + 1 and old_count:
         return None
-    position = {path: i for i, path in enumerate(state.paths)}
-    old_of = np.full(count, -1, dtype=np.int64)
-    for i, record in enumerate(records):
-        j = position.get(record.abspath)
-        if j is not None and state.sizes[j] == record.size and state.mtimes[j] == record.mtime_ns:
-            old_of[i] = j
+    if old_of is None:
+        old_of = rows_in(state, records)
     new = np.nonzero(old_of < 0)[0]
     cur_of = np.full(old_count + 1, -1, dtype=np.int64)  # the extra last slot maps -1 (no neighbour) to -1
     kept = np.nonzero(old_of >= 0)[0]
@@ -227,13 +243,17 @@ def update(
             entered[part] = best >= floor[lo : lo + 65536] - 1e-6
     again = np.nonzero(lost | entered)[0]
     again = np.union1d(again, new)
+    # New items and lists that lost an entry are searched again over everything; a list that only gains entries
+    # is its old list merged with the new items (nothing else can enter it): no search over the dataset.
+    research = np.union1d(np.nonzero(lost)[0], new)
     ids, sims = old_ids.copy(), old_sims.copy()
-    if len(again) and count >= 2:
-        found_sims, found_ids = nearest(desc, cascade.neighbours, desc[again], threads, exact=True)
-        ids[again] = -1
-        sims[again] = -np.inf
-        ids[again, : found_ids.shape[1]] = found_ids
-        sims[again, : found_sims.shape[1]] = found_sims
+    if len(research) and count >= 2:
+        found_sims, found_ids = nearest(desc, cascade.neighbours, desc[research], threads, exact=True)
+        ids[research] = -1
+        sims[research] = -np.inf
+        ids[research, : found_ids.shape[1]] = found_ids
+        sims[research, : found_sims.shape[1]] = found_sims
+    _merge_new(np.setdiff1d(again, research), new, desc, ids, sims)
 
     def list_pairs(rows: np.ndarray, table_ids: np.ndarray, table_sims: np.ndarray) -> set[tuple[int, int]]:
         pairs = set()
@@ -289,7 +309,39 @@ def update(
         band,
         facts,
     )
-    return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed)
+    return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
+
+
+def _merge_new(rows: np.ndarray, new: np.ndarray, desc: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> None:
+    """Merge the new items into the neighbour lists of `rows` (in place): the best width entries of the old list
+    and the new items, by similarity, old entries first among equals."""
+    if not len(rows) or not len(new):
+        return
+    width = ids.shape[1]
+    for lo in range(0, len(rows), 4096):  # bounded memory: 4096 x len(new) similarities at a time
+        part = rows[lo : lo + 4096]
+        cand_ids = np.concatenate([ids[part], np.broadcast_to(new, (len(part), len(new)))], axis=1)
+        cand_sims = np.concatenate([sims[part], desc[part] @ desc[new].T], axis=1)
+        cand_sims[cand_ids < 0] = -np.inf
+        top = np.argpartition(-cand_sims, width - 1, axis=1)[:, :width]
+        top_sims = np.take_along_axis(cand_sims, top, axis=1)
+        order = np.lexsort((top, -top_sims), axis=1)
+        best = np.take_along_axis(top, order, axis=1)
+        chosen_sims = np.take_along_axis(cand_sims, best, axis=1)
+        chosen_ids = np.take_along_axis(cand_ids, best, axis=1)
+        chosen_ids[~np.isfinite(chosen_sims)] = -1
+        ids[part], sims[part] = chosen_ids, chosen_sims
+
+
+def rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
+    """Each record's row in the state when it holds the file unchanged (path, size, mtime_ns), else -1."""
+    position = {path: i for i, path in enumerate(state.paths)}
+    old_of = np.full(len(records), -1, dtype=np.int64)
+    for i, record in enumerate(records):
+        j = position.get(record.abspath)
+        if j is not None and state.sizes[j] == record.size and state.mtimes[j] == record.mtime_ns:
+            old_of[i] = j
+    return old_of
 
 
 def _hash_pairs(hashes: np.ndarray, rows: np.ndarray, radius: int, threads: int | None) -> set[tuple[int, int]]:

@@ -19,14 +19,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from . import incremental
+from . import incremental, regroup
 from .analysis import analyse
 from .cache import FingerprintCache, open_cache
 from .discover import image_records, resolve_roots
+from .fingerprint import default_jobs
 from .listing import list_files
 from .model import ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
-from .pipeline import _fill_thumbs, _report, fingerprint_records, groups_of_pairs, scan
+from .pipeline import Fingerprinted, _fill_thumbs, _report, fingerprint_records, scan
 from .progress import ProgressSink
+from .sources import SourceOptions, holds_container, is_plain_folder, open_source
+from .sources.scanning import fingerprint_sources
 
 _META = "index"  # the meta-table key of an index file's description
 
@@ -46,6 +49,12 @@ def build(
         raise InputError(
             "an index keeps the default cascade's search: --flips, --no-verify and --method cnn are not supported"
         )
+    for target in (root, *against):
+        if not is_plain_folder(str(target), SourceOptions()):
+            raise InputError(
+                f"{target}: an index holds folders of images; tar shards, Parquet and manifests can be queried "
+                "against one (`dupaudit scan NEW --against-index INDEX`) but not indexed yet"
+            )
     report = scan(
         root, list(against), cache_path=index_path, jobs=jobs, progress=progress, incremental=True, **settings
     )
@@ -106,10 +115,12 @@ def query(
     cache_path: str | os.PathLike | None = None,
     use_cache: bool = True,
     progress: ProgressSink | None = None,
+    source_options: SourceOptions | None = None,
 ) -> ScanReport:
     """Which images of `new_root` duplicate the indexed dataset, or each other: the groups that hold a new image,
     as a full scan of both would form them, with the index's settings. New images are fingerprinted through the
-    fingerprint cache (`cache_path`); the indexed images are not opened, listed or stat'ed."""
+    fingerprint cache (`cache_path`); the indexed images are not opened, listed or stat'ed. `new_root` may be any
+    source (tar shards, Parquet, a manifest, local or remote: engine/sources), read as `source_options` say."""
     description = describe(index_path)
     settings = Settings(**description["settings"])
     indexed_roots = tuple(_root(r) for r in description["roots"])
@@ -125,23 +136,28 @@ def query(
             f"{index_path}: the index holds no search state for this version: run `dupaudit index update {index_path}`"
         )
 
-    # The new folder's roots, renamed where a name is taken by the index ("new-<name>").
-    taken = {r.name for r in indexed_roots}
-    renamed: list[Root] = []
-    for root in resolve_roots(new_root):
-        name = root.name if root.name not in taken else f"new-{root.name}"
-        while name in taken:
-            name = f"new-{name}"
-        taken.add(name)
-        renamed.append(replace(root, name=name))  # keeps the layout's role, label rule and exclusions
-    new_roots = tuple(renamed)
-    listing = list_files(new_roots)
-    new_records = image_records(listing)
-    if not new_records and not listing.problems:
-        raise InputError(f"{new_root}: no images found")
+    options = source_options or SourceOptions()
     fresh_cache = open_cache(cache_path) if use_cache else None
     try:
-        found = fingerprint_records(new_records, (settings.method,), jobs=jobs, cache=fresh_cache, progress=progress)
+        folder = None
+        if is_plain_folder(str(new_root), options):
+            folder = _new_folder(new_root, indexed_roots, settings, jobs, fresh_cache, progress, options)
+        if folder is not None:
+            new_roots, found, problems = folder
+        else:  # another source (or a folder of tar shards, Parquet files): its reader, its roots apart from the index's
+            read = fingerprint_sources(
+                [open_source(str(new_root), options)],
+                (settings.method,),
+                jobs=jobs or default_jobs(),
+                cache=fresh_cache,
+                progress=progress,
+                taken=[r.name for r in indexed_roots],
+            )
+            if not read.records and not read.skipped:
+                raise InputError(f"{new_root}: no images found")
+            new_roots = tuple(read.roots)
+            found = Fingerprinted(read.records, read.fingerprints, read.skipped, read.decoded, read.cache_hits)
+            problems = []
         _fill_thumbs(found, fresh_cache)
     finally:
         if fresh_cache is not None:
@@ -174,24 +190,62 @@ def query(
         )
         assert result is not None  # limit=None: never refused for its size
         roots = indexed_roots + new_roots
-        groups = groups_of_pairs(records, roots, result.first, result.second, facts, thumbs_of, settings, jobs)
+        # only the components that hold a new image can hold a group that touches one (regroup.py)
+        first, second = regroup.matched_pairs(result.first, result.second, facts)
+        labels = regroup.components(len(records), first, second)
+        touched = np.unique(labels[offset:][labels[offset:] >= 0])
+        rows = np.nonzero(np.isin(labels, touched))[0]
+        groups = regroup.build_in(rows, records, roots, first, second, facts, thumbs_of, settings, jobs)
     new_names = {r.name for r in new_roots}
     touching = [g for g in groups if any(m.root in new_names for m in g.members)]
     groups = tuple(replace(g, id=i) for i, g in enumerate(touching))  # numbered again, as the report's groups
-    skipped = tuple(sorted([Skipped(*p) for p in listing.problems] + found.skipped, key=lambda s: (s.root, s.path)))
+    skipped = tuple(sorted(problems + found.skipped, key=lambda s: (s.root, s.path)))
     train_split = next((r.name for r in indexed_roots if r.name == "train"), indexed_roots[0].name)
     summary, classes, splits = analyse(roots, train_split, records, list(groups), len(skipped))
     answer = StoredAnswer(summary, classes, splits, groups, skipped, train_split)
     return _report(roots, settings, answer, {}, cache_hits=found.cache_hits, decoded=found.decoded)
 
 
+def _new_folder(
+    new_root: str | os.PathLike,
+    indexed_roots: Sequence[Root],
+    settings: Settings,
+    jobs: int | None,
+    cache: FingerprintCache | None,
+    progress: ProgressSink | None,
+    options: SourceOptions,
+) -> tuple[tuple[Root, ...], Fingerprinted, list[Skipped]] | None:
+    """A new folder's roots (renamed where the index has the name: "new-<name>"), fingerprinted, and what its
+    listing could not read; None for a folder without images that holds tar shards or Parquet files (as scan)."""
+    taken = {r.name for r in indexed_roots}
+    renamed: list[Root] = []
+    for root in resolve_roots(new_root):
+        name = root.name if root.name not in taken else f"new-{root.name}"
+        while name in taken:
+            name = f"new-{name}"
+        taken.add(name)
+        renamed.append(replace(root, name=name))  # keeps the layout's role, label rule and exclusions
+    listing = list_files(tuple(renamed))
+    records = image_records(listing)
+    if not records and options.source_type is None and holds_container(str(new_root)):
+        return None
+    if not records and not listing.problems:
+        raise InputError(f"{new_root}: no images found")
+    found = fingerprint_records(records, (settings.method,), jobs=jobs, cache=cache, progress=progress)
+    return tuple(renamed), found, [Skipped(*p) for p in listing.problems]
+
+
 def _indexed_records(state: incremental.SearchState, roots: Sequence[Root]) -> list[ImageRecord]:
     """The indexed items as records (root, path, label), from their stored absolute paths alone."""
-    by_length = sorted(roots, key=lambda r: len(r.path), reverse=True)
+    prefixes = sorted(((r.path.rstrip(os.sep) + os.sep, r) for r in roots), key=lambda p: len(p[0]), reverse=True)
+    # the stored paths come root by root: the last root found is tried first, unless another root lies inside it
+    alone = {prefix for prefix, _ in prefixes if not any(o != prefix and o.startswith(prefix) for o, _ in prefixes)}
     records = []
+    last, root = "", roots[0]
     for path, size, mtime in zip(state.paths, state.sizes.tolist(), state.mtimes.tolist()):
-        root = next(r for r in by_length if path.startswith(r.path.rstrip(os.sep) + os.sep))
-        relative = path[len(root.path.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
+        if not (last in alone and path.startswith(last)):
+            last, root = next(p for p in prefixes if path.startswith(p[0]))
+        relative = path[len(last) :].replace(os.sep, "/")
         slash = relative.find("/")
         label = relative[:slash] if root.labelled and slash >= 0 else None
         records.append(ImageRecord(root.name, relative, label, size, mtime, path))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
-from . import embed, incremental
+from . import embed, incremental, regroup
 from .analysis import analyse
 from .cache import CachedRow, FingerprintCache, cacheable, default_cache_path, open_cache
 from .discover import image_records
@@ -42,6 +42,10 @@ from .verify import CascadeSettings, candidate_pairs, transform_codes, transform
 log = logging.getLogger(__name__)
 
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
+# The incremental state is written back (lazy_state) once this many files, or this share of them, changed since
+# the stored state: below that, updating from the stored state again costs less than writing it (tens of MB).
+STATE_SLACK = 256
+STATE_SLACK_SHARE = 0.01
 PARENT_HASHING_BYTES = 16_000  # mean file size from which the scan's own process hashes (fingerprint_records)
 
 
@@ -227,6 +231,7 @@ def scan(
     source_options: SourceOptions | None = None,
     verify_content: bool = False,
     incremental: bool = False,
+    lazy_state: bool = False,
 ) -> ScanReport:
     """Scan a dataset (and evaluation datasets) for duplicates; see README for the definitions.
 
@@ -246,7 +251,10 @@ def scan(
     mtime is otherwise not seen); no stored answer is reused then.
 
     incremental: keep the search state in the cache (the incremental index, incremental.py) and, when a few
-    files changed since the last such scan with the same settings, update the groups instead of searching all."""
+    files changed since the last such scan with the same settings, update the groups instead of searching all.
+    lazy_state: with incremental, write the updated state back only when it differs from the stored one by more
+    than a few files (the pre-commit check: an update from the stored state is exact whatever its age, and
+    cheaper than writing the state; an index file, whose state is what a query reads, is always written)."""
     settings = Settings.resolve(
         method=method,
         threshold=threshold,
@@ -317,18 +325,26 @@ def scan(
     if settings.verify:  # the cascade needs faiss (slow to import): load it while the workers decode
         threading.Thread(target=_preload, args=("faiss", "threadpoolctl"), daemon=True).start()
     try:
-        fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
-        in_process = (
-            {"keep_thumbs": incremental and use_cache}  # else the workers verify: the thumbnails stay with them
-            if runner is not None
-            else {  # the cluster reads by stat key
-                "verify_content": verify_content,
-                "known": _state_fingerprints(state, records, hash_method, settings.fast_decode) if state else None,
-            }
-        )
-        found = fingerprinter(
-            records, (hash_method,), jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode, **in_process
-        )
+        if state is not None and state.facts is not None:  # unchanged files: from the index's arrays
+            found = _fingerprint_with_state(
+                state, records, hash_method, jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode
+            )
+        else:
+            fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
+            in_process = (
+                {"keep_thumbs": incremental and use_cache}  # else the workers verify: the thumbnails stay with them
+                if runner is not None
+                else {"verify_content": verify_content}  # the cluster reads by stat key
+            )
+            found = fingerprinter(
+                records,
+                (hash_method,),
+                jobs=jobs,
+                cache=cache,
+                progress=progress,
+                draft=settings.fast_decode,
+                **in_process,
+            )
         if (
             (settings.verify or settings.rotations) and cache is not None and not incremental and found.remote is None
         ):  # the incremental search loads what it needs; remote thumbnails stay where they are
@@ -347,7 +363,15 @@ def scan(
         search = runner.pairs_within if runner is not None else pairs_within
         if incremental and use_cache:
             groups = indexed_groups(
-                found, roots, settings, cache_file, index_key, jobs=jobs, progress=progress, state=state
+                found,
+                roots,
+                settings,
+                cache_file,
+                index_key,
+                jobs=jobs,
+                progress=progress,
+                state=state,
+                lazy_state=lazy_state,
             )
         else:
             groups = find_groups(
@@ -664,10 +688,12 @@ def indexed_groups(
     progress: ProgressSink | None = None,
     limit: float | None = incremental.MAX_CHANGED,
     state: incremental.SearchState | None = None,
+    lazy_state: bool = False,
 ):
     """find_groups through the incremental index stored under `key` (or `state`, when already loaded): updated
     from it when few files changed (the same groups: tests/test_incremental.py), else a full search whose state
-    is then kept."""
+    is then kept. `lazy_state`: keep an updated state only once it differs from the stored one by more than a
+    few files (STATE_SLACK): writing it costs more than updating from the stored one again."""
     records, fingerprints = found.records, found.fingerprints
     cache = open_cache(cache_file)
     if cache is None:
@@ -677,7 +703,11 @@ def indexed_groups(
     with cache:
         if state is None:
             state = _stored_state(cache, key)
-        facts = incremental.Facts.of(fingerprints, settings.method)
+        facts = (
+            fingerprints.facts
+            if isinstance(fingerprints, IndexedFingerprints)
+            else incremental.Facts.of(fingerprints, settings.method)
+        )
         hashes = facts.hashes
 
         def thumbs_of(rows: np.ndarray) -> np.ndarray:
@@ -688,12 +718,20 @@ def indexed_groups(
 
         update = None
         if state is not None:
+            if isinstance(fingerprints, IndexedFingerprints):
+                old_of = fingerprints.old_of
+            else:  # fingerprinted from the cache (--verify-content): an item whose bytes changed is a new one
+                old_of = incremental.rows_in(state, records)
+                if state.facts is not None:
+                    held = np.nonzero(old_of >= 0)[0]
+                    edited = (state.facts.byte_digests[old_of[held]] != facts.byte_digests[held]).any(axis=1)
+                    old_of[held[edited]] = -1
             update = incremental.update(
-                state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts
+                state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts, old_of=old_of
             )
         if update is not None:
-            near = (update.first, update.second)
             new_state = update.state
+            groups = regroup_update(state, update, cache, key, records, roots, facts, thumbs_of, settings, jobs)
         else:
             if settings.verify:
                 _fill_thumbs(found, cache)
@@ -701,22 +739,86 @@ def indexed_groups(
             groups = find_groups(records, fingerprints, roots, settings, jobs=jobs, progress=progress, collect=collect)
             cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
             new_state = incremental.SearchState.from_scan(records, collect, cascade, facts)
-        if new_state is not None and all(cacheable(p) for p in new_state.paths):
-            cache.store_index(key, new_state.to_bytes())
-        if update is None:
-            return groups
-        return groups_of_pairs(
-            records,
-            roots,
-            near[0],
-            near[1],
-            facts,
-            thumbs_of,
-            settings,
-            jobs,
-            [f.byte_digest for f in fingerprints],
-            [f.pixel_digest for f in fingerprints],
+            if new_state is not None:  # the components and group ids an update starts from (regroup.py)
+                first, second = regroup.matched_pairs(new_state.verified[:, 0], new_state.verified[:, 1], facts)
+                new_state.components = regroup.components(len(records), first, second)
+                index = {r.key: i for i, r in enumerate(records)}
+                new_state.group_ids = regroup.group_ids(groups, lambda root, path: index[(root, path)], len(records))
+        # the unchanged items of an update were cacheable already: only the new ones are checked
+        checked = (
+            new_state.paths
+            if update is None or new_state is None
+            else [new_state.paths[i] for i in np.nonzero(update.old_of < 0)[0].tolist()]
         )
+        small = (
+            update is not None and lazy_state and update.changed <= max(STATE_SLACK, STATE_SLACK_SHARE * len(records))
+        )
+        if new_state is not None and not small and all(cacheable(p) for p in checked):
+            if new_state.components is not None:
+                new_state.groups_token = os.urandom(8)
+                cache.store_result(_groups_key(key, new_state.groups_token), tuple(groups))
+            cache.store_index(key, new_state.to_bytes())
+        return groups
+
+
+def _groups_key(key: bytes, token: bytes) -> bytes:
+    """Where the groups of an index state are kept (the token ties them to that one state)."""
+    return b"groups\0" + key + token
+
+
+def regroup_update(
+    state: incremental.SearchState,
+    update: incremental.Update,
+    cache: FingerprintCache,
+    key: bytes,
+    records: Sequence[ImageRecord],
+    roots: Sequence[Root],
+    facts,  # incremental.Facts
+    thumbs_of,
+    settings: Settings,
+    jobs: int | None,
+) -> tuple:
+    """The groups after an incremental update: the old groups of the components that did not change, the others
+    built again (regroup.py); the new state gets its components and group ids."""
+    count = len(records)
+    first, second = regroup.matched_pairs(update.first, update.second, facts)
+    labels = regroup.components(count, first, second)
+    old_groups = None
+    if state.components is not None and state.group_ids is not None and state.groups_token:
+        stored = cache.load_result(_groups_key(key, state.groups_token))
+        old_groups = stored if isinstance(stored, tuple) else None
+    if old_groups is None:  # no usable last groups: build every component
+        rebuild, reused = labels >= 0, np.empty(0, dtype=np.int64)
+    else:
+        rebuild, reused = regroup.unchanged_components(labels, update.old_of, state.components)
+    rows = np.nonzero(rebuild)[0]
+    built = regroup.build_in(rows, records, roots, first, second, facts, thumbs_of, settings, jobs)
+    kept_old = np.empty(0, dtype=np.int64)
+    if old_groups is not None and len(reused):
+        old_ids = state.group_ids
+        kept_old = np.unique(old_ids[(old_ids >= 0) & np.isin(state.components, reused)])
+    kept = [old_groups[k] for k in kept_old.tolist()] if old_groups is not None else []
+    groups = regroup.merged(kept, built, roots)
+
+    # Group ids of the current items: kept groups through the old indices, rebuilt ones by their rows.
+    new_id = {(g.members[0].root, g.members[0].path): g.id for g in groups}
+    ids = np.full(count, -1, dtype=np.int64)
+    if len(kept_old):
+        remap = np.full(len(old_groups or ()), -1, dtype=np.int64)
+        remap[kept_old] = [new_id[(old_groups[k].members[0].root, old_groups[k].members[0].path)] for k in kept_old]
+        cur_of = np.full(len(state.paths), -1, dtype=np.int64)
+        present = np.nonzero(update.old_of >= 0)[0]
+        cur_of[update.old_of[present]] = present
+        old_items = np.nonzero(np.isin(state.group_ids, kept_old))[0]
+        ids[cur_of[old_items]] = remap[state.group_ids[old_items]]
+    by_key = {records[i].key: i for i in rows.tolist()}
+    for group in built:
+        number = new_id[(group.members[0].root, group.members[0].path)]
+        for member in group.members:
+            ids[by_key[(member.root, member.path)]] = number
+    update.state.components = labels
+    update.state.group_ids = ids
+    return groups
 
 
 def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchState | None:
@@ -724,83 +826,84 @@ def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchStat
     return incremental.SearchState.from_bytes(blob) if blob else None
 
 
-def _state_fingerprints(
-    state: incremental.SearchState, records: Sequence[ImageRecord], method: str, draft: bool
-) -> dict[str, Fingerprint]:
-    """Fingerprints (without thumbnails) of the records that the index holds unchanged, from its arrays: no cache
-    row is read for them (60,000 rows cost seconds; these arrays, milliseconds)."""
-    facts = state.facts
-    if facts is None:
-        return {}
-    position = {path: i for i, path in enumerate(state.paths)}
-    sizes, mtimes = state.sizes.tolist(), state.mtimes.tolist()
-    widths, heights = facts.sizes[:, 0].tolist(), facts.sizes[:, 1].tolist()
-    # whole columns as bytes once, sliced per item (a numpy row's tobytes() per item is 10x slower)
-    hashes, byte_digests, pixel_digests = (
-        facts.hashes.tobytes(),
-        facts.byte_digests.tobytes(),
-        facts.pixel_digests.tobytes(),
-    )
-    known = {}
-    for record in records:
-        j = position.get(record.abspath)
-        if j is None or sizes[j] != record.size or mtimes[j] != record.mtime_ns:
-            continue
-        known[record.abspath] = Fingerprint(
-            widths[j],
-            heights[j],
-            byte_digests[16 * j : 16 * j + 16],
-            pixel_digests[16 * j : 16 * j + 16],
-            {method: hashes[8 * j : 8 * j + 8]},
-            {},
-            b"",
-            draft=draft,
-        )
-    return known
+class IndexedFingerprints(Sequence):
+    """The fingerprints of a scan's records, backed by the index's arrays (incremental.Facts) for unchanged files:
+    a Fingerprint object is made only for an item that is asked for (a commit's few files and their candidates),
+    not for all of them (60,000 objects cost a hook more than a second)."""
+
+    def __init__(
+        self, facts: incremental.Facts, fresh: dict[int, Fingerprint], method: str, draft: bool, old_of: np.ndarray
+    ) -> None:
+        self.facts = facts
+        self.old_of = old_of  # per item, its row in the index's state (-1: new or changed)
+        self._made: dict[int, Fingerprint] = dict(fresh)
+        self._method, self._draft = method, draft
+
+    def __len__(self) -> int:
+        return len(self.facts.hashes)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's signature
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        made = self._made.get(index)
+        if made is None:
+            facts = self.facts
+            width, height = facts.sizes[index].tolist()
+            made = Fingerprint(
+                width,
+                height,
+                facts.byte_digests[index].tobytes(),
+                facts.pixel_digests[index].tobytes(),
+                {self._method: facts.hashes[index].tobytes()},
+                {},
+                b"",
+                draft=self._draft,
+            )
+            self._made[index] = made
+        return made
 
 
-def groups_of_pairs(
+def _fingerprint_with_state(
+    state: incremental.SearchState,
     records: Sequence[ImageRecord],
-    roots: Sequence[Root],
-    near_a: np.ndarray,
-    near_b: np.ndarray,
-    facts,  # incremental.Facts
-    thumbs_of,  # rows -> their thumbnails (n, THUMB_SIZE, THUMB_SIZE)
-    settings: Settings,
-    jobs: int | None = None,
-    byte_digests: Sequence[bytes] | None = None,  # the digests as bytes, when at hand (else made from `facts`)
-    pixel_digests: Sequence[bytes] | None = None,
-) -> tuple:
-    """Groups from verified near pairs plus the exact and pixel pairs of the digests (as find_groups joins them),
-    around keepers checked by the same cascade as find_groups (the index serves the default cascade only)."""
-    if byte_digests is None or pixel_digests is None:
-        byte_digests = [row.tobytes() for row in facts.byte_digests]
-        pixel_digests = [row.tobytes() for row in facts.pixel_digests]
-    pair_a, pair_b = [near_a], [near_b]
-    for digests in (byte_digests, pixel_digests):
-        a, b = _equal_pairs(digests)
-        pair_a.append(a)
-        pair_b.append(b)
-    order = {r.name: i for i, r in enumerate(roots)}
-    first, second = np.concatenate(pair_a), np.concatenate(pair_b)
-    # the keeper checks only ever compare members of one component: only their thumbnails are read
-    thumbs = np.zeros((len(records), THUMB_SIZE, THUMB_SIZE), dtype=np.uint8)
-    rows = np.unique(np.concatenate([first, second])).astype(np.int64)
-    if len(rows):
-        thumbs[rows] = thumbs_of(rows)
-    cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
-    check = verified_check(thumbs, facts.hashes, {}, cascade, threads=jobs or default_jobs())
-    return build_groups(
-        records,
-        order,
-        first,
-        second,
-        byte_digests,
-        pixel_digests,
-        facts.hashes,
-        [],
-        [tuple(wh) for wh in facts.sizes.tolist()],
-        check,
+    method: str,
+    *,
+    jobs: int | None,
+    cache: FingerprintCache | None,
+    progress: ProgressSink | None,
+    draft: bool,
+) -> Fingerprinted:
+    """Fingerprint the records the index does not hold unchanged (path, size and mtime_ns) as usual; the others
+    come from its arrays, in the records' order (no cache row and no object per unchanged file)."""
+    assert state.facts is not None
+    position = {path: i for i, path in enumerate(state.paths)}
+    old = np.fromiter((position.get(r.abspath, -1) for r in records), dtype=np.int64, count=len(records))
+    stats = np.fromiter(((r.size, r.mtime_ns) for r in records), dtype=np.dtype((np.int64, 2)), count=len(records))
+    sizes, mtimes = stats[:, 0], stats[:, 1]
+    held = old >= 0
+    held[held] = (state.sizes[old[held]] == sizes[held]) & (state.mtimes[old[held]] == mtimes[held])
+    todo = [records[i] for i in np.nonzero(~held)[0].tolist()]
+    fresh = fingerprint_records(todo, (method,), jobs=jobs, cache=cache, progress=progress, draft=draft)
+    fresh_row = {r.abspath: k for k, r in enumerate(fresh.records)}
+    source = np.where(held, old, -1)  # rows of [state.facts; fresh facts]
+    for i in np.nonzero(~held)[0].tolist():
+        k = fresh_row.get(records[i].abspath)
+        source[i] = -2 if k is None else len(state.paths) + k  # -2: skipped
+    kept = np.nonzero(source != -2)[0]
+    facts = incremental.Facts.concat([state.facts, incremental.Facts.of(fresh.fingerprints, method)])
+    facts = facts.take(source[kept])
+    made = np.nonzero(source[kept] >= len(state.paths))[0]  # the rows of fresh fingerprints
+    new_fingerprints = {
+        k: fresh.fingerprints[r - len(state.paths)] for k, r in zip(made.tolist(), source[kept][made].tolist())
+    }
+    return Fingerprinted(
+        [records[i] for i in kept.tolist()],
+        IndexedFingerprints(  # type: ignore[arg-type]
+            facts, new_fingerprints, method, draft, np.where(source[kept] < len(state.paths), source[kept], -1)
+        ),
+        fresh.skipped,
+        decoded=fresh.decoded,
+        cache_hits=int(held.sum()) + fresh.cache_hits,
     )
 
 

@@ -1,0 +1,149 @@
+"""Groups rebuilt only where the matched pairs changed: the incremental index's grouping step.
+
+build_groups forms the groups of each connected component of the matched pairs on its own, from the component's
+items alone (their records, digests, hashes, sizes and thumbnails). So after an update, a component whose items
+are all unchanged and which is exactly one component of the last scan has the last scan's groups, and only the
+other components (those holding a new item, or made of a part of an old component, or of several) are built
+again. The answer is the full build's (tests/test_incremental.py); the cost follows the change, not the dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from .fingerprint import default_jobs
+from .groups import build_groups
+from .hashing import THUMB_SIZE
+from .links import verified_check
+from .model import DuplicateGroup, ImageRecord, Root, Settings
+from .verify import CascadeSettings
+
+
+def equal_pairs(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (first, other) joining every item of an (n, 16) digest array to the first item with its digest."""
+    if not len(digests):
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    keys = np.ascontiguousarray(digests).view(np.dtype((np.void, digests.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    owner = first[inverse.ravel()].astype(np.int64)
+    others = np.nonzero(owner != np.arange(len(keys)))[0]
+    return owner[others], others.astype(np.int64)
+
+
+def matched_pairs(near_a: np.ndarray, near_b: np.ndarray, facts) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Every matched pair: the verified near pairs, and the exact and pixel pairs of the digests (`facts`:
+    incremental.Facts)."""
+    byte_a, byte_b = equal_pairs(facts.byte_digests)
+    pixel_a, pixel_b = equal_pairs(facts.pixel_digests)
+    first = np.concatenate([near_a, byte_a, pixel_a]).astype(np.int64)
+    second = np.concatenate([near_b, byte_b, pixel_b]).astype(np.int64)
+    return first, second
+
+
+def components(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The component label of each item (0, 1, ... in order of their smallest item), -1 for an item in no pair.
+
+    Hooking and pointer jumping in numpy (no scipy.sparse: its import alone costs a hook a second)."""
+    labels = np.full(count, -1, dtype=np.int64)
+    if not len(first):
+        return labels
+    parent = np.arange(count, dtype=np.int64)
+    while True:
+        low = np.minimum(parent[first], parent[second])
+        np.minimum.at(parent, parent[first], low)  # hook each pair's roots onto the smaller one
+        np.minimum.at(parent, parent[second], low)
+        while True:  # jump to the roots
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        if np.array_equal(parent[first], parent[second]):
+            break
+    paired = np.unique(np.concatenate([first, second]))
+    _, labels[paired] = np.unique(parent[paired], return_inverse=True)
+    return labels
+
+
+def unchanged_components(
+    labels: np.ndarray, old_of: np.ndarray, old_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rebuild, reused): a mask of the items whose component must be built again, and the old labels of the
+    components kept as they were (every item unchanged, and exactly one old component)."""
+    count = int(labels.max()) + 1 if len(labels) else 0
+    if not count:
+        return np.zeros(len(labels), dtype=bool), np.empty(0, dtype=np.int64)
+    items = np.nonzero(labels >= 0)[0]
+    label = labels[items]
+    old = np.where(old_of[items] >= 0, old_labels[np.maximum(old_of[items], 0)], -1)
+    low = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
+    high = np.full(count, -1, dtype=np.int64)
+    np.minimum.at(low, label, old)
+    np.maximum.at(high, label, old)
+    size = np.bincount(label, minlength=count)
+    old_size = np.bincount(old_labels[old_labels >= 0], minlength=1)
+    same = (low == high) & (low >= 0)
+    same[same] &= size[same] == old_size[np.minimum(low[same], len(old_size) - 1)]
+    rebuild = np.zeros(len(labels), dtype=bool)
+    rebuild[items] = ~same[label]
+    return rebuild, low[same]
+
+
+def build_in(
+    rows: np.ndarray,
+    records: Sequence[ImageRecord],
+    roots: Sequence[Root],
+    first: np.ndarray,
+    second: np.ndarray,
+    facts,  # incremental.Facts
+    thumbs_of: Callable[[np.ndarray], np.ndarray],
+    settings: Settings,
+    jobs: int | None = None,
+) -> tuple[DuplicateGroup, ...]:
+    """The groups of the components made of `rows` (whole components: every pair touching a row joins two rows),
+    around keepers checked by the default cascade, sorted and numbered from 0 as build_groups does."""
+    if not len(rows):
+        return ()
+    position = np.full(len(records), -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    inside = position[first] >= 0
+    sub_first, sub_second = position[first[inside]], position[second[inside]]
+    part = facts.take(rows)
+    thumbs = np.zeros((len(rows), THUMB_SIZE, THUMB_SIZE), dtype=np.uint8)
+    thumbs[:] = thumbs_of(rows)
+    cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+    check = verified_check(thumbs, part.hashes, {}, cascade, threads=jobs or default_jobs())
+    keys = part.byte_digests.tobytes(), part.pixel_digests.tobytes()
+    return build_groups(
+        [records[i] for i in rows.tolist()],
+        {r.name: i for i, r in enumerate(roots)},
+        sub_first,
+        sub_second,
+        [keys[0][16 * i : 16 * i + 16] for i in range(len(rows))],
+        [keys[1][16 * i : 16 * i + 16] for i in range(len(rows))],
+        part.hashes,
+        [],
+        [tuple(wh) for wh in part.sizes.tolist()],
+        check,
+    )
+
+
+def merged(
+    kept: Sequence[DuplicateGroup], built: Sequence[DuplicateGroup], roots: Sequence[Root]
+) -> tuple[DuplicateGroup, ...]:
+    """Kept and rebuilt groups in the report's order (by first member), numbered again from 0."""
+    order = {r.name: i for i, r in enumerate(roots)}
+    every = sorted([*kept, *built], key=lambda g: (order[g.members[0].root], g.members[0].path))
+    return tuple(g if g.id == i else replace(g, id=i) for i, g in enumerate(every))
+
+
+def group_ids(groups: Sequence[DuplicateGroup], index_of: Callable[[str, str], int], count: int) -> np.ndarray:
+    """Each item's group id (-1: in none), `index_of(root, path)` giving an item's index."""
+    ids = np.full(count, -1, dtype=np.int64)
+    for group in groups:
+        for member in group.members:
+            ids[index_of(member.root, member.path)] = group.id
+    return ids
