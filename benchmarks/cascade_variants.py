@@ -1,0 +1,176 @@
+"""Variants of the cascade's candidate stage and pre-check, tried on one captured scan (issue 17's last two pairs).
+
+    python benchmarks/cascade_variants.py [--cache FILE] [--state FILE] [VARIANT ...]
+
+Scans CIFAR-10 once with the defaults (the cache keeps the fingerprints) and keeps what the cascade and the groups
+are built from (the hash pairs, the thumbnails, build_groups' inputs); `--state FILE` saves that (about 70 MB) and
+reuses it when it exists. Then, for each variant, it reruns the candidate stage and the groups and prints: candidate
+pairs, verified pairs, verified pairs joining two classes (certainly not one photograph, up to CIFAR's own label
+errors), groups, the judgment-1 recall of the ciFAIR development half, the test/train pairs the groups imply, label
+conflicts, the candidate stage's seconds (search + verification, in this run: compare variants of one run only),
+and which judgment-1 pairs it gains and loses against the first variant. Variants (default: all):
+
+- `default`: the scan as it is;
+- `exact`: the neighbour search exact (a flat index) instead of approximate above APPROXIMATE_FROM images;
+- `no-floor`: each image's nearest neighbours proposed whatever their descriptor similarity (floor 0.75 -> 0);
+- `coarse-0.45`, `no-coarse`: the 16x16 pre-check's bar at 0.45 (wide_from) or none;
+- `shift2-k1`, `shift2-k3`: the neighbour search also queried with each thumbnail shifted by 2 px left, right, up
+  and down (edges repeated), keeping the nearest 1 (3) of each shifted query: the 8x8 block descriptor is not
+  tolerant of the 2-3 px re-crops that the wide verification accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+import dupaudit.engine.pipeline as pipeline
+import dupaudit.engine.verify as verify
+from dupaudit import scan
+from dupaudit.engine.groups import build_groups
+from dupaudit.engine.links import verified_check
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHIFTS_2PX = ((0, 2), (0, -2), (2, 0), (-2, 0))
+
+
+def capture(data: Path, cache: Path | None) -> dict:
+    """One default scan's cascade inputs (hash pairs, thumbnails, block sums) and build_groups' inputs."""
+    kept: dict = {}
+    candidate_pairs, groups = pipeline.candidate_pairs, pipeline.build_groups
+
+    def keep_candidates(hash_pairs, thumbs, *rest, **options):
+        kept.update(hash_pairs=hash_pairs, thumbs=thumbs, sums=options.get("sums"))
+        return candidate_pairs(hash_pairs, thumbs, *rest, **options)
+
+    def keep_inputs(*inputs):
+        kept["groups_inputs"] = inputs[:-1]  # all but the LinkCheck (a closure), rebuilt per variant
+        return groups(*inputs)
+
+    pipeline.candidate_pairs, pipeline.build_groups = keep_candidates, keep_inputs
+    try:
+        scan(data, cache_path=cache, verify_content=True)  # verify_content: no stored answer reused
+    finally:
+        pipeline.candidate_pairs, pipeline.build_groups = candidate_pairs, groups
+    return kept
+
+
+def shifted(thumbs: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Thumbnails shifted by (dy, dx) pixels, the edges repeated."""
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(thumbs, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+    size = thumbs.shape[-1]
+    return np.ascontiguousarray(padded[:, pad + dy : pad + dy + size, pad + dx : pad + dx + size])
+
+
+def neighbour_search(thumbs: np.ndarray, shifts=(), k_shifted: int = 1, exact: bool = False):
+    """A drop-in for verify.neighbour_pairs: optionally exact, optionally also queried with shifted thumbnails."""
+    plain = verify.neighbour_pairs
+
+    def search(desc, k, min_similarity, queries=None, threads=None, raw=None):
+        saved = verify.APPROXIMATE_FROM
+        if exact:
+            verify.APPROXIMATE_FROM = len(desc) + 1
+        try:
+            first, second = plain(desc, k, min_similarity, queries=queries, threads=threads, raw=raw)
+            firsts, seconds = [first], [second]
+            for dy, dx in shifts if queries is None else ():
+                query = verify.descriptors(shifted(thumbs, dy, dx))
+                a, b = plain(desc, k_shifted, min_similarity, queries=query, threads=threads)
+                firsts.append(a)
+                seconds.append(b)
+        finally:
+            verify.APPROXIMATE_FROM = saved
+        return np.concatenate(firsts), np.concatenate(seconds)
+
+    return search
+
+
+VARIANTS = {
+    "default": ({}, {}),
+    "exact": ({}, {"exact": True}),
+    "no-floor": ({"min_descriptor_similarity": 0.0}, {}),
+    "coarse-0.45": ({"min_coarse": 0.45}, {}),
+    "no-coarse": ({"min_coarse": -1.0}, {}),
+    "shift2-k1": ({}, {"shifts": SHIFTS_2PX, "k_shifted": 1}),
+    "shift2-k3": ({}, {"shifts": SHIFTS_2PX, "k_shifted": 3}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variants", nargs="*", help=f"any of {', '.join(VARIANTS)} (default: all)")
+    parser.add_argument("--data", type=Path, default=SHARED / "cifar10")
+    parser.add_argument("--pairs", type=Path, default=SHARED / "cifair" / "cifar10_train_test_pairs_dev.csv")
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--state", type=Path, default=None, help="save the captured scan here; reuse it if present")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    unknown = [name for name in args.variants if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}: choose among {list(VARIANTS)}")
+    args.variants = args.variants or list(VARIANTS)
+    if args.state is not None and args.state.exists():
+        with open(args.state, "rb") as handle:
+            state = pickle.load(handle)
+    else:
+        state = capture(args.data, args.cache)
+        if args.state is not None:
+            with open(args.state, "wb") as handle:
+                pickle.dump(state, handle, protocol=5)
+    inputs, thumbs = state["groups_inputs"], state["thumbs"]
+    records, hashes = inputs[0], inputs[6]
+    names = [f"{r.root}/{r.path}" for r in records]
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.array([r.label or "" for r in records])
+    is_test = np.array([r.root == "test" for r in records])
+    with open(args.pairs, newline="") as handle:
+        judged = [
+            (index[r["test_path"]], index[r["train_path"]]) for r in csv.DictReader(handle) if r["judgment"] == "1"
+        ]
+    first_missed: set | None = None
+    for name in args.variants:
+        overrides, search = VARIANTS[name]
+        cascade = verify.CascadeSettings(**overrides)
+        plain = verify.neighbour_pairs
+        verify.neighbour_pairs = neighbour_search(thumbs, **search)
+        started = time.perf_counter()
+        try:
+            found = verify.candidate_pairs(
+                state["hash_pairs"], thumbs, False, cascade, threads=args.jobs, groups_only=True, sums=state["sums"]
+            )
+        finally:
+            verify.neighbour_pairs = plain
+        seconds = time.perf_counter() - started
+        ok = found.scores >= cascade.min_similarity
+        across = int((ok & (labels[found.first] != labels[found.second])).sum())
+        grouped = list(inputs)
+        grouped[2], grouped[3] = found.first[ok], found.second[ok]
+        groups = build_groups(*grouped, verified_check(thumbs, hashes, {}, cascade, threads=args.jobs))
+        group_of, implied, conflicts = {}, 0, 0
+        for group in groups:
+            members = [index[f"{m.root}/{m.path}"] for m in group.members]
+            group_of.update(dict.fromkeys(members, group.id))
+            tests = int(is_test[members].sum())
+            implied += tests * (len(members) - tests)
+            conflicts += len(set(labels[members].tolist())) > 1
+        missed = {(a, b) for a, b in judged if a not in group_of or group_of[a] != group_of.get(b)}
+        first_missed = missed if first_missed is None else first_missed
+        print(
+            f"{name}: {len(found.first):,} candidates, {int(ok.sum()):,} verified ({across} across classes), "
+            f"{len(groups):,} groups, recall {len(judged) - len(missed)}/{len(judged)}, {implied:,} implied "
+            f"test/train pairs, {conflicts} label conflicts; candidate stage {seconds:.1f} s",
+            flush=True,
+        )
+        for verb, changed in (("gains", first_missed - missed), ("loses", missed - first_missed)):
+            for a, b in sorted(changed):
+                print(f"  {verb} {names[a]} {names[b]}")
+
+
+if __name__ == "__main__":
+    main()
