@@ -173,6 +173,68 @@ def test_cluster_scan_of_webdataset_shards_equals_single_process_scan(tmp_path, 
     assert _report_bytes(shards, runner=runner) == single
 
 
+def test_webdataset_shards_write_their_tables_and_a_rerun_computes_only_new_shards(tmp_path, client):
+    """Each shard's task writes its fingerprint table to the work directory: a rerun computes none, and a shard
+    added since computes exactly its own; the report is the single-process one each time."""
+    from sources_support import as_webdataset, pick_images
+
+    need(CIFAR)
+    shards = as_webdataset(pick_images(CIFAR, per_class=20, test_per_class=8), tmp_path / "shards", per_shard=30)
+    held = sorted((shards / "train").glob("shard-*.tar"))[-1]
+    aside = tmp_path / held.name
+    held.rename(aside)  # not there yet
+    work = tmp_path / "work"
+    runner = DaskRunner(client, str(work))
+    before = _report_bytes(shards, runner=runner)
+    tables = sorted((work / "fingerprints").glob("part-*.parquet"))
+    assert len(tables) == runner.stats["computed"] == runner.stats["partitions"] > 2
+    assert _report_bytes(shards, runner=runner) == before
+    assert runner.stats == {"computed": 0, "reused": len(tables), "partitions": len(tables)}
+    aside.rename(held)  # a new shard
+    after = _report_bytes(shards, runner=runner)
+    assert runner.stats == {"computed": 1, "reused": len(tables), "partitions": len(tables) + 1}
+    assert after == _report_bytes(shards) != before
+
+
+def test_the_workers_verify_webdataset_shards_and_the_driver_keeps_no_thumbnails(tmp_path, client, monkeypatch):
+    """As for folders: verify is broken in the driver's process, the driver reads the thumbnails of paired images
+    only, and the fingerprints it holds have none; the report is the single-process one."""
+    from sources_support import as_webdataset, pick_images
+
+    from dupaudit.cluster import thumbs as thumbs_module
+    from dupaudit.engine import verify as verify_module
+    from dupaudit.engine.sources import scanning
+
+    need(CIFAR)
+    shards = as_webdataset(pick_images(CIFAR, per_class=30, test_per_class=10), tmp_path / "shards", per_shard=40)
+    single = _report_bytes(shards, flips=True, rotations=True)
+    read: list[int] = []
+    real_read = thumbs_module.read_thumbs
+
+    def counted(urls, part, pos, storage_options):
+        read.append(len(part))
+        return real_read(urls, part, pos, storage_options)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("candidate pairs verified on the driver")
+
+    held: list = []
+    real_sources = scanning.fingerprint_sources
+
+    def kept(*args, **kwargs):
+        result = real_sources(*args, **kwargs)
+        held.extend(result.fingerprints)
+        return result
+
+    monkeypatch.setattr(thumbs_module, "read_thumbs", counted)  # the driver's calls only (workers are processes)
+    monkeypatch.setattr(verify_module, "verify", not_here)
+    monkeypatch.setattr(scanning, "fingerprint_sources", kept)
+    runner = DaskRunner(client, str(tmp_path / "work"))
+    assert _report_bytes(shards, flips=True, rotations=True, runner=runner) == single
+    assert held and not any(f.thumb for f in held)
+    assert len(read) == 1 and 0 < read[0] < len(held) / 4  # one read, of the images in a pair
+
+
 def test_resumed_run_computes_only_missing_partitions(tmp_path, client):
     root = _dataset(tmp_path, per_class=150)
     work = tmp_path / "work"

@@ -16,7 +16,17 @@ from ..engine.fingerprint import Fingerprint
 from ..engine.model import ImageRecord
 from ..engine.pipeline import Fingerprinted, aligned
 from ..engine.progress import NullProgress, ProgressSink, status
-from .partitions import SLICE_RECORDS, Partition, compute_partition, plan_partitions, read_partition
+from .partitions import (
+    SLICE_RECORDS,
+    Partition,
+    compute_partition,
+    compute_source_partition,
+    plan_partitions,
+    read_partition,
+    read_source_partition,
+    source_partition_url,
+    table_exists,
+)
 from .search import sharded_pairs_within
 from .thumbs import ThumbTable, write_cached_thumbs
 
@@ -140,6 +150,46 @@ class DaskRunner:
         """function over the iterables' items as cluster tasks (one source partition each), results in order."""
         futures = self.client.map(function, *iterables, pure=False)
         return (future.result() for future in futures)
+
+    def fingerprint_partitions(
+        self,
+        function: Callable,
+        sources: Sequence,
+        partitions: Sequence,
+        methods: Sequence[tuple[str, ...]],
+        drafts: Sequence[bool],
+        cache_paths: Sequence[str | None],
+    ) -> Iterator:
+        """map_tasks for engine.sources.scanning.fingerprint_sources (the same arguments; `function` is
+        fingerprint_partition): one task per source partition, writing its fingerprint table to the work directory;
+        a partition already there is read, not recomputed. Results in task order, each item with where its
+        thumbnail is (ItemResult.where: the workers verify there, thumbs.py). `stats` as fingerprint_records'."""
+        urls = [
+            source_partition_url(s, p, m, d, self.workdir) for s, p, m, d in zip(sources, partitions, methods, drafts)
+        ]
+        done = [url is not None and table_exists(url, self.storage_options) for url in urls]
+        self.stats = {"computed": 0, "reused": sum(done), "partitions": len(urls)}
+        futures = [
+            None
+            if known
+            else self.client.submit(
+                compute_source_partition, function, s, p, m, d, url, self.workdir, self.storage_options, pure=False
+            )
+            for known, url, s, p, m, d in zip(done, urls, sources, partitions, methods, drafts)
+        ]
+        for url, future, m in zip(urls, futures, methods):
+            if future is not None:
+                state, url = future.result()  # "reused" when a retried task found its table
+                self.stats[state] += 1
+            yield read_source_partition(url, m, self.storage_options)
+
+    def thumb_table(self, places: Sequence[tuple[str, int]]) -> ThumbTable:
+        """The thumbnails at (table URL, row) per scanned image, as a ThumbTable (the workers verify there)."""
+        urls = list(dict.fromkeys(url for url, _ in places))
+        index = {url: k for k, url in enumerate(urls)}
+        part = np.array([index[url] for url, _ in places], dtype=np.int32)
+        pos = np.array([row for _, row in places], dtype=np.int32)
+        return ThumbTable(self.client, urls, part, pos, self.storage_options)
 
     def pairs_within(
         self, hashes: np.ndarray, radius: int, queries: np.ndarray | None = None, threads: int | None = None

@@ -104,6 +104,18 @@ class Runner(Protocol):
 
     def map_tasks(self, function: Callable, *iterables: Sequence) -> Iterator: ...
 
+    def fingerprint_partitions(
+        self,
+        function: Callable,
+        sources: Sequence,
+        partitions: Sequence,
+        methods: Sequence[tuple[str, ...]],
+        drafts: Sequence[bool],
+        cache_paths: Sequence[str | None],
+    ) -> Iterator: ...  # map_tasks for sources.scanning.fingerprint_sources, keeping the tables (ItemResult.where)
+
+    def thumb_table(self, places: Sequence[tuple[str, int]]) -> RemoteThumbs: ...
+
 
 def fingerprint_records(
     records: Sequence[ImageRecord],
@@ -465,6 +477,9 @@ def _scan_sources(
     found = Fingerprinted([], [], [], decoded=0, cache_hits=0)
     problems: list[Skipped] = []
     cache = FingerprintCache(cache_file) if use_cache else None
+    # on a cluster the thumbnails of tar shards, Parquet and manifests stay in the work directory (not with a folder)
+    remote_thumbs = runner is not None and not any(isinstance(s, FolderSource) for s in sources)
+    places: list = []
     try:
         for source in sources:
             if isinstance(source, FolderSource):  # a folder among other sources: the folder walk, as scan()
@@ -484,9 +499,11 @@ def _scan_sources(
                     progress=progress,
                     draft=fast_decode,
                     taken=[r.name for r in roots],
-                    map_tasks=runner.map_tasks if runner is not None else None,
+                    map_tasks=runner.fingerprint_partitions if runner is not None else None,
+                    keep_thumbs=not remote_thumbs,
                 )
                 roots.extend(read.roots)
+                places.extend(read.places)
                 part = Fingerprinted(read.records, read.fingerprints, read.skipped, read.decoded, read.cache_hits)
             found.records.extend(part.records)
             found.fingerprints.extend(part.fingerprints)
@@ -495,7 +512,9 @@ def _scan_sources(
             found.cache_hits += part.cache_hits
         if not found.records and not found.skipped and not problems:
             raise InputError(f"{targets[0]}: no images found")
-        if settings.verify and cache is not None:
+        if remote_thumbs and runner is not None:
+            found.remote = runner.thumb_table(places)
+        elif settings.verify and cache is not None:
             _load_thumbs(found, cache)
     finally:
         if cache is not None:
@@ -504,7 +523,14 @@ def _scan_sources(
     mark = time.perf_counter()
     search = runner.pairs_within if runner is not None else pairs_within
     groups = find_groups(
-        found.records, found.fingerprints, roots, settings, jobs=jobs, progress=progress, search=search
+        found.records,
+        found.fingerprints,
+        roots,
+        settings,
+        jobs=jobs,
+        progress=progress,
+        search=search,
+        remote=found.remote,
     )
     timings["search"] = time.perf_counter() - mark
     answer = _answer(roots, found.records, groups, problems + found.skipped)

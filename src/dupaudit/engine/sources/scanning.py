@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...errors import InputError
 from ..cache import FingerprintCache
@@ -22,7 +22,7 @@ from ..fingerprint import Fingerprint, fingerprint_blobs
 from ..listing import Listing
 from ..model import ImageRecord, Root, Skipped
 from ..progress import NullProgress, ProgressSink
-from .base import Partition, Source, SourceOptions, split_order
+from .base import Item, Partition, Source, SourceOptions, split_order
 
 
 @dataclass(slots=True)
@@ -36,6 +36,7 @@ class ItemResult:
     version: int
     value: Fingerprint | str
     fresh: bool  # decoded in this run: to be stored in the cache (read failures are not: they may pass)
+    where: tuple[str, int] | None = None  # its thumbnail in a table a runner wrote (URL, row), if any
 
 
 def cache_key(source: Source, item_id: str) -> str:
@@ -50,10 +51,16 @@ def _lookup(cache_path: str, keys: list[tuple[str, int, int]], methods: tuple[st
 
 
 def fingerprint_partition(
-    source: Source, partition: Partition, methods: tuple[str, ...], draft: bool, cache_path: str | None
+    source: Source,
+    partition: Partition,
+    methods: tuple[str, ...],
+    draft: bool,
+    cache_path: str | None,
+    items: list[Item] | None = None,
 ) -> list[ItemResult]:
-    """Read one partition and fingerprint its items, decoding only those the cache does not hold."""
-    items = list(source.read(partition))
+    """Read one partition (unless its `items` were read already) and fingerprint its items, decoding only those
+    the cache does not hold."""
+    items = list(source.read(partition)) if items is None else items
     good = [item for item in items if item.error is None]
     keys = [(cache_key(source, item.id), item.size, item.version) for item in good]
     cached = _lookup(cache_path, keys, methods, draft) if cache_path is not None and good else {}
@@ -87,6 +94,7 @@ class SourceItems:
     skipped: list[Skipped]
     decoded: int
     cache_hits: int
+    places: list[tuple[str, int] | None] = field(default_factory=list)  # each record's ItemResult.where
 
 
 def fingerprint_sources(
@@ -99,13 +107,16 @@ def fingerprint_sources(
     draft: bool = False,
     taken: Sequence[str] = (),
     map_tasks: Callable[..., Iterator[list[ItemResult]]] | None = None,
+    keep_thumbs: bool = True,
 ) -> SourceItems:
     """Read and fingerprint every partition of the sources (in `jobs` processes), storing fresh rows in `cache`.
 
     Root names are the splits (train, test, ...), or a source's name when its items carry none; a name already
     `taken` (by another source) gets the source's name as a prefix. `map_tasks(fn, *iterables)`: runs the
     partition tasks elsewhere (a Dask cluster: cluster.DaskRunner.map_tasks), results in task order; its workers
-    decode every item they are given (the cache file is this machine's) and the fresh rows are stored here."""
+    decode every item they are given (the cache file is this machine's) and the fresh rows are stored here.
+    `keep_thumbs=False`: the fingerprints of items whose thumbnail is in a runner's table (ItemResult.where) keep
+    no thumbnail here once the cache has it (the workers verify there: cluster/thumbs.py)."""
     progress = progress or NullProgress()
     tasks = [(index, source, partition) for index, source in enumerate(sources) for partition in source.partitions()]
     cache_path = str(cache.path) if cache is not None else None
@@ -122,7 +133,7 @@ def fingerprint_sources(
             [draft] * len(tasks),
             [None] * len(tasks),
         )
-        _collect(tasks, outputs, per_source, cache, progress)
+        _collect(tasks, outputs, per_source, cache, progress, keep_thumbs)
     elif jobs == 1:
         outputs = (fingerprint_partition(s, p, methods, draft, cache_path) for _, s, p in tasks)
         _collect(tasks, outputs, per_source, cache, progress)
@@ -167,22 +178,28 @@ def fingerprint_sources(
                 key = cache_key(source, item.id)
                 result.records.append(ImageRecord(root, item.id, item.label, item.size, item.version, key))
                 result.fingerprints.append(item.value)
+                result.places.append(item.where)
                 if item.fresh:
                     result.decoded += 1
                 else:
                     result.cache_hits += 1
     order = {root.name: i for i, root in enumerate(result.roots)}
-    pairs = sorted(zip(result.records, result.fingerprints), key=lambda p: (order[p[0].root], p[0].path))
-    result.records = [r for r, _ in pairs]
-    result.fingerprints = [f for _, f in pairs]
+    rows = sorted(zip(result.records, result.fingerprints, result.places), key=lambda p: (order[p[0].root], p[0].path))
+    result.records = [r for r, _, _ in rows]
+    result.fingerprints = [f for _, f, _ in rows]
+    result.places = [w for _, _, w in rows]
     return result
 
 
-def _collect(tasks, outputs, per_source, cache, progress) -> None:
+def _collect(tasks, outputs, per_source, cache, progress, keep_thumbs: bool = True) -> None:
     for (index, source, partition), results in zip(tasks, outputs):
         per_source.setdefault(index, []).append((partition, results))
         if cache is not None:
             cache.store((cache_key(source, r.id), r.size, r.version, r.value) for r in results if r.fresh)
+        if not keep_thumbs:
+            for r in results:
+                if r.where is not None and not isinstance(r.value, str):
+                    r.value.thumb = b""
         progress.advance()
 
 
