@@ -196,6 +196,30 @@ def test_webdataset_shards_write_their_tables_and_a_rerun_computes_only_new_shar
     assert after == _report_bytes(shards) != before
 
 
+@pytest.mark.parametrize("form", ["parquet", "manifest"])
+def test_parquet_and_manifest_partitions_are_reused_until_their_items_change(tmp_path, client, form):
+    """Parquet row groups are named by their file's version; a manifest slice by its items' bytes, so an image it
+    lists that changed (the manifest did not) is fingerprinted again. Same report as the single process."""
+    from sources_support import as_manifests, as_parquet, pick_images
+
+    need(CIFAR)
+    images = pick_images(CIFAR, per_class=8, test_per_class=3)
+    target = as_parquet(images, tmp_path / "pq")[0] if form == "parquet" else as_manifests(images, tmp_path / "m")[0]
+    runner = DaskRunner(client, str(tmp_path / "work"))
+    first = _report_bytes(target, runner=runner)
+    assert first == _report_bytes(target)
+    partitions = runner.stats["partitions"]
+    assert runner.stats["computed"] == partitions >= 1
+    assert _report_bytes(target, runner=runner) == first
+    assert runner.stats == {"computed": 0, "reused": partitions, "partitions": partitions}
+    if form == "manifest":
+        listed = sorted((tmp_path / "m" / "files").iterdir())
+        listed[0].write_bytes(listed[1].read_bytes())  # an exact copy now, under the same name
+        changed = _report_bytes(target, runner=runner)
+        assert changed == _report_bytes(target) != first
+        assert runner.stats["computed"] == 1
+
+
 def test_the_workers_verify_webdataset_shards_and_the_driver_keeps_no_thumbnails(tmp_path, client, monkeypatch):
     """As for folders: verify is broken in the driver's process, the driver reads the thumbnails of paired images
     only, and the fingerprints it holds have none; the report is the single-process one."""
