@@ -1,4 +1,4 @@
-"""Variants of the cascade's candidate stage and pre-check, tried on one captured scan (issue 17's last two pairs).
+"""Variants of the cascade's candidate stage, pre-check and keeper rule, tried on one captured scan (issue 17).
 
     python benchmarks/cascade_variants.py [--cache FILE] [--state FILE] [VARIANT ...]
 
@@ -7,7 +7,8 @@ are built from (the hash pairs, the thumbnails, build_groups' inputs); `--state 
 reuses it when it exists. Then, for each variant, it reruns the candidate stage and the groups and prints: candidate
 pairs, verified pairs, verified pairs joining two classes (certainly not one photograph, up to CIFAR's own label
 errors), groups, the judgment-1 recall of the ciFAIR development half, the test/train pairs the groups imply, label
-conflicts, the candidate stage's seconds (search + verification, in this run: compare variants of one run only),
+conflicts, the candidate stage's wall and CPU seconds (search + verification, in this run: compare variants of
+one run only; variants that differ only in the keeper rule share one candidate stage), the grouping's seconds,
 and which judgment-1 pairs it gains and loses against the first variant. Variants (default: all):
 
 - `default`: the scan as it is;
@@ -15,8 +16,13 @@ and which judgment-1 pairs it gains and loses against the first variant. Variant
 - `no-floor`: each image's nearest neighbours proposed whatever their descriptor similarity (floor 0.75 -> 0);
 - `coarse-0.45`, `no-coarse`: the 16x16 pre-check's bar at 0.45 (wide_from) or none;
 - `shift2-k1`, `shift2-k3`: the neighbour search also queried with each thumbnail shifted by 2 px left, right, up
-  and down (edges repeated), keeping the nearest 1 (3) of each shifted query: the 8x8 block descriptor is not
-  tolerant of the 2-3 px re-crops that the wide verification accepts.
+  and down (edges repeated), keeping the nearest 1 (3) of each shifted query (on top of the half-shifted
+  descriptors, which approximate these from the descriptor alone): the 8x8 block descriptor is not tolerant of
+  the 2-3 px re-crops that the wide verification accepts;
+- `no-half-shift`: without the queries by half-shifted descriptors (verify.half_shifted, shifted_neighbours 0);
+- `first-keeper`: the keeper rule before the exhaustive split of small components (groups.EXACT_UP_TO = 0:
+  every component by the first-keeper rule); `before`: both (the defaults before issue 17's last step);
+  `split-4`, `split-12`: components of up to 4 (12) images split exhaustively instead of 8.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+import dupaudit.engine.groups as groups_module
 import dupaudit.engine.pipeline as pipeline
 import dupaudit.engine.verify as verify
 from dupaudit import scan
@@ -74,12 +81,12 @@ def neighbour_search(thumbs: np.ndarray, shifts=(), k_shifted: int = 1, exact: b
     """A drop-in for verify.neighbour_pairs: optionally exact, optionally also queried with shifted thumbnails."""
     plain = verify.neighbour_pairs
 
-    def search(desc, k, min_similarity, queries=None, threads=None, raw=None):
+    def search(desc, k, min_similarity, queries=None, threads=None, raw=None, query_items=None):
         saved = verify.APPROXIMATE_FROM
         if exact:
             verify.APPROXIMATE_FROM = len(desc) + 1
         try:
-            first, second = plain(desc, k, min_similarity, queries=queries, threads=threads, raw=raw)
+            first, second = plain(desc, k, min_similarity, queries, threads, raw, query_items)
             firsts, seconds = [first], [second]
             for dy, dx in shifts if queries is None else ():
                 query = verify.descriptors(shifted(thumbs, dy, dx))
@@ -93,14 +100,21 @@ def neighbour_search(thumbs: np.ndarray, shifts=(), k_shifted: int = 1, exact: b
     return search
 
 
-VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (CascadeSettings, search)
-    "default": ({}, {}),
-    "exact": ({}, {"exact": True}),
-    "no-floor": ({"min_descriptor_similarity": 0.0}, {}),
-    "coarse-0.45": ({"min_coarse": 0.45}, {}),
-    "no-coarse": ({"min_coarse": -1.0}, {}),
-    "shift2-k1": ({}, {"shifts": SHIFTS_2PX, "k_shifted": 1}),
-    "shift2-k3": ({}, {"shifts": SHIFTS_2PX, "k_shifted": 3}),
+SPLIT = groups_module.EXACT_UP_TO
+SHIFT2_K1 = {"shifts": SHIFTS_2PX, "k_shifted": 1}
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {  # name: (CascadeSettings, search, EXACT_UP_TO)
+    "default": ({}, {}, SPLIT),
+    "exact": ({}, {"exact": True}, SPLIT),
+    "no-floor": ({"min_descriptor_similarity": 0.0}, {}, SPLIT),
+    "coarse-0.45": ({"min_coarse": 0.45}, {}, SPLIT),
+    "no-coarse": ({"min_coarse": -1.0}, {}, SPLIT),
+    "shift2-k1": ({}, SHIFT2_K1, SPLIT),
+    "shift2-k3": ({}, {"shifts": SHIFTS_2PX, "k_shifted": 3}, SPLIT),
+    "no-half-shift": ({"shifted_neighbours": 0}, {}, SPLIT),
+    "first-keeper": ({}, {}, 0),
+    "before": ({"shifted_neighbours": 0}, {}, 0),
+    "split-4": ({}, {}, 4),
+    "split-12": ({}, {}, 12),
 }
 
 
@@ -136,24 +150,34 @@ def main() -> None:
             (index[r["test_path"]], index[r["train_path"]]) for r in csv.DictReader(handle) if r["judgment"] == "1"
         ]
     first_missed: set | None = None
+    stages: dict[str, tuple[Any, float, float]] = {}  # one candidate stage per (CascadeSettings, search)
     for name in args.variants:
-        overrides, search = VARIANTS[name]
+        overrides, search, split = VARIANTS[name]
         cascade = verify.CascadeSettings(**overrides)
-        plain = verify.neighbour_pairs
-        verify.neighbour_pairs = neighbour_search(thumbs, **search)
-        started = time.perf_counter()
-        try:
-            found = verify.candidate_pairs(
-                state["hash_pairs"], thumbs, False, cascade, threads=args.jobs, groups_only=True, sums=state["sums"]
-            )
-        finally:
-            verify.neighbour_pairs = plain
-        seconds = time.perf_counter() - started
+        key = repr((overrides, search))
+        if key not in stages:
+            plain = verify.neighbour_pairs
+            verify.neighbour_pairs = neighbour_search(thumbs, **search)
+            started, cpu = time.perf_counter(), time.process_time()
+            try:
+                found = verify.candidate_pairs(
+                    state["hash_pairs"], thumbs, False, cascade, threads=args.jobs, groups_only=True, sums=state["sums"]
+                )
+            finally:
+                verify.neighbour_pairs = plain
+            stages[key] = found, time.perf_counter() - started, time.process_time() - cpu
+        found, seconds, cpu_seconds = stages[key]
         ok = found.scores >= cascade.min_similarity
         across = int((ok & (labels[found.first] != labels[found.second])).sum())
         grouped: list[Any] = list(inputs)
         grouped[2], grouped[3] = found.first[ok], found.second[ok]
-        groups = make_groups(*grouped, verified_check(thumbs, hashes, {}, cascade, threads=args.jobs))
+        saved, groups_module.EXACT_UP_TO = groups_module.EXACT_UP_TO, split
+        started = time.perf_counter()
+        try:
+            groups = make_groups(*grouped, verified_check(thumbs, hashes, {}, cascade, threads=args.jobs))
+        finally:
+            groups_module.EXACT_UP_TO = saved
+        grouping = time.perf_counter() - started
         group_of, implied, conflicts = {}, 0, 0
         for group in groups:
             members = [index[f"{m.root}/{m.path}"] for m in group.members]
@@ -163,10 +187,13 @@ def main() -> None:
             conflicts += len(set(labels[members].tolist())) > 1
         missed = {(a, b) for a, b in judged if a not in group_of or group_of[a] != group_of.get(b)}
         first_missed = missed if first_missed is None else first_missed
+        largest = sorted((len(g.members) for g in groups), reverse=True)[:5]
         print(
             f"{name}: {len(found.first):,} candidates, {int(ok.sum()):,} verified ({across} across classes), "
-            f"{len(groups):,} groups, recall {len(judged) - len(missed)}/{len(judged)}, {implied:,} implied "
-            f"test/train pairs, {conflicts} label conflicts; candidate stage {seconds:.1f} s",
+            f"{len(groups):,} groups (largest {largest}), recall {len(judged) - len(missed)}/{len(judged)}, "
+            f"{implied:,} implied test/train pairs, {conflicts} label conflicts; "
+            f"candidate stage {seconds:.1f} s ({cpu_seconds:.1f} s CPU), "
+            f"groups {grouping:.1f} s",
             flush=True,
         )
         for verb, changed in (("gains", first_missed - missed), ("loses", missed - first_missed)):

@@ -19,7 +19,17 @@ from .discover import discover
 from .hashing import THUMB_SIZE, hamming
 from .model import TRANSFORMS, DuplicateGroup, GroupMember, ScanReport, Settings
 from .pipeline import Fingerprinted, fingerprint_records, variant_hashes
-from .verify import APPROXIMATE_FROM, CascadeSettings, descriptors, nearest, transform_codes, transformed, verify
+from .verify import (
+    APPROXIMATE_FROM,
+    HALF_SHIFTS,
+    CascadeSettings,
+    descriptors,
+    half_shifted,
+    nearest,
+    transform_codes,
+    transformed,
+    verify,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +97,7 @@ def explain(
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
     proposals = _proposals(hashes, variants, thumbs, ia, ib, settings, cascade)
     within = any(source == "radius" for source, _, _, _ in proposals)
-    proposed = any(source == "neighbours" for source, _, _, _ in proposals)
+    proposed = any(source != "radius" for source, _, _, _ in proposals)
     ranked = [(rank, sim) for source, _, rank, sim in proposals if source == "neighbours"]
     rank, descriptor_similarity = min(ranked) if ranked else _exact_rank(thumbs, ia, ib)
     pair = np.stack([thumbs[ia], thumbs[ib]])
@@ -137,7 +147,8 @@ def explain(
             f"neighbour rank {rank if rank else 'beyond ' + str(settings.neighbours)} in the dataset of "
             f"{len(found.records):,} images, descriptor similarity {descriptor_similarity:.3f} (the scan's {search} "
             f"search proposes each image's {settings.neighbours} nearest neighbours with similarity >= "
-            f"{cascade.min_descriptor_similarity}, as is and under each transform tried): "
+            f"{cascade.min_descriptor_similarity}, as is and under each transform tried, and the nearest "
+            f"{cascade.shifted_neighbours} of its descriptor half-shifted each way): "
             f"{'proposed' if proposed else 'not proposed'}"
         )
         reasons.append(
@@ -170,8 +181,8 @@ def explain(
         else:
             decided_by, verdict = "keeper", "in separate groups"
             reasons.append(
-                "the pair matches, but a group holds only copies of its keeper, and each file joins the first "
-                "keeper (in keep order) that it copies: these two are not in one keeper's group"
+                "the pair matches, but a group holds only copies of its keeper, and the split of their component "
+                "into groups (engine/groups.py) gives these two different keepers"
             )
     reasons.append(f"decided by: {decided_by}")
     return Explanation(
@@ -271,9 +282,9 @@ def _dataset_path(report: ScanReport, path: str | os.PathLike) -> str:
 def _proposals(hashes, variants, thumbs, ia: int, ib: int, settings: Settings, cascade: CascadeSettings) -> list:
     """How the scan proposes the pair (ia, ib) for verification, as it does (pipeline.find_groups): (source, transform
     code, neighbour rank or 0, descriptor similarity or NaN) for each route: "radius" (the hash of one within the
-    radius of the other's, transformed by the code) and "neighbours" (one among the other's nearest neighbours, its
+    radius of the other's, transformed by the code), "neighbours" (one among the other's nearest neighbours, its
     descriptor transformed by the code, found by the scan's own search: verify.nearest, approximate above
-    APPROXIMATE_FROM images)."""
+    APPROXIMATE_FROM images) and "shifted neighbours" (the nearest of the other's half-shifted descriptor)."""
     routes = []
     for code, variant in ((0, hashes), *variants.items()):
         for x, y in ((ia, ib), (ib, ia)):
@@ -283,16 +294,29 @@ def _proposals(hashes, variants, thumbs, ia: int, ib: int, settings: Settings, c
     if not settings.verify or settings.neighbours <= 0:
         return routes
     desc = descriptors(thumbs)
-    for code in (0, *transform_codes(settings.flips, settings.rotations)):
-        queries = desc[[ia, ib]] if code == 0 else descriptors(transformed(thumbs[[ia, ib]], code))
-        similarity, found = nearest(desc, settings.neighbours, queries)
+    searches = [
+        (
+            "neighbours",
+            code,
+            settings.neighbours,
+            desc[[ia, ib]] if code == 0 else descriptors(transformed(thumbs[[ia, ib]], code)),
+        )
+        for code in (0, *transform_codes(settings.flips, settings.rotations))
+    ]
+    if cascade.shifted_neighbours:  # verify.query_segments: each descriptor half-shifted each way
+        searches += [
+            ("shifted neighbours", 0, cascade.shifted_neighbours, half_shifted(desc[[ia, ib]], shift))
+            for shift in HALF_SHIFTS
+        ]
+    for source, code, k, queries in searches:
+        similarity, found = nearest(desc, k, queries)
         for row, other in ((0, ib), (1, ia)):
             # as verify.neighbour_pairs: the query itself is not its own neighbour; similarity must reach the floor
             hits = [(s, f) for s, f in zip(similarity[row].tolist(), found[row].tolist()) if f >= 0]
             ranked = [(s, f) for s, f in hits if f != (ia, ib)[row]]
             for rank, (sim, item) in enumerate(ranked, start=1):
                 if item == other and sim >= cascade.min_descriptor_similarity:
-                    routes.append(("neighbours", code, rank, sim))
+                    routes.append((source, code, rank, sim))
     return routes
 
 

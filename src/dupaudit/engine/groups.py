@@ -4,10 +4,15 @@ The rule (README "Groups"):
 1. Components: the connected components of every matched pair (exact, pixel and verified near pairs).
 2. Twins: inside a component, members with the same decoded pixels are one image (same bytes implies same
    pixels, and both relations are transitive), so exact and pixel copies always stay together.
-3. Stars: the keep rule (keep.choose_keeper) picks a keeper among a component's images; every other image that a
-   `LinkCheck` accepts as a copy of it joins its group. The keep rule picks the next keeper among the images
-   left, which is checked against them, and so on: each image joins the first keeper it copies, else it starts
-   a group of its own.
+3. Stars: each group is a keeper and images that a `LinkCheck` accepts as copies of it, the keeper being the
+   one the keep rule (keep.choose_keeper) ranks first among them. A component of at most EXACT_UP_TO images is
+   split into the stars that hold the most of its copy relations (pairs of one group where the later image, in
+   keep order, copies the earlier), ties to the highest summed score, found by an exhaustive search: adding a
+   verified pair can only add relations to count, so one new pair does not pull images away from the partners
+   they copy best (the first-keeper rule below split 3 ciFAIR pairs that way, docs/groups.md). A larger component
+   (CIFAR's clusters of frames: a search of its partitions would not end) keeps the first-keeper rule: the keep
+   rule picks a keeper, every other image that copies it joins it, the keep rule picks the next keeper among
+   the images left, and so on: each image joins the first keeper it copies, else starts a group of its own.
 So a chain A ~ B ~ C where C does not copy A gives {A, B} and C apart (alone: no group), where connected
 components would have claimed all three are one image.
 """
@@ -22,6 +27,10 @@ import numpy as np
 from .hashing import hamming
 from .keep import Candidate, choose_keeper, keep_order
 from .model import DECIMALS, DuplicateGroup, GroupMember, ImageRecord, Link
+
+# Components up to this many images get the best split into stars, by exhaustive search: at most Bell(8) = 4,140
+# partitions, fewer once pruned. On CIFAR-10, 6 to 12 give the same ciFAIR recall (docs/groups.md).
+EXACT_UP_TO = 8
 
 
 class UnionFind:
@@ -103,7 +112,10 @@ def build_groups(
         candidates = [Candidate(records[i].path, records[i].abspath, *sizes[i], records[i].size) for i in images]
         return ordered[choose_keeper([candidates[j] for j in ordered])]
 
-    star, near_link = _stars(pending, check, choose)
+    star, near_link = _stars([c for c in pending if len(c) > EXACT_UP_TO], check, choose)
+    best_star, best_link = _best_stars([c for c in pending if len(c) <= EXACT_UP_TO], check, choose)
+    star.update(best_star)
+    near_link.update(best_link)
     groups = []
     for keeper, linked in star.items():
         items = [item for image in (keeper, *linked) for item in twins[image]]
@@ -117,10 +129,10 @@ def build_groups(
 
 
 def _stars(components: list[list[int]], check: LinkCheck, choose) -> tuple[dict[int, list[int]], dict[int, tuple]]:
-    """Keepers and their copies. Per component, `choose` (the keep rule) picks a keeper and every other image that
-    copies it joins it; `choose` picks the next keeper among the images left, and so on: each image joins the
-    first keeper that it copies. (Joining the keeper it
-    copies best instead splits CIFAR-10's clusters more: recall of the ciFAIR pairs 0.815 against 0.871.)
+    """Keepers and their copies in large components. Per component, `choose` (the keep rule) picks a keeper and
+    every other image that copies it joins it; `choose` picks the next keeper among the images left, and so on:
+    each image joins the first keeper that it copies. (Joining the keeper it copies best instead scatters
+    CIFAR-10's clusters: ciFAIR recall 105/124 against 113, docs/groups.md.)
     One round per keeper rank, all components at once, so the checks run in batches."""
     star: dict[int, list[int]] = {}  # keeper -> images linked to it
     near_link: dict[int, tuple] = {}  # image -> (keeper, distance, score, transform)
@@ -141,6 +153,85 @@ def _stars(components: list[list[int]], check: LinkCheck, choose) -> tuple[dict[
             rest for images in components if (rest := [i for i in images if i not in near_link and i not in star])
         ]
     return star, near_link
+
+
+def _best_stars(components: list[list[int]], check: LinkCheck, choose) -> tuple[dict[int, list[int]], dict[int, tuple]]:
+    """Keepers and their copies in small components: per component, the split into stars (each member a copy of
+    its group's first image in keep order) holding the most copy relations, then the highest summed score.
+    Every pair is checked once, the earlier image (in keep order) as the keeper, all components in one batch."""
+    sequences = [_keep_sequence(images, choose) for images in components]
+    firsts = [a for images in sequences for i, a in enumerate(images) for _ in images[i + 1 :]]
+    seconds = [b for images in sequences for i in range(len(images)) for b in images[i + 1 :]]
+    star: dict[int, list[int]] = {}
+    if not firsts:  # no component of two images or more (twins are one image): every image keeps alone
+        return {images[0]: [] for images in sequences}, {}
+    checked = check(np.array(firsts, dtype=np.int64), np.array(seconds, dtype=np.int64))
+    answer = {pair: i for i, pair in enumerate(zip(firsts, seconds))}
+    near_link: dict[int, tuple] = {}
+    for images in sequences:
+        keeper_of = _best_split(images, checked, answer)
+        for image, keeper in zip(images, keeper_of):
+            if image == keeper:
+                star[image] = []
+        for image, keeper in zip(images, keeper_of):
+            if image != keeper:
+                i = answer[(keeper, image)]
+                star[keeper].append(image)
+                near_link[image] = (keeper, int(checked.distance[i]), float(checked.score[i]), checked.transform[i])
+    return star, near_link
+
+
+def _keep_sequence(images: list[int], choose) -> list[int]:
+    """The images in the keep rule's order: its choice among them, then its choice among the rest, and so on."""
+    rest, sequence = list(images), []
+    while rest:
+        sequence.append(rest.pop(choose(rest)))
+    return sequence
+
+
+def _best_split(images: list[int], checked: Checked, answer: dict[tuple[int, int], int]) -> list[int]:
+    """Each image's keeper (itself for a keeper) in the split that holds the most copy relations, then the highest
+    summed score (a branch-and-bound search over the images in keep order: each joins a keeper it copies, or
+    becomes one; the first best split found wins, and joining comes before starting a group)."""
+    count = len(images)
+    copies = [[False] * count for _ in range(count)]  # copies[k][x]: x (later in keep order) copies k
+    strength = [[0.0] * count for _ in range(count)]
+    for k in range(count):
+        for x in range(k + 1, count):
+            i = answer[(images[k], images[x])]
+            if checked.linked[i]:
+                copies[k][x] = True
+                score = float(checked.score[i])  # NaN under --no-verify: the closer hash decides instead
+                strength[k][x] = score if score == score else 1 - int(checked.distance[i]) / 64
+    # what the images from x on can add at most: each relation to an earlier image
+    left = [(0, 0.0)] * (count + 1)
+    for x in range(count - 1, -1, -1):
+        relations = sum(copies[k][x] for k in range(x))
+        left[x] = (left[x + 1][0] + relations, left[x + 1][1] + sum(strength[k][x] for k in range(x)))
+    best: list = [(-1, 0.0), []]
+    keeper_of = [0] * count
+    members: dict[int, list[int]] = {}
+
+    def search(x: int, relations: int, total: float) -> None:
+        if (relations + left[x][0], total + left[x][1]) <= best[0]:
+            return  # cannot beat the best split found so far
+        if x == count:
+            best[0], best[1] = (relations, total), list(keeper_of)
+            return
+        for keeper in [k for k in members if copies[k][x]]:
+            group = members[keeper]
+            gained = sum(copies[m][x] for m in group), sum(strength[m][x] for m in group)
+            group.append(x)
+            keeper_of[x] = keeper
+            search(x + 1, relations + gained[0], total + gained[1])
+            group.pop()
+        members[x] = [x]
+        keeper_of[x] = x
+        search(x + 1, relations, total)
+        del members[x]
+
+    search(0, 0, 0.0)
+    return [images[k] for k in best[1]]
 
 
 def _group(items, images, twins, near_link, records, byte_digests, hashes, variants, sizes) -> DuplicateGroup:

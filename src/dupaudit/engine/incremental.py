@@ -5,7 +5,8 @@ or removed since the last scan of the same folders with the same settings, the p
 ones that touch those files, plus the neighbour lists they enter or leave. The state kept per (roots, settings):
 
 - every item's identity (absolute path, size, mtime_ns) and its 8x8 descriptor (verify.descriptors);
-- its raw nearest-neighbour list (k + 1 entries with their similarities), as the scan's search found it;
+- its raw nearest-neighbour lists (k + 1 entries with their similarities, then those of its half-shifted
+  descriptors: verify.query_segments), as the scan's search found them;
 - the verified near pairs, and the "band" pairs (scored between band_from and min_similarity), which a removal
   may make worth refining again (a full scan skips the refinement of pairs already joined).
 
@@ -27,9 +28,9 @@ import numpy as np
 
 from .groups import UnionFind
 from .model import ImageRecord, Settings
-from .verify import CascadeSettings, descriptors, nearest, verify
+from .verify import CascadeSettings, descriptors, half_shifted, nearest, query_segments, verify
 
-STATE_VERSION = 2  # bump when the stored arrays change meaning
+STATE_VERSION = 3  # bump when the stored arrays change meaning (3: the half-shifted lists beside the plain one)
 MAX_CHANGED = 0.2  # above this share of changed items, a full search is as cheap: the caller does one
 _EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
 
@@ -81,8 +82,8 @@ class SearchState:
     sizes: np.ndarray  # int64
     mtimes: np.ndarray  # int64
     desc: np.ndarray  # (n, 64) float32 descriptors
-    knn_sims: np.ndarray  # (n, k + 1) float32, the raw neighbour search (the item itself among them)
-    knn_ids: np.ndarray  # (n, k + 1) int64, -1 for none
+    knn_sims: np.ndarray  # (n, width) float32, the raw neighbour searches side by side (verify.query_segments)
+    knn_ids: np.ndarray  # (n, width) int64, -1 for none
     verified: np.ndarray  # (m, 2) int64, i < j: near pairs that passed verification
     band: np.ndarray  # (b, 2) int64, i < j: pairs scored in [band_from, min_similarity)
     facts: Facts | None = None  # the items' hashes, digests and sizes: a query needs no fingerprint lookup
@@ -152,7 +153,7 @@ class SearchState:
         if "candidates" not in collect or "desc" not in collect:
             return None
         count = len(records)
-        width = cascade.neighbours + 1
+        width = _width(cascade)
         sims = collect.get("similarity", np.full((count, width), -np.inf, dtype=np.float32))
         ids = collect.get("found", np.full((count, width), -1, dtype=np.int64))
         candidates = collect["candidates"]
@@ -205,7 +206,7 @@ def update(
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
     count = len(records)
     old_count = len(state.paths)
-    if state.knn_ids.shape[1] != cascade.neighbours + 1 and old_count:
+    if state.knn_ids.shape[1] != _width(cascade) and old_count:
         return None
     if old_of is None:
         old_of = rows_in(state, records)
@@ -224,36 +225,45 @@ def update(
         desc[new] = descriptors(thumbs_of(new))
 
     # Old neighbour lists in current indices; an entry whose item is gone becomes -1.
-    width = cascade.neighbours + 1
+    width = _width(cascade)
     old_ids = np.full((count, width), -1, dtype=np.int64)
     old_sims = np.full((count, width), -np.inf, dtype=np.float32)
     if len(kept):
         old_ids[kept] = cur_of[state.knn_ids[old_of[kept]]]
         old_sims[kept] = state.knn_sims[old_of[kept]]
-    # Lists to search again: new items, items that lost a neighbour, items a new item enters.
-    lost = np.zeros(count, dtype=bool)
-    lost[kept] = ((state.knn_ids[old_of[kept]] >= 0) & (old_ids[kept] < 0)).any(axis=1)
-    entered = np.zeros(count, dtype=bool)
-    if len(new) and len(kept):
-        floor = np.where(old_ids[kept] >= 0, old_sims[kept], -np.inf).min(axis=1)
-        floor[(old_ids[kept] < 0).any(axis=1)] = -np.inf  # a list that is not full takes anyone
-        for lo in range(0, len(kept), 65536):
-            part = kept[lo : lo + 65536]
-            best = (desc[part] @ desc[new].T).max(axis=1)
-            entered[part] = best >= floor[lo : lo + 65536] - 1e-6
-    again = np.nonzero(lost | entered)[0]
-    again = np.union1d(again, new)
-    # New items and lists that lost an entry are searched again over everything; a list that only gains entries
-    # is its old list merged with the new items (nothing else can enter it): no search over the dataset.
-    research = np.union1d(np.nonzero(lost)[0], new)
     ids, sims = old_ids.copy(), old_sims.copy()
-    if len(research) and count >= 2:
-        found_sims, found_ids = nearest(desc, cascade.neighbours, desc[research], threads, exact=True)
-        ids[research] = -1
-        sims[research] = -np.inf
-        ids[research, : found_ids.shape[1]] = found_ids
-        sims[research, : found_sims.shape[1]] = found_sims
-    _merge_new(np.setdiff1d(again, research), new, desc, ids, sims)
+    again = new
+    start = 0
+    for shift, k in query_segments(cascade):  # each search's lists: the plain one, then each half shift
+        lists = slice(start, start + k + 1)
+        start += k + 1
+
+        def queries(rows: np.ndarray, shift=shift) -> np.ndarray:
+            return desc[rows] if shift is None else half_shifted(desc[rows], shift)
+
+        # Lists to search again: new items, items that lost a neighbour, items a new item enters.
+        lost = np.zeros(count, dtype=bool)
+        lost[kept] = ((state.knn_ids[old_of[kept], lists] >= 0) & (old_ids[kept, lists] < 0)).any(axis=1)
+        entered = np.zeros(count, dtype=bool)
+        if len(new) and len(kept):
+            floor = np.where(old_ids[kept, lists] >= 0, old_sims[kept, lists], -np.inf).min(axis=1)
+            floor[(old_ids[kept, lists] < 0).any(axis=1)] = -np.inf  # a list that is not full takes anyone
+            for lo in range(0, len(kept), 65536):
+                part = kept[lo : lo + 65536]
+                best = (queries(part) @ desc[new].T).max(axis=1)
+                entered[part] = best >= floor[lo : lo + 65536] - 1e-6
+        touched = np.union1d(np.nonzero(lost | entered)[0], new)
+        again = np.union1d(again, touched)
+        # New items and lists that lost an entry are searched again over everything; a list that only gains
+        # entries is its old list merged with the new items (nothing else can enter it): no search over the dataset.
+        research = np.union1d(np.nonzero(lost)[0], new)
+        if len(research) and count >= 2:
+            found_sims, found_ids = nearest(desc, k, queries(research), threads, exact=True)
+            ids[research, lists] = -1
+            sims[research, lists] = -np.inf
+            ids[research, lists.start : lists.start + found_ids.shape[1]] = found_ids
+            sims[research, lists.start : lists.start + found_sims.shape[1]] = found_sims
+        _merge_new(np.setdiff1d(touched, research), new, desc, ids[:, lists], sims[:, lists], queries)
 
     def list_pairs(rows: np.ndarray, table_ids: np.ndarray, table_sims: np.ndarray) -> set[tuple[int, int]]:
         pairs = set()
@@ -312,16 +322,30 @@ def update(
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
 
 
-def _merge_new(rows: np.ndarray, new: np.ndarray, desc: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> None:
+def _width(cascade: CascadeSettings) -> int:
+    """The entries an item's neighbour lists hold side by side (verify.query_segments)."""
+    return sum(k + 1 for _, k in query_segments(cascade))
+
+
+def _merge_new(
+    rows: np.ndarray,
+    new: np.ndarray,
+    desc: np.ndarray,
+    ids: np.ndarray,
+    sims: np.ndarray,
+    queries: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> None:
     """Merge the new items into the neighbour lists of `rows` (in place): the best width entries of the old list
-    and the new items, by similarity, old entries first among equals."""
+    and the new items, by similarity, old entries first among equals. `queries(rows)`: the descriptors the lists
+    were searched with (default: the items' own)."""
     if not len(rows) or not len(new):
         return
     width = ids.shape[1]
     for lo in range(0, len(rows), 4096):  # bounded memory: 4096 x len(new) similarities at a time
         part = rows[lo : lo + 4096]
         cand_ids = np.concatenate([ids[part], np.broadcast_to(new, (len(part), len(new)))], axis=1)
-        cand_sims = np.concatenate([sims[part], desc[part] @ desc[new].T], axis=1)
+        query = desc[part] if queries is None else queries(part)
+        cand_sims = np.concatenate([sims[part], query @ desc[new].T], axis=1)
         cand_sims[cand_ids < 0] = -np.inf
         top = np.argpartition(-cand_sims, width - 1, axis=1)[:, :width]
         top_sims = np.take_along_axis(cand_sims, top, axis=1)

@@ -6,7 +6,8 @@ near-duplicates (ciFAIR) reach pHash distance 18 at the 90th percentile, while a
 
 1. candidates: every pair within the pHash radius (and the mirrored hash under --flips), plus each
    image's nearest neighbours by a brightness- and contrast-normalised 8x8 descriptor (faiss
-   inner-product index; mirrored descriptors under --flips);
+   inner-product index; mirrored descriptors under --flips), plus the nearest neighbour of the descriptor
+   moved by half a block (2 px) each way (`half_shifted`: re-crops by 2-3 px, which move the block means);
 2. verification: the normalised cross-correlation of the two *high-passed* grayscale thumbnails (the
    32x32 pHash input, stored in the fingerprint cache), maximised over small shifts and a small zoom of
    either image. High-passing removes the coarse layout (sky above, ground below) that unrelated
@@ -39,6 +40,7 @@ class CascadeSettings:
 
     neighbours: int = Settings().neighbours  # nearest neighbours per image proposed as candidates
     min_descriptor_similarity: float = 0.75  # neighbours less similar than this are not candidates
+    shifted_neighbours: int = 1  # nearest neighbours proposed per half-shifted descriptor (half_shifted)
     min_coarse: float = 0.60  # 16x16 pre-check: below 99.7% of the verified pairs, drops 92% of the candidates
     refine_from: float = 0.60  # 32x32 scores from here up to min_similarity get the sub-pixel alignment search
     wide_from: float = 0.45  # 32x32 scores from here up to min_similarity get the wide alignment search (`wide`)
@@ -82,11 +84,13 @@ def neighbour_pairs(
     queries: np.ndarray | None = None,
     threads: int | None = None,
     raw: dict | None = None,
+    query_items: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i, j), i != j, where j is among the k nearest neighbours of query i by cosine similarity.
 
     `raw`: when given, receives the search's answer ("similarity", "found": (queries, k + 1) arrays, -1 for
-    none), which the incremental index keeps (incremental.py)."""
+    none), which the incremental index keeps (incremental.py). `query_items`: the item each query stands for
+    (default: query i is item i)."""
     count = len(desc)
     empty = np.empty(0, dtype=np.int64)
     if count < 2 or k <= 0:
@@ -94,10 +98,40 @@ def neighbour_pairs(
     similarity, found = nearest(desc, k, queries, threads)
     if raw is not None:
         raw.update(similarity=similarity, found=found)
-    owners = np.repeat(np.arange(len(found), dtype=np.int64), found.shape[1])
+    items = np.arange(len(found), dtype=np.int64) if query_items is None else query_items
+    owners = np.repeat(items, found.shape[1])
     found = found.reshape(-1).astype(np.int64)
     keep = (found >= 0) & (found != owners) & (similarity.reshape(-1) >= min_similarity)
     return owners[keep], found[keep]
+
+
+# Half a block each way (down, up, right, left), in blocks: the descriptor of a thumbnail moved by 2 px
+HALF_SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def half_shifted(desc: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
+    """The descriptors of the thumbnails moved by half a 4x4 block (2 px): each block mean averaged with its
+    neighbour `shift` blocks away (the edge block repeated), normalised again. The 8x8 block means change when a
+    re-crop moves the picture by 2-3 px (the wide verification accepts those), so such copies need not be among
+    each other's nearest descriptors. Computed from the descriptors alone (normalising is affine, so averaging
+    normalised grids gives the same direction): the incremental index needs nothing more than it keeps."""
+    grid = desc.reshape(-1, 8, 8)
+    dy, dx = shift
+    padded = np.pad(grid, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    moved = padded[:, 1 + dy : 9 + dy, 1 + dx : 9 + dx]
+    result = (grid + moved).reshape(-1, 64)
+    result -= result.mean(axis=1, keepdims=True)
+    result /= np.linalg.norm(result, axis=1, keepdims=True) + 1e-6
+    return np.ascontiguousarray(result, dtype=np.float32)
+
+
+def query_segments(settings: CascadeSettings) -> list[tuple[tuple[int, int] | None, int]]:
+    """The neighbour searches of the candidate stage, in the order their raw lists are kept side by side
+    (incremental.py): (None: the descriptor as is, or a half shift; neighbours kept per query)."""
+    if settings.neighbours <= 0:
+        return []
+    shifted = [(shift, settings.shifted_neighbours) for shift in HALF_SHIFTS] if settings.shifted_neighbours else []
+    return [(None, settings.neighbours), *shifted]
 
 
 def nearest(
@@ -649,6 +683,46 @@ def _joining(fine, first, second, band, fine_scores, settings, score) -> np.ndar
     return result
 
 
+def _neighbour_candidates(
+    desc: np.ndarray, settings: CascadeSettings, threads: int | None, collect: dict | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The pairs the neighbour searches propose (query_segments): each image's nearest neighbours, as is and with
+    its descriptor half-shifted each way (one search for the four shifts). `collect` receives the raw lists side
+    by side per image ("similarity", "found": (n, width), -1 and -inf where a list holds fewer)."""
+    count = len(desc)
+    firsts, seconds, sims, founds = [], [], [], []
+    for shift, k in query_segments(settings):
+        if shift is not None and shift != HALF_SHIFTS[0]:
+            continue  # the four shifts are searched together, below
+        raw: dict = {}
+        if shift is None:
+            first, second = neighbour_pairs(desc, k, settings.min_descriptor_similarity, threads=threads, raw=raw)
+            parts = 1
+        else:
+            queries = np.concatenate([half_shifted(desc, s) for s in HALF_SHIFTS])
+            items = np.tile(np.arange(count, dtype=np.int64), len(HALF_SHIFTS))
+            first, second = neighbour_pairs(
+                desc, k, settings.min_descriptor_similarity, queries, threads, raw, query_items=items
+            )
+            parts = len(HALF_SHIFTS)
+        firsts.append(first)
+        seconds.append(second)
+        if collect is not None:
+            width = k + 1
+            similarity = np.full((parts * count, width), -np.inf, dtype=np.float32)
+            found = np.full((parts * count, width), -1, dtype=np.int64)
+            if raw:
+                similarity[:, : raw["similarity"].shape[1]] = raw["similarity"]
+                found[:, : raw["found"].shape[1]] = raw["found"]
+            # (parts * n, width) -> (n, parts * width): each image's lists side by side, shift by shift
+            sims.append(similarity.reshape(parts, count, width).transpose(1, 0, 2).reshape(count, -1))
+            founds.append(found.reshape(parts, count, width).transpose(1, 0, 2).reshape(count, -1))
+    if collect is not None and sims:
+        collect.update(similarity=np.concatenate(sims, axis=1), found=np.concatenate(founds, axis=1))
+    empty = np.empty(0, dtype=np.int64)
+    return (np.concatenate(firsts) if firsts else empty), (np.concatenate(seconds) if seconds else empty), 0
+
+
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """Candidate pairs and how they were proposed, with their verification scores."""
@@ -686,13 +760,7 @@ def candidate_pairs(
     """
     desc = descriptors(thumbs, sums)
     sources = list(hash_pairs)
-    raw = None if collect is None else collect
-    sources.append(
-        (
-            *neighbour_pairs(desc, settings.neighbours, settings.min_descriptor_similarity, threads=threads, raw=raw),
-            False,
-        )
-    )
+    sources.append(_neighbour_candidates(desc, settings, threads, collect))
     if collect is not None:
         collect["desc"] = desc
     for code in transform_codes(flips, rotations):
