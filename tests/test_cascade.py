@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from dupaudit import scan
 from dupaudit.cli import app
-from dupaudit.engine.verify import CascadeSettings, similarity, verify
+from dupaudit.engine.verify import HALF_SHIFTS, CascadeSettings, descriptors, half_shifted, similarity, verify
 from dupaudit.sample import procedural_image
 
 
@@ -195,3 +195,18 @@ def test_explain_counts_rotated_candidates(tmp_path, cache_file):
     assert turned.verdict == "near" and turned.decided_by == "verification score", turned.reasons
     assert turned.routes and all(how in ("rot90", "rot270") for _, how, _ in turned.routes), turned.routes
     assert turned.mirrored_similarity is not None and turned.mirrored_similarity >= 0.84 > turned.similarity
+
+
+def test_half_shifted_descriptors_come_from_the_descriptors_alone():
+    """A half-shifted descriptor is the descriptor of the block sums averaged with their neighbours (what a 2-px
+    move of the thumbnail gives, up to the detail inside blocks), computed from the stored descriptor: so the
+    incremental index, which keeps only descriptors, searches with the same queries as the full scan."""
+    rng = np.random.default_rng(3)
+    sums = rng.integers(0, 16 * 255, size=(50, 64)).astype(np.float64)
+    desc = descriptors(sums=sums)
+    for dy, dx in HALF_SHIFTS:
+        grid = sums.reshape(-1, 8, 8)
+        padded = np.pad(grid, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        averaged = (grid + padded[:, 1 + dy : 9 + dy, 1 + dx : 9 + dx]).reshape(-1, 64) / 2
+        assert np.allclose(half_shifted(desc, (dy, dx)), descriptors(sums=averaged), atol=1e-4)
+    assert not np.allclose(half_shifted(desc, HALF_SHIFTS[0]), desc, atol=1e-2)

@@ -133,3 +133,28 @@ def test_a_list_that_only_gains_entries_is_merged_as_a_search_would_find_it():
     assert (ids[old] == want_ids).mean() > 0.999  # the same lists, up to ties at the last float bit
     assert np.allclose(sims[old], want_sims, atol=1e-5)
     assert (ids[old] >= 2500).any()  # new items did enter lists
+
+
+def test_a_half_shifted_list_that_only_gains_entries_is_merged_as_a_search_would_find_it():
+    import numpy as np
+
+    from dupaudit.engine.incremental import _merge_new
+    from dupaudit.engine.verify import HALF_SHIFTS, half_shifted, nearest
+
+    rng = np.random.default_rng(8)
+    desc = rng.normal(size=(3000, 64)).astype(np.float32)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    old, new = np.arange(2500), np.arange(2500, 3000)
+    for shift in HALF_SHIFTS:
+
+        def queries(rows, shift=shift):
+            return half_shifted(desc[rows], shift)
+
+        old_sims, old_ids = nearest(desc[old], 1, queries(old), exact=True)
+        ids = np.vstack([old_ids.astype(np.int64), np.full((500, 2), -1)])
+        sims = np.vstack([old_sims, np.full((500, 2), -np.inf, dtype=np.float32)])
+        _merge_new(old, new, desc, ids, sims, queries)
+        want_sims, want_ids = nearest(desc, 1, queries(old), exact=True)
+        assert (ids[old] == want_ids).mean() > 0.999  # the same lists, up to ties at the last float bit
+        assert np.allclose(sims[old], want_sims, atol=1e-5)
+        assert (ids[old] >= 2500).any()
