@@ -7,12 +7,13 @@ The rule (README "Groups"):
 3. Stars: each group is a keeper and images that a `LinkCheck` accepts as copies of it, the keeper being the
    one the keep rule (keep.choose_keeper) ranks first among them. A component of at most EXACT_UP_TO images is
    split into the stars that hold the most of its copy relations (pairs of one group where the later image, in
-   keep order, copies the earlier), ties to the highest summed score, found by an exhaustive search: adding a
-   verified pair can only add relations to count, so one new pair does not pull images away from the partners
-   they copy best (the first-keeper rule below split 3 ciFAIR pairs that way, docs/groups.md). A larger component
-   (CIFAR's clusters of frames: a search of its partitions would not end) keeps the first-keeper rule: the keep
-   rule picks a keeper, every other image that copies it joins it, the keep rule picks the next keeper among
-   the images left, and so on: each image joins the first keeper it copies, else starts a group of its own.
+   keep order, copies the earlier), ties to the highest summed score, found by an exhaustive search. The split
+   then rests on all the component's copy relations, not on which image comes first: under the first-keeper
+   rule, an image that a new verified pair brings into a component (a larger file, so the first keeper) takes
+   copies away from the partners they copy best (docs/groups.md). A larger component (CIFAR's clusters of
+   frames: its splits are too many to search) keeps the first-keeper rule: the keep rule picks a keeper, every
+   other image that copies it joins it, the keep rule picks the next keeper among the images left, and so on:
+   each image joins the first keeper it copies, else starts a group of its own.
 So a chain A ~ B ~ C where C does not copy A gives {A, B} and C apart (alone: no group), where connected
 components would have claimed all three are one image.
 """
