@@ -19,6 +19,7 @@ near-duplicates (ciFAIR) reach pHash distance 18 at the 90th percentile, while a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -115,14 +116,23 @@ def half_shifted(desc: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
     re-crop moves the picture by 2-3 px (the wide verification accepts those), so such copies need not be among
     each other's nearest descriptors. Computed from the descriptors alone (normalising is affine, so averaging
     normalised grids gives the same direction): the incremental index needs nothing more than it keeps."""
-    grid = desc.reshape(-1, 8, 8)
-    dy, dx = shift
-    padded = np.pad(grid, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    moved = padded[:, 1 + dy : 9 + dy, 1 + dx : 9 + dx]
-    result = (grid + moved).reshape(-1, 64)
-    result -= result.mean(axis=1, keepdims=True)
+    result = np.asarray(desc, dtype=np.float32).reshape(-1, 64) @ _half_shift_matrix(shift)
     result /= np.linalg.norm(result, axis=1, keepdims=True) + 1e-6
     return np.ascontiguousarray(result, dtype=np.float32)
+
+
+@lru_cache(maxsize=len(HALF_SHIFTS))
+def _half_shift_matrix(shift: tuple[int, int]) -> np.ndarray:
+    """(64, 64): a descriptor row times this is its grid plus the grid moved by `shift` blocks (edge block
+    repeated), made zero-mean: one matrix product, which the incremental index runs over every stored row."""
+    dy, dx = shift
+    matrix = np.eye(64, dtype=np.float64)
+    for row in range(8):
+        for col in range(8):
+            source = min(max(row + dy, 0), 7) * 8 + min(max(col + dx, 0), 7)
+            matrix[source, row * 8 + col] += 1  # output block (row, col) also takes block (row + dy, col + dx)
+    matrix -= matrix.mean(axis=1, keepdims=True)  # each output row zero-mean
+    return matrix.astype(np.float32)
 
 
 def query_segments(settings: CascadeSettings) -> list[tuple[tuple[int, int] | None, int]]:
