@@ -184,11 +184,23 @@ def fingerprint_sources(
                 else:
                     result.cache_hits += 1
     order = {root.name: i for i, root in enumerate(result.roots)}
-    rows = sorted(zip(result.records, result.fingerprints, result.places), key=lambda p: (order[p[0].root], p[0].path))
+    rows = sorted(
+        zip(result.records, result.fingerprints, result.places),
+        key=lambda p: (order[p[0].root], *item_order(p[0].path)),
+    )
     result.records = [r for r, _, _ in rows]
     result.fingerprints = [f for _, f, _ in rows]
     result.places = [w for _, _, w in rows]
     return result
+
+
+def item_order(item_id: str) -> tuple[str, int]:
+    """Where an item sorts among its root's: by id, except a Parquet row, by its file and then its row number
+    (`f.parquet#2` before `f.parquet#10`), as the rows are stored. The search's order breaks its ties (its
+    nearest-neighbour candidates at equal distance), so this order is what makes a dataset stored in folder
+    order give the folder's groups; sorting `#10` before `#2` changed 35 of CIFAR-10's 1,324 groups."""
+    container, hash_sign, row = item_id.rpartition("#")
+    return (container, int(row)) if hash_sign and row.isdigit() else (item_id, -1)
 
 
 def _collect(tasks, outputs, per_source, cache, progress, keep_thumbs: bool = True) -> None:
