@@ -45,7 +45,7 @@ wall = time.perf_counter() - started
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall": wall, "cpu": time.process_time() - cpu + children.ru_utime + children.ru_stime,
                   "groups": report.summary.groups, "images": report.summary.images, "decoded": report.decoded,
-                  "leaked": report.summary.leaked}))
+                  "leaked": report.summary.leaked, "timings": report.timings}))
 """
 
 
@@ -144,8 +144,9 @@ def rounds(targets: dict[str, str], kwargs: dict, env: dict, runs: int) -> dict[
         for name in names[shift:] + names[:shift]:
             result = run_once(targets[name], kwargs, env)
             results[name].append(result)
+            phases = ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items() if k != "total")
             print(
-                f"  round {number + 1} {name}: {result['wall']:.2f} s wall, {result['cpu']:.2f} s CPU, "
+                f"  round {number + 1} {name}: {result['wall']:.2f} s wall ({phases}), {result['cpu']:.2f} s CPU, "
                 f"load {result['load']}",
                 flush=True,
             )
