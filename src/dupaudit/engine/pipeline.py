@@ -562,8 +562,9 @@ def _hash_method(settings: Settings) -> str:
 
 
 def _free_name(name: str, prefix: str, roots: Sequence[Root]) -> str:
-    taken = {r.name for r in roots}
-    return name if name not in taken else f"{prefix}-{name}"
+    from .sources.scanning import free_name
+
+    return free_name(name, prefix, [r.name for r in roots])
 
 
 def _fields(record: ImageRecord) -> tuple:

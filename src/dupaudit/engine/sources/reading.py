@@ -82,14 +82,23 @@ def _may_hold(source: Source, partition: Partition, ids: set[str]) -> bool:
 
 
 def record_bytes(roots: Sequence[Root], records: Sequence[ImageRecord], options: SourceOptions = SourceOptions()):
-    """The bytes (or why not) of records read from sources that are not folders, in order: each source is opened
-    once and read only where the records live (the probe's pixels; roots: the scan report's)."""
+    """The bytes (or why not) of records, in order: each source that is not a folder is opened once and read only
+    where the records live; a folder's records are their files (the probe's pixels; roots: the scan report's)."""
     place = {r.name: (r.source, r.path) for r in roots}
     wanted: dict[tuple[str, str], set[str]] = {}
     for record in records:
-        wanted.setdefault(place[record.root], set()).add(record.path)
+        if place[record.root][0] != "folder":
+            wanted.setdefault(place[record.root], set()).add(record.path)
     found = {key: item_bytes(key[0], key[1], ids, options) for key, ids in wanted.items()}
-    return [found[place[r.root]][r.path] for r in records]
+    return [_file_bytes(r.abspath) if place[r.root][0] == "folder" else found[place[r.root]][r.path] for r in records]
+
+
+def _file_bytes(path: str) -> bytes | str:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
 
 
 def record_inputs(
