@@ -3,9 +3,14 @@ as that Parquet served by a local S3 server (moto, 127.0.0.1): ratios against th
 
     python benchmarks/bench_sources.py                      # all of CIFAR-10 (../shared/data/cifar10)
     python benchmarks/bench_sources.py --limit 5000         # a quick run on the first 5,000 files of each split
+    python benchmarks/bench_sources.py --runs 3 --workdir /tmp/bench-sources   # pack once, keep it for reruns
 
 Each scan runs in a fresh process with the same --jobs (default 2) and no cache (every image decoded), timing
-the scan() call (interpreter and imports excluded); median of --runs. Also timed: the warm rescan of the folder
+the scan() call (interpreter and imports excluded). The forms are run in rounds, one scan of each per round,
+the order rotated each round, so that a load that varies during the run weighs on every form alike; a form's
+figure is its median over --runs, and its ratio the median of its per-round ratios to that round's folder scan.
+CPU seconds (this process and its workers) are printed beside wall seconds: on a shared machine they vary less.
+Also timed: the warm rescan of the folder
 with the fingerprint cache (the fast path this layer must not slow down) and the source detection it now does.
 The packing (tar shards of 1,000 samples with integer .cls and classes.txt; Parquet files of 10,000 rows in row
 groups of 1,000, with ClassLabel metadata) and the upload to S3 are not timed. The machine may be shared: say so.
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -39,7 +45,7 @@ wall = time.perf_counter() - started
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall": wall, "cpu": time.process_time() - cpu + children.ru_utime + children.ru_stime,
                   "groups": report.summary.groups, "images": report.summary.images, "decoded": report.decoded,
-                  "leaked": report.summary.leaked}))
+                  "leaked": report.summary.leaked, "timings": report.timings}))
 """
 
 
@@ -103,20 +109,53 @@ def pack(files, base: Path, classes: list[str], whole: bool) -> tuple[Path, Path
     return folder, shards, hf
 
 
+def run_once(target: str, kwargs: dict, env: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, target, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": round(os.getloadavg()[0], 1)}
+
+
 def run(target: str, kwargs: dict, env: dict, runs: int) -> dict:
-    results = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD, target, json.dumps(kwargs)],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        )
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    best = sorted(results, key=lambda r: r["wall"])[len(results) // 2]
-    best["walls"] = [round(r["wall"], 2) for r in results]
-    return best
+    return summarise([run_once(target, kwargs, env) for _ in range(runs)])
+
+
+def summarise(results: list[dict]) -> dict:
+    """The median run (by wall time), with every run's wall and CPU seconds."""
+    middle = sorted(results, key=lambda r: r["wall"])[len(results) // 2]
+    return {
+        **middle,
+        "walls": [round(r["wall"], 2) for r in results],
+        "cpus": [round(r["cpu"], 2) for r in results],
+        "loads": [r["load"] for r in results],
+    }
+
+
+def rounds(targets: dict[str, str], kwargs: dict, env: dict, runs: int) -> dict[str, list[dict]]:
+    """Every form once per round, the order rotated each round: each form's runs, in round order."""
+    names = list(targets)
+    results: dict[str, list[dict]] = {name: [] for name in names}
+    for number in range(runs):
+        shift = number % len(names)
+        for name in names[shift:] + names[:shift]:
+            result = run_once(targets[name], kwargs, env)
+            results[name].append(result)
+            phases = ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items() if k != "total")
+            print(
+                f"  round {number + 1} {name}: {result['wall']:.2f} s wall ({phases}), {result['cpu']:.2f} s CPU, "
+                f"load {result['load']}",
+                flush=True,
+            )
+    return results
+
+
+def paired(results: dict[str, list[dict]], name: str, base: str, kind: str) -> list[float]:
+    """`name`'s per-round ratios to `base` (wall or cpu), each against the run of the same round."""
+    return [r[kind] / b[kind] for r, b in zip(results[name], results[base])]
 
 
 def free_port() -> int:
@@ -132,56 +171,56 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--no-s3", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated: folder,webdataset,parquet,warm,s3 (default all)")
+    parser.add_argument("--workdir", default=None, help="pack here, or reuse what an earlier run packed here")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-sources-") as tmp:
+        measure(args, Path(args.workdir) if args.workdir else Path(tmp))
+
+
+def packed(args, base: Path) -> tuple[Path, Path, Path]:
+    """The three forms of the chosen images, packed in `base` (or found there, packed by an earlier run)."""
+    marker = base / "packed.json"
+    if marker.exists() and json.loads(marker.read_text()) == {"limit": args.limit}:
+        folder = CIFAR if args.limit is None else base / "folder"
+        print(f"reusing the forms packed in {base}")
+        return folder, base / "shards", base / "hf"
+    if base.exists() and any(base.iterdir()) and args.workdir:
+        raise SystemExit(f"{base} holds something else: give an empty or new --workdir")
     classes = sorted(p.name for p in (CIFAR / "train").iterdir())
     files = files_of(args.limit)
+    started = time.perf_counter()
+    forms = pack(files, base, classes, whole=args.limit is None)
+    marker.write_text(json.dumps({"limit": args.limit}))
+    print(f"packed {sum(len(f) for f in files.values()):,} images in {time.perf_counter() - started:.1f} s (not timed)")
+    return forms
+
+
+def measure(args, base: Path) -> None:
+    folder, shards, hf = packed(args, base)
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     env = dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix="bench-sources-") as tmp:
-        base = Path(tmp)
-        started = time.perf_counter()
-        folder, shards, hf = pack(files, base, classes, whole=args.limit is None)
-        print(
-            f"packed {sum(len(f) for f in files.values()):,} images in {time.perf_counter() - started:.1f} s "
-            f"(not timed below); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-        )
-        cold = {"use_cache": False, "jobs": args.jobs}
-        rows = {}
-        wanted = set(args.only.split(",")) if args.only else {"folder", "webdataset", "parquet", "warm", "s3"}
-        rows["folder"] = run(str(folder), cold, env, args.runs)  # the baseline of every ratio: always measured
-        if "webdataset" in wanted:
-            rows["webdataset shards"] = run(str(shards), cold, env, args.runs)
-        if wanted & {"parquet", "s3"}:
-            rows["parquet (HF layout)"] = run(str(hf), cold, env, args.runs)
-        if "warm" in wanted:
-            cache = str(base / "cache.sqlite")
-            run(str(folder), {"cache_path": cache, "jobs": args.jobs}, env, 1)  # fill the cache
-            warm = {"cache_path": cache, "jobs": args.jobs}
-            rows["folder, warm rescan"] = run(str(folder), warm, env, max(3, args.runs))
-        if "s3" in wanted and not args.no_s3:
-            from moto.server import ThreadedMotoServer
-
-            port = free_port()
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            server.start()
-            env.update(
-                AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-                AWS_ACCESS_KEY_ID="bench",
-                AWS_SECRET_ACCESS_KEY="bench",
-                AWS_DEFAULT_REGION="us-east-1",
-            )
-            os.environ.update(
-                {
-                    k: env[k]
-                    for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-                }
-            )
-            import s3fs
-
-            fs = s3fs.S3FileSystem()
-            fs.mkdir("bench")
-            fs.put(str(hf), "bench/hf", recursive=True)
-            rows["parquet on local S3 (moto)"] = run("s3://bench/hf", cold, env, args.runs)
+    cold = {"use_cache": False, "jobs": args.jobs}
+    wanted = set(args.only.split(",")) if args.only else {"folder", "webdataset", "parquet", "warm", "s3"}
+    targets = {"folder": str(folder)}  # the baseline of every ratio: always measured
+    if "webdataset" in wanted:
+        targets["webdataset shards"] = str(shards)
+    if wanted & {"parquet", "s3"}:
+        targets["parquet (HF layout)"] = str(hf)
+    server = None
+    if "s3" in wanted and not args.no_s3:
+        server = start_s3(env, hf)
+        targets["parquet on local S3 (moto)"] = "s3://bench/hf"
+    try:
+        results = rounds(targets, cold, env, args.runs)
+    finally:
+        if server is not None:
             server.stop()
+    rows = {name: summarise(found) for name, found in results.items()}
+    if "warm" in wanted:
+        cache = str(base / "cache.sqlite")
+        run(str(folder), {"cache_path": cache, "jobs": args.jobs}, env, 1)  # fill the cache
+        warm = {"cache_path": cache, "jobs": args.jobs}
+        rows["folder, warm rescan"] = run(str(folder), warm, env, max(3, args.runs))
     from dupaudit.engine.sources import SourceOptions, is_plain_folder
 
     started = time.perf_counter()
@@ -189,17 +228,59 @@ def main() -> None:
         is_plain_folder(str(CIFAR), SourceOptions())
     detection_ms = (time.perf_counter() - started) * 10
 
-    base_wall = rows["folder"]["wall"]
-    print(f"\n{'scan (cold, no cache)':32} {'wall s':>8} {'cpu s':>8} {'/folder':>8}  images  groups  leaked")
+    print(
+        f"\n{'scan (cold, no cache)':28} {'wall s':>7} {'cpu s':>7} {'wall/folder':>12} {'cpu/folder':>11}"
+        "  images  groups  leaked  (runs: wall, cpu, load)"
+    )
     for name, row in rows.items():
+        measured = name in results
+        wall_ratio = f"{median(paired(results, name, 'folder', 'wall')):12.2f}" if measured else f"{'':12}"
+        cpu_ratio = f"{median(paired(results, name, 'folder', 'cpu')):11.2f}" if measured else f"{'':11}"
         print(
-            f"{name:32} {row['wall']:8.2f} {row['cpu']:8.2f} {row['wall'] / base_wall:8.2f}  "
-            f"{row['images']:6}  {row['groups']:6}  {row['leaked']:6}   runs {row['walls']}"
+            f"{name:28} {row['wall']:7.2f} {row['cpu']:7.2f} {wall_ratio} {cpu_ratio}  "
+            f"{row['images']:6}  {row['groups']:6}  {row['leaked']:6}  {row['walls']} {row['cpus']} {row['loads']}"
         )
-    if "parquet on local S3 (moto)" in rows:
-        ratio = rows["parquet on local S3 (moto)"]["wall"] / rows["parquet (HF layout)"]["wall"]
-        print(f"\nlocal S3 / local Parquet: {ratio:.2f}x (the aim: within 1.5x)")
+    print("(ratios: the median of the per-round ratios, each against the folder scan of the same round)")
+    for name in results:
+        print(f"  {name} / folder, wall by round: {[round(x, 3) for x in paired(results, name, 'folder', 'wall')]}")
+    s3, local = "parquet on local S3 (moto)", "parquet (HF layout)"
+    if s3 in results:
+        by_round = paired(results, s3, local, "wall")
+        print(
+            f"\nlocal S3 / local Parquet: {median(by_round):.2f}x wall (by round {[round(x, 3) for x in by_round]};"
+            " the aim: within 1.5x)"
+        )
     print(f"source detection of a folder (is_plain_folder on {CIFAR}): {detection_ms:.2f} ms a call")
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def start_s3(env: dict, hf: Path):
+    """moto's S3 server on 127.0.0.1 holding the Parquet form as s3://bench/hf; the AWS variables in `env`."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    env.update(aws)
+    os.environ.update(aws)
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("bench")
+    fs.put(str(hf), "bench/hf", recursive=True)
+    return server
 
 
 if __name__ == "__main__":

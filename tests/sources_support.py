@@ -131,14 +131,18 @@ def stem_of(path: str, parquet_stems: dict[str, str] | None = None) -> str:
     return path.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
-def groups_by_content(report: dict, parquet_stems: dict[str, str] | None = None) -> set:
-    """Groups as sets of (split, label, image stem), with their kind: comparable across forms. (Which of two
-    identical copies is kept is decided by the item's place, so it may differ between forms.)"""
+def groups_by_content(report: dict, parquet_stems: dict[str, str] | None = None, keep: bool = False) -> set:
+    """Groups as sets of (split, label, image stem), with their kind: comparable across forms. `keep`: with each
+    member's keep flag too, for forms whose items have file names (tar members, a manifest's files): the keep rule
+    reads names, and a Parquet row has none (docs/sources/parquet.md), so there a tie may keep the other copy."""
     return {
         (
             group["kind"],
             group["max_distance"],
-            frozenset((m["root"], m["label"], stem_of(m["path"], parquet_stems)) for m in group["members"]),
+            frozenset(
+                (m["root"], m["label"], stem_of(m["path"], parquet_stems)) + ((m["keep"],) if keep else ())
+                for m in group["members"]
+            ),
         )
         for group in report["groups"]
     }

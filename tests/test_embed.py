@@ -217,3 +217,62 @@ def test_preprocessing_is_imagededups_transform(images):
     for name in ("orig.jpg", "orig_big.png"):
         expected = reference(Image.open(images / name).convert("RGB")).numpy()
         assert np.allclose(embed.preprocess(str(images / name)), expected, atol=1e-5)
+
+
+def _containers(images: Path, base: Path) -> dict[str, Path]:
+    """The four images of `images` as a tar shard, a Parquet file (HF's image struct) and a CSV manifest."""
+    import io
+    import tarfile
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    files = sorted(images.iterdir())
+    base.mkdir()
+    with tarfile.open(base / "shard-000000.tar", "w") as tar:
+        for path in files:
+            info = tarfile.TarInfo(path.name)
+            info.size = path.stat().st_size
+            tar.addfile(info, io.BytesIO(path.read_bytes()))
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    column = pa.array([{"bytes": p.read_bytes(), "path": p.name} for p in files], type=image_type)
+    pq.write_table(pa.table({"image": column}), base / "images.parquet")
+    (base / "manifest.csv").write_text("path\n" + "".join(f"{p}\n" for p in files))
+    return {
+        "webdataset": base / "shard-000000.tar",
+        "parquet": base / "images.parquet",
+        "manifest": base / "manifest.csv",
+    }
+
+
+@pytest.mark.parametrize("form", ["webdataset", "parquet", "manifest"])
+def test_cnn_reads_containers_as_the_folder(weights, images, tmp_path, form, monkeypatch):
+    """The embeddings are made from the items' bytes, read again where they live: the folder's groups, and a
+    rescan with another threshold takes every embedding from the cache (keyed by content)."""
+    target = _containers(images, tmp_path / "forms")[form]
+    cache = tmp_path / "cache.sqlite"
+    report = scan(str(target), method="cnn", model=weights, min_similarity=STRICT, cache_path=cache, jobs=1)
+    stems = [{p.rsplit("/", 1)[-1].split(".")[0] for p in group} for group in _groups(report)]
+    if form == "parquet":  # rows are named by number: images.parquet#N, the files in name order
+        names = [p.stem for p in sorted(images.iterdir())]
+        stems = [{names[int(p.rsplit("#", 1)[1])] for p in group} for group in _groups(report)]
+    assert stems == [{"orig", "orig_big"}]
+    assert report.groups[0].kind == "near" and report.roots[0].source == form
+    loose = scan(str(target), method="cnn", model=weights, min_similarity=0.5, use_cache=False, jobs=1)
+    assert len(loose.groups) == 1 and len(loose.groups[0].members) == 4  # the strict answer is the threshold's
+
+    def refuse(_weights):
+        raise AssertionError("the network ran again on unchanged items")
+
+    monkeypatch.setattr(embed, "build_encoder", refuse)
+    again = scan(str(target), method="cnn", model=weights, min_similarity=STRICT + 0.0005, cache_path=cache, jobs=1)
+    assert _groups(again) == _groups(report)
+
+
+def test_cnn_marks_unreadable_container_items_invalid(weights, tmp_path):
+    """An item whose bytes cannot be had again (here: absent from the source) is embedded as invalid, never as
+    a zero vector that could pair."""
+    from dupaudit.engine.model import ImageRecord
+
+    records = [ImageRecord("train", "x.jpg", None, 1, 0, "webdataset:file:///nowhere::x.jpg")]
+    embedded = embed.embed_records(records, embed.find_weights(weights), inputs=lambda todo: iter(()))
+    assert not embedded.valid.any() and embedded.computed == 1

@@ -275,3 +275,50 @@ def test_an_image_folder_with_a_stray_parquet_file_is_checked_as_a_folder(repo):
     result = invoke("check", "--root", "images", "images/train/cat/copy_near.jpg", "-q")
     assert result.exit_code == 1, result.output  # the folder check: the file names its own finding
     assert result.stdout.startswith("train/cat/copy_near.jpg: near duplicate of train/cat/train_truck_0000.jpg")
+
+
+def _holdout_folder(repo: Path) -> Path:
+    """An evaluation folder beside the shards: an exact copy of a training image and an unrelated one."""
+    files = repo / "manifests" / "files"
+    for label, stem in (("airplane", "train_airplane_0000"), ("ship", "test_ship_0001")):
+        (repo / "holdout" / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(files / f"{stem}.jpg", repo / "holdout" / label / f"h_{stem}.jpg")
+    return repo / "holdout"
+
+
+def test_explain_over_a_folder_mixed_with_shards(repo):
+    """A file of the evaluation folder (by its path) against an item of a shard (by its id): one scan, both read."""
+    import json
+
+    _holdout_folder(repo)
+    first, second = "holdout/airplane/h_train_airplane_0000.jpg", "train/shard-000000.tar/train_airplane_0000.jpg"
+    result = invoke("scan", "shards", "--against", "holdout", "--explain", first, second, "-f", "json")
+    assert result.exit_code == 0, result.output
+    explanation = json.loads(result.stdout)
+    assert explanation["verdict"] == "exact"
+    assert (explanation["first"], explanation["second"]) == (
+        "holdout/airplane/h_train_airplane_0000.jpg",
+        f"train/{second}",
+    )
+    unrelated = invoke(
+        "scan", "shards", "--against", "holdout", "--explain", "holdout/ship/h_test_ship_0001.jpg", second
+    )
+    assert unrelated.exit_code == 0 and "not a duplicate" in unrelated.output
+
+
+def test_probe_reads_a_folder_mixed_with_shards(repo, tmp_path):
+    """The probe's records of a mixed scan: the folder's are its files, the shards' their members' bytes; the
+    pixels are those of the same images' files."""
+    from dupaudit.engine.pipeline import scan
+    from dupaudit.probing.data import load_images, load_records
+    from dupaudit.probing.experiment import _records
+
+    _holdout_folder(repo)
+    report = scan("shards", ["holdout"], cache_path=tmp_path / "c.sqlite", jobs=1)
+    records, fetch = _records(report, "shards", "holdout", {}, tmp_path / "c.sqlite", True)
+    assert fetch is not None and {r.root for r in records} == {"train", "test", "holdout"}
+    pixels, _ = load_records(records, 24, jobs=1, fetch=fetch)
+    files = repo / "manifests" / "files"
+    for record, image in zip(records, pixels):
+        stem = record.path.rsplit("/", 1)[-1].split(".")[0].removeprefix("h_")
+        assert (image == load_images([str(files / f"{stem}.jpg")], 24)[0]).all(), record.path

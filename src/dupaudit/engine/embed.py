@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
+import itertools
 import logging
 import math
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,11 @@ IVF_PROBES = 32
 _QUERY_CHUNK = 4096  # bounds the memory of one faiss range_search result
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+# Given the indices of the records to embed, yields (index, image) for each of them in any order: the image as a
+# file path, its bytes (a tar member, a Parquet row: sources/reading.record_inputs), or None when unreadable.
+Inputs = Callable[[list[int]], Iterator[tuple[int, "str | bytes | None"]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,13 +183,16 @@ def _first_sentence(exc: Exception) -> str:
     return (text[:200] + ("…" if len(text) > 200 else "")) or type(exc).__name__
 
 
-def preprocess(path: str) -> np.ndarray | None:
-    """The network input for one file (3x224x224 float32), as imagededup's MobilenetV3.transform; None if unreadable.
+def preprocess(source: str | bytes | None) -> np.ndarray | None:
+    """The network input for one image, a file path or its bytes (3x224x224 float32), as imagededup's
+    MobilenetV3.transform; None if unreadable (or None given: bytes that could not be had).
 
     The same numbers as torchvision's Resize((256, 256)) (Pillow bilinear) + CenterCrop(224) + ToTensor +
     Normalize, without building a tensor per image."""
+    if source is None:
+        return None
     try:
-        with Image.open(path) as opened:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
             image: Image.Image = opened
             if image.mode != "RGB":
                 image = image.convert("RGBA").convert("RGB")  # as imagededup: alpha dropped, not composited
@@ -200,12 +210,15 @@ def embed_records(
     jobs: int | None = None,
     cache: FingerprintCache | None = None,
     progress: ProgressSink | None = None,
+    inputs: Inputs | None = None,
 ) -> Embedded:
     """Embeddings of every record: from the cache when unchanged, else by running the network in batches.
 
     This stage decodes each new file again (at 224x224, RGB): the fingerprint stage decodes straight to the
     small grayscale sizes the hashes need and keeps nothing larger. Acceptable for an opt-in stage whose network
-    costs more than the decoding; a warm rescan reads the embeddings from the cache and decodes nothing."""
+    costs more than the decoding; a warm rescan reads the embeddings from the cache and decodes nothing.
+    `inputs`: where the images of records that are not files are (tar members, Parquet rows: see Inputs);
+    None: every record is a file at its abspath."""
     progress = progress or NullProgress()
     count = len(records)
     vectors = np.zeros((count, DIMENSIONS), dtype=np.float16)
@@ -224,7 +237,9 @@ def embed_records(
             todo.append(index)
     hits = count - len(todo)
     if todo:
-        _compute(records, todo, weights, vectors, valid, jobs, cache, progress)
+        valid[todo] = False  # until embedded: an image the stream does not give joins no near group
+        stream = inputs(todo) if inputs is not None else ((i, records[i].abspath) for i in todo)
+        _compute(records, stream, len(todo), weights, vectors, valid, jobs, cache, progress)
     if not valid.all():
         log.warning(
             "%d %s could not be decoded again for their embeddings: they join no near group",
@@ -234,20 +249,20 @@ def embed_records(
     return Embedded(vectors.astype(np.float32), valid, len(todo), hits)
 
 
-def _compute(records, todo, weights, vectors, valid, jobs, cache, progress) -> None:
+def _compute(records, stream, count, weights, vectors, valid, jobs, cache, progress) -> None:
     import torch
 
     encoder = build_encoder(weights)
     threads = max(1, min(jobs or default_jobs(), os.cpu_count() or 1))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    progress.start("embedding", len(todo))
+    progress.start("embedding", count)
     try:
         # Pillow releases the GIL while it decodes and resizes, so threads decode a batch side by side.
         with ThreadPoolExecutor(max_workers=threads) as pool, torch.inference_mode():
-            for start in range(0, len(todo), BATCH):
-                batch = todo[start : start + BATCH]
-                inputs = list(pool.map(preprocess, [records[i].abspath for i in batch]))
+            while chunk := list(itertools.islice(stream, BATCH)):
+                batch = [i for i, _ in chunk]
+                inputs = list(pool.map(preprocess, [image for _, image in chunk]))
                 done = [i for i, x in zip(batch, inputs) if x is not None]
                 for i, x in zip(batch, inputs):
                     valid[i] = x is not None

@@ -8,6 +8,7 @@ measured for the pair: digests, the hash radius, the neighbour rank, the verific
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..errors import InputError
 from .cache import open_cache
 from .discover import discover
 from .hashing import THUMB_SIZE, hamming
-from .model import TRANSFORMS, DuplicateGroup, GroupMember, ScanReport, Settings
+from .model import TRANSFORMS, DuplicateGroup, GroupMember, Root, ScanReport, Settings
 from .pipeline import Fingerprinted, fingerprint_records, variant_hashes
 from .verify import (
     APPROXIMATE_FROM,
@@ -75,7 +76,7 @@ def explain(
         names, found = _items(report, root, against, (first, second), options)
         index = {f"{r.root}/{r.path}" for r in found.records} | {f"{s.root}/{s.path}" for s in report.skipped}
     else:
-        names = [_dataset_path(report, path) for path in (first, second)]
+        names = [_dataset_path(report.roots, path) for path in (first, second)]
         found, index = _files(report, options)
     if names[0] == names[1]:
         raise InputError(f"{first} and {second} are the same file")
@@ -251,9 +252,15 @@ def _items(report: ScanReport, root, against, given, options: dict) -> tuple[lis
         i: {r.name for r in report.roots if (r.source, r.path) == (s.kind, s.url)} for i, s in enumerate(sources)
     }
     known = [(r.root, r.path) for r in records] + [(s.root, s.path) for s in report.skipped]
+    folders = [r for r in report.roots if r.source == "folder"]  # a folder scanned with the containers
     names = []
     for name in map(str, given):
         matches = [f"{root}/{path}" for root, path in known if name in (path, f"{root}/{path}")]
+        if not matches and folders and Path(name).is_file():  # a file of that folder, given by its path
+            try:
+                matches = [_dataset_path(folders, name)]
+            except InputError:
+                pass
         for i, source in enumerate(sources):
             chosen = select(source, name)
             if chosen is not None and chosen.id is not None:
@@ -264,19 +271,19 @@ def _items(report: ScanReport, root, against, given, options: dict) -> tuple[lis
     return names, Fingerprinted(records, fingerprints, [], 0, 0)
 
 
-def _dataset_path(report: ScanReport, path: str | os.PathLike) -> str:
+def _dataset_path(roots: Sequence[Root], path: str | os.PathLike) -> str:
     """root/path of a file given on the command line; InputError when it is outside every root."""
     given = Path(path)
     if not given.is_file():
         raise InputError(f"{path}: no such file")
     absolute = given.parent.resolve() / given.name  # a symlinked file keeps its own name, as discovery lists it
-    for root in report.roots:
+    for root in roots:
         try:
             relative = absolute.relative_to(root.path)
         except ValueError:
             continue
         return f"{root.name}/{relative.as_posix()}"
-    raise InputError(f"{path}: not inside the dataset ({', '.join(r.path for r in report.roots)})")
+    raise InputError(f"{path}: not inside the dataset ({', '.join(r.path for r in roots)})")
 
 
 def _proposals(hashes, variants, thumbs, ia: int, ib: int, settings: Settings, cascade: CascadeSettings) -> list:

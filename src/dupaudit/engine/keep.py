@@ -26,6 +26,7 @@ UPSCALE_RATIO = 2.5
 MIN_UPSCALE = 1.4  # per axis: below this the bands around the cut-off are too close to the Nyquist limit
 _WORKING_CUTOFF = 0.3  # cycles/pixel: decode large files at reduced scale while the cut-off stays below this
 
+_ROW = re.compile(r".+\.(parquet|parq)#\d+")  # an item id of the source layer (engine/sources/parquet.py)
 _COPY_MARK = re.compile(r"(copy|kopie|duplicate|\(\d+\)|~\d*$|[ _-]\d+$)", re.IGNORECASE)
 
 
@@ -48,6 +49,8 @@ def keep_order(record: ImageRecord, width: int, height: int) -> tuple:
 def name_oddness(path: str) -> tuple:
     """How odd a file name looks (smaller is plainer): control characters, copy marks, capitals, spaces, length."""
     name = path.rsplit("/", 1)[-1]
+    if _ROW.fullmatch(name):  # a Parquet row (`train-00000-of-00001.parquet#412`) has no name of its own: a tie
+        return (False, False, False, False, 0)
     stem = name.rsplit(".", 1)[0]
     return (
         not name.isprintable(),

@@ -282,15 +282,13 @@ def scan(
     if settings.method == "cnn":  # checked before any work, so that a missing model or torch is said at once
         weights = embed.find_weights(model)
         embed.require_torch(load=False)
-    hash_method = "phash" if settings.method == "cnn" else settings.method  # cnn's exact/pixel pairs: phash
+    hash_method = _hash_method(settings)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     options = source_options or SourceOptions()
     targets = [str(t) for t in (root, *against)]
     if not all(is_plain_folder(t, options) for t in targets):  # folders keep the fast path below
-        if weights is not None:
-            raise InputError("--method cnn reads image files: scan a folder with it (not tar, Parquet or manifests)")
-        return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner)
+        return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner, weights)
     detected = detect_layout(root, list(against), splits=splits, label_depth=label_depth, label_from=label_from)
     roots = detected.roots
     listing = list_files(roots)
@@ -324,9 +322,7 @@ def scan(
     imaged = {r.root for r in records}
     if options.source_type is None and any(holds_container(r.path) for r in roots if r.name not in imaged):
         # a folder without images that holds tar shards or Parquet files (detected only now: no cost to image folders)
-        if weights is not None:
-            raise InputError("--method cnn reads image files: scan a folder with it (not tar, Parquet or manifests)")
-        return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner)
+        return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner, weights)
     if not records and not listing.problems:
         raise InputError(f"{root}: no images found")
     cache = open_cache(cache_file) if use_cache else None
@@ -450,10 +446,13 @@ def _scan_sources(
     use_cache: bool,
     progress: ProgressSink | None,
     runner: Runner | None,
+    weights: embed.Weights | None = None,
 ) -> ScanReport:
     """scan() for targets that are not all local folders: each target is a source (engine/sources), read
-    partition by partition; a folder among them is read by the folder walk as in scan()."""
+    partition by partition; a folder among them is read by the folder walk as in scan(). `weights`: --method
+    cnn, its embeddings made from the items' bytes, read again from where they live."""
     from .sources.folder import FolderSource
+    from .sources.reading import record_inputs
     from .sources.scanning import fingerprint_sources, reuse_key
 
     started = time.perf_counter()
@@ -461,7 +460,8 @@ def _scan_sources(
     sources = [open_source(target, options) for target in targets]
     cache_file = cache_path or default_cache_path()
     fast_decode = settings.fast_decode
-    key = reuse_key(sources, settings) if use_cache else None
+    stored_with = settings if weights is None else (settings, weights.digest)  # the answer depends on the weights
+    key = reuse_key(sources, stored_with) if use_cache else None
     if key is not None:
         with FingerprintCache(cache_file) as cache:
             reused = cache.load_result(key)
@@ -480,6 +480,7 @@ def _scan_sources(
     # on a cluster the thumbnails of tar shards, Parquet and manifests stay in the work directory (not with a folder)
     remote_thumbs = runner is not None and not any(isinstance(s, FolderSource) for s in sources)
     places: list = []
+    source_of: dict = {}  # root name -> the source its items were read from (not folders): cnn reads them again
     try:
         for source in sources:
             if isinstance(source, FolderSource):  # a folder among other sources: the folder walk, as scan()
@@ -488,12 +489,12 @@ def _scan_sources(
                 roots.extend(replace(r, name=renamed[r.name]) for r in folder_roots)
                 records = [ImageRecord(renamed[r.root], *tuple(_fields(r))[1:]) for r in records]
                 fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
-                part = fingerprinter(records, (settings.method,), jobs=jobs, cache=cache, draft=fast_decode)
+                part = fingerprinter(records, (_hash_method(settings),), jobs=jobs, cache=cache, draft=fast_decode)
                 problems.extend(Skipped(renamed[p[0]], p[1], p[2]) for p in listed)
             else:
                 read = fingerprint_sources(
                     [source],
-                    (settings.method,),
+                    (_hash_method(settings),),
                     jobs=jobs or default_jobs(),
                     cache=cache,
                     progress=progress,
@@ -503,6 +504,7 @@ def _scan_sources(
                     keep_thumbs=not remote_thumbs,
                 )
                 roots.extend(read.roots)
+                source_of.update((root.name, source) for root in read.roots)
                 places.extend(read.places)
                 part = Fingerprinted(read.records, read.fingerprints, read.skipped, read.decoded, read.cache_hits)
             found.records.extend(part.records)
@@ -522,16 +524,29 @@ def _scan_sources(
     timings["fingerprint"] = time.perf_counter() - started - timings["discover"]
     mark = time.perf_counter()
     search = runner.pairs_within if runner is not None else pairs_within
-    groups = find_groups(
-        found.records,
-        found.fingerprints,
-        roots,
-        settings,
-        jobs=jobs,
-        progress=progress,
-        search=search,
-        remote=found.remote,
-    )
+    if weights is not None:  # --method cnn: the items' bytes are read again from their shards, rows, files
+        records = found.records
+        groups = find_semantic_groups(
+            found,
+            roots,
+            settings,
+            weights,
+            cache_file if use_cache else None,
+            jobs=jobs,
+            progress=progress,
+            inputs=lambda todo: record_inputs(source_of, records, todo),
+        )
+    else:
+        groups = find_groups(
+            found.records,
+            found.fingerprints,
+            roots,
+            settings,
+            jobs=jobs,
+            progress=progress,
+            search=search,
+            remote=found.remote,
+        )
     timings["search"] = time.perf_counter() - mark
     answer = _answer(roots, found.records, groups, problems + found.skipped)
     if key is not None:
@@ -541,9 +556,15 @@ def _scan_sources(
     return _report(tuple(roots), settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded)
 
 
+def _hash_method(settings: Settings) -> str:
+    """The hash the fingerprints are made with: cnn's exact and pixel pairs come from phash's fingerprints."""
+    return "phash" if settings.method == "cnn" else settings.method
+
+
 def _free_name(name: str, prefix: str, roots: Sequence[Root]) -> str:
-    taken = {r.name for r in roots}
-    return name if name not in taken else f"{prefix}-{name}"
+    from .sources.scanning import free_name
+
+    return free_name(name, prefix, [r.name for r in roots])
 
 
 def _fields(record: ImageRecord) -> tuple:
@@ -959,13 +980,15 @@ def find_semantic_groups(
     cache_path: str | os.PathLike | None,
     jobs: int | None = None,
     progress: ProgressSink | None = None,
+    inputs: embed.Inputs | None = None,
 ):
     """--method cnn: exact and pixel pairs from the digests, near pairs from CNN embeddings (embed.py), joined
-    into groups. Thumbnail verification does not apply to semantic pairs; max_distance stays the pHash distance."""
+    into groups. Thumbnail verification does not apply to semantic pairs; max_distance stays the pHash distance.
+    `inputs`: the images of records that are not files (embed.Inputs)."""
     records, fingerprints = found.records, found.fingerprints
     cache = open_cache(cache_path) if cache_path is not None else None
     try:
-        embedded = embed.embed_records(records, weights, jobs=jobs, cache=cache, progress=progress)
+        embedded = embed.embed_records(records, weights, jobs=jobs, cache=cache, progress=progress, inputs=inputs)
     finally:
         if cache is not None:
             cache.close()

@@ -3,7 +3,7 @@ what holds them: the tar shards and Parquet row groups that contain them, a mani
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from ...errors import DupauditError
@@ -32,27 +32,38 @@ def item_bytes(
 def read_items(source: Source, ids: Collection[str]) -> dict[str, bytes | str]:
     """{id: bytes, or why not} for the chosen items of an open source; an id it does not hold: "not found"."""
     wanted = set(ids)
-    found: dict[str, bytes | str] = {}
+    found = dict(iter_items(source, wanted))
+    return {i: found.get(i, "not found") for i in wanted}
+
+
+def iter_items(source: Source, ids: Collection[str]) -> Iterator[tuple[str, bytes | str]]:
+    """(id, bytes or why not) for the chosen items the source holds, in storage order, reading only the tar
+    shards and row groups that hold them (a manifest: its listed files, a slice at a time); one partition's
+    bytes are held at a time, so any number of items can be streamed."""
+    wanted = set(ids)
     if source.kind == "manifest":
-        from .manifest import _fetch
+        from .manifest import SLICE_ROWS, _fetch
         from .naming import manifest_ids
         from .storage import read_reason
 
-        where = {i: w for i, w in manifest_ids(source).items() if i in wanted}
-        fetched = _fetch(list(where.values()), source.storage_options)  # type: ignore[attr-defined]
-        for item_id, location in where.items():
-            value = fetched[location]
-            found[item_id] = read_reason(value) if isinstance(value, BaseException) else value
-    else:
-        for partition in source.partitions():
-            if not _may_hold(source, partition, wanted - found.keys()):
-                continue
-            for item in source.read(partition):
-                if item.id in wanted and item.id not in found:
-                    found[item.id] = item.data if item.data is not None else (item.error or "unreadable")
-            if len(found) == len(wanted):
-                break
-    return {i: found.get(i, "not found") for i in wanted}
+        where = [(i, w) for i, w in manifest_ids(source).items() if i in wanted]
+        for start in range(0, len(where), SLICE_ROWS):  # fetched together, as a scan fetches a slice
+            chosen = where[start : start + SLICE_ROWS]
+            fetched = _fetch([w for _, w in chosen], source.storage_options)  # type: ignore[attr-defined]
+            for item_id, location in chosen:
+                value = fetched[location]
+                yield item_id, read_reason(value) if isinstance(value, BaseException) else value
+        return
+    found: set[str] = set()
+    for partition in source.partitions():
+        if not _may_hold(source, partition, wanted - found):
+            continue
+        for item in source.read(partition):
+            if item.id in wanted and item.id not in found:
+                found.add(item.id)
+                yield item.id, item.data if item.data is not None else (item.error or "unreadable")
+        if len(found) == len(wanted):
+            return
 
 
 def _may_hold(source: Source, partition: Partition, ids: set[str]) -> bool:
@@ -71,11 +82,42 @@ def _may_hold(source: Source, partition: Partition, ids: set[str]) -> bool:
 
 
 def record_bytes(roots: Sequence[Root], records: Sequence[ImageRecord], options: SourceOptions = SourceOptions()):
-    """The bytes (or why not) of records read from sources that are not folders, in order: each source is opened
-    once and read only where the records live (the probe's pixels; roots: the scan report's)."""
+    """The bytes (or why not) of records, in order: each source that is not a folder is opened once and read only
+    where the records live; a folder's records are their files (the probe's pixels; roots: the scan report's)."""
     place = {r.name: (r.source, r.path) for r in roots}
     wanted: dict[tuple[str, str], set[str]] = {}
     for record in records:
-        wanted.setdefault(place[record.root], set()).add(record.path)
+        if place[record.root][0] != "folder":
+            wanted.setdefault(place[record.root], set()).add(record.path)
     found = {key: item_bytes(key[0], key[1], ids, options) for key, ids in wanted.items()}
-    return [found[place[r.root]][r.path] for r in records]
+    return [_file_bytes(r.abspath) if place[r.root][0] == "folder" else found[place[r.root]][r.path] for r in records]
+
+
+def _file_bytes(path: str) -> bytes | str:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+
+
+def record_inputs(
+    sources: Mapping[str, Source], records: Sequence[ImageRecord], indices: Sequence[int]
+) -> Iterator[tuple[int, str | bytes | None]]:
+    """(index, what to decode) for the chosen records: a folder record's file path (its root is not in
+    `sources`), a container item's bytes, or None when they cannot be had; source by source, each read once in
+    storage order (iter_items), for the CNN embeddings of a scan (`sources`: root name -> the source read)."""
+    by_source: dict[int, tuple[Source, dict[str, list[int]]]] = {}
+    for index in indices:
+        record = records[index]
+        source = sources.get(record.root)
+        if source is None:
+            yield index, record.abspath
+            continue
+        by_source.setdefault(id(source), (source, {}))[1].setdefault(record.path, []).append(index)
+    for source, wanted in by_source.values():
+        for item_id, value in iter_items(source, wanted):
+            for index in wanted.pop(item_id):
+                yield index, value if isinstance(value, bytes) else None
+        for left in wanted.values():  # not in the source any more
+            yield from ((index, None) for index in left)
