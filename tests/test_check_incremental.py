@@ -4,6 +4,8 @@ commits that add, modify, rename and delete images against a baseline."""
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageEnhance
@@ -141,3 +143,34 @@ def test_a_small_commit_does_not_rewrite_the_stored_state(repo, searches, monkey
         )
         _both([f"data/train/blobs/step{step}.jpg", f"data/train/checker/copy{step}.jpg"], searches)
     assert writes == []
+
+
+def test_a_check_of_passed_files_lists_only_the_folders_that_changed(repo, searches, monkeypatch):
+    """The folders whose mtime did not move since the last listing are taken from its snapshot; a file added
+    beside the commit (not passed) is still seen through its folder's mtime, with a full check's findings."""
+    from dupaudit.engine import listing
+
+    config = load_config(environ={})
+    write_baseline(config)
+    data, train = repo / "data", repo / "data" / "train"
+    past = time.time_ns() - 3600 * 10**9
+    for folder, _, _ in os.walk(data):
+        os.utime(folder, ns=(past, past))  # a snapshot trusts no folder changed seconds before it
+    assert run_check(config).exit_code == 0  # the whole dataset: its listing is the next check's snapshot
+    listed: list[str] = []
+    stat_folder = listing._stat_folder
+
+    def recorded(path, names, first, failed):
+        listed.append(Path(path).relative_to(data).as_posix())
+        return stat_folder(path, names, first, failed)
+
+    monkeypatch.setattr(listing, "_stat_folder", recorded)
+    procedural_image(990_001).save(train / "blobs" / "new.jpg", quality=90)
+    Image.open(train / "stripes" / "0003.jpg").convert("RGB").save(train / "checker" / "copy.jpg", quality=75)
+    (train / "circle" / "unpassed.jpg").write_bytes((train / "blobs" / "new.jpg").read_bytes())  # not staged
+    files = ["data/train/blobs/new.jpg", "data/train/checker/copy.jpg"]
+    incremental = run_check(config, files, update_baseline=False)
+    assert sorted(set(listed)) == ["train/blobs", "train/checker", "train/circle"]
+    full = run_check(config, files, use_cache=False, update_baseline=False)
+    assert _findings(incremental) == _findings(full)
+    assert any("new.jpg" in line and "unpassed.jpg" in line for line in _findings(incremental))

@@ -65,7 +65,7 @@ _RETRY_FOR_S = 60  # then our retries, with backoff, before a write is given up 
 _KEEP_RESULTS = 16
 # The incremental index (incremental.SearchState, as bytes), one per dataset and settings: see incremental.py.
 _INDEXES_SCHEMA = "CREATE TABLE IF NOT EXISTS indexes (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
-_KEEP_INDEXES = 4  # the most recently used answers kept (one per dataset and settings, typically)
+_KEEP_INDEXES = 8  # the most recently used kept (a state per dataset and settings, a listing snapshot per dataset)
 _code_digest: bytes | None = None
 
 
@@ -597,7 +597,9 @@ class FingerprintCache:
 
     def store_index(self, key: bytes, value: bytes) -> None:
         """Keep the search state under `key`, dropping the least recently used beyond the last few."""
+        self._keep_index(key, value)
 
+    def _keep_index(self, key: bytes, value: bytes) -> None:
         def statements(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO indexes VALUES (?, ?, ?)", (key, time.time(), value))
             db.execute(
@@ -606,6 +608,15 @@ class FingerprintCache:
             )
 
         self._write(statements)
+
+    def store_snapshot(self, key: bytes, value: bytes) -> None:
+        """Keep a listing snapshot (listing.snapshot) under `key`, unless the one kept there is the same."""
+        digest = hashlib.blake2b(value, digest_size=16).hexdigest()
+        name = "snapshot:" + key.hex()
+        if self.load_meta(name) == digest and self.has_index(key):
+            return  # a warm check of an unchanged tree writes nothing
+        self._keep_index(key, value)
+        self.store_meta(name, digest)
 
     def load_meta(self, name: str) -> str | None:
         """A text value kept beside the tables (the description of an index file: `dupaudit index`)."""
