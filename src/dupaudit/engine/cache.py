@@ -561,16 +561,7 @@ class FingerprintCache:
 
     def store_result(self, key: bytes, value: object) -> None:
         """Keep `value` under `key`, dropping the least recently used answers beyond the last few."""
-        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-        def statements(db: sqlite3.Connection) -> None:
-            db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, time.time(), blob))
-            db.execute(
-                "DELETE FROM results WHERE key NOT IN (SELECT key FROM results ORDER BY used DESC LIMIT ?)",
-                (_KEEP_RESULTS,),
-            )
-
-        self._write(statements)
+        self._keep("results", key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), _KEEP_RESULTS)
 
     @staticmethod
     def index_key(settings: object) -> bytes:
@@ -597,14 +588,16 @@ class FingerprintCache:
 
     def store_index(self, key: bytes, value: bytes) -> None:
         """Keep the search state under `key`, dropping the least recently used beyond the last few."""
-        self._keep_index(key, value)
+        self._keep("indexes", key, value, _KEEP_INDEXES)
 
-    def _keep_index(self, key: bytes, value: bytes) -> None:
+    def _keep(self, table: str, key: bytes, value: bytes, limit: int) -> None:
+        """Write `value` under `key` in a (key, used, value) table, dropping the least recently used beyond
+        `limit` rows, in one transaction."""
+
         def statements(db: sqlite3.Connection) -> None:
-            db.execute("INSERT OR REPLACE INTO indexes VALUES (?, ?, ?)", (key, time.time(), value))
+            db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", (key, time.time(), value))
             db.execute(
-                "DELETE FROM indexes WHERE key NOT IN (SELECT key FROM indexes ORDER BY used DESC LIMIT ?)",
-                (_KEEP_INDEXES,),
+                f"DELETE FROM {table} WHERE key NOT IN (SELECT key FROM {table} ORDER BY used DESC LIMIT ?)", (limit,)
             )
 
         self._write(statements)
@@ -615,7 +608,7 @@ class FingerprintCache:
         name = "snapshot:" + key.hex()
         if self.load_meta(name) == digest and self.has_index(key):
             return  # a warm check of an unchanged tree writes nothing
-        self._keep_index(key, value)
+        self._keep("indexes", key, value, _KEEP_INDEXES)
         self.store_meta(name, digest)
 
     def load_meta(self, name: str) -> str | None:
