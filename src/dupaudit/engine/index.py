@@ -186,8 +186,9 @@ def query(
             parts = [new_thumbs[i] if i >= offset else stored[state.paths[i]] for i in rows.tolist()]
             return np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(-1, 32, 32)
 
+        old_of = np.concatenate([np.arange(offset), np.full(len(found.records), -1)]).astype(np.int64)
         result = incremental.update(
-            state, records, facts.hashes, thumbs_of, settings, threads=jobs, limit=None, facts=facts
+            state, records, facts.hashes, thumbs_of, settings, threads=jobs, limit=None, facts=facts, old_of=old_of
         )
         assert result is not None  # limit=None: never refused for its size
         roots = indexed_roots + new_roots
