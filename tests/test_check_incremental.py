@@ -160,3 +160,21 @@ def test_a_check_of_passed_files_lists_only_the_folders_that_changed(repo, full_
     full = run_check(config, files, use_cache=False, update_baseline=False)
     assert _findings(incremental) == _findings(full)
     assert any("new.jpg" in line and "unpassed.jpg" in line for line in _findings(incremental))
+
+
+def test_the_hooks_accepted_count_is_the_whole_dataset_subtracts(repo):
+    """A check of files counts the accepted groups without making every group's findings: the same count."""
+    from dupaudit.check import baseline as baseline_file
+
+    config = load_config(environ={})
+    accepted, _ = write_baseline(config)
+    train = repo / "data" / "train"
+    Image.open(train / "stripes" / "0005.jpg").convert("RGB").save(train / "checker" / "conflict.jpg", quality=70)
+    (train / "blobs" / "again.jpg").write_bytes((train / "circle" / "0000.jpg").read_bytes())  # joins a group
+    result = run_check(config, ["data/train/checker/conflict.jpg"], update_baseline=False)
+    report = result.report
+    assert report is not None
+    reported = {f.group_id for f in baseline_file.subtract(report, accepted)}
+    expected = sum(1 for g in report.groups if g.id not in reported)
+    assert result.accepted == baseline_file.accepted_groups(report, accepted) == expected
+    assert 0 < expected < len(report.groups)

@@ -202,9 +202,11 @@ def run_check(
         if rule.name == "skew" and skew > rule.limit and skew > accepted_baseline.skew + _SKEW_EPSILON:
             accepted_note = f", the baseline accepts {accepted_baseline.skew:.4f}" if accepted_baseline.skew else ""
             dataset_failures.append(f"skew {skew:.4f} > {rule.limit}{accepted_note}")
-    everything_new = new if changed is None else baseline_file.subtract(report, accepted_baseline)
-    blamed_groups = {f.group_id for f in everything_new}
-    accepted = sum(1 for g in report.groups if g.id not in blamed_groups)
+    if changed is None:
+        blamed_groups = {f.group_id for f in new}
+        accepted = sum(1 for g in report.groups if g.id not in blamed_groups)
+    else:  # the whole dataset's count, without its findings
+        accepted = baseline_file.accepted_groups(report, accepted_baseline)
     skipped_files = tuple(s for s in report.skipped if changed is not None and f"{s.root}/{s.path}" in changed)
     return CheckResult(
         config,
