@@ -933,12 +933,8 @@ def _fingerprint_with_state(
     """Fingerprint the records the index does not hold unchanged (path, size and mtime_ns) as usual; the others
     come from its arrays, in the records' order (no cache row and no object per unchanged file)."""
     assert state.facts is not None
-    position = {path: i for i, path in enumerate(state.paths)}
-    old = np.fromiter((position.get(r.abspath, -1) for r in records), dtype=np.int64, count=len(records))
-    stats = np.fromiter(((r.size, r.mtime_ns) for r in records), dtype=np.dtype((np.int64, 2)), count=len(records))
-    sizes, mtimes = stats[:, 0], stats[:, 1]
+    old = incremental.rows_in(state, records)
     held = old >= 0
-    held[held] = (state.sizes[old[held]] == sizes[held]) & (state.mtimes[old[held]] == mtimes[held])
     todo = [records[i] for i in np.nonzero(~held)[0].tolist()]
     fresh = fingerprint_records(todo, (method,), jobs=jobs, cache=cache, progress=progress, draft=draft)
     fresh_row = {r.abspath: k for k, r in enumerate(fresh.records)}
