@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -62,8 +63,13 @@ def transform(image: np.ndarray, variant: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+_SOURCES: tuple[np.ndarray, list[str]] | None = None  # set before the pool forks: inherited, never pickled
+
+
 def _write_chunk(args: tuple) -> int:
-    sources, labels, indices, root = args
+    indices, root = args
+    assert _SOURCES is not None
+    sources, labels = _SOURCES
     for i in indices:
         source, variant = i % len(sources), i // len(sources)
         image = Image.fromarray(transform(sources[source], variant))
@@ -75,13 +81,15 @@ def generate(root: Path, count: int, jobs: int, seed: int = 0) -> dict:
     """Write the derived images and the planted copies; returns the planted pairs (relative paths)."""
     if count > 60000 * VARIANTS:
         raise SystemExit(f"at most {60000 * VARIANTS:,} distinct images")
+    global _SOURCES
     sources, labels = load_sources()
+    _SOURCES = (sources, labels)  # the workers inherit the 184 MB of pixels by fork instead of one pickle per chunk
     for label in sorted(set(labels)):
         (root / "train" / label).mkdir(parents=True, exist_ok=True)
     order = np.arange(count)
     chunks = [order[i : i + 5000] for i in range(0, count, 5000)]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(_write_chunk, [(sources, labels, c.tolist(), str(root)) for c in chunks]))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        list(pool.map(_write_chunk, [(c.tolist(), str(root)) for c in chunks]))
     rng = np.random.default_rng(seed)
     planted = {"exact": [], "near": []}
     for kind in planted:

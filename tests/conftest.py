@@ -18,6 +18,22 @@ def cache_file(tmp_path: Path) -> Path:
     return tmp_path / "cache.sqlite"
 
 
+@pytest.fixture
+def full_searches(monkeypatch) -> list[int]:
+    """Counts the full searches (pipeline.find_groups) run meanwhile: an incremental update runs none."""
+    from dupaudit.engine import pipeline
+
+    calls: list[int] = []
+    original = pipeline.find_groups
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "find_groups", counting)
+    return calls
+
+
 def need(path: Path) -> None:
     if not path.exists():
         pytest.skip(f"{path} is absent (real data lives in ../shared/data)")

@@ -82,3 +82,35 @@ def test_phash_only_scan_of_32px_jpegs_matches_imagededup(reference):
     full = fingerprint_paths([str(p) for p in paths[:200]], ("phash", "dhash"))  # goes through Pillow
     assert [f.thumb for f in fast] == [f.thumb for f in full]
     assert [f.pixel_digest for f in fast] == [f.pixel_digest for f in full]
+
+
+def test_light_dct_is_scipy_fftpack_bit_for_bit():
+    """hashing.dct loads scipy's compiled pocketfft alone (a hook's import saving): the same numbers as
+    scipy.fftpack.dct, the routine imagededup calls, on pHash-like inputs and on wide-range noise."""
+    from scipy.fftpack import dct as fftpack_dct
+
+    from dupaudit.engine import hashing
+
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (64, 32, 32)).astype(np.float64)
+    noise = rng.normal(0, 1e6, (16, 32, 32))
+    for batch in (pixels, noise):
+        for axis in (1, 2):
+            ours, theirs = hashing.dct(batch, axis), fftpack_dct(batch, axis=axis)
+            assert np.array_equal(ours.view(np.uint64), theirs.view(np.uint64))
+    assert hashing._pocketfft_dct() is not None  # the light route is taken with this scipy, not the fallback
+
+
+def test_hashing_a_file_does_not_import_scipy(tmp_path):
+    """The pHash of a few files (a pre-commit check) does not pay for scipy's package imports."""
+    import subprocess
+    import sys
+
+    Image.new("RGB", (40, 30), (200, 10, 30)).save(tmp_path / "a.png")
+    code = (
+        "import sys; from dupaudit.engine.fingerprint import fingerprint_paths; "
+        f"f = fingerprint_paths([{str(tmp_path / 'a.png')!r}], ('phash',)); "
+        "assert not isinstance(f[0], str); print('scipy.fft' in sys.modules, 'scipy.fftpack' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 from PIL import Image, ImageEnhance
 
 from dupaudit.engine import pipeline
@@ -13,35 +12,21 @@ from dupaudit.formats.json import render
 from dupaudit.sample import make_sample, procedural_image
 
 
-@pytest.fixture
-def counted(monkeypatch):
-    """Counts the full searches (find_groups) that a scan runs."""
-    calls = []
-    original = pipeline.find_groups
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "find_groups", counting)
-    return calls
-
-
-def _same_as_full(root, cache_file, counted) -> set[str]:
+def _same_as_full(root, cache_file, full_searches) -> set[str]:
     """Scan incrementally, compare with a full scan, return the grouped files (split/path)."""
-    before = len(counted)
+    before = len(full_searches)
     incremental = pipeline.scan(root, cache_path=cache_file, incremental=True)
-    assert len(counted) == before, "the update searched everything"
+    assert len(full_searches) == before, "the update searched everything"
     full = pipeline.scan(root, use_cache=False)
     assert render(incremental) == render(full)
     return {f"{m.root}/{m.path}" for g in incremental.groups for m in g.members}
 
 
-def test_updates_give_the_full_scan_report_over_a_sequence_of_commits(tmp_path, cache_file, counted):
+def test_updates_give_the_full_scan_report_over_a_sequence_of_commits(tmp_path, cache_file, full_searches):
     plan = make_sample(tmp_path / "data", per_class=30)
     root = plan.root
     first = pipeline.scan(root, cache_path=cache_file, incremental=True)
-    assert len(counted) == 1 and first.groups  # the first scan searches everything and keeps its state
+    assert len(full_searches) == 1 and first.groups  # the first scan searches everything and keeps its state
     train = root / "train"
 
     # 1. Add: a brightened copy joins the circle group, a new distinct picture, a re-encoded copy of a stripe.
@@ -49,44 +34,44 @@ def test_updates_give_the_full_scan_report_over_a_sequence_of_commits(tmp_path, 
     ImageEnhance.Brightness(source).enhance(1.05).save(train / "circle" / "joins_group.jpg", quality=88)
     procedural_image(987_654).save(train / "blobs" / "new_picture.jpg", quality=90)
     Image.open(train / "stripes" / "0007.jpg").convert("RGB").save(train / "checker" / "stripe_copy.jpg", quality=70)
-    grouped = _same_as_full(root, cache_file, counted)
+    grouped = _same_as_full(root, cache_file, full_searches)
     assert {"train/circle/joins_group.jpg", "train/checker/stripe_copy.jpg"} <= grouped
     assert "train/blobs/new_picture.jpg" not in grouped
 
     # 2. Modify: the stripe copy becomes another picture (it stops being a duplicate).
     procedural_image(123_321).save(train / "checker" / "stripe_copy.jpg", quality=90)
-    grouped = _same_as_full(root, cache_file, counted)
+    grouped = _same_as_full(root, cache_file, full_searches)
     assert "train/checker/stripe_copy.jpg" not in grouped and "train/stripes/0007.jpg" not in grouped
 
     # 3. Rename: a group member moves to another class folder.
     (train / "circle" / "copy_q60.jpg").rename(train / "stripes" / "moved_q60.jpg")
-    grouped = _same_as_full(root, cache_file, counted)
+    grouped = _same_as_full(root, cache_file, full_searches)
     assert "train/stripes/moved_q60.jpg" in grouped
 
     # 4. Delete: the original of the circle group, and a lone image.
     (train / "circle" / "0000.jpg").unlink()
     (train / "checker" / "0010.jpg").unlink()
-    grouped = _same_as_full(root, cache_file, counted)
+    grouped = _same_as_full(root, cache_file, full_searches)
     assert "train/circle/joins_group.jpg" in grouped
 
     # 5. Copy a test image into train (a leak), and delete a member of a two-image group.
     shutil.copy(root / "test" / "circle" / "0002.jpg", train / "circle" / "leaked.jpg")
     (train / "stripes" / "0001_again.jpg").unlink()
-    grouped = _same_as_full(root, cache_file, counted)
+    grouped = _same_as_full(root, cache_file, full_searches)
     assert "train/circle/leaked.jpg" in grouped and "train/stripes/0001.jpg" not in grouped
 
 
-def test_too_many_changes_search_everything(tmp_path, cache_file, counted):
+def test_too_many_changes_search_everything(tmp_path, cache_file, full_searches):
     plan = make_sample(tmp_path / "data", per_class=12)
     pipeline.scan(plan.root, cache_path=cache_file, incremental=True)
     for index in range(80):  # more than a fifth of the dataset, and more than 64 files
         procedural_image(50_000 + index).save(plan.root / "train" / "blobs" / f"n{index}.jpg")
     report = pipeline.scan(plan.root, cache_path=cache_file, incremental=True)
-    assert len(counted) == 2
+    assert len(full_searches) == 2
     assert render(report) == render(pipeline.scan(plan.root, use_cache=False))
 
 
-def test_an_update_builds_only_the_groups_whose_components_changed(tmp_path, cache_file, counted, monkeypatch):
+def test_an_update_builds_only_the_groups_whose_components_changed(tmp_path, cache_file, full_searches, monkeypatch):
     from dupaudit.engine import regroup
 
     plan = make_sample(tmp_path / "data", per_class=30)
@@ -102,14 +87,14 @@ def test_an_update_builds_only_the_groups_whose_components_changed(tmp_path, cac
     monkeypatch.setattr(regroup, "build_in", recording)
     train = root / "train"
     Image.open(train / "stripes" / "0007.jpg").convert("RGB").save(train / "checker" / "stripe_copy.jpg", quality=70)
-    _same_as_full(root, cache_file, counted)
+    _same_as_full(root, cache_file, full_searches)
     assert built[-1] == {"train/checker/stripe_copy.jpg", "train/stripes/0007.jpg"}  # one new pair, one component
     grouped_before = {f"{m.root}/{m.path}" for g in first.groups for m in g.members}
     assert len(grouped_before) > 2
 
     # a second update starts from the groups the first update stored (the stripe copy's among them)
     Image.open(train / "stripes" / "0003.jpg").convert("RGB").save(train / "blobs" / "other_copy.jpg", quality=70)
-    grouped = _same_as_full(root, cache_file, counted)
+    grouped = _same_as_full(root, cache_file, full_searches)
     assert built[-1] == {"train/blobs/other_copy.jpg", "train/stripes/0003.jpg"}
     assert "train/checker/stripe_copy.jpg" in grouped
 

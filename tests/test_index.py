@@ -138,3 +138,26 @@ def test_an_index_of_a_tar_source_is_refused_clearly(tmp_path):
         tar.add(tmp_path / "a.jpg", arcname="a.jpg")
     with pytest.raises(InputError, match="not indexed yet"):
         index.build(shards / "shard-000000.tar", tmp_path / "x.index", jobs=1)
+
+
+def test_indexed_records_made_by_columns_equal_those_made_item_by_item(tmp_path):
+    """The query's records of the indexed items (cut root by root, column by column) are the careful per-path
+    ones, with splits, labels and an evaluation folder outside the root."""
+    from dupaudit.engine import incremental
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+
+    data = make_sample(tmp_path / "data", per_class=6).root
+    holdout = tmp_path / "holdout"
+    _new_images(holdout, data)
+    index_file = tmp_path / "data.index"
+    report = index.build(data, index_file, [holdout], jobs=1)
+    cache = open_cache(index_file)
+    assert cache is not None
+    with cache:
+        blob = cache.load_index(FingerprintCache.index_key((report.settings, report.roots)))
+    state = incremental.SearchState.from_bytes(blob) if blob else None
+    assert state is not None and len(state.paths) == report.summary.images
+    fast = index._indexed_records(state, report.roots)
+    assert fast == index._records_item_by_item(state, report.roots)
+    assert {r.root for r in fast} == {r.name for r in report.roots} and len({r.root for r in fast}) >= 3
+    assert any(r.label is None for r in fast) and any(r.label == "stripes" for r in fast)

@@ -133,3 +133,79 @@ def test_the_two_halves_cut_inside_a_folder_and_lose_nothing():
         first, second, at = listing._split(work, half)
         names = [n for _, ns in first for n in ns]
         assert len(names) == at == half and names + [n for _, ns in second for n in ns] == list("123456")
+
+
+def _age(base: Path, seconds: int = 3600) -> None:
+    """Date every folder back (a snapshot never trusts a folder changed seconds before it was taken)."""
+    past = os.stat(base).st_mtime_ns - seconds * 10**9
+    for folder, dirs, _ in os.walk(base):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        os.utime(folder, ns=(past, past))
+
+
+def _stat_calls(monkeypatch) -> list[str]:
+    """The folders whose files are stat-ed, in order."""
+    calls: list[str] = []
+    stat_folder = listing._stat_folder
+
+    def recorded(path, names, first, failed):
+        calls.append(Path(path).name)
+        return stat_folder(path, names, first, failed)
+
+    monkeypatch.setattr(listing, "_stat_folder", recorded)
+    return calls
+
+
+def _same(a: listing.Listing, b: listing.Listing) -> bool:
+    """Equal as a listing: folders, names, sizes, mtimes and problems, in order."""
+    shape = [[(f.path, f.prefix, f.names) for f in files.folders] for files in a.files]
+    other = [[(f.path, f.prefix, f.names) for f in files.folders] for files in b.files]
+    arrays = [(list(f.sizes), list(f.mtimes)) for f in a.files] == [(list(f.sizes), list(f.mtimes)) for f in b.files]
+    return shape == other and arrays and a.problems == b.problems
+
+
+def test_a_listing_from_a_snapshot_equals_a_fresh_one_and_stats_only_changed_folders(tmp_path, monkeypatch):
+    base = _tree(tmp_path / "data")
+    _age(base)
+    roots = resolve_roots(base)
+    taken = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
+    assert taken is not None
+    calls = _stat_calls(monkeypatch)
+    unchanged = listing.list_files(roots, taken)
+    assert calls == [] and unchanged.reused == 300  # nothing changed: no file is stat-ed
+    assert _same(unchanged, listing.list_files(roots))
+
+    # added, removed and renamed files, a new folder: the folders they are in change their mtime
+    (base / "class0" / "added.jpg").write_bytes(b"new")
+    (base / "class1" / "0001.jpg").unlink()
+    (base / "class2" / "0002.jpg").rename(base / "class2" / "renamed.jpg")
+    (base / "class0" / "deep" / "er" / "more").mkdir()
+    (base / "class0" / "deep" / "er" / "more" / "x.jpg").write_bytes(b"x")
+    calls.clear()
+    replayed = listing.list_files(roots, taken)
+    assert sorted(calls) == ["class0", "class1", "class2", "er", "more"]  # not class0/deep, class1/loop
+    calls.clear()
+    assert _same(replayed, listing.list_files(roots))
+    assert replayed.reused == len([n for f in replayed.files for d in f.folders if d.known for n in d.names])
+
+
+def test_a_snapshot_does_not_trust_a_recent_folder_nor_one_asked_for(tmp_path, monkeypatch):
+    base = _tree(tmp_path / "data")
+    roots = resolve_roots(base)
+    fresh = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
+    calls = _stat_calls(monkeypatch)
+    listing.list_files(roots, fresh)  # every folder was changed seconds ago: all listed again
+    assert sorted(calls) == ["class0", "class1", "class2", "er", "er", "er"]
+
+    _age(base)
+    aged = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
+    target = base / "class1" / "0004.jpg"
+    info = target.stat()
+    target.write_bytes(b"y" * info.st_size)  # edited in place: the folder's mtime does not move
+    folder = os.stat(base / "class1")
+    calls.clear()
+    trusted = listing.list_files(roots, aged)
+    assert calls == []  # the trade-off: an edit in place, in a folder not asked for, is not seen
+    asked = listing.list_files(roots, aged, frozenset({(folder.st_dev, folder.st_ino)}))
+    assert calls == ["class1"] and _same(asked, listing.list_files(roots))
+    assert not _same(trusted, asked)

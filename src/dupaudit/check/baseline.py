@@ -197,15 +197,60 @@ def subtract(
     `blame` (whole-dataset checks): dataset paths that are new or changed in git; a group nobody accepted is
     reported on those of its members (when some, not all, are), else on the members the keep rule drops.
     """
-    owner: dict[str, int] = {}
-    for index, accepted in enumerate(baseline.findings):
-        for member in accepted.members:
-            owner.setdefault(member, index)
+    owner = _owners(baseline)
     root_paths = {r.name: r.path for r in report.roots}
     new: list[Finding] = []
     for group in report.groups:
         new.extend(_group_findings(group, owner, root_paths, changed, blame or ()))
     return new
+
+
+def accepted_groups(report: ScanReport, baseline: Baseline) -> int:
+    """How many of the report's groups `baseline` accepts: those a whole-dataset subtract() reports nothing about
+    (the same rule), without making the others' findings (a hook's summary line, at a million images)."""
+    owner = _owners(baseline)
+    return sum(
+        1 for g in report.groups if not _blamed(g, [dataset_path(m.root, m.path) for m in g.members], owner, None)[0]
+    )
+
+
+def _owners(baseline: Baseline) -> dict[str, int]:
+    """Each accepted file's accepted finding (the first that lists it)."""
+    owner: dict[str, int] = {}
+    for index, accepted in enumerate(baseline.findings):
+        for member in accepted.members:
+            owner.setdefault(member, index)
+    return owner
+
+
+def _blamed(
+    group: DuplicateGroup,
+    names: list[str],
+    owner: dict[str, int],
+    changed: Collection[str] | None,
+    blame: Collection[str] = (),
+) -> tuple[list[int], set[int]]:
+    """The members a group's findings are about (none: nothing to report) and its accepted anchor."""
+    parts: dict[int, list[int]] = {}
+    for position, name in enumerate(names):
+        if name in owner:
+            parts.setdefault(owner[name], []).append(position)
+    if len(parts) == 1 and sum(len(p) for p in parts.values()) == len(names):
+        return [], set()  # every member inside one accepted group
+    # The largest accepted part is the established group; ties go to the first in report order.
+    anchor = set(max(parts.values(), key=len) if parts else ())
+    if changed is not None:
+        touched = [i for i, name in enumerate(names) if name in changed]
+        if not touched:
+            return [], anchor  # not about this commit: the whole-dataset check (CI) reports it
+        return [i for i in touched if i not in anchor] or touched, anchor
+    if anchor:
+        return [i for i in range(len(names)) if i not in anchor], anchor
+    # A group nobody accepted: report the files git calls new or changed, else the copies the keep rule drops.
+    blamed = [i for i, name in enumerate(names) if name in blame]
+    if not blamed or len(blamed) == len(names):
+        blamed = [i for i, m in enumerate(group.members) if not m.keep]
+    return blamed, anchor
 
 
 def _group_findings(
@@ -216,26 +261,7 @@ def _group_findings(
     blame: Collection[str] = (),
 ) -> Iterable[Finding]:
     names = [dataset_path(m.root, m.path) for m in group.members]
-    parts: dict[int, list[int]] = {}
-    for position, name in enumerate(names):
-        if name in owner:
-            parts.setdefault(owner[name], []).append(position)
-    if len(parts) == 1 and sum(len(p) for p in parts.values()) == len(names):
-        return  # every member inside one accepted group
-    # The largest accepted part is the established group; ties go to the first in report order.
-    anchor = set(max(parts.values(), key=len) if parts else ())
-    if changed is not None:
-        touched = [i for i, name in enumerate(names) if name in changed]
-        if not touched:
-            return  # not about this commit: the whole-dataset check (CI) reports it
-        blamed = [i for i in touched if i not in anchor] or touched
-    elif anchor:
-        blamed = [i for i in range(len(names)) if i not in anchor]
-    else:
-        # A group nobody accepted: report the files git calls new or changed, else the copies the keep rule drops.
-        blamed = [i for i, name in enumerate(names) if name in blame]
-        if not blamed or len(blamed) == len(names):
-            blamed = [i for i, m in enumerate(group.members) if not m.keep]
+    blamed, anchor = _blamed(group, names, owner, changed, blame)
     blamed_set = set(blamed)
     for i in blamed:
         member = group.members[i]

@@ -73,9 +73,11 @@ def scan_dataset(
     use_cache: bool = True,
     progress: ProgressSink | None = None,
     verify_content: bool = False,
+    passed: Sequence[str] | None = None,
 ) -> ScanReport:
     """Scan the configured dataset with the configured settings (`verify_content`: read every file, so that an
-    edit that kept the size and mtime is seen; see docs/check.md)."""
+    edit that kept the size and mtime is seen; `passed`: the absolute paths of a pre-commit check's files, whose
+    folders are listed again while the others may come from the last listing; see docs/check.md)."""
     from ..engine.pipeline import scan
 
     return scan(
@@ -89,6 +91,7 @@ def scan_dataset(
         source_options=config.source_options(),
         verify_content=verify_content,
         lazy_state=True,  # the state is written back once a few hundred files changed, not at every commit
+        passed=passed,
         **config.scan_parameters(),
         **config.layout_parameters(),
     )
@@ -132,19 +135,21 @@ def run_check(
     else:
         roots = resolve_roots(config.root, list(config.against), **config.layout_parameters())
     changed: set[str] | None = None
+    passed: list[str] | None = None  # their absolute paths (the folders a pre-commit check lists again)
     if files is not None and sources is None:
-        changed = set()
+        changed, passed = set(), []
         for name in files:
             located = locate(name, roots, cwd)
             if located is None:
                 outside.append(name)
             else:
                 changed.add(located)
+                passed.append(os.path.join(Path(cwd, name).parent.resolve(), Path(name).name))
         if not changed:
             log.info("none of the %s belongs to the dataset: nothing to check", plural(len(files), "file"))
             return CheckResult(config, None, (), (), (), 0, str(baseline_path), found, 0, False, (), tuple(outside))
 
-    report = scan_dataset(config, use_cache=use_cache, progress=progress, verify_content=verify_content)
+    report = scan_dataset(config, use_cache=use_cache, progress=progress, verify_content=verify_content, passed=passed)
     if sources is not None and files is not None and not everything:
         changed = items.changed_items(report, sources, selections)
     if found and accepted_baseline.settings is not None and accepted_baseline.settings != report.settings:
@@ -197,9 +202,11 @@ def run_check(
         if rule.name == "skew" and skew > rule.limit and skew > accepted_baseline.skew + _SKEW_EPSILON:
             accepted_note = f", the baseline accepts {accepted_baseline.skew:.4f}" if accepted_baseline.skew else ""
             dataset_failures.append(f"skew {skew:.4f} > {rule.limit}{accepted_note}")
-    everything_new = new if changed is None else baseline_file.subtract(report, accepted_baseline)
-    blamed_groups = {f.group_id for f in everything_new}
-    accepted = sum(1 for g in report.groups if g.id not in blamed_groups)
+    if changed is None:
+        blamed_groups = {f.group_id for f in new}
+        accepted = sum(1 for g in report.groups if g.id not in blamed_groups)
+    else:  # the whole dataset's count, without its findings
+        accepted = baseline_file.accepted_groups(report, accepted_baseline)
     skipped_files = tuple(s for s in report.skipped if changed is not None and f"{s.root}/{s.path}" in changed)
     return CheckResult(
         config,

@@ -65,7 +65,7 @@ _RETRY_FOR_S = 60  # then our retries, with backoff, before a write is given up 
 _KEEP_RESULTS = 16
 # The incremental index (incremental.SearchState, as bytes), one per dataset and settings: see incremental.py.
 _INDEXES_SCHEMA = "CREATE TABLE IF NOT EXISTS indexes (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
-_KEEP_INDEXES = 4  # the most recently used answers kept (one per dataset and settings, typically)
+_KEEP_INDEXES = 8  # the most recently used kept (a state per dataset and settings, a listing snapshot per dataset)
 _code_digest: bytes | None = None
 
 
@@ -561,16 +561,7 @@ class FingerprintCache:
 
     def store_result(self, key: bytes, value: object) -> None:
         """Keep `value` under `key`, dropping the least recently used answers beyond the last few."""
-        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-        def statements(db: sqlite3.Connection) -> None:
-            db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, time.time(), blob))
-            db.execute(
-                "DELETE FROM results WHERE key NOT IN (SELECT key FROM results ORDER BY used DESC LIMIT ?)",
-                (_KEEP_RESULTS,),
-            )
-
-        self._write(statements)
+        self._keep("results", key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), _KEEP_RESULTS)
 
     @staticmethod
     def index_key(settings: object) -> bytes:
@@ -597,15 +588,28 @@ class FingerprintCache:
 
     def store_index(self, key: bytes, value: bytes) -> None:
         """Keep the search state under `key`, dropping the least recently used beyond the last few."""
+        self._keep("indexes", key, value, _KEEP_INDEXES)
+
+    def _keep(self, table: str, key: bytes, value: bytes, limit: int) -> None:
+        """Write `value` under `key` in a (key, used, value) table, dropping the least recently used beyond
+        `limit` rows, in one transaction."""
 
         def statements(db: sqlite3.Connection) -> None:
-            db.execute("INSERT OR REPLACE INTO indexes VALUES (?, ?, ?)", (key, time.time(), value))
+            db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", (key, time.time(), value))
             db.execute(
-                "DELETE FROM indexes WHERE key NOT IN (SELECT key FROM indexes ORDER BY used DESC LIMIT ?)",
-                (_KEEP_INDEXES,),
+                f"DELETE FROM {table} WHERE key NOT IN (SELECT key FROM {table} ORDER BY used DESC LIMIT ?)", (limit,)
             )
 
         self._write(statements)
+
+    def store_snapshot(self, key: bytes, value: bytes) -> None:
+        """Keep a listing snapshot (listing.snapshot) under `key`, unless the one kept there is the same."""
+        digest = hashlib.blake2b(value, digest_size=16).hexdigest()
+        name = "snapshot:" + key.hex()
+        if self.load_meta(name) == digest and self.has_index(key):
+            return  # a warm check of an unchanged tree writes nothing
+        self._keep("indexes", key, value, _KEEP_INDEXES)
+        self.store_meta(name, digest)
 
     def load_meta(self, name: str) -> str | None:
         """A text value kept beside the tables (the description of an index file: `dupaudit index`)."""

@@ -23,16 +23,19 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
 
 import numpy as np
 
-from .groups import UnionFind
 from .model import ImageRecord, Settings
+from .regroup import components
 from .verify import CascadeSettings, descriptors, half_shifted, nearest, query_segments, verify
 
 STATE_VERSION = 3  # bump when the stored arrays change meaning (3: the half-shifted lists beside the plain one)
 MAX_CHANGED = 0.2  # above this share of changed items, a full search is as cheap: the caller does one
 _EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
+_ABSPATH, _SIZE, _MTIME = attrgetter("abspath"), attrgetter("size"), attrgetter("mtime_ns")
 
 
 @dataclass(slots=True)
@@ -304,7 +307,7 @@ def update(
     band = np.concatenate([band, np.stack([first, second], axis=1)[in_band]])
     if shrunk:
         # A removal can split a group that held a band pair the full scan never refined: refine those now.
-        joined_before = _components(old_count, state.verified)
+        joined_before = components(old_count, state.verified[:, 0], state.verified[:, 1])
         verified = _rejoin(count, verified, band, joined_before, old_of, thumbs_of, cascade, threads)
     verified = np.unique(verified, axis=0) if len(verified) else _EMPTY_PAIRS
     band = np.unique(band, axis=0) if len(band) else _EMPTY_PAIRS
@@ -359,12 +362,14 @@ def _merge_new(
 
 def rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
     """Each record's row in the state when it holds the file unchanged (path, size, mtime_ns), else -1."""
-    position = {path: i for i, path in enumerate(state.paths)}
-    old_of = np.full(len(records), -1, dtype=np.int64)
-    for i, record in enumerate(records):
-        j = position.get(record.abspath)
-        if j is not None and state.sizes[j] == record.size and state.mtimes[j] == record.mtime_ns:
-            old_of[i] = j
+    position = dict(zip(state.paths, range(len(state.paths))))
+    count = len(records)
+    old_of = np.fromiter(map(position.get, map(_ABSPATH, records), repeat(-1)), dtype=np.int64, count=count)
+    sizes = np.fromiter(map(_SIZE, records), dtype=np.int64, count=count)
+    mtimes = np.fromiter(map(_MTIME, records), dtype=np.int64, count=count)
+    held = np.nonzero(old_of >= 0)[0]
+    changed = (state.sizes[old_of[held]] != sizes[held]) | (state.mtimes[old_of[held]] != mtimes[held])
+    old_of[held[changed]] = -1
     return old_of
 
 
@@ -400,13 +405,6 @@ def _without(pairs: np.ndarray, gone: set[tuple[int, int]]) -> np.ndarray:
     return pairs[np.array(keep, dtype=bool)] if len(pairs) else pairs
 
 
-def _components(count: int, pairs: np.ndarray) -> UnionFind:
-    union = UnionFind(count)
-    for a, b in pairs.tolist():
-        union.union(a, b)
-    return union
-
-
 def _score(
     pairs: set[tuple[int, int]], thumbs_of, cascade: CascadeSettings, threads: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -429,18 +427,19 @@ def _score(
 
 
 def _rejoin(count, verified, band, joined_before, old_of, thumbs_of, cascade, threads) -> np.ndarray:  # noqa: ANN001
-    """Refine the band pairs whose items were joined before the update (old indices) and no longer are, until
-    nothing more joins."""
+    """Refine the band pairs whose items were joined before the update (`joined_before`: component labels of the
+    old items, -1 for none) and no longer are, until nothing more joins."""
+    if not len(band):
+        return verified
+    first_old, second_old = old_of[band[:, 0]], old_of[band[:, 1]]
+    was = (first_old >= 0) & (second_old >= 0)
+    label = joined_before[first_old[was]]
+    was[was] = (label >= 0) & (label == joined_before[second_old[was]])
+    joined = band[was]  # the band pairs joined before, through other pairs
     while True:
-        now = _components(count, verified)
-        todo = {
-            (a, b)
-            for a, b in band.tolist()
-            if now.find(a) != now.find(b)
-            and old_of[a] >= 0
-            and old_of[b] >= 0
-            and joined_before.find(int(old_of[a])) == joined_before.find(int(old_of[b]))
-        }
+        now = components(count, verified[:, 0], verified[:, 1])
+        apart = (now[joined[:, 0]] < 0) | (now[joined[:, 0]] != now[joined[:, 1]])
+        todo = {(a, b) for a, b in joined[apart].tolist()}
         if not todo:
             return verified
         first, second, scores = _score(todo, thumbs_of, cascade, threads)

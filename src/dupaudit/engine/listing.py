@@ -6,14 +6,23 @@ file is the least a rescan can do to notice a changed file, and the stat system 
 C: GNU find takes as long; docs/performance.md). So the folders are listed first, then the
 files are stat-ed folder by folder, in directory order, relative to an open folder (a one-name path lookup),
 and in two processes when there are many.
+
+A pre-commit check of a few files need not stat the others: a listing keeps, per folder, its mtime and what it
+held (a snapshot, stored in the cache), and `list_files(roots, previous, relist)` takes a folder whose mtime is
+unchanged, and that holds none of the passed files, from the snapshot. Adding, removing or renaming a file (git
+checkout, pull and stash do that too) changes its folder's mtime; only a file edited in place, not passed,
+keeps its folder's: the trade-off of `dupaudit check FILES` (docs/check.md). A folder changed within a few
+seconds of its listing is never taken from a snapshot (its mtime may not move again within one clock tick).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import sys
 import threading
+import time
 from array import array
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +34,8 @@ _NAME = attrgetter("name")
 _SIZE = attrgetter("st_size")
 _MTIME = attrgetter("st_mtime_ns")
 _PARALLEL_FROM = 20_000  # files: below this a second process costs more than it saves
+_RACY_NS = 2_000_000_000  # a folder modified this close to its listing is not taken from a snapshot later
+_SNAPSHOT_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -34,6 +45,20 @@ class Folder:
     path: str  # absolute (through symlinks as walked)
     prefix: str  # its path relative to the root, "" or ending in "/"
     names: list[str]
+    known: tuple[array, array] | None = None  # sizes and mtimes from a snapshot: not stat-ed again
+
+
+@dataclass(slots=True)
+class Seen:
+    """What the walk found in one folder (a snapshot's entry): its mtime_ns (-1: not to be trusted later), its
+    child folders, regular files and broken symlinks, in directory order, and the files' sizes and mtimes."""
+
+    stamp: int
+    dirs: list[str]
+    files: list[str]
+    broken: list[str]
+    sizes: array | None = None
+    mtimes: array | None = None
 
 
 @dataclass(slots=True)
@@ -57,6 +82,8 @@ class Listing:
     problems: list[tuple[str, str, str]]  # (root name, relative path, reason)
     # folders reached a second time through a symlink, not walked again: (root name, path, first path)
     links: list[tuple[str, str, str]] = field(default_factory=list)
+    seen: dict[str, Seen] = field(default_factory=dict)  # every folder walked, by path: what a snapshot keeps
+    reused: int = 0  # files taken from a snapshot (not stat-ed)
 
     def link_warnings(self) -> list[str]:
         """One line per folder not walked twice: a symlink loop, or a second link to a folder."""
@@ -73,13 +100,24 @@ class Listing:
         return sum(len(f.sizes) for f in self.files)
 
 
-def list_files(roots: tuple[Root, ...]) -> Listing:
-    """Walk the roots, following symlinks once (no loops); hidden files and folders are skipped."""
+def list_files(
+    roots: tuple[Root, ...], previous: dict[str, Seen] | None = None, relist: frozenset[tuple[int, int]] = frozenset()
+) -> Listing:
+    """Walk the roots, following symlinks once (no loops); hidden files and folders are skipped.
+
+    `previous`: a snapshot (load_snapshot): a folder whose mtime it holds, and whose identity (st_dev, st_ino)
+    is not in `relist`, is taken from it without reading or stat-ing its files."""
+    started = time.time_ns()
     listing = Listing([], [])
     for root in roots:
-        listing.files.append(RootFiles(root, _walk(root, listing.problems, listing.links), array("q"), array("q")))
+        walked = _walk(root, listing.problems, listing.links, listing.seen, previous, relist, started)
+        listing.files.append(RootFiles(root, walked, array("q"), array("q")))
     folders = [folder for files in listing.files for folder in files.folders]
-    sizes, mtimes, failed = _stat_all(folders)
+    if any(folder.known is not None for folder in folders):
+        sizes, mtimes, failed = _stat_some(folders)
+        listing.reused = sum(len(folder.names) for folder in folders if folder.known is not None)
+    else:
+        sizes, mtimes, failed = _stat_all(folders)
     start = 0
     for files in listing.files:
         end = start + sum(len(folder.names) for folder in files.folders)
@@ -88,6 +126,26 @@ def list_files(roots: tuple[Root, ...]) -> Listing:
     if failed:  # removed since listed, or no permission: a problem instead of a file
         _drop_failed(listing, failed)
     return listing
+
+
+def _stat_some(folders: list[Folder]) -> tuple[array, array, dict[int, str]]:
+    """_stat_all for the folders not known from a snapshot; the others' sizes and mtimes as the snapshot has them."""
+    todo = [folder for folder in folders if folder.known is None]
+    fresh_sizes, fresh_mtimes, fresh_failed = _stat_all(todo)
+    sizes, mtimes, failed = array("q"), array("q"), {}
+    position, taken = 0, 0
+    for folder in folders:
+        count = len(folder.names)
+        if folder.known is not None:
+            sizes.extend(folder.known[0])
+            mtimes.extend(folder.known[1])
+        else:
+            sizes.extend(fresh_sizes[taken : taken + count])
+            mtimes.extend(fresh_mtimes[taken : taken + count])
+            failed.update((position + i - taken, why) for i, why in fresh_failed.items() if taken <= i < taken + count)
+            taken += count
+        position += count
+    return sizes, mtimes, failed
 
 
 def _drop_failed(listing: Listing, failed: dict[int, str]) -> None:
@@ -107,12 +165,26 @@ def _drop_failed(listing: Listing, failed: dict[int, str]) -> None:
                     listing.problems.append((files.root.name, folder.prefix + name, reason))
                 index += 1
                 position += 1
+            if len(kept) != len(folder.names) and folder.path in listing.seen:
+                listing.seen[folder.path].stamp = -1  # it changed while listed: never taken from this snapshot
+                listing.seen[folder.path].files = kept
             folder.names = kept
         files.sizes, files.mtimes = kept_sizes, kept_mtimes
 
 
-def _walk(root: Root, problems: list, links: list) -> list[Folder]:
-    """The folders of one root that hold regular files (depth first), noting the problems met."""
+def _walk(
+    root: Root,
+    problems: list,
+    links: list,
+    seen: dict[str, Seen] | None = None,
+    previous: dict[str, Seen] | None = None,
+    relist: frozenset[tuple[int, int]] = frozenset(),
+    started: int = 0,
+) -> list[Folder]:
+    """The folders of one root that hold regular files (depth first), noting the problems met; each folder
+    walked goes into `seen`, and one unchanged since `previous` (see list_files) is taken from it."""
+    seen = {} if seen is None else seen
+    previous = previous or {}
     folders: list[Folder] = []
     seen_dirs: dict[tuple[int, int], str] = {}  # folder identity -> its path relative to the root
     skipped = set()  # folders that belong to another root (layout.py: overlapping roots)
@@ -134,6 +206,16 @@ def _walk(root: Root, problems: list, links: list) -> list[Folder]:
                 links.append((root.name, prefix.rstrip("/"), seen_dirs[ident].rstrip("/")))
                 continue
             seen_dirs[ident] = prefix
+            stamp = stat.st_mtime_ns if stat.st_mtime_ns < started - _RACY_NS else -1
+            old = previous.get(path)
+            if old is not None and old.stamp >= 0 and old.stamp == stat.st_mtime_ns and ident not in relist:
+                seen[path] = old  # the same names as when the snapshot was taken: replay that walk's steps
+                stack.extend((os.path.join(path, name), prefix + name + "/") for name in old.dirs)
+                problems.extend((root.name, prefix + name, "broken or looping symlink") for name in old.broken)
+                if old.files:
+                    assert old.sizes is not None and old.mtimes is not None
+                    folders.append(Folder(path, prefix, list(old.files), (old.sizes, old.mtimes)))
+                continue
             with os.scandir(path) as iterator:
                 children = list(iterator)
         except OSError as exc:
@@ -146,6 +228,7 @@ def _walk(root: Root, problems: list, links: list) -> list[Folder]:
         try:  # the type comes from the directory itself; only symlinks need a stat (which may fail)
             regular = list(map(os.DirEntry.is_file, children))
             if all(regular):  # the usual folder of images: no per-file Python below
+                seen[path] = Seen(stamp, [], names, [])
                 if names:
                     folders.append(Folder(path, prefix, names))
                 continue
@@ -153,17 +236,96 @@ def _walk(root: Root, problems: list, links: list) -> list[Folder]:
         except OSError:
             dirs, regular = [_safely(e.is_dir) for e in children], [_safely(e.is_file) for e in children]
         files = []
+        entry_of = Seen(stamp, [], files, [])
         for entry, name, is_dir, is_file in zip(children, names, dirs, regular):
             if is_dir:
                 stack.append((entry.path, prefix + name + "/"))
+                entry_of.dirs.append(name)
             elif is_file:
                 files.append(name)
             elif entry.is_symlink():
                 problems.append((root.name, prefix + name, "broken or looping symlink"))
+                entry_of.broken.append(name)
             # else a fifo, socket or device: not an image, not a problem
+        seen[path] = entry_of
         if files:
             folders.append(Folder(path, prefix, files))
     return folders
+
+
+def snapshot(listing: Listing) -> bytes:
+    """The listing's folders as a snapshot (load_snapshot reads it back), for list_files' `previous`."""
+    import numpy as np  # here only: a listing itself needs no numpy
+
+    where: dict[str, tuple[array, array, int]] = {}
+    for files in listing.files:
+        position = 0
+        for folder in files.folders:
+            where[folder.path] = (files.sizes, files.mtimes, position)
+            position += len(folder.names)
+    paths, stamps, counts, names = [], [], [], []
+    sizes, mtimes = array("q"), array("q")
+    for path, seen in listing.seen.items():
+        files = seen.files
+        stamp = seen.stamp
+        if files and path not in where:
+            stamp = -1  # (not expected) files without their sizes: never trusted
+            files = []
+        if files:
+            all_sizes, all_mtimes, start = where[path]
+            sizes.extend(all_sizes[start : start + len(files)])
+            mtimes.extend(all_mtimes[start : start + len(files)])
+        paths.append(path)
+        stamps.append(stamp)
+        counts.append((len(seen.dirs), len(files), len(seen.broken)))
+        names.extend(seen.dirs)
+        names.extend(files)
+        names.extend(seen.broken)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        version=np.array([_SNAPSHOT_VERSION]),
+        paths=np.frombuffer("\0".join(paths).encode("utf-8", "surrogateescape"), dtype=np.uint8),
+        names=np.frombuffer("\0".join(names).encode("utf-8", "surrogateescape"), dtype=np.uint8),
+        stamps=np.array(stamps, dtype=np.int64),
+        counts=np.array(counts, dtype=np.int64).reshape(-1, 3),
+        sizes=np.frombuffer(sizes, dtype=np.int64),
+        mtimes=np.frombuffer(mtimes, dtype=np.int64),
+    )
+    return buffer.getvalue()
+
+
+def load_snapshot(blob: bytes) -> dict[str, Seen] | None:
+    """A snapshot's folders by path, or None when it cannot be read back (then every folder is listed)."""
+    import numpy as np
+
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            if int(data["version"][0]) != _SNAPSHOT_VERSION:
+                return None
+            paths = data["paths"].tobytes().decode("utf-8", "surrogateescape").split("\0")
+            text = data["names"].tobytes().decode("utf-8", "surrogateescape")
+            names = text.split("\0") if text else []
+            stamps, counts = data["stamps"].tolist(), data["counts"].tolist()
+            sizes, mtimes = array("q", data["sizes"].tobytes()), array("q", data["mtimes"].tobytes())
+    except Exception:  # a damaged snapshot is only a missed shortcut
+        return None
+    if len(paths) != len(stamps) or sum(d + f + b for d, f, b in counts) != len(names):
+        return None
+    found: dict[str, Seen] = {}
+    at = kept = 0
+    for path, stamp, (dirs, files, broken) in zip(paths, stamps, counts):
+        found[path] = Seen(
+            stamp,
+            names[at : at + dirs],
+            names[at + dirs : at + dirs + files],
+            names[at + dirs + files : at + dirs + files + broken],
+            sizes[kept : kept + files],
+            mtimes[kept : kept + files],
+        )
+        at += dirs + files + broken
+        kept += files
+    return found
 
 
 def _safely(check) -> bool:

@@ -32,7 +32,7 @@ from .groups import build_groups
 from .hashing import THUMB_SIZE, phash
 from .layout import detect_layout
 from .links import cosine_check, radius_check, verified_check
-from .listing import list_files
+from .listing import Seen, list_files, load_snapshot, snapshot
 from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
@@ -244,6 +244,7 @@ def scan(
     verify_content: bool = False,
     incremental: bool = False,
     lazy_state: bool = False,
+    passed: Sequence[str] | None = None,
 ) -> ScanReport:
     """Scan a dataset (and evaluation datasets) for duplicates; see README for the definitions.
 
@@ -266,7 +267,10 @@ def scan(
     files changed since the last such scan with the same settings, update the groups instead of searching all.
     lazy_state: with incremental, write the updated state back only when it differs from the stored one by more
     than a few files (the pre-commit check: an update from the stored state is exact whatever its age, and
-    cheaper than writing the state; an index file, whose state is what a query reads, is always written)."""
+    cheaper than writing the state; an index file, whose state is what a query reads, is always written).
+    passed: with incremental, the absolute paths of the files a pre-commit check was given: the folders that
+    hold none of them and whose mtime is unchanged since the last incremental listing are taken from it
+    (listing.py: a file edited in place in such a folder is not seen; docs/check.md)."""
     settings = Settings.resolve(
         method=method,
         threshold=threshold,
@@ -291,7 +295,10 @@ def scan(
         return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner, weights)
     detected = detect_layout(root, list(against), splits=splits, label_depth=label_depth, label_from=label_from)
     roots = detected.roots
-    listing = list_files(roots)
+    snapshot_key = FingerprintCache.index_key(("listing", roots))
+    trusted = incremental and use_cache and passed is not None and not verify_content
+    previous, relist = _previous_listing(cache_path, snapshot_key, passed or ()) if trusted else (None, frozenset())
+    listing = list_files(roots, previous, relist)
     found_layout = (detected.layout, detected.warnings + tuple(listing.link_warnings()))
     timings["discover"] = time.perf_counter() - started
 
@@ -308,6 +315,8 @@ def scan(
             reuse_key = cache.answer_key(
                 listing, (settings, roots) + ((weights.digest,) if weights is not None else ())
             )
+            if incremental:  # what the next pre-commit check lists from (listing.py)
+                cache.store_snapshot(snapshot_key, snapshot(listing))
             # an incremental scan also needs its search state: without one, search (and keep it) once
             indexed = not incremental or cache.has_index(index_key)
             reused = None if verify_content or not indexed else cache.load_result(reuse_key)
@@ -868,6 +877,28 @@ def regroup_update(
     return groups
 
 
+def _previous_listing(
+    cache_path: str | os.PathLike | None, key: bytes, passed: Sequence[str]
+) -> tuple[dict[str, Seen] | None, frozenset[tuple[int, int]]]:
+    """list_files' `previous` and `relist` for a pre-commit check: the stored snapshot of the roots' folders,
+    and the identity of each passed file's folder (listed again even when its mtime did not move: an edit in
+    place)."""
+    cache = open_cache(cache_path)
+    if cache is None:
+        return None, frozenset()
+    with cache:
+        blob = cache.load_index(key)
+    previous = load_snapshot(blob) if blob else None
+    relist = set()
+    for folder in {os.path.dirname(path) for path in passed}:
+        try:
+            info = os.stat(folder)
+        except OSError:
+            continue
+        relist.add((info.st_dev, info.st_ino))
+    return previous, frozenset(relist)
+
+
 def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchState | None:
     blob = cache.load_index(key)
     return incremental.SearchState.from_bytes(blob) if blob else None
@@ -923,12 +954,8 @@ def _fingerprint_with_state(
     """Fingerprint the records the index does not hold unchanged (path, size and mtime_ns) as usual; the others
     come from its arrays, in the records' order (no cache row and no object per unchanged file)."""
     assert state.facts is not None
-    position = {path: i for i, path in enumerate(state.paths)}
-    old = np.fromiter((position.get(r.abspath, -1) for r in records), dtype=np.int64, count=len(records))
-    stats = np.fromiter(((r.size, r.mtime_ns) for r in records), dtype=np.dtype((np.int64, 2)), count=len(records))
-    sizes, mtimes = stats[:, 0], stats[:, 1]
+    old = incremental.rows_in(state, records)
     held = old >= 0
-    held[held] = (state.sizes[old[held]] == sizes[held]) & (state.mtimes[old[held]] == mtimes[held])
     todo = [records[i] for i in np.nonzero(~held)[0].tolist()]
     fresh = fingerprint_records(todo, (method,), jobs=jobs, cache=cache, progress=progress, draft=draft)
     fresh_row = {r.abspath: k for k, r in enumerate(fresh.records)}
