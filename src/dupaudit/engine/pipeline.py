@@ -701,15 +701,25 @@ def find_groups(
     progress.start("searching", 3 if settings.verify else 1)
     count = len(records)
     table = fingerprints.columns if isinstance(fingerprints, FingerprintTable) else None
+
+    def digests_and_sizes() -> tuple[list[bytes], list[bytes], list[tuple[int, int]]]:
+        """Per item its byte and pixel digests and its size, as build_groups reads them (made twice for a table:
+        dropped during verification, a few hundred MB at a million images)."""
+        if table is not None:
+            sizes = list(zip(*table.sizes.T.tolist())) if count else []
+            return row_bytes(table.byte_digests), row_bytes(table.pixel_digests), sizes
+        return (
+            [f.byte_digest for f in fingerprints],
+            [f.pixel_digest for f in fingerprints],
+            [(f.width, f.height) for f in fingerprints],
+        )
+
     if table is not None:  # a cold scan's arrays, read as they are (no object per image)
         hashes = table.hashes
-        byte_digests, pixel_digests = row_bytes(table.byte_digests), row_bytes(table.pixel_digests)
-        sizes = list(zip(*table.sizes.T.tolist())) if count else []
     else:
         hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8)
         hashes = hashes.reshape(count, 8)
-        byte_digests, pixel_digests = [f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]
-        sizes = [(f.width, f.height) for f in fingerprints]
+    byte_digests, pixel_digests, sizes = digests_and_sizes()
     thumbs = None
     if (settings.verify or settings.rotations) and remote is None:
         thumbs = (
@@ -725,6 +735,8 @@ def find_groups(
         a, b = _equal_pairs(digests)
         pair_a.append(a)
         pair_b.append(b)
+    if table is not None:
+        del byte_digests, pixel_digests, sizes
     near_a, near_b, _ = search(hashes, settings.threshold, threads=jobs)
     hash_pairs = [(near_a, near_b, 0)]
     for code, variant in variants.items():
@@ -767,6 +779,8 @@ def find_groups(
         check = radius_check(hashes, variants, settings.threshold)
     progress.advance()
     progress.finish()
+    if table is not None:
+        byte_digests, pixel_digests, sizes = digests_and_sizes()
     order = {r.name: i for i, r in enumerate(roots)}
     return build_groups(
         records,
