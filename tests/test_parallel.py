@@ -166,3 +166,16 @@ def test_a_cold_scan_as_columns_gives_the_report_and_cache_rows_of_objects(
 
     assert rows("a.sqlite") == rows("b.sqlite")
     assert len(rows("a.sqlite")) == as_columns.summary.images + 2
+
+
+@pytest.mark.parametrize("flips", [False, True])
+def test_verification_in_parts_gives_the_same_groups(dataset, monkeypatch, flips):
+    whole = scan_module.scan(dataset, jobs=2, use_cache=False, flips=flips)
+    calls = []
+    original = scan_module.verify
+    monkeypatch.setattr(scan_module, "verify", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    monkeypatch.setattr(scan_module, "VERIFY_IMAGES", 8)  # parts of at most 8 images
+    in_parts = scan_module.scan(dataset, jobs=2, use_cache=False, flips=flips)
+    assert len(calls) > 3  # it was cut
+    assert whole.summary.groups > 0
+    assert render(in_parts) == render(whole)

@@ -42,13 +42,14 @@ from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, 
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
 from .sources import SourceOptions, holds_container, is_plain_folder, open_source
-from .verify import CascadeSettings, candidate_pairs, transform_codes, transformed
+from .verify import CascadeSettings, candidate_pairs, transform_codes, transformed, verify
 
 log = logging.getLogger(__name__)
 
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
 IN_FLIGHT = 4  # batches per worker process queued ahead of the scan's process (_run_batches)
 STORE_ROWS = 16_384  # cache rows written per transaction by a cold scan (FingerprintCache.store_rows)
+VERIFY_IMAGES = 300_000  # images the cascade compares at once (_verify_in_parts): ~0.6 GB of its arrays
 # The incremental state is written back (lazy_state) once this many files, or this share of them, changed since
 # the stored state: below that, updating from the stored state again costs less than writing it (tens of MB).
 STATE_SLACK = 256
@@ -760,7 +761,7 @@ def find_groups(
             sums=sums,
             collect=collect,
             rotations=settings.rotations,
-            score=remote.verify if remote is not None else None,
+            score=remote.verify if remote is not None else _verify_in_parts,
         )
         if collect is not None:
             collect["candidates"] = candidates
@@ -794,6 +795,44 @@ def find_groups(
         sizes,
         check,
     )
+
+
+def _verify_in_parts(
+    thumbs: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    codes: np.ndarray,
+    settings: CascadeSettings,
+    threads: int = 1,
+    groups_only: bool = False,
+) -> np.ndarray:
+    """verify() of candidate pairs that touch more than VERIFY_IMAGES images, in parts of consecutive pairs
+    (candidate_pairs sorts them by their first image) that touch at most that many each: the cascade holds ~2 KB
+    per image it compares at once (2 GB at a million images), and an image in several parts is prepared in each
+    (CPU for memory). With `groups_only`, a part skips the refinement of a pair only when that part's own
+    verified pairs already join it, so some redundant pairs can score differently than in one call, as between
+    the cluster's verification shards (docs/scale.md); the verified pairs join the same images, and the groups
+    depend on nothing else (tests/test_parallel.py)."""
+    involved = np.zeros(len(thumbs), dtype=bool)
+    involved[first] = involved[second] = True
+    if int(involved.sum()) <= VERIFY_IMAGES:
+        return verify(thumbs, first, second, codes, settings, threads=threads, groups_only=groups_only)
+    scores = np.empty(len(first), dtype=np.float32)
+    seen = np.zeros(len(thumbs), dtype=bool)
+    start, distinct, step = 0, 0, max(1, min(4096, VERIFY_IMAGES // 16))  # pairs looked at a time
+    for lo in range(0, len(first), step):
+        images = np.unique(np.concatenate([first[lo : lo + step], second[lo : lo + step]]))
+        fresh = images[~seen[images]]
+        if distinct + len(fresh) > VERIFY_IMAGES and lo > start:
+            scores[start:lo] = verify(
+                thumbs, first[start:lo], second[start:lo], codes[start:lo], settings, threads, groups_only
+            )
+            seen[:] = False
+            start, distinct, fresh = lo, 0, images
+        seen[fresh] = True
+        distinct += len(fresh)
+    scores[start:] = verify(thumbs, first[start:], second[start:], codes[start:], settings, threads, groups_only)
+    return scores
 
 
 def variant_hashes(
