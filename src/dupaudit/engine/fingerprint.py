@@ -398,7 +398,8 @@ class Columns:
 
     def head(self, count: int) -> Columns:
         """The first `count` rows (views, no copy)."""
-        return Columns(self.method, *(getattr(self, name)[:count] for name in _ARRAYS), draft=self.draft)
+        views = {name: getattr(self, name)[:count] for name in _ARRAYS}
+        return Columns(self.method, draft=self.draft, **views)
 
     def fingerprint(self, row: int) -> Fingerprint:
         """Row `row` as a Fingerprint object."""
