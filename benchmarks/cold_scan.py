@@ -8,7 +8,8 @@ data); this script only times the cold scan of a folder that exists, so that one
 another (`--baseline-src`: the same build with that source tree first) without regenerating a million files.
 Per build: wall and CPU seconds (the whole process tree), the ratio to the floor, the peak memory of the tree
 (sampled every 50 ms) and of the scan's own process (its maximum resident set), the engine's stage timings.
-The index files are deleted before each build (never the data).
+The index files are deleted before each build (never the data); each build's JSON report is written beside the
+index (INDEX.baseline.json, INDEX.this-tree.json) and the two are compared.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ import json, resource, sys, time
 from dupaudit.engine import index
 started = time.perf_counter()
 report = index.build(sys.argv[1], sys.argv[2], jobs=int(sys.argv[3]))
+if len(sys.argv) > 4:  # the JSON report, to compare two trees' answers
+    from dupaudit.formats.json import render
+    open(sys.argv[4], "w").write(render(report))
 print(json.dumps({"wall": time.perf_counter() - started, "timings": report.timings, "images": report.summary.images,
                   "groups": report.summary.groups, "decoded": report.decoded,
                   "main_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
 
-def build(data: Path, target: Path, jobs: int, source: str | None) -> dict:
+def build(data: Path, target: Path, jobs: int, source: str | None, report: Path) -> dict:
     for path in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
         path.unlink(missing_ok=True)
     env = dict(os.environ)
@@ -43,9 +47,8 @@ def build(data: Path, target: Path, jobs: int, source: str | None) -> dict:
         env["PYTHONPATH"] = source
     cpu = _children_cpu()
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(data), str(target), str(jobs)], stdout=subprocess.PIPE, text=True, env=env
-    )
+    command = [sys.executable, "-c", _CHILD, str(data), str(target), str(jobs), str(report)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     memory = PeakMemory(process.pid)
     out, _ = process.communicate()
     result = json.loads(out.strip().splitlines()[-1])
@@ -67,10 +70,11 @@ def main() -> None:
     floor, files = decode_floor(args.data, args.jobs)
     floor_cpu = CPU["last"]
     print(f"decode floor ({files:,} files, {args.jobs} processes): {floor:.1f} s, CPU {floor_cpu:.1f} s", flush=True)
+    reports = {name: Path(f"{args.index}.{name.replace(' ', '-')}.json") for name in ("baseline", "this tree")}
     for name, source in (("baseline", args.baseline_src), ("this tree", os.environ.get("PYTHONPATH"))):
         if name == "baseline" and not source:
             continue
-        result = build(args.data, args.index, args.jobs, source)
+        result = build(args.data, args.index, args.jobs, source, reports[name])
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in result["timings"].items())
         wall, cpu = result["process_wall"], result["cpu"]
         print(
@@ -80,6 +84,9 @@ def main() -> None:
             f"{result['images']:,} images, {result['groups']:,} groups; {stages}; load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
+    if args.baseline_src:
+        same = reports["baseline"].read_bytes() == reports["this tree"].read_bytes()
+        print(f"JSON reports of the two trees: {'identical' if same else 'DIFFERENT'} ({reports['this tree']})")
 
 
 if __name__ == "__main__":
