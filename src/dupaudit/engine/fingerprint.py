@@ -411,8 +411,8 @@ class Columns:
             self.pixel_digests[row].tobytes(),
             {self.method: self.hashes[row].tobytes()},
             {self.method: self.flips[row].tobytes()},
-            self.thumbs[row].tobytes(),
-            self.blocks[row].tobytes(),
+            self.thumbs[row].tobytes() if row < len(self.thumbs) else b"",  # none once released
+            self.blocks[row].tobytes() if row < len(self.blocks) else b"",
             self.draft,
         )
 

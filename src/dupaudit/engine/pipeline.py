@@ -229,6 +229,15 @@ class FingerprintTable(Sequence):
             return [self.columns.fingerprint(i) for i in range(*index.indices(len(self)))]
         return self.columns.fingerprint(range(len(self))[index])
 
+    def release_thumbs(self) -> None:
+        """Let the thumbnails and block sums go once nothing will read them (a Fingerprint made afterwards has
+        none)."""
+        self.columns = replace(
+            self.columns,
+            thumbs=np.empty((0, THUMB_SIZE, THUMB_SIZE), dtype=np.uint8),
+            blocks=np.empty((0, 64), dtype=np.uint16),
+        )
+
     @property
     def facts(self) -> incremental.Facts:
         table = self.columns
@@ -938,6 +947,8 @@ def indexed_groups(
         small = (
             update is not None and lazy_state and update.changed <= max(STATE_SLACK, STATE_SLACK_SHARE * len(records))
         )
+        if isinstance(fingerprints, FingerprintTable):
+            fingerprints.release_thumbs()  # the groups are built: 1 GB at a million, freed before the state is written
         if new_state is not None and not small and all(cacheable(p) for p in checked):
             if new_state.components is not None:
                 new_state.groups_token = os.urandom(8)
