@@ -7,7 +7,9 @@ The floor and the process-tree peak memory are scale.py's (the million-image ben
 data); this script only times the cold scan of a folder that exists, so that one branch can be compared with
 another (`--baseline-src`: the same build with that source tree first) without regenerating a million files.
 Per build: wall and CPU seconds (the whole process tree), the ratio to the floor, the peak memory of the tree
-(sampled every 50 ms) and of the scan's own process (its maximum resident set), the engine's stage timings.
+(sampled every 50 ms) and of the scan's own process (its maximum resident set), the engine's stage timings;
+with `--trace`, where the scan's process is, its memory and CPU, every second (what docs/scale.md's stage table
+is read from).
 The index files are deleted before each build (never the data); each build's JSON report is written beside the
 index (INDEX.baseline.json, INDEX.this-tree.json) and the two are compared.
 """
@@ -26,8 +28,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import CPU, PeakMemory, _children_cpu, decode_floor  # noqa: E402 - the benchmark next door
 
 _CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, threading, time
 from dupaudit.engine import index
+
+def trace(path, main):  # each second: seconds, resident GB, CPU seconds of this process, where its main thread is
+    started = time.perf_counter()
+    with open(path, "w") as out:
+        while True:
+            frame, names = sys._current_frames().get(main), []
+            while frame is not None:
+                if "dupaudit" in frame.f_code.co_filename:
+                    names.append(frame.f_code.co_name)
+                frame = frame.f_back
+            rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+            where = "/".join(reversed(names[:4]))
+            seconds, cpu = time.perf_counter() - started, time.process_time()
+            print(f"{seconds:7.1f} s {rss:5.2f} GB {cpu:7.1f} s {where}", file=out)
+            out.flush()
+            time.sleep(1.0)
+
+if len(sys.argv) > 5:
+    threading.Thread(target=trace, args=(sys.argv[5], threading.main_thread().ident), daemon=True).start()
 started = time.perf_counter()
 report = index.build(sys.argv[1], sys.argv[2], jobs=int(sys.argv[3]))
 if len(sys.argv) > 4:  # the JSON report, to compare two trees' answers
@@ -39,7 +60,7 @@ print(json.dumps({"wall": time.perf_counter() - started, "timings": report.timin
 """
 
 
-def build(data: Path, target: Path, jobs: int, source: str | None, report: Path) -> dict:
+def build(data: Path, target: Path, jobs: int, source: str | None, report: Path, trace: Path | None) -> dict:
     for path in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
         path.unlink(missing_ok=True)
     env = dict(os.environ)
@@ -48,6 +69,7 @@ def build(data: Path, target: Path, jobs: int, source: str | None, report: Path)
     cpu = _children_cpu()
     started = time.perf_counter()
     command = [sys.executable, "-c", _CHILD, str(data), str(target), str(jobs), str(report)]
+    command += [str(trace)] if trace else []
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     memory = PeakMemory(process.pid)
     out, _ = process.communicate()
@@ -66,6 +88,11 @@ def main() -> None:
     parser.add_argument("--index", type=Path, required=True, help="the index file to write (deleted first)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--baseline-src", help="a source tree (its src/) to build with first, for a same-run ratio")
+    parser.add_argument(
+        "--trace",
+        help="write each build's trace to TRACE.<tree>: every second, the resident memory "
+        "and CPU seconds of the scan's process and the functions its main thread is in",
+    )
     args = parser.parse_args()
     floor, files = decode_floor(args.data, args.jobs)
     floor_cpu = CPU["last"]
@@ -74,7 +101,8 @@ def main() -> None:
     for name, source in (("baseline", args.baseline_src), ("this tree", os.environ.get("PYTHONPATH"))):
         if name == "baseline" and not source:
             continue
-        result = build(args.data, args.index, args.jobs, source, reports[name])
+        trace = Path(f"{args.trace}.{name.replace(' ', '-')}") if args.trace else None
+        result = build(args.data, args.index, args.jobs, source, reports[name], trace)
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in result["timings"].items())
         wall, cpu = result["process_wall"], result["cpu"]
         print(
