@@ -108,3 +108,74 @@ def test_fast_jpeg_decoder_gives_the_same_fingerprints_as_pillow(dataset, tmp_pa
     rotated = fast[paths.index(str(tmp_path / "rotated.jpg"))]
     assert (rotated.width, rotated.height) == (120, 90)  # 90x120 stored, turned a quarter
     assert isinstance(fast[paths.index(str(tmp_path / "truncated.jpg"))], str)
+
+
+@pytest.fixture(scope="module")
+def with_bad_files(dataset, tmp_path_factory):
+    """The dataset plus a file that is not an image and an empty one (skipped, cached with their reasons)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("columns") / "data"
+    shutil.copytree(dataset, root)
+    folder = next(path for path in (root / "train").iterdir() if path.is_dir())
+    (folder / "broken.jpg").write_bytes(b"not an image at all")
+    (folder / "empty.jpg").write_bytes(b"")
+    return root
+
+
+def test_columns_hold_exactly_the_fingerprints_of_the_objects(with_bad_files):
+    from dupaudit.engine.fingerprint import fingerprint_columns
+
+    records, _ = discover(resolve_roots(with_bad_files))
+    paths = [r.abspath for r in records]
+    objects = fingerprint_paths(paths, ("phash",))
+    reasons, columns = fingerprint_columns(paths, ("phash",))
+    assert [value if isinstance(value, str) else None for value in objects] == reasons
+    assert sum(reason is not None for reason in reasons) == 2
+    good = [value for value in objects if not isinstance(value, str)]
+    assert [columns.fingerprint(row) for row in range(len(columns))] == good
+
+
+def _objects_only(monkeypatch):
+    """Make every scan fingerprint as Fingerprint objects (the path a partly cached scan takes)."""
+    original = scan_module.fingerprint_records
+    monkeypatch.setattr(
+        scan_module, "fingerprint_records", lambda *args, **kwargs: original(*args, **{**kwargs, "columns": False})
+    )
+
+
+@pytest.mark.parametrize("incremental", [False, True])  # scan, and index build (which also keeps the search state)
+def test_a_cold_scan_as_columns_gives_the_report_and_cache_rows_of_objects(
+    with_bad_files, tmp_path, monkeypatch, incremental
+):
+    import sqlite3
+
+    monkeypatch.setattr(scan_module, "BATCH", 16)
+    monkeypatch.setattr(scan_module, "STORE_ROWS", 40)  # several transactions, cut inside batches' rows
+    as_columns = scan_module.scan(with_bad_files, jobs=2, cache_path=tmp_path / "a.sqlite", incremental=incremental)
+    assert as_columns.decoded == as_columns.summary.images + 2 and as_columns.summary.groups > 0
+    with monkeypatch.context() as patch:
+        _objects_only(patch)
+        as_objects = scan_module.scan(with_bad_files, jobs=2, cache_path=tmp_path / "b.sqlite", incremental=incremental)
+    assert render(as_columns) == render(as_objects)
+    assert len(as_columns.skipped) == 2
+
+    def rows(name: str) -> list:
+        with sqlite3.connect(tmp_path / name) as db:
+            return db.execute("SELECT * FROM fingerprints ORDER BY path").fetchall()
+
+    assert rows("a.sqlite") == rows("b.sqlite")
+    assert len(rows("a.sqlite")) == as_columns.summary.images + 2
+
+
+@pytest.mark.parametrize("flips", [False, True])
+def test_verification_in_parts_gives_the_same_groups(dataset, monkeypatch, flips):
+    whole = scan_module.scan(dataset, jobs=2, use_cache=False, flips=flips)
+    calls = []
+    original = scan_module.verify
+    monkeypatch.setattr(scan_module, "verify", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    monkeypatch.setattr(scan_module, "VERIFY_IMAGES", 8)  # parts of at most 8 images
+    in_parts = scan_module.scan(dataset, jobs=2, use_cache=False, flips=flips)
+    assert len(calls) > 3  # it was cut
+    assert whole.summary.groups > 0
+    assert render(in_parts) == render(whole)

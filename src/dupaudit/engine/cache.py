@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .fingerprint import FINGERPRINT_VERSION, Fingerprint
+from .fingerprint import FINGERPRINT_VERSION, Columns, Fingerprint, row_bytes
 from .hashing import HASH_SIZES
 from .listing import Listing
 
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 _BUSY_TIMEOUT_S = 30  # SQLite's own wait for another process's write lock
 _RETRY_FOR_S = 60  # then our retries, with backoff, before a write is given up (the scan goes on without it)
 _KEEP_RESULTS = 16
+_STORE_CACHE_KB = 256 * 1024  # SQLite's page cache while storing fingerprints (store_rows): 256 MB at most
 # The incremental index (incremental.SearchState, as bytes), one per dataset and settings: see incremental.py.
 _INDEXES_SCHEMA = "CREATE TABLE IF NOT EXISTS indexes (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
 _KEEP_INDEXES = 8  # the most recently used kept (a state per dataset and settings, a listing snapshot per dataset)
@@ -207,6 +208,11 @@ def _reason(exc: BaseException) -> str:
     if _is_busy(exc):
         return "another process held it locked for too long"
     return text
+
+
+def _error_row(path: str, size: int, mtime_ns: int, reason: str) -> tuple:
+    """A bad file's row: its reason and no fingerprint."""
+    return (path, size, mtime_ns, reason) + (None,) * (len(_COLUMNS) - 5) + (0,)
 
 
 class CachedRow:
@@ -470,7 +476,7 @@ class FingerprintCache:
         rows = []
         for path, size, mtime_ns, value in entries:
             if isinstance(value, str):
-                rows.append((path, size, mtime_ns, value) + (None,) * (len(_COLUMNS) - 5) + (0,))
+                rows.append(_error_row(path, size, mtime_ns, value))
                 continue
             hashes = [value.hashes.get(m) for m in _METHODS] + [value.flip_hashes.get(m) for m in _METHODS]
             rows.append(
@@ -488,8 +494,48 @@ class FingerprintCache:
                     int(value.draft),
                 )
             )
+        self.store_rows(rows)
+
+    @staticmethod
+    def rows_of(keys: Iterable[tuple[str, int, int]], reasons: Iterable[str | None], columns: Columns) -> list[tuple]:
+        """Rows for store_rows from a batch as columns (fingerprint.Columns): (abspath, size, mtime_ns) keys and
+        their reasons (None: decoded, the next row of `columns`), column by column (no Fingerprint objects)."""
+        where = _METHODS.index(columns.method)
+        before, between, after = (None,) * where, (None,) * (len(_METHODS) - 1), (None,) * (len(_METHODS) - 1 - where)
+        good = zip(
+            columns.sizes[:, 0].tolist(),
+            columns.sizes[:, 1].tolist(),
+            row_bytes(columns.byte_digests),
+            row_bytes(columns.pixel_digests),
+            row_bytes(columns.hashes),
+            row_bytes(columns.flips),
+            row_bytes(columns.thumbs),
+        )
+        draft = int(columns.draft)
+        rows = []
+        for (path, size, mtime_ns), reason in zip(keys, reasons):
+            if reason is not None:
+                rows.append(_error_row(path, size, mtime_ns, reason))
+                continue
+            width, height, byte_digest, pixel_digest, hash_value, flip, thumb = next(good)
+            rows.append(
+                (path, size, mtime_ns, None, width, height, byte_digest, pixel_digest)
+                + before + (hash_value,) + between + (flip,) + after + (thumb, draft)
+            )  # fmt: skip
+        return rows
+
+    def store_rows(self, rows: list[tuple]) -> None:
+        """Write rows (store, rows_of) in one transaction: a scan passes thousands at once, since each commit
+        costs a WAL checkpoint's share (measured: docs/scale.md)."""
         insert = f"INSERT OR REPLACE INTO fingerprints VALUES ({','.join('?' * len(_COLUMNS))})"
-        self._write(lambda db: db.executemany(insert, rows))
+
+        def statements(db: sqlite3.Connection) -> None:
+            # The two indexes (path, byte digest) take rows in no order: with SQLite's default 2 MB page cache,
+            # a million rows thrash it (the cost grew faster than the rows); this keeps their pages in memory.
+            db.execute(f"PRAGMA cache_size={-_STORE_CACHE_KB}")
+            db.executemany(insert, rows)
+
+        self._write(statements)
 
     def embeddings(self, keys: Iterable[tuple[str, int, int]], model: bytes) -> dict[str, bytes]:
         """Stored embeddings (float16 bytes) of unchanged (abspath, size, mtime_ns) keys, for the weights `model`."""

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,12 +22,16 @@ from .analysis import analyse
 from .cache import CachedRow, FingerprintCache, cacheable, default_cache_path, open_cache
 from .discover import image_records
 from .fingerprint import (
+    Columns,
     Fingerprint,
+    columns_of,
     content_digests,
     decode_paths,
     default_jobs,
+    fingerprint_columns,
     fingerprint_paths,
     fingerprints_of,
+    row_bytes,
 )
 from .groups import build_groups
 from .hashing import THUMB_SIZE, phash
@@ -37,11 +42,14 @@ from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, 
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
 from .sources import SourceOptions, holds_container, is_plain_folder, open_source
-from .verify import CascadeSettings, candidate_pairs, transform_codes, transformed
+from .verify import CascadeSettings, candidate_pairs, transform_codes, transformed, verify
 
 log = logging.getLogger(__name__)
 
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
+IN_FLIGHT = 4  # batches per worker process queued ahead of the scan's process (_run_batches)
+STORE_ROWS = 16_384  # cache rows written per transaction by a cold scan (FingerprintCache.store_rows)
+VERIFY_IMAGES = 300_000  # images the cascade compares at once (_verify_in_parts): ~0.6 GB of its arrays
 # The incremental state is written back (lazy_state) once this many files, or this share of them, changed since
 # the stored state: below that, updating from the stored state again costs less than writing it (tens of MB).
 STATE_SLACK = 256
@@ -127,6 +135,7 @@ def fingerprint_records(
     draft: bool = False,
     verify_content: bool = False,
     known: dict[str, Fingerprint] | None = None,
+    columns: bool = False,
 ) -> Fingerprinted:
     """Fingerprint every record, from the cache when unchanged, else by decoding in `jobs` processes.
 
@@ -135,7 +144,8 @@ def fingerprint_records(
     files known by their stat key are read too, and decoded again when their bytes changed (an edit that kept
     size and mtime). `draft`: decode JPEGs at reduced scale (no less than THUMB_SIZE a side): faster on photos,
     not bit-identical. `known`: fingerprints of unchanged files by absolute path, from the incremental index
-    (not looked up)."""
+    (not looked up). `columns`: when the cache holds none of the records (a cold scan), the fingerprints come
+    as a FingerprintTable (arrays, no object per image)."""
     progress = progress or NullProgress()
     known = known or {}
     cached = (
@@ -163,31 +173,120 @@ def fingerprint_records(
         items = [(r.abspath, r.size, r.mtime_ns, d) for r, d in zip(movable, digests)]
         cached.update(cache.by_content(items, methods, draft))
         todo = [r for r in todo if r.abspath not in cached]
+    if columns and not cached and len(methods) == 1:
+        return _fingerprint_columns(todo, methods[0], jobs=jobs, cache=cache, progress=progress, draft=draft)
     fresh: dict[str, Fingerprint | str] = {}
     progress.start("fingerprint", len(todo))
     batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
-    jobs = max(1, jobs or default_jobs())
-    if jobs == 1 or len(batches) <= 1:
-        outputs = (fingerprint_paths([r.abspath for r in batch], methods, draft) for batch in batches)
-        _collect(batches, outputs, fresh, cache, progress)
-    else:
-        # Where files are large (photos), decoding dominates and this process, idle otherwise, hashes what
-        # the workers decoded: SciPy's DCT is then imported once here instead of in every worker (an import
-        # costs CPU). Small images (CIFAR) hash in the workers: this process, which also stores every row,
-        # would be the bottleneck. The fingerprints are the same either way (tests/test_parallel.py).
-        hash_here = sum(r.size for r in todo) >= PARENT_HASHING_BYTES * len(todo)
-        with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
-            outputs = pool.map(
-                decode_paths if hash_here else fingerprint_paths,
-                [[r.abspath for r in b] for b in batches],
-                [methods] * len(batches),
-                [draft] * len(batches),
-            )
-            if hash_here:
-                outputs = (fingerprints_of(decoded, draft) for decoded in outputs)
-            _collect(batches, outputs, fresh, cache, progress)
+    outputs = _run_batches(batches, methods, draft, jobs, fingerprint_paths, fingerprints_of)
+    _collect(batches, outputs, fresh, cache, progress)
     progress.finish()
     return aligned(records, cached, fresh, decoded=len(todo))
+
+
+def _run_batches(
+    batches: list[list[ImageRecord]], methods: tuple[str, ...], draft: bool, jobs: int | None, whole, finish
+) -> Iterator:
+    """`whole(paths, methods, draft)` of each batch, in order: in this process for one job, else in `jobs` worker
+    processes, at most IN_FLIGHT batches per process ahead of the caller (pool.map would queue every result
+    in memory when this process, which stores the rows, is the slower side: gigabytes at a million images)."""
+    jobs = max(1, jobs or default_jobs())
+    if jobs == 1 or len(batches) <= 1:
+        yield from (whole([r.abspath for r in batch], methods, draft) for batch in batches)
+        return
+    # Where files are large (photos), decoding dominates and this process, idle otherwise, hashes what
+    # the workers decoded (`finish`): SciPy's DCT is then imported once here instead of in every worker (an
+    # import costs CPU). Small images (CIFAR) hash in the workers: this process, which also stores every row,
+    # would be the bottleneck. The fingerprints are the same either way (tests/test_parallel.py).
+    count = sum(len(batch) for batch in batches)
+    hash_here = sum(r.size for batch in batches for r in batch) >= PARENT_HASHING_BYTES * count
+    work = decode_paths if hash_here else whole
+    with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            if len(pending) >= IN_FLIGHT * jobs:
+                output = pending.popleft().result()
+                yield finish(output, draft) if hash_here else output
+            pending.append(pool.submit(work, [r.abspath for r in batch], methods, draft))
+        while pending:
+            output = pending.popleft().result()
+            yield finish(output, draft) if hash_here else output
+
+
+class FingerprintTable(Sequence):
+    """The fingerprints of a scan's records as columns (fingerprint.Columns, thumbnails included), as a cold
+    scan keeps them: the stages read the arrays (find_groups, indexed_groups), and a Fingerprint object is made
+    only for an item asked for one (a million of them cost ~2 GB)."""
+
+    def __init__(self, columns: Columns) -> None:
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's signature
+        if isinstance(index, slice):
+            return [self.columns.fingerprint(i) for i in range(*index.indices(len(self)))]
+        return self.columns.fingerprint(range(len(self))[index])
+
+    def release_thumbs(self) -> None:
+        """Let the thumbnails and block sums go once nothing will read them (a Fingerprint made afterwards has
+        none)."""
+        self.columns = replace(
+            self.columns,
+            thumbs=np.empty((0, THUMB_SIZE, THUMB_SIZE), dtype=np.uint8),
+            blocks=np.empty((0, 64), dtype=np.uint16),
+        )
+
+    @property
+    def facts(self) -> incremental.Facts:
+        table = self.columns
+        return incremental.Facts(table.hashes, table.byte_digests, table.pixel_digests, table.sizes)
+
+
+def _fingerprint_columns(
+    records: Sequence[ImageRecord],
+    method: str,
+    *,
+    jobs: int | None,
+    cache: FingerprintCache | None,
+    progress: ProgressSink,
+    draft: bool,
+) -> Fingerprinted:
+    """fingerprint_records for records none of which the cache holds (a cold scan), as a FingerprintTable: the
+    workers send columns back, this process copies them into one table and stores them in the cache as rows,
+    STORE_ROWS at a time (one transaction each)."""
+    progress.start("fingerprint", len(records))
+    batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
+
+    def finish(decoded, drafted: bool) -> tuple[list[str | None], Columns]:  # noqa: ANN001 - a DecodedBatch
+        return columns_of(decoded, method, drafted)
+
+    outputs = _run_batches(batches, (method,), draft, jobs, fingerprint_columns, finish)
+    table = Columns.allocate(len(records), method, draft)
+    result = Fingerprinted([], FingerprintTable(table), [], decoded=len(records), cache_hits=0)
+    filled = 0
+    rows: list[tuple] = []
+    for batch, (reasons, part) in zip(batches, outputs):
+        table.put(filled, part)
+        filled += len(part)
+        for record, reason in zip(batch, reasons):
+            if reason is None:
+                result.records.append(record)
+            else:
+                result.skipped.append(Skipped(record.root, record.path, reason))
+        if cache is not None:
+            keys = [(r.abspath, r.size, r.mtime_ns) for r in batch]
+            rows.extend(row for row in cache.rows_of(keys, reasons, part) if cacheable(row[0]))
+            if len(rows) >= STORE_ROWS:
+                cache.store_rows(rows)
+                rows = []
+        progress.advance(len(batch))
+    if cache is not None and rows:
+        cache.store_rows(rows)
+    progress.finish()
+    result.fingerprints = FingerprintTable(table.head(filled))  # type: ignore[assignment]
+    return result
 
 
 def aligned(
@@ -351,7 +450,7 @@ def scan(
             in_process = (
                 {"keep_thumbs": incremental and use_cache}  # else the workers verify: the thumbnails stay with them
                 if runner is not None
-                else {"verify_content": verify_content}  # the cluster reads by stat key
+                else {"verify_content": verify_content, "columns": weights is None}  # the cluster reads by stat key
             )
             found = fingerprinter(
                 records,
@@ -641,18 +740,43 @@ def find_groups(
     progress = progress or NullProgress()
     progress.start("searching", 3 if settings.verify else 1)
     count = len(records)
-    hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8).reshape(count, 8)
+    table = fingerprints.columns if isinstance(fingerprints, FingerprintTable) else None
+
+    def digests_and_sizes() -> tuple[list[bytes], list[bytes], list[tuple[int, int]]]:
+        """Per item its byte and pixel digests and its size, as build_groups reads them (made twice for a table:
+        dropped during verification, a few hundred MB at a million images)."""
+        if table is not None:
+            sizes = list(zip(*table.sizes.T.tolist())) if count else []
+            return row_bytes(table.byte_digests), row_bytes(table.pixel_digests), sizes
+        return (
+            [f.byte_digest for f in fingerprints],
+            [f.pixel_digest for f in fingerprints],
+            [(f.width, f.height) for f in fingerprints],
+        )
+
+    if table is not None:  # a cold scan's arrays, read as they are (no object per image)
+        hashes = table.hashes
+    else:
+        hashes = np.frombuffer(b"".join(f.hashes[settings.method] for f in fingerprints), dtype=np.uint8)
+        hashes = hashes.reshape(count, 8)
+    byte_digests, pixel_digests, sizes = digests_and_sizes()
     thumbs = None
     if (settings.verify or settings.rotations) and remote is None:
-        thumbs = np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(
-            count, THUMB_SIZE, THUMB_SIZE
+        thumbs = (
+            table.thumbs
+            if table is not None
+            else np.frombuffer(b"".join(f.thumb for f in fingerprints), dtype=np.uint8).reshape(
+                count, THUMB_SIZE, THUMB_SIZE
+            )
         )
     variants = variant_hashes(fingerprints, thumbs, settings, remote)
     pair_a, pair_b = [], []
-    for digests in ([f.byte_digest for f in fingerprints], [f.pixel_digest for f in fingerprints]):
+    for digests in (byte_digests, pixel_digests):
         a, b = _equal_pairs(digests)
         pair_a.append(a)
         pair_b.append(b)
+    if table is not None:
+        del byte_digests, pixel_digests, sizes
     near_a, near_b, _ = search(hashes, settings.threshold, threads=jobs)
     hash_pairs = [(near_a, near_b, 0)]
     for code, variant in variants.items():
@@ -661,7 +785,9 @@ def find_groups(
     if settings.verify:
         cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
         sums = None
-        if all(f.blocks for f in fingerprints):  # fresh fingerprints carry their block sums (cached ones do not)
+        if table is not None:
+            sums = table.blocks
+        elif all(f.blocks for f in fingerprints):  # fresh fingerprints carry their block sums (cached ones do not)
             sums = np.frombuffer(b"".join(f.blocks for f in fingerprints), dtype=np.uint16).reshape(count, 64)
         candidates = candidate_pairs(
             hash_pairs,
@@ -674,7 +800,7 @@ def find_groups(
             sums=sums,
             collect=collect,
             rotations=settings.rotations,
-            score=remote.verify if remote is not None else None,
+            score=remote.verify if remote is not None else _verify_in_parts,
         )
         if collect is not None:
             collect["candidates"] = candidates
@@ -693,19 +819,59 @@ def find_groups(
         check = radius_check(hashes, variants, settings.threshold)
     progress.advance()
     progress.finish()
+    if table is not None:
+        byte_digests, pixel_digests, sizes = digests_and_sizes()
     order = {r.name: i for i, r in enumerate(roots)}
     return build_groups(
         records,
         order,
         np.concatenate(pair_a),
         np.concatenate(pair_b),
-        [f.byte_digest for f in fingerprints],
-        [f.pixel_digest for f in fingerprints],
+        byte_digests,
+        pixel_digests,
         hashes,
         list(variants.values()),
-        [(f.width, f.height) for f in fingerprints],
+        sizes,
         check,
     )
+
+
+def _verify_in_parts(
+    thumbs: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    codes: np.ndarray,
+    settings: CascadeSettings,
+    threads: int = 1,
+    groups_only: bool = False,
+) -> np.ndarray:
+    """verify() of candidate pairs that touch more than VERIFY_IMAGES images, in parts of consecutive pairs
+    (candidate_pairs sorts them by their first image) that touch at most that many each: the cascade holds ~2 KB
+    per image it compares at once (2 GB at a million images), and an image in several parts is prepared in each
+    (CPU for memory). With `groups_only`, a part skips the refinement of a pair only when that part's own
+    verified pairs already join it, so some redundant pairs can score differently than in one call, as between
+    the cluster's verification shards (docs/scale.md); the verified pairs join the same images, and the groups
+    depend on nothing else (tests/test_parallel.py)."""
+    involved = np.zeros(len(thumbs), dtype=bool)
+    involved[first] = involved[second] = True
+    if int(involved.sum()) <= VERIFY_IMAGES:
+        return verify(thumbs, first, second, codes, settings, threads=threads, groups_only=groups_only)
+    scores = np.empty(len(first), dtype=np.float32)
+    seen = np.zeros(len(thumbs), dtype=bool)
+    start, distinct, step = 0, 0, max(1, min(4096, VERIFY_IMAGES // 16))  # pairs looked at a time
+    for lo in range(0, len(first), step):
+        images = np.unique(np.concatenate([first[lo : lo + step], second[lo : lo + step]]))
+        fresh = images[~seen[images]]
+        if distinct + len(fresh) > VERIFY_IMAGES and lo > start:
+            scores[start:lo] = verify(
+                thumbs, first[start:lo], second[start:lo], codes[start:lo], settings, threads, groups_only
+            )
+            seen[:] = False
+            start, distinct, fresh = lo, 0, images
+        seen[fresh] = True
+        distinct += len(fresh)
+    scores[start:] = verify(thumbs, first[start:], second[start:], codes[start:], settings, threads, groups_only)
+    return scores
 
 
 def variant_hashes(
@@ -719,7 +885,9 @@ def variant_hashes(
     count = len(fingerprints)
     variants: dict[int, np.ndarray] = {}
     for code in transform_codes(settings.flips, settings.rotations):
-        if code == 1:
+        if code == 1 and isinstance(fingerprints, FingerprintTable):
+            variants[code] = fingerprints.columns.flips
+        elif code == 1:
             variants[code] = np.frombuffer(
                 b"".join(f.flip_hashes[settings.method] for f in fingerprints), dtype=np.uint8
             ).reshape(count, 8)
@@ -761,7 +929,7 @@ def indexed_groups(
             state = _stored_state(cache, key)
         facts = (
             fingerprints.facts
-            if isinstance(fingerprints, IndexedFingerprints)
+            if isinstance(fingerprints, (IndexedFingerprints, FingerprintTable))
             else incremental.Facts.of(fingerprints, settings.method)
         )
         hashes = facts.hashes
@@ -809,6 +977,8 @@ def indexed_groups(
         small = (
             update is not None and lazy_state and update.changed <= max(STATE_SLACK, STATE_SLACK_SHARE * len(records))
         )
+        if isinstance(fingerprints, FingerprintTable):
+            fingerprints.release_thumbs()  # the groups are built: 1 GB at a million, freed before the state is written
         if new_state is not None and not small and all(cacheable(p) for p in checked):
             if new_state.components is not None:
                 new_state.groups_token = os.urandom(8)
@@ -983,6 +1153,8 @@ def _fingerprint_with_state(
 
 def _fill_thumbs(found: Fingerprinted, cache: FingerprintCache | None, rows: np.ndarray | None = None) -> None:
     """Thumbnails of the given records (all when None) that came from the cache without them."""
+    if isinstance(found.fingerprints, FingerprintTable):
+        return  # fresh: every thumbnail is in the table
     chosen = range(len(found.records)) if rows is None else rows.tolist()
     missing = [i for i in chosen if not found.fingerprints[i].thumb]
     if not missing:

@@ -253,13 +253,16 @@ class Prepared:
     machine fresh memory costs about as much as the arithmetic, and the dot products need only the stats.)
     """
 
-    def __init__(self, thumbs: np.ndarray, size: int, threads: int = 1, zoom: bool = True) -> None:
-        """`zoom=False`: the zoomed versions are left out until add_zoom() asks for some of them."""
+    def __init__(
+        self, thumbs: np.ndarray, size: int, threads: int = 1, zoom: bool = True, rows: np.ndarray | None = None
+    ) -> None:
+        """`zoom=False`: the zoomed versions are left out until add_zoom() asks for some of them. `rows`: the stack
+        is thumbs[rows], read chunk by chunk (a copy of a million thumbnails would cost a gigabyte)."""
         self.shift = 1  # one pixel each way at 16 and at 32: as discriminative as two at 32, 3x cheaper
         self.window = size - 2 * self.shift
         self.size = size
-        self.thumbs = thumbs
-        count, span = len(thumbs), 2 * self.shift + 1
+        self.thumbs, self.rows = thumbs, rows
+        count, span = len(thumbs) if rows is None else len(rows), 2 * self.shift + 1
         # written chunk by chunk in place: concatenating the parts afterwards cost more than computing them
         self.plain = np.empty((count, size, size), dtype=np.float32)
         self.zoom = np.zeros((count, size, size), dtype=np.float32)  # untouched pages cost nothing until used
@@ -268,7 +271,7 @@ class Prepared:
         self.norms = np.ones((2, count, span, span), dtype=np.float32)
 
         def fill(lo: int, hi: int) -> None:
-            small = self._small(thumbs[lo:hi])
+            small = self._small(self._images(slice(lo, hi)))
             self.plain[lo:hi] = self._high_pass(small, None)
             self.sums[0, lo:hi], self.norms[0, lo:hi] = self._window_stats(self.plain[lo:hi])
 
@@ -285,10 +288,14 @@ class Prepared:
 
         def fill(lo: int, hi: int) -> None:
             part = rows[lo:hi]
-            self.zoom[part] = zoomed = self._high_pass(self._small(self.thumbs[part]), _zoom_matrix(self.size, ZOOM))
+            self.zoom[part] = zoomed = self._high_pass(self._small(self._images(part)), _zoom_matrix(self.size, ZOOM))
             self.sums[1, part], self.norms[1, part] = self._window_stats(zoomed)
 
         self._map(fill, len(rows), threads)
+
+    def _images(self, part: slice | np.ndarray) -> np.ndarray:
+        """The thumbnails of these rows of the stack."""
+        return self.thumbs[part] if self.rows is None else self.thumbs[self.rows[part]]
 
     def _map(self, function, count: int, threads: int) -> None:
         _map_chunks(function, count, max(256, _CHUNK_BYTES // (4 * self.size * self.size)), threads)
@@ -586,7 +593,7 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         thumbs = np.concatenate(extra)
     involved, inverse = np.unique(np.concatenate([first, second]), return_inverse=True)
     local_first, local_second = inverse[: len(first)], inverse[len(first) :]
-    small = Prepared(thumbs[involved], THUMB_SIZE // 2, threads, zoom=False)
+    small = Prepared(thumbs, THUMB_SIZE // 2, threads, zoom=False, rows=involved)
     coarse = small.scores(local_first, local_second, threads, variants=(0,))
     # the zoomed comparisons only where they can matter: no verified CIFAR-10 pair scores below 0.35 unzoomed
     maybe = np.nonzero((coarse < settings.min_coarse) & (coarse >= settings.min_coarse - 0.25))[0]
@@ -600,7 +607,7 @@ def _verify(thumbs, first, second, mirrored, settings, scores, threads, groups_o
         kept, kept_inverse = np.unique(
             np.concatenate([local_first[survivors], local_second[survivors]]), return_inverse=True
         )
-        fine = Prepared(thumbs[involved[kept]], THUMB_SIZE, threads)
+        fine = Prepared(thumbs, THUMB_SIZE, threads, rows=involved[kept])
         fine_first, fine_second = kept_inverse[: len(survivors)], kept_inverse[len(survivors) :]
         fine_scores, where = fine.scores(fine_first, fine_second, threads, alignment=True)
         scores[survivors] = fine_scores
