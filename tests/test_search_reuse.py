@@ -21,20 +21,8 @@ def data(tmp_path):
     return make_sample(tmp_path / "data").root
 
 
-def _counting(monkeypatch) -> list[int]:
-    calls = []
-    original = scan_module.find_groups
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(scan_module, "find_groups", counted)
-    return calls
-
-
-def test_unchanged_rescan_reuses_the_answer_and_reports_the_same(data, cache_file, monkeypatch):
-    calls = _counting(monkeypatch)
+def test_unchanged_rescan_reuses_the_answer_and_reports_the_same(data, cache_file, full_searches):
+    calls = full_searches
     cold = scan_module.scan(data, cache_path=cache_file)
     warm = scan_module.scan(data, cache_path=cache_file)
     assert len(calls) == 1  # the warm scan neither fingerprinted nor searched
@@ -42,8 +30,8 @@ def test_unchanged_rescan_reuses_the_answer_and_reports_the_same(data, cache_fil
     assert render(warm) == render(cold) == render(scan_module.scan(data, use_cache=False))
 
 
-def test_other_settings_or_a_changed_file_recompute(data, cache_file, monkeypatch):
-    calls = _counting(monkeypatch)
+def test_other_settings_or_a_changed_file_recompute(data, cache_file, full_searches):
+    calls = full_searches
     scan_module.scan(data, cache_path=cache_file)
     tighter = scan_module.scan(data, cache_path=cache_file, threshold=2, verify=False)
     assert len(calls) == 2
@@ -71,8 +59,8 @@ def test_an_unreadable_or_foreign_answer_is_recomputed_not_trusted(data, cache_f
     db.close()
 
 
-def test_a_renamed_or_added_file_is_noticed_without_decoding_the_others(data, cache_file, monkeypatch):
-    calls = _counting(monkeypatch)
+def test_a_renamed_or_added_file_is_noticed_without_decoding_the_others(data, cache_file, full_searches):
+    calls = full_searches
     scan_module.scan(data, cache_path=cache_file)
     source = next(data.glob("train/*/0003.jpg"))
     source.rename(source.with_name("renamed.jpg"))  # same size and mtime, another name

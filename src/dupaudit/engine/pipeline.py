@@ -490,16 +490,7 @@ def scan(
                 lazy_state=lazy_state,
             )
         else:
-            groups = find_groups(
-                found.records,
-                found.fingerprints,
-                roots,
-                settings,
-                jobs=jobs,
-                progress=progress,
-                search=search,
-                remote=found.remote,
-            )
+            groups = _hash_groups(found, roots, settings, jobs, progress, search)
     timings["search"] = time.perf_counter() - mark
     answer = _answer(roots, found.records, groups, [Skipped(*p) for p in listing.problems] + found.skipped)
     if reuse_key is not None and (last := open_cache(cache_file)) is not None:
@@ -645,16 +636,7 @@ def _scan_sources(
             inputs=lambda todo: record_inputs(source_of, records, todo),
         )
     else:
-        groups = find_groups(
-            found.records,
-            found.fingerprints,
-            roots,
-            settings,
-            jobs=jobs,
-            progress=progress,
-            search=search,
-            remote=found.remote,
-        )
+        groups = _hash_groups(found, roots, settings, jobs, progress, search)
     timings["search"] = time.perf_counter() - mark
     answer = _answer(roots, found.records, groups, problems + found.skipped)
     if key is not None:
@@ -718,6 +700,20 @@ def _preload(*modules: str) -> None:
 def _load_thumbs(found: Fingerprinted, cache: FingerprintCache) -> None:
     """Verification needs every thumbnail; fingerprints read from the cache come without them."""
     _fill_thumbs(found, cache)
+
+
+def _hash_groups(found: Fingerprinted, roots: Sequence[Root], settings: Settings, jobs, progress, search):
+    """A full search of the fingerprinted items (folder and source scans alike; tests count find_groups calls)."""
+    return find_groups(
+        found.records,
+        found.fingerprints,
+        roots,
+        settings,
+        jobs=jobs,
+        progress=progress,
+        search=search,
+        remote=found.remote,
+    )
 
 
 def find_groups(
