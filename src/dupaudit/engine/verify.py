@@ -86,6 +86,7 @@ def neighbour_pairs(
     threads: int | None = None,
     raw: dict | None = None,
     query_items: np.ndarray | None = None,
+    index=None,  # noqa: ANN001 - a faiss index of desc (search_index), when the caller has one already
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i, j), i != j, where j is among the k nearest neighbours of query i by cosine similarity.
 
@@ -96,9 +97,16 @@ def neighbour_pairs(
     empty = np.empty(0, dtype=np.int64)
     if count < 2 or k <= 0:
         return empty, empty
-    similarity, found = nearest(desc, k, queries, threads)
+    similarity, found = nearest(desc, k, queries, threads, index=index)
     if raw is not None:
         raw.update(similarity=similarity, found=found)
+    return _listed_pairs(similarity, found, query_items, min_similarity)
+
+
+def _listed_pairs(
+    similarity: np.ndarray, found: np.ndarray, query_items: np.ndarray | None, min_similarity: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, neighbour) for every list entry at least `min_similarity` similar, other than the owner itself."""
     items = np.arange(len(found), dtype=np.int64) if query_items is None else query_items
     owners = np.repeat(items, found.shape[1])
     found = found.reshape(-1).astype(np.int64)
@@ -145,9 +153,26 @@ def query_segments(settings: CascadeSettings) -> list[tuple[tuple[int, int] | No
 
 
 def nearest(
-    desc: np.ndarray, k: int, queries: np.ndarray | None = None, threads: int | None = None, exact: bool = False
+    desc: np.ndarray,
+    k: int,
+    queries: np.ndarray | None = None,
+    threads: int | None = None,
+    exact: bool = False,
+    index=None,  # noqa: ANN001 - search_index(desc, threads, exact), when the caller searches it more than once
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k + 1 most similar rows of `desc` (the query itself among them) for each query: (similarity, index)."""
+    if index is None:
+        index = search_index(desc, threads, exact)
+    elif threads:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    query = desc if queries is None else queries
+    return index.search(query, min(k + 1, len(desc)))
+
+
+def search_index(desc: np.ndarray, threads: int | None = None, exact: bool = False):  # noqa: ANN201 - faiss
+    """The faiss index nearest() searches `desc` with: exact up to APPROXIMATE_FROM rows, else inverted lists."""
     import faiss
 
     if threads:
@@ -165,8 +190,7 @@ def nearest(
     else:
         index = faiss.IndexFlatIP(64)
     index.add(desc)
-    query = desc if queries is None else queries
-    return index.search(query, min(k + 1, count))
+    return index
 
 
 def _blur_matrix(size: int, sigma: float) -> np.ndarray:
@@ -708,19 +732,18 @@ def _neighbour_candidates(
     by side per image ("similarity", "found": (n, width), -1 and -inf where a list holds fewer)."""
     count = len(desc)
     firsts, seconds, sims, founds = [], [], [], []
+    index = search_index(desc, threads) if count >= 2 and query_segments(settings) else None  # built once
     for shift, k in query_segments(settings):
         if shift is not None and shift != HALF_SHIFTS[0]:
             continue  # the four shifts are searched together, below
         raw: dict = {}
         if shift is None:
-            first, second = neighbour_pairs(desc, k, settings.min_descriptor_similarity, threads=threads, raw=raw)
+            first, second = neighbour_pairs(
+                desc, k, settings.min_descriptor_similarity, threads=threads, raw=raw, index=index
+            )
             parts = 1
         else:
-            queries = np.concatenate([half_shifted(desc, s) for s in HALF_SHIFTS])
-            items = np.tile(np.arange(count, dtype=np.int64), len(HALF_SHIFTS))
-            first, second = neighbour_pairs(
-                desc, k, settings.min_descriptor_similarity, queries, threads, raw, query_items=items
-            )
+            first, second = _shifted_pairs(desc, k, settings.min_descriptor_similarity, threads, raw, index)
             parts = len(HALF_SHIFTS)
         firsts.append(first)
         seconds.append(second)
@@ -738,6 +761,32 @@ def _neighbour_candidates(
         collect.update(similarity=np.concatenate(sims, axis=1), found=np.concatenate(founds, axis=1))
     empty = np.empty(0, dtype=np.int64)
     return (np.concatenate(firsts) if firsts else empty), (np.concatenate(seconds) if seconds else empty), 0
+
+
+def _shifted_pairs(
+    desc: np.ndarray,
+    k: int,
+    min_similarity: float,
+    threads: int | None,
+    raw: dict,
+    index,  # noqa: ANN001
+) -> tuple[np.ndarray, np.ndarray]:
+    """neighbour_pairs of the four half-shifted query sets, one after another, shift-major (the query i + s * n is
+    item i shifted by HALF_SHIFTS[s]): one shift's queries in memory at a time (256 MB at a million images,
+    where all four at once and their concatenation took 2 GB)."""
+    count = len(desc)
+    empty = np.empty(0, dtype=np.int64)
+    if count < 2 or k <= 0:
+        return empty, empty
+    width = min(k + 1, count)
+    similarity = np.empty((len(HALF_SHIFTS) * count, width), dtype=np.float32)
+    found = np.empty((len(HALF_SHIFTS) * count, width), dtype=np.int64)
+    for part, shift in enumerate(HALF_SHIFTS):
+        rows = slice(part * count, (part + 1) * count)
+        similarity[rows], found[rows] = nearest(desc, k, half_shifted(desc, shift), threads, index=index)
+    raw.update(similarity=similarity, found=found)
+    items = np.tile(np.arange(count, dtype=np.int64), len(HALF_SHIFTS))
+    return _listed_pairs(similarity, found, items, min_similarity)
 
 
 @dataclass(frozen=True, slots=True)
