@@ -27,10 +27,26 @@ def equal_pairs(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not len(digests):
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
-    keys = np.ascontiguousarray(digests).view(np.dtype((np.void, digests.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    owner = first[inverse.ravel()].astype(np.int64)
-    others = np.nonzero(owner != np.arange(len(keys)))[0]
+    count, width = digests.shape
+    if width % 8:
+        keys = np.ascontiguousarray(digests).view(np.dtype((np.void, width))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        owner = first[inverse.ravel()].astype(np.int64)
+    else:  # as 64-bit words: a lexsort of integers, several times faster than sorting opaque byte strings
+        words = np.ascontiguousarray(digests).view(np.uint64).reshape(count, width // 8)
+        # stable: equal digests keep their item order, the first is the smallest; by the first word alone unless
+        # two different digests share it (digests are hashes: practically never), then by every word
+        order = np.argsort(words[:, 0], kind="stable")
+        ordered = words[order]
+        tied = ordered[1:, 0] == ordered[:-1, 0]
+        if width > 8 and (ordered[1:][tied] != ordered[:-1][tied]).any():
+            order = np.lexsort(words.T[::-1])
+            ordered = words[order]
+        starts = np.ones(count, dtype=bool)
+        starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+        owner = np.empty(count, dtype=np.int64)
+        owner[order] = order[starts][np.cumsum(starts) - 1]
+    others = np.nonzero(owner != np.arange(count))[0]
     return owner[others], others.astype(np.int64)
 
 
