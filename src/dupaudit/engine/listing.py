@@ -13,10 +13,6 @@ unchanged, and that holds none of the passed files, from the snapshot. Adding, r
 checkout, pull and stash do that too) changes its folder's mtime; only a file edited in place, not passed,
 keeps its folder's: the trade-off of `dupaudit check FILES` (docs/check.md). A folder changed within a few
 seconds of its listing is never taken from a snapshot (its mtime may not move again within one clock tick).
-A folder that did change is read again (its names and their inode numbers, which the directory itself gives),
-and only its new names, the names whose inode changed (git checkout, cp and most editors write a new file and
-rename it over the old one) and the passed files are stat-ed: the others keep the snapshot's size and mtime.
-A commit that adds ten images to a folder of 100,000 costs ten stats, not 100,000.
 """
 
 from __future__ import annotations
@@ -35,14 +31,11 @@ from operator import attrgetter
 from .model import Root
 
 _NAME = attrgetter("name")
-# a folder's identity (st_dev, st_ino) -> the passed names in it (None: every name, as for an edit in place)
-Relist = dict[tuple[int, int], frozenset[str] | None]
-_NONE: frozenset[str] = frozenset()
 _SIZE = attrgetter("st_size")
 _MTIME = attrgetter("st_mtime_ns")
 _PARALLEL_FROM = 20_000  # files: below this a second process costs more than it saves
 _RACY_NS = 2_000_000_000  # a folder modified this close to its listing is not taken from a snapshot later
-_SNAPSHOT_VERSION = 2  # 2: the files' inode numbers
+_SNAPSHOT_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -53,7 +46,6 @@ class Folder:
     prefix: str  # its path relative to the root, "" or ending in "/"
     names: list[str]
     known: tuple[array, array] | None = None  # sizes and mtimes from a snapshot: not stat-ed again
-    stale: list[int] | None = None  # with `known`: the names (their indices) that must be stat-ed all the same
 
 
 @dataclass(slots=True)
@@ -67,8 +59,6 @@ class Seen:
     broken: list[str]
     sizes: array | None = None
     mtimes: array | None = None
-    inodes: array | None = None  # 'Q', the files' inode numbers (None: unknown, every file is stat-ed)
-    settled: int = 0  # a file whose mtime_ns was below this when listed may keep that stat (not mid-write)
 
 
 @dataclass(slots=True)
@@ -94,7 +84,6 @@ class Listing:
     links: list[tuple[str, str, str]] = field(default_factory=list)
     seen: dict[str, Seen] = field(default_factory=dict)  # every folder walked, by path: what a snapshot keeps
     reused: int = 0  # files taken from a snapshot (not stat-ed)
-    started: int = 0  # time_ns when the walk began
 
     def link_warnings(self) -> list[str]:
         """One line per folder not walked twice: a symlink loop, or a second link to a folder."""
@@ -112,24 +101,21 @@ class Listing:
 
 
 def list_files(
-    roots: tuple[Root, ...], previous: dict[str, Seen] | None = None, relist: Relist | frozenset = frozenset()
+    roots: tuple[Root, ...], previous: dict[str, Seen] | None = None, relist: frozenset[tuple[int, int]] = frozenset()
 ) -> Listing:
     """Walk the roots, following symlinks once (no loops); hidden files and folders are skipped.
 
     `previous`: a snapshot (load_snapshot): a folder whose mtime it holds, and whose identity (st_dev, st_ino)
-    is not in `relist`, is taken from it without reading or stat-ing its files; a folder read again stats only
-    the names that are new, whose inode changed or that `relist` names for it (its passed files)."""
+    is not in `relist`, is taken from it without reading or stat-ing its files."""
     started = time.time_ns()
-    if not isinstance(relist, dict):  # folder identities alone: every name in them is stat-ed again
-        relist = dict.fromkeys(relist)
-    listing = Listing([], [], started=started)
+    listing = Listing([], [])
     for root in roots:
         walked = _walk(root, listing.problems, listing.links, listing.seen, previous, relist, started)
         listing.files.append(RootFiles(root, walked, array("q"), array("q")))
     folders = [folder for files in listing.files for folder in files.folders]
     if any(folder.known is not None for folder in folders):
         sizes, mtimes, failed = _stat_some(folders)
-        listing.reused = sum(len(f.names) - len(f.stale or ()) for f in folders if f.known is not None)
+        listing.reused = sum(len(folder.names) for folder in folders if folder.known is not None)
     else:
         sizes, mtimes, failed = _stat_all(folders)
     start = 0
@@ -143,8 +129,7 @@ def list_files(
 
 
 def _stat_some(folders: list[Folder]) -> tuple[array, array, dict[int, str]]:
-    """_stat_all for the folders not known from a snapshot; the others' sizes and mtimes as the snapshot has them,
-    but for their stale names, stat-ed here."""
+    """_stat_all for the folders not known from a snapshot; the others' sizes and mtimes as the snapshot has them."""
     todo = [folder for folder in folders if folder.known is None]
     fresh_sizes, fresh_mtimes, fresh_failed = _stat_all(todo)
     sizes, mtimes, failed = array("q"), array("q"), {}
@@ -152,17 +137,8 @@ def _stat_some(folders: list[Folder]) -> tuple[array, array, dict[int, str]]:
     for folder in folders:
         count = len(folder.names)
         if folder.known is not None:
-            known_sizes, known_mtimes = folder.known
-            if folder.stale:
-                known_sizes, known_mtimes = array("q", known_sizes), array("q", known_mtimes)
-                wrong: dict[int, str] = {}
-                stats = _stat_folder(folder.path, [folder.names[i] for i in folder.stale], 0, wrong)
-                for at, (index, stat) in enumerate(zip(folder.stale, stats)):
-                    known_sizes[index], known_mtimes[index] = stat.st_size, stat.st_mtime_ns
-                    if at in wrong:
-                        failed[position + index] = wrong[at]
-            sizes.extend(known_sizes)
-            mtimes.extend(known_mtimes)
+            sizes.extend(folder.known[0])
+            mtimes.extend(folder.known[1])
         else:
             sizes.extend(fresh_sizes[taken : taken + count])
             mtimes.extend(fresh_mtimes[taken : taken + count])
@@ -192,7 +168,6 @@ def _drop_failed(listing: Listing, failed: dict[int, str]) -> None:
             if len(kept) != len(folder.names) and folder.path in listing.seen:
                 listing.seen[folder.path].stamp = -1  # it changed while listed: never taken from this snapshot
                 listing.seen[folder.path].files = kept
-                listing.seen[folder.path].inodes = None
             folder.names = kept
         files.sizes, files.mtimes = kept_sizes, kept_mtimes
 
@@ -203,7 +178,7 @@ def _walk(
     links: list,
     seen: dict[str, Seen] | None = None,
     previous: dict[str, Seen] | None = None,
-    relist: Relist | frozenset = frozenset(),
+    relist: frozenset[tuple[int, int]] = frozenset(),
     started: int = 0,
 ) -> list[Folder]:
     """The folders of one root that hold regular files (depth first), noting the problems met; each folder
@@ -253,56 +228,29 @@ def _walk(
         try:  # the type comes from the directory itself; only symlinks need a stat (which may fail)
             regular = list(map(os.DirEntry.is_file, children))
             if all(regular):  # the usual folder of images: no per-file Python below
-                inodes = array("Q", map(os.DirEntry.inode, children))
-                seen[path] = Seen(stamp, [], names, [], inodes=inodes)
+                seen[path] = Seen(stamp, [], names, [])
                 if names:
-                    folders.append(_reread(path, prefix, names, inodes, old, relist.get(ident, _NONE)))
+                    folders.append(Folder(path, prefix, names))
                 continue
             dirs = list(map(os.DirEntry.is_dir, children))
         except OSError:
             dirs, regular = [_safely(e.is_dir) for e in children], [_safely(e.is_file) for e in children]
-        files: list[str] = []
-        inodes = array("Q")
-        entry_of = Seen(stamp, [], files, [], inodes=inodes)
+        files = []
+        entry_of = Seen(stamp, [], files, [])
         for entry, name, is_dir, is_file in zip(children, names, dirs, regular):
             if is_dir:
                 stack.append((entry.path, prefix + name + "/"))
                 entry_of.dirs.append(name)
             elif is_file:
                 files.append(name)
-                inodes.append(entry.inode())
             elif entry.is_symlink():
                 problems.append((root.name, prefix + name, "broken or looping symlink"))
                 entry_of.broken.append(name)
             # else a fifo, socket or device: not an image, not a problem
         seen[path] = entry_of
         if files:
-            folders.append(_reread(path, prefix, files, inodes, old, relist.get(ident, _NONE)))
+            folders.append(Folder(path, prefix, files))
     return folders
-
-
-def _reread(
-    path: str, prefix: str, names: list[str], inodes: array, old: Seen | None, passed: frozenset[str] | None
-) -> Folder:
-    """A folder read again: the names the snapshot held with the same inode (and not `passed`) keep its size and
-    mtime, the others are stale (to be stat-ed). Without a trusted snapshot entry, or when every name is asked
-    for (`passed` None), every name is stat-ed."""
-    if passed is None or old is None or old.inodes is None or old.sizes is None or old.mtimes is None:
-        return Folder(path, prefix, names)
-    # a file modified within a few seconds of that listing may have been mid-write: stat-ed again
-    was = dict(zip(zip(old.files, old.inodes), range(len(old.files))))
-    if max(old.mtimes, default=0) >= old.settled:
-        was = {key: at for key, at in was.items() if old.mtimes[at] < old.settled}
-    at = list(map(was.get, zip(names, inodes)))  # C-level: the old position of each (name, inode), or None
-    if passed:
-        at = [None if name in passed else where for name, where in zip(names, at)]
-    stale = [i for i, where in enumerate(at) if where is None]
-    if len(stale) == len(names):
-        return Folder(path, prefix, names)
-    sizes, mtimes = old.sizes, old.mtimes
-    known_sizes = array("q", [sizes[w] if w is not None else -1 for w in at])
-    known_mtimes = array("q", [mtimes[w] if w is not None else -1 for w in at])
-    return Folder(path, prefix, names, (known_sizes, known_mtimes), stale)
 
 
 def snapshot(listing: Listing) -> bytes:
@@ -316,18 +264,17 @@ def snapshot(listing: Listing) -> bytes:
             where[folder.path] = (files.sizes, files.mtimes, position)
             position += len(folder.names)
     paths, stamps, counts, names = [], [], [], []
-    sizes, mtimes, inodes = array("q"), array("q"), array("Q")
+    sizes, mtimes = array("q"), array("q")
     for path, seen in listing.seen.items():
         files = seen.files
         stamp = seen.stamp
-        if files and (path not in where or seen.inodes is None or len(seen.inodes) != len(files)):
-            stamp = -1  # (not expected) files without their sizes or inodes: never trusted
+        if files and path not in where:
+            stamp = -1  # (not expected) files without their sizes: never trusted
             files = []
         if files:
             all_sizes, all_mtimes, start = where[path]
             sizes.extend(all_sizes[start : start + len(files)])
             mtimes.extend(all_mtimes[start : start + len(files)])
-            inodes.extend(seen.inodes)  # type: ignore[arg-type] # (checked above)
         paths.append(path)
         stamps.append(stamp)
         counts.append((len(seen.dirs), len(files), len(seen.broken)))
@@ -344,8 +291,6 @@ def snapshot(listing: Listing) -> bytes:
         counts=np.array(counts, dtype=np.int64).reshape(-1, 3),
         sizes=np.frombuffer(sizes, dtype=np.int64),
         mtimes=np.frombuffer(mtimes, dtype=np.int64),
-        inodes=np.frombuffer(inodes, dtype=np.uint64),
-        started=np.array([listing.started], dtype=np.int64),
     )
     return buffer.getvalue()
 
@@ -363,11 +308,9 @@ def load_snapshot(blob: bytes) -> dict[str, Seen] | None:
             names = text.split("\0") if text else []
             stamps, counts = data["stamps"].tolist(), data["counts"].tolist()
             sizes, mtimes = array("q", data["sizes"].tobytes()), array("q", data["mtimes"].tobytes())
-            inodes = array("Q", data["inodes"].tobytes())
-            settled = int(data["started"][0]) - _RACY_NS
     except Exception:  # a damaged snapshot is only a missed shortcut
         return None
-    if len(paths) != len(stamps) or sum(d + f + b for d, f, b in counts) != len(names) or len(inodes) != len(sizes):
+    if len(paths) != len(stamps) or sum(d + f + b for d, f, b in counts) != len(names):
         return None
     found: dict[str, Seen] = {}
     at = kept = 0
@@ -379,8 +322,6 @@ def load_snapshot(blob: bytes) -> dict[str, Seen] | None:
             names[at + dirs + files : at + dirs + files + broken],
             sizes[kept : kept + files],
             mtimes[kept : kept + files],
-            inodes[kept : kept + files],
-            settled,
         )
         at += dirs + files + broken
         kept += files

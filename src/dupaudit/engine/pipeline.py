@@ -37,7 +37,7 @@ from .groups import build_groups
 from .hashing import THUMB_SIZE, phash
 from .layout import detect_layout
 from .links import cosine_check, radius_check, verified_check
-from .listing import Relist, Seen, list_files, load_snapshot, snapshot
+from .listing import Seen, list_files, load_snapshot, snapshot
 from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
@@ -396,7 +396,7 @@ def scan(
     roots = detected.roots
     snapshot_key = FingerprintCache.index_key(("listing", roots))
     trusted = incremental and use_cache and passed is not None and not verify_content
-    previous, relist = _previous_listing(cache_path, snapshot_key, passed or ()) if trusted else (None, {})
+    previous, relist = _previous_listing(cache_path, snapshot_key, passed or ()) if trusted else (None, frozenset())
     listing = list_files(roots, previous, relist)
     found_layout = (detected.layout, detected.warnings + tuple(listing.link_warnings()))
     timings["discover"] = time.perf_counter() - started
@@ -1045,27 +1045,24 @@ def regroup_update(
 
 def _previous_listing(
     cache_path: str | os.PathLike | None, key: bytes, passed: Sequence[str]
-) -> tuple[dict[str, Seen] | None, Relist]:
+) -> tuple[dict[str, Seen] | None, frozenset[tuple[int, int]]]:
     """list_files' `previous` and `relist` for a pre-commit check: the stored snapshot of the roots' folders,
-    and the passed files by the identity of their folder (read again even when its mtime did not move, and the
-    passed files stat-ed: an edit in place)."""
+    and the identity of each passed file's folder (listed again even when its mtime did not move: an edit in
+    place)."""
     cache = open_cache(cache_path)
     if cache is None:
-        return None, {}
+        return None, frozenset()
     with cache:
         blob = cache.load_index(key)
     previous = load_snapshot(blob) if blob else None
-    names: dict[str, set[str]] = {}
-    for path in passed:
-        names.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
-    relist: Relist = {}
-    for folder, inside in names.items():
+    relist = set()
+    for folder in {os.path.dirname(path) for path in passed}:
         try:
             info = os.stat(folder)
         except OSError:
             continue
-        relist[(info.st_dev, info.st_ino)] = frozenset(inside) | relist.get((info.st_dev, info.st_ino), frozenset())
-    return previous, relist
+        relist.add((info.st_dev, info.st_ino))
+    return previous, frozenset(relist)
 
 
 def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchState | None:
