@@ -22,7 +22,9 @@ and which judgment-1 pairs it gains and loses against the first variant. Variant
 - `no-half-shift`: without the queries by half-shifted descriptors (verify.half_shifted, shifted_neighbours 0);
 - `first-keeper`: the keeper rule before the exhaustive split of small components (groups.EXACT_UP_TO = 0:
   every component by the first-keeper rule); `before`: both (the defaults before issue 17's last step);
-  `split-4`, `split-12`: components of up to 4 (12) images split exhaustively instead of 8.
+  `split-4`, `split-12`: components of up to 4 (12) images split exhaustively instead of 8;
+- `shifted-probes-1`, `-2`, `-3`: the half-shifted queries search 1, 2 or 3 inverted lists instead of
+  verify._SHIFTED_PROBES (what they cost at a million images: docs/scale.md).
 """
 
 from __future__ import annotations
@@ -81,12 +83,13 @@ def neighbour_search(thumbs: np.ndarray, shifts=(), k_shifted: int = 1, exact: b
     """A drop-in for verify.neighbour_pairs: optionally exact, optionally also queried with shifted thumbnails."""
     plain = verify.neighbour_pairs
 
-    def search(desc, k, min_similarity, queries=None, threads=None, raw=None, query_items=None):
+    def search(desc, k, min_similarity, queries=None, threads=None, raw=None, query_items=None, index=None):
         saved = verify.APPROXIMATE_FROM
         if exact:
             verify.APPROXIMATE_FROM = len(desc) + 1
+            index = None  # (the caller's index is the approximate one)
         try:
-            first, second = plain(desc, k, min_similarity, queries, threads, raw, query_items)
+            first, second = plain(desc, k, min_similarity, queries, threads, raw, query_items, index=index)
             firsts, seconds = [first], [second]
             for dy, dx in shifts if queries is None else ():
                 query = verify.descriptors(shifted(thumbs, dy, dx))
@@ -115,6 +118,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {  # name: (Ca
     "before": ({"shifted_neighbours": 0}, {}, 0),
     "split-4": ({}, {}, 4),
     "split-12": ({}, {}, 12),
+    "shifted-probes-1": ({}, {"shifted_probes": 1}, SPLIT),
+    "shifted-probes-2": ({}, {"shifted_probes": 2}, SPLIT),
+    "shifted-probes-3": ({}, {"shifted_probes": 3}, SPLIT),
 }
 
 
@@ -156,8 +162,12 @@ def main() -> None:
         cascade = verify.CascadeSettings(**overrides)
         key = repr((overrides, search))
         if key not in stages:
-            plain = verify.neighbour_pairs
-            verify.neighbour_pairs = neighbour_search(thumbs, **search)
+            plain, saved = verify.neighbour_pairs, (verify.APPROXIMATE_FROM, verify._SHIFTED_PROBES)
+            options = dict(search)
+            verify._SHIFTED_PROBES = options.pop("shifted_probes", verify._SHIFTED_PROBES)
+            if options.get("exact"):  # the half-shifted queries too (they search the plain queries' index)
+                verify.APPROXIMATE_FROM = len(thumbs) + 1
+            verify.neighbour_pairs = neighbour_search(thumbs, **options)
             started, cpu = time.perf_counter(), time.process_time()
             try:
                 found = verify.candidate_pairs(
@@ -165,6 +175,7 @@ def main() -> None:
                 )
             finally:
                 verify.neighbour_pairs = plain
+                verify.APPROXIMATE_FROM, verify._SHIFTED_PROBES = saved
             stages[key] = found, time.perf_counter() - started, time.process_time() - cpu
         found, seconds, cpu_seconds = stages[key]
         ok = found.scores >= cascade.min_similarity

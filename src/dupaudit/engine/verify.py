@@ -31,6 +31,9 @@ ZOOM = 1.12  # a centre zoom tried on either image: covers crops and rescales of
 # the arithmetic, and small chunks reuse the same pages (measured: docs/performance.md).
 _CHUNK_BYTES = 1 << 22
 _LISTS, _PROBES = 2, 6  # neighbour search: inverted lists per sqrt(images), lists searched per query
+# lists searched per half-shifted query: fewer lose ciFAIR pairs (benchmarks/cascade_variants.py, shifted-probes-N:
+# 1, 2, 3 lists found 113, 114, 114 of the 124 found by 115 with 6), though they are 4/5 of the search at a million
+_SHIFTED_PROBES = _PROBES
 APPROXIMATE_FROM = 20000  # above this many images the neighbour search is approximate (an inverted-file index)
 
 
@@ -781,9 +784,16 @@ def _shifted_pairs(
     width = min(k + 1, count)
     similarity = np.empty((len(HALF_SHIFTS) * count, width), dtype=np.float32)
     found = np.empty((len(HALF_SHIFTS) * count, width), dtype=np.int64)
-    for part, shift in enumerate(HALF_SHIFTS):
-        rows = slice(part * count, (part + 1) * count)
-        similarity[rows], found[rows] = nearest(desc, k, half_shifted(desc, shift), threads, index=index)
+    probes = getattr(index, "nprobe", None)
+    if probes is not None:
+        index.nprobe = _SHIFTED_PROBES
+    try:
+        for part, shift in enumerate(HALF_SHIFTS):
+            rows = slice(part * count, (part + 1) * count)
+            similarity[rows], found[rows] = nearest(desc, k, half_shifted(desc, shift), threads, index=index)
+    finally:
+        if probes is not None:
+            index.nprobe = probes
     raw.update(similarity=similarity, found=found)
     items = np.tile(np.arange(count, dtype=np.int64), len(HALF_SHIFTS))
     return _listed_pairs(similarity, found, items, min_similarity)
