@@ -31,8 +31,8 @@ ZOOM = 1.12  # a centre zoom tried on either image: covers crops and rescales of
 # the arithmetic, and small chunks reuse the same pages (measured: docs/performance.md).
 _CHUNK_BYTES = 1 << 22
 _LISTS, _PROBES = 2, 6  # neighbour search: inverted lists per sqrt(images), lists searched per query
-# lists searched per half-shifted query: fewer lose ciFAIR pairs (benchmarks/cascade_variants.py, shifted-probes-N:
-# 1, 2, 3 lists found 113, 114, 114 of the 124 found by 115 with 6), though they are 4/5 of the search at a million
+# lists searched per half-shifted query, though they are 4/5 of the search's time at a million images: fewer lose
+# ciFAIR pairs (benchmarks/cascade_variants.py shifted-probes-N: 1, 2, 3 lists find 113, 114, 114 of 124; 6 find 115)
 _SHIFTED_PROBES = _PROBES
 APPROXIMATE_FROM = 20000  # above this many images the neighbour search is approximate (an inverted-file index)
 
