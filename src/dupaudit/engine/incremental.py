@@ -30,7 +30,7 @@ import numpy as np
 
 from .model import ImageRecord, Settings
 from .regroup import components
-from .verify import CascadeSettings, descriptors, half_shifted, nearest, query_segments, verify
+from .verify import CascadeSettings, descriptors, half_shifted, nearest, query_segments, search_index, verify
 
 STATE_VERSION = 3  # bump when the stored arrays change meaning (3: the half-shifted lists beside the plain one)
 MAX_CHANGED = 0.2  # above this share of changed items, a full search is as cheap: the caller does one
@@ -235,6 +235,11 @@ def update(
         old_ids[kept] = cur_of[state.knn_ids[old_of[kept]]]
         old_sims[kept] = state.knn_sims[old_of[kept]]
     ids, sims = old_ids.copy(), old_sims.copy()
+    # the kept items' lists, gathered once for every search: an entry that lost its item (only when some were
+    # removed), and each list's floor (its least similar entry; -inf when not full: it takes anyone)
+    held_ids, held_sims = old_ids[kept], old_sims[kept]
+    gone = (state.knn_ids[old_of[kept]] >= 0) & (held_ids < 0) if removed else None
+    exact_index = None  # one exact index of the current descriptors for every search below (built when needed)
     again = new
     start = 0
     for shift, k in query_segments(cascade):  # each search's lists: the plain one, then each half shift
@@ -246,11 +251,13 @@ def update(
 
         # Lists to search again: new items, items that lost a neighbour, items a new item enters.
         lost = np.zeros(count, dtype=bool)
-        lost[kept] = ((state.knn_ids[old_of[kept], lists] >= 0) & (old_ids[kept, lists] < 0)).any(axis=1)
+        if gone is not None:
+            lost[kept] = gone[:, lists].any(axis=1)
         entered = np.zeros(count, dtype=bool)
         if len(new) and len(kept):
-            floor = np.where(old_ids[kept, lists] >= 0, old_sims[kept, lists], -np.inf).min(axis=1)
-            floor[(old_ids[kept, lists] < 0).any(axis=1)] = -np.inf  # a list that is not full takes anyone
+            empty = held_ids[:, lists] < 0
+            floor = np.where(empty, np.inf, held_sims[:, lists]).min(axis=1)
+            floor[empty.any(axis=1)] = -np.inf  # a list that is not full takes anyone
             for lo in range(0, len(kept), 65536):
                 part = kept[lo : lo + 65536]
                 best = (queries(part) @ desc[new].T).max(axis=1)
@@ -261,7 +268,9 @@ def update(
         # entries is its old list merged with the new items (nothing else can enter it): no search over the dataset.
         research = np.union1d(np.nonzero(lost)[0], new)
         if len(research) and count >= 2:
-            found_sims, found_ids = nearest(desc, k, queries(research), threads, exact=True)
+            if exact_index is None:
+                exact_index = search_index(desc, threads, exact=True)
+            found_sims, found_ids = nearest(desc, k, queries(research), threads, index=exact_index)
             ids[research, lists] = -1
             sims[research, lists] = -np.inf
             ids[research, lists.start : lists.start + found_ids.shape[1]] = found_ids
@@ -401,8 +410,12 @@ def _mapped(pairs: np.ndarray, cur_of: np.ndarray) -> np.ndarray:
 
 
 def _without(pairs: np.ndarray, gone: set[tuple[int, int]]) -> np.ndarray:
-    keep = [tuple(p) not in gone for p in pairs.tolist()]
-    return pairs[np.array(keep, dtype=bool)] if len(pairs) else pairs
+    if not len(pairs) or not gone:
+        return pairs
+    dropped = np.array(sorted(gone), dtype=np.int64)
+    width = int(max(pairs.max(), dropped.max())) + 1  # a pair (a, b) as the number a * width + b
+    keys = pairs[:, 0].astype(np.int64) * width + pairs[:, 1]
+    return pairs[~np.isin(keys, dropped[:, 0] * width + dropped[:, 1])]
 
 
 def _score(
