@@ -38,6 +38,7 @@ class ItemResult:
     value: Fingerprint | str
     fresh: bool  # decoded in this run: to be stored in the cache (read failures are not: they may pass)
     where: tuple[str, int] | None = None  # its thumbnail in a table a runner wrote (URL, row), if any
+    name: str | None = None  # Item.name
 
 
 @dataclass(slots=True)
@@ -53,6 +54,7 @@ class PartitionResult:
     versions: list[int]
     values: list[Fingerprint | str | None]  # a fingerprint, why there is none, or None: the next row of `table`
     fresh: list[bool]  # decoded in this run: to be stored in the cache (read failures are not: they may pass)
+    names: list[str | None]  # Item.name
     table: Columns | None = None  # the rows of the values that are None, in item order
     where: list[tuple[str, int] | None] | None = None  # ItemResult.where per item (a runner's tables)
 
@@ -66,6 +68,7 @@ class PartitionResult:
             [r.version for r in results],
             [r.value for r in results],
             [r.fresh for r in results],
+            [r.name for r in results],
             where=[r.where for r in results],
         )
 
@@ -109,12 +112,13 @@ def read_partition(
         decoded = iter(reasons)
     else:
         decoded = iter(fingerprint_blobs(blobs, methods, draft) if blobs else ())  # type: ignore[arg-type]
-    result = PartitionResult([], [], [], [], [], [], [], table)
+    result = PartitionResult([], [], [], [], [], [], [], [], table)
     key_of = iter(keys)
     for item in items:
         result.ids.append(item.id)
         result.splits.append(item.split)
         result.labels.append(item.label)
+        result.names.append(item.name)
         if item.error is not None:
             result.sizes.append(0)
             result.versions.append(0)
@@ -144,11 +148,11 @@ def fingerprint_partition(
 ) -> list[ItemResult]:
     """read_partition as one ItemResult per item (what a cluster task writes to its table)."""
     read = read_partition(source, partition, methods, draft, cache_path, items)
+    values = read.fingerprints()
+    fields = zip(read.ids, read.splits, read.labels, read.sizes, read.versions, read.fresh, read.names)
     return [
-        ItemResult(*fields)
-        for fields in zip(
-            read.ids, read.splits, read.labels, read.sizes, read.versions, read.fingerprints(), read.fresh
-        )
+        ItemResult(item_id, split, label, size, version, next(values), fresh, name=name)
+        for item_id, split, label, size, version, fresh, name in fields
     ]
 
 
@@ -238,8 +242,16 @@ def fingerprint_sources(
         seen: set[str] = set()
         for _, part in parts:
             where = part.where or [None] * len(part.ids)
-            for item_id, split, label, size, version, value, fresh, place in zip(
-                part.ids, part.splits, part.labels, part.sizes, part.versions, part.values, part.fresh, where
+            for item_id, split, label, size, version, value, fresh, place, item_name in zip(
+                part.ids,
+                part.splits,
+                part.labels,
+                part.sizes,
+                part.versions,
+                part.values,
+                part.fresh,
+                where,
+                part.names,
             ):
                 row = rows
                 rows += value is None
@@ -252,7 +264,7 @@ def fingerprint_sources(
                     result.skipped.append(Skipped(root, item_id, value))
                     continue
                 key = cache_key(source, item_id)
-                result.records.append(ImageRecord(root, item_id, label, size, version, key))
+                result.records.append(ImageRecord(root, item_id, label, size, version, key, item_name))
                 values.append(row if value is None else value)
                 result.places.append(place)
                 if fresh:
