@@ -224,38 +224,35 @@ def fingerprint_sources(
             _collect(tasks, outputs, per_source, cache, progress)
     progress.finish()
 
+    return _assemble(sources, per_source, taken, methods[0], draft)
+
+
+def _assemble(sources, per_source, taken: Sequence[str], method: str, draft: bool) -> SourceItems:
+    """The roots, records (in item_order within each root) and fingerprints of the partitions' results."""
     result = SourceItems([], [], [], [], 0, 0)
     names = list(taken)
     values: list[Fingerprint | int] = []  # per record: its fingerprint, or its row in the tables one after the other
     tables: list[Columns] = []
+    order: list[tuple] = []  # per record: (its root's place, *item_order)
     rows = 0  # in the tables before this partition's
     for index, source in enumerate(sources):
         parts = per_source.get(index, [])
         splits = {s for _, part in parts for s in part.splits} | {p.split for p, part in parts if not part.ids}
         labelled = any(label is not None for _, part in parts for label in part.labels)
-        root_of: dict[str | None, str] = {}
+        root_of: dict[str | None, tuple[str, int]] = {}
         for split in sorted(splits, key=lambda s: split_order(s or source.name)):
             name = free_name(split or source.name, source.name, names)
             names.append(name)
-            root_of[split] = name
+            root_of[split] = (name, len(result.roots))
             result.roots.append(Root(name, source.url, labelled, source=source.kind))
+        prefix = cache_key(source, "")
         seen: set[str] = set()
         for _, part in parts:
-            where = part.where or [None] * len(part.ids)
-            for item_id, split, label, size, version, value, fresh, place, item_name in zip(
-                part.ids,
-                part.splits,
-                part.labels,
-                part.sizes,
-                part.versions,
-                part.values,
-                part.fresh,
-                where,
-                part.names,
-            ):
+            fields = zip(part.ids, part.splits, part.labels, part.sizes, part.versions, part.values, part.fresh)
+            for k, (item_id, split, label, size, version, value, fresh) in enumerate(fields):
                 row = rows
                 rows += value is None
-                root = root_of[split]
+                root, place = root_of[split]
                 if item_id in seen:
                     result.skipped.append(Skipped(root, item_id, "listed more than once (the first is scanned)"))
                     continue
@@ -263,23 +260,19 @@ def fingerprint_sources(
                 if isinstance(value, str):
                     result.skipped.append(Skipped(root, item_id, value))
                     continue
-                key = cache_key(source, item_id)
-                result.records.append(ImageRecord(root, item_id, label, size, version, key, item_name))
+                result.records.append(ImageRecord(root, item_id, label, size, version, prefix + item_id, part.names[k]))
                 values.append(row if value is None else value)
-                result.places.append(place)
-                if fresh:
-                    result.decoded += 1
-                else:
-                    result.cache_hits += 1
+                order.append((place, *item_order(item_id)))
+                result.places.append(part.where[k] if part.where is not None else None)
+                result.decoded += fresh
             if part.table is not None:
                 tables.append(part.table)
-    order = {root.name: i for i, root in enumerate(result.roots)}
-    records = result.records
-    ranked = sorted(range(len(records)), key=lambda i: (order[records[i].root], *item_order(records[i].path)))
-    result.records = [records[i] for i in ranked]
+    result.cache_hits = len(result.records) - result.decoded
+    ranked = sorted(range(len(order)), key=order.__getitem__)  # linear when already in order (the usual case)
+    result.records = [result.records[i] for i in ranked]
     result.places = [result.places[i] for i in ranked]
     # a FingerprintTable where the cache held none of them (typed as the list it stands for, as pipeline's)
-    result.fingerprints = _fingerprints([values[i] for i in ranked], tables, methods[0], draft)
+    result.fingerprints = _fingerprints([values[i] for i in ranked], tables, method, draft)
     return result
 
 
