@@ -9,11 +9,14 @@ Each scan runs in a fresh process with the same --jobs (default 2) and no cache 
 the scan() call (interpreter and imports excluded). The forms are run in rounds, one scan of each per round,
 the order rotated each round, so that a load that varies during the run weighs on every form alike; a form's
 figure is its median over --runs, and its ratio the median of its per-round ratios to that round's folder scan.
-CPU seconds (this process and its workers) are printed beside wall seconds: on a shared machine they vary less.
-Also timed: the warm rescan of the folder
+CPU seconds (this process and its workers) are printed beside wall seconds: on a shared machine they vary less;
+"read cpu" is the CPU before the search (listing or opening the source, reading, fingerprinting): the search that
+follows is the same work for every form. The first round's groups and keepers of each form are compared with the
+folder's, members named by their original files. Also timed: the warm rescan of the folder
 with the fingerprint cache (the fast path this layer must not slow down) and the source detection it now does.
 The packing (tar shards of 1,000 samples with integer .cls and classes.txt; Parquet files of 10,000 rows in row
-groups of 1,000, with ClassLabel metadata) and the upload to S3 are not timed. The machine may be shared: say so.
+groups of 1,000, with ClassLabel metadata and each image's file name as its `path`) and the upload to S3 are not
+timed. The machine may be shared: say so.
 """
 
 from __future__ import annotations
