@@ -59,8 +59,8 @@ def test_every_form_gives_the_folder_answer(forms, folder_report, form):
     assert report["summary"]["groups"] >= 4 and report["summary"]["leaked"] >= 1  # the planted copies are found
     assert report["classes"] == folder_report["classes"]
     assert report["splits"] == folder_report["splits"]
-    named = form != "parquet"  # the same keepers too where items have file names
-    assert groups_by_content(report, forms["stems"], named) == groups_by_content(folder_report, keep=named)
+    # the same keepers too: a Parquet row is named by its image's `path` (hf_table writes the file names)
+    assert groups_by_content(report, forms["stems"], True) == groups_by_content(folder_report, keep=True)
     assert [r["name"] for r in report["roots"]] == ["train", "test"]
     kind = {"csv": "manifest", "jsonl": "manifest"}.get(form, form)
     assert {r["source"] for r in report["roots"]} == {kind}
