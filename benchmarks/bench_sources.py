@@ -9,11 +9,14 @@ Each scan runs in a fresh process with the same --jobs (default 2) and no cache 
 the scan() call (interpreter and imports excluded). The forms are run in rounds, one scan of each per round,
 the order rotated each round, so that a load that varies during the run weighs on every form alike; a form's
 figure is its median over --runs, and its ratio the median of its per-round ratios to that round's folder scan.
-CPU seconds (this process and its workers) are printed beside wall seconds: on a shared machine they vary less.
-Also timed: the warm rescan of the folder
+CPU seconds (this process and its workers) are printed beside wall seconds: on a shared machine they vary less;
+"read cpu" is the CPU before the search (listing or opening the source, reading, fingerprinting): the search that
+follows is the same work for every form. The first round's groups and keepers of each form are compared with the
+folder's, members named by their original files. Also timed: the warm rescan of the folder
 with the fingerprint cache (the fast path this layer must not slow down) and the source detection it now does.
 The packing (tar shards of 1,000 samples with integer .cls and classes.txt; Parquet files of 10,000 rows in row
-groups of 1,000, with ClassLabel metadata) and the upload to S3 are not timed. The machine may be shared: say so.
+groups of 1,000, with ClassLabel metadata and each image's file name as its `path`) and the upload to S3 are not
+timed. The machine may be shared: say so.
 """
 
 from __future__ import annotations
@@ -37,15 +40,28 @@ SPLITS = ("train", "test")
 
 _CHILD = """
 import json, sys, time, resource
-from dupaudit.engine.pipeline import scan
+from dupaudit.engine import pipeline
+
+def cpu():  # this process's CPU seconds and its finished children's (the decoding workers)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+marks = {}
+search = pipeline._hash_groups  # the search, the same work for every form: the CPU before it is the reading's
+
+def timed_search(*args, **kwargs):
+    marks["search"] = cpu()
+    return search(*args, **kwargs)
+
+pipeline._hash_groups = timed_search
 kwargs = json.loads(sys.argv[2])
-started, cpu = time.perf_counter(), time.process_time()
-report = scan(sys.argv[1], **kwargs)
+started, begun = time.perf_counter(), cpu()
+report = pipeline.scan(sys.argv[1], **kwargs)
 wall = time.perf_counter() - started
-children = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"wall": wall, "cpu": time.process_time() - cpu + children.ru_utime + children.ru_stime,
+members = [[(m.root, m.path, m.keep) for m in g.members] for g in report.groups]
+print(json.dumps({"wall": wall, "cpu": cpu() - begun, "read_cpu": marks.get("search", cpu()) - begun,
                   "groups": report.summary.groups, "images": report.summary.images, "decoded": report.decoded,
-                  "leaked": report.summary.leaked, "timings": report.timings}))
+                  "leaked": report.summary.leaked, "timings": report.timings, "members": members}))
 """
 
 
@@ -63,6 +79,46 @@ def _spread(files, limit):
     return files[::step][:limit]
 
 
+SHARD_SAMPLES = 1000  # samples per tar shard
+PARQUET_ROWS = 10_000  # rows per Parquet file (at most), in row groups of ROW_GROUP
+ROW_GROUP = 1000
+
+
+def shard_layout(split: str, chosen: list) -> list[tuple[str, list]]:
+    """(shard id, its files) for a split's chosen files, in order."""
+    return [
+        (f"{split}/shard-{number:06d}.tar", chosen[start : start + SHARD_SAMPLES])
+        for number, start in enumerate(range(0, len(chosen), SHARD_SAMPLES))
+    ]
+
+
+def parquet_layout(split: str, chosen: list) -> list[tuple[str, list]]:
+    """(Parquet file id, its files) for a split's chosen files: the HF layout, data/<split>-NNNNN-of-NNNNN.parquet."""
+    count = max(1, -(-len(chosen) // PARQUET_ROWS))
+    size = -(-len(chosen) // count)
+    return [
+        (f"data/{split}-{number:05d}-of-{count:05d}.parquet", chosen[number * size : (number + 1) * size])
+        for number in range(count)
+    ]
+
+
+def member_name(label: str, path: Path) -> str:
+    """A sample's key in its shard (the original file name after its class: classes and names are unique)."""
+    return f"{label}_{path.stem}"
+
+
+def originals(files) -> dict[str, dict[str, str]]:
+    """{form: {item id: the original file, relative to its split's folder}}: to compare groups across forms."""
+    shards: dict[str, str] = {}
+    rows: dict[str, str] = {}
+    for split, chosen in files.items():
+        for shard, part in shard_layout(split, chosen):
+            shards.update((f"{shard}/{member_name(label, path)}.jpg", f"{label}/{path.name}") for label, path in part)
+        for name, part in parquet_layout(split, chosen):
+            rows.update((f"{name}#{row}", f"{label}/{path.name}") for row, (label, path) in enumerate(part))
+    return {"webdataset shards": shards, "parquet (HF layout)": rows, "parquet on local S3 (moto)": rows}
+
+
 def pack(files, base: Path, classes: list[str], whole: bool) -> tuple[Path, Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -78,35 +134,57 @@ def pack(files, base: Path, classes: list[str], whole: bool) -> tuple[Path, Path
         ).encode()
     }
     for split, chosen in files.items():
-        data = [(label, path, path.read_bytes()) for label, path in chosen]
-        for label, path, blob in data if not whole else ():
+        for label, path in chosen if not whole else ():
             target = folder / split / label / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(blob)
+            target.write_bytes(path.read_bytes())
         (shards / split).mkdir()
-        for number, start in enumerate(range(0, len(data), 1000)):
-            with tarfile.open(shards / split / f"shard-{number:06d}.tar", "w") as tar:
-                for label, path, blob in data[start : start + 1000]:
+        for shard, part in shard_layout(split, chosen):
+            with tarfile.open(shards / shard, "w") as tar:
+                for label, path in part:
                     for name, content in (
-                        (f"{label}_{path.stem}.jpg", blob),
-                        (f"{label}_{path.stem}.cls", str(classes.index(label)).encode()),
+                        (f"{member_name(label, path)}.jpg", path.read_bytes()),
+                        (f"{member_name(label, path)}.cls", str(classes.index(label)).encode()),
                     ):
                         info = tarfile.TarInfo(name)
                         info.size = len(content)
                         tar.addfile(info, io.BytesIO(content))
-        count = max(1, -(-len(data) // 10_000))
-        size = -(-len(data) // count)
         (hf / "data").mkdir(parents=True, exist_ok=True)
-        for number in range(count):
-            part = data[number * size : (number + 1) * size]
+        for name, part in parquet_layout(split, chosen):
             table = pa.table(
-                {
-                    "image": pa.array([{"bytes": b, "path": p.name} for _, p, b in part], type=image_type),
-                    "label": pa.array([classes.index(label) for label, _, _ in part], type=pa.int64()),
+                {  # the image's path: its file name, as the Hub's datasets keep it
+                    "image": pa.array([{"bytes": p.read_bytes(), "path": p.name} for _, p in part], type=image_type),
+                    "label": pa.array([classes.index(label) for label, _ in part], type=pa.int64()),
                 }
             ).replace_schema_metadata(meta)
-            pq.write_table(table, hf / "data" / f"{split}-{number:05d}-of-{count:05d}.parquet", row_group_size=1000)
+            pq.write_table(table, hf / name, row_group_size=ROW_GROUP)
     return folder, shards, hf
+
+
+def same_groups(results: dict[str, list[dict]], names: dict[str, dict[str, str]]) -> None:
+    """Each form's groups and keepers against the folder's (first round), members named by their original files."""
+
+    def groups(form: str) -> dict[frozenset, tuple[str, str]]:
+        rename = names.get(form, {})
+        found = {}
+        for members in results[form][0]["members"]:
+            named = [(root, rename.get(path, path), keep) for root, path, keep in members]
+            found[frozenset((root, path) for root, path, _ in named)] = next((r, p) for r, p, k in named if k)
+        return found
+
+    folder = groups("folder")
+    for form in results:
+        if form == "folder":
+            continue
+        other = groups(form)
+        shared = folder.keys() & other.keys()
+        differ = [members for members in shared if folder[members] != other[members]]
+        print(
+            f"  {form}: {len(shared)} of {len(folder)} groups equal to the folder's ({len(other)} found), "
+            f"keepers equal in {len(shared) - len(differ)} of {len(shared)}"
+        )
+        for members in differ[:5]:
+            print(f"    keeps {other[members]} where the folder keeps {folder[members]}")
 
 
 def run_once(target: str, kwargs: dict, env: dict) -> dict:
@@ -131,6 +209,7 @@ def summarise(results: list[dict]) -> dict:
         **middle,
         "walls": [round(r["wall"], 2) for r in results],
         "cpus": [round(r["cpu"], 2) for r in results],
+        "read_cpus": [round(r["read_cpu"], 2) for r in results],
         "loads": [r["load"] for r in results],
     }
 
@@ -230,19 +309,29 @@ def measure(args, base: Path) -> None:
 
     print(
         f"\n{'scan (cold, no cache)':28} {'wall s':>7} {'cpu s':>7} {'wall/folder':>12} {'cpu/folder':>11}"
-        "  images  groups  leaked  (runs: wall, cpu, load)"
+        f" {'read cpu s':>10} {'/folder':>7}  images  groups  leaked  (runs: wall, cpu, read cpu, load)"
     )
     for name, row in rows.items():
         measured = name in results
-        wall_ratio = f"{median(paired(results, name, 'folder', 'wall')):12.2f}" if measured else f"{'':12}"
-        cpu_ratio = f"{median(paired(results, name, 'folder', 'cpu')):11.2f}" if measured else f"{'':11}"
+        ratios = [
+            f"{median(paired(results, name, 'folder', kind)):{width}.2f}" if measured else " " * width
+            for kind, width in (("wall", 12), ("cpu", 11), ("read_cpu", 7))
+        ]
         print(
-            f"{name:28} {row['wall']:7.2f} {row['cpu']:7.2f} {wall_ratio} {cpu_ratio}  "
-            f"{row['images']:6}  {row['groups']:6}  {row['leaked']:6}  {row['walls']} {row['cpus']} {row['loads']}"
+            f"{name:28} {row['wall']:7.2f} {row['cpu']:7.2f} {ratios[0]} {ratios[1]} {row['read_cpu']:10.2f} "
+            f"{ratios[2]}  {row['images']:6}  {row['groups']:6}  {row['leaked']:6}  {row['walls']} {row['cpus']} "
+            f"{row['read_cpus']} {row['loads']}"
         )
-    print("(ratios: the median of the per-round ratios, each against the folder scan of the same round)")
+    print(
+        "(ratios: the median of the per-round ratios, each against the folder scan of the same round; read cpu:\n"
+        " the CPU seconds before the search, i.e. listing or opening the source, reading and fingerprinting)"
+    )
     for name in results:
-        print(f"  {name} / folder, wall by round: {[round(x, 3) for x in paired(results, name, 'folder', 'wall')]}")
+        for kind in ("wall", "cpu", "read_cpu"):
+            by_round = [round(x, 3) for x in paired(results, name, "folder", kind)]
+            print(f"  {name} / folder, {kind} by round: {by_round}")
+    print("same answer as the folder (the first round's reports):")
+    same_groups(results, originals(files_of(args.limit)))
     s3, local = "parquet on local S3 (moto)", "parquet (HF layout)"
     if s3 in results:
         by_round = paired(results, s3, local, "wall")

@@ -133,8 +133,8 @@ def stem_of(path: str, parquet_stems: dict[str, str] | None = None) -> str:
 
 def groups_by_content(report: dict, parquet_stems: dict[str, str] | None = None, keep: bool = False) -> set:
     """Groups as sets of (split, label, image stem), with their kind: comparable across forms. `keep`: with each
-    member's keep flag too, for forms whose items have file names (tar members, a manifest's files): the keep rule
-    reads names, and a Parquet row has none (docs/sources/parquet.md), so there a tie may keep the other copy."""
+    member's keep flag too, for forms whose items have file names (tar members, a manifest's files, Parquet rows
+    whose image records its `path`): the keep rule reads names (docs/sources/parquet.md)."""
     return {
         (
             group["kind"],

@@ -59,8 +59,8 @@ def test_every_form_gives_the_folder_answer(forms, folder_report, form):
     assert report["summary"]["groups"] >= 4 and report["summary"]["leaked"] >= 1  # the planted copies are found
     assert report["classes"] == folder_report["classes"]
     assert report["splits"] == folder_report["splits"]
-    named = form != "parquet"  # the same keepers too where items have file names
-    assert groups_by_content(report, forms["stems"], named) == groups_by_content(folder_report, keep=named)
+    # the same keepers too: a Parquet row is named by its image's `path` (hf_table writes the file names)
+    assert groups_by_content(report, forms["stems"], True) == groups_by_content(folder_report, keep=True)
     assert [r["name"] for r in report["roots"]] == ["train", "test"]
     kind = {"csv": "manifest", "jsonl": "manifest"}.get(form, form)
     assert {r["source"] for r in report["roots"]} == {kind}
@@ -172,7 +172,10 @@ def _noise_jpegs(count: int, seed: int = 7) -> list[bytes]:
     return blobs
 
 
-def _hf_files(tmp_path: Path, rows: dict[str, list[bytes]], row_group_size: int = 5) -> Path:
+def _hf_files(
+    tmp_path: Path, rows: dict[str, list[bytes]], row_group_size: int = 5, names: dict[str, list[str]] | None = None
+) -> Path:
+    """An HF-layout Parquet dataset of the blobs, per split; `names`: the image struct's `path` of each row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -180,7 +183,9 @@ def _hf_files(tmp_path: Path, rows: dict[str, list[bytes]], row_group_size: int 
     (root / "data").mkdir(parents=True)
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     for split, blobs in rows.items():
-        table = pa.table({"image": pa.array([{"bytes": b, "path": None} for b in blobs], type=image_type)})
+        paths = (names or {}).get(split, [None] * len(blobs))
+        column = [{"bytes": b, "path": p} for b, p in zip(blobs, paths)]
+        table = pa.table({"image": pa.array(column, type=image_type)})
         pq.write_table(table, root / "data" / f"{split}-00000-of-00001.parquet", row_group_size=row_group_size)
     return root
 
@@ -213,6 +218,38 @@ def test_a_tie_across_splits_keeps_the_folder_keeper(tmp_path):
         assert report["summary"]["groups"] == 1 and report["summary"]["leaked"] == 1
         kept[form] = [m["root"] for m in report["groups"][0]["members"] if m["keep"]]
     assert kept["folder"] == kept["parquet"] == ["train"]
+
+
+def test_parquet_rows_are_kept_by_the_names_their_images_record(tmp_path):
+    """Rows whose image struct records a file name (HF's `path`) are kept as the folder keeps those files, whatever
+    the rows' order: `a.jpg` (row 2) over `b.jpg` (row 10), though the ids sort `#10` first; `c.jpg` (row 6) over
+    `d.jpg` (row 5), though row 5 is stored first; `cat.jpg` over `cat (1).jpg` (the name step). The report gives
+    each row's name, and dedup's plan keeps what the report keeps."""
+    from dupaudit.dedup import make_plan
+
+    blobs = _noise_jpegs(12)
+    names = [f"n{i:02d}.jpg" for i in range(12)]
+    for row, name, twin in ((2, "a.jpg", 10), (10, "b.jpg", 10), (5, "d.jpg", 5), (6, "c.jpg", 5)):
+        names[row], blobs[row] = name, blobs[twin]
+    names[3], names[4], blobs[3] = "cat (1).jpg", "cat.jpg", blobs[4]
+    folder = tmp_path / "folder" / "train"
+    folder.mkdir(parents=True)
+    for name, blob in zip(names, blobs):
+        (folder / name).write_bytes(blob)
+    hf = _hf_files(tmp_path, {"train": blobs}, names={"train": names})
+    kept = {}
+    for form, target in (("folder", folder.parent), ("parquet", hf)):
+        report = scan(str(target), use_cache=False, jobs=1)
+        data = to_dict(report)
+        assert data["summary"]["groups"] == 3
+        keepers = [m for g in data["groups"] for m in g["members"] if m["keep"]]
+        kept[form] = sorted(m.get("name", m["path"]) for m in keepers)
+        plan = make_plan(report)
+        assert sorted(f.path for g in plan.groups for f in g.keep) == sorted(m["path"] for m in keepers)
+    assert kept["folder"] == kept["parquet"] == ["a.jpg", "c.jpg", "cat.jpg"]
+    assert {m["path"]: m["name"] for g in data["groups"] for m in g["members"]}[
+        "data/train-00000-of-00001.parquet#3"
+    ] == "cat (1).jpg"
 
 
 # --- bad input: skipped items with a reason; unusable sources exit 2 with one line -------------------------------

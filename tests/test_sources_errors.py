@@ -227,3 +227,42 @@ def test_a_corrupt_tar_header_is_caught_by_its_checksum(tmp_path):
     items = [item for partition in source.partitions() for item in source.read(partition)]
     assert [i.id for i in items] == ["s.tar"]  # the shard, with its reason (sample a held no image)
     assert items[0].error is not None and items[0].error.startswith("truncated or corrupt tar shard: bad checksum")
+
+
+@pytest.mark.parametrize("chunk", [512, 1000, 4096, 1 << 22])
+def test_the_tar_reader_gives_tarfiles_members_whatever_its_chunk_size(tmp_path, monkeypatch, chunk):
+    """The lean tar reader parses a shard from chunks of _CHUNK bytes: members that end past a chunk, or are larger
+    than one, come out whole and in order, as tarfile reads them (links and folders have no bytes: left out); a
+    shard cut inside a member gives the members before it, then a tarfile.ReadError."""
+    import io
+    import random
+    import tarfile
+
+    import fsspec
+
+    from dupaudit.engine.sources import webdataset
+
+    path = tmp_path / "s.tar"
+    rng = random.Random(3)
+    with tarfile.open(path, "w") as tar:
+        for number, size in enumerate([0, 1, 511, 512, 513, 3000, 10_000, 5]):
+            info = tarfile.TarInfo(f"d/m{number}.bin")
+            info.size = size
+            tar.addfile(info, io.BytesIO(rng.randbytes(size)))
+            if number == 3:
+                folder = tarfile.TarInfo("d/sub")
+                folder.type = tarfile.DIRTYPE
+                tar.addfile(folder)
+    monkeypatch.setattr(webdataset, "_CHUNK", chunk)
+    fs = fsspec.filesystem("file")
+    with tarfile.open(path) as tar:
+        expected = [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile()]
+        cut_at = tar.getmember("d/m6.bin").offset_data + 4000
+    assert list(webdataset._shard_members(fs, str(path))) == expected
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(path.read_bytes()[:cut_at])
+    read = []
+    with pytest.raises(tarfile.ReadError):
+        for member in webdataset._shard_members(fs, str(cut)):
+            read.append(member)
+    assert read == expected[:6]

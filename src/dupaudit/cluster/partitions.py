@@ -192,6 +192,7 @@ def compute_source_partition(
         "size": [r.size for r in results],
         "version": [r.version for r in results],
         "fresh": [r.fresh for r in results],
+        "name": [r.name for r in results],
         **_fingerprint_columns([r.value for r in results], methods),
     }
     _write_table(url, columns, storage_options)
@@ -213,6 +214,7 @@ def read_source_partition(url: str, methods: tuple[str, ...], storage_options: d
             rows["error"][i] if rows["error"][i] is not None else _fingerprint_row(rows, i, methods),
             rows["fresh"][i],
             where=(url, i),
+            name=rows["name"][i] if "name" in rows else None,  # tables written before names were kept have none
         )
         for i, item_id in enumerate(rows["id"])
     ]

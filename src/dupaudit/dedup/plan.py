@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .._version import __version__
-from ..engine.keep import Candidate, choose_keeper
+from ..engine.keep import Candidate, choose_keeper, keep_name
 from ..engine.model import KINDS, DuplicateGroup, GroupMember, Root, ScanReport
 from ..engine.progress import NullProgress, ProgressSink
 from ..errors import InputError, ParameterError
@@ -134,13 +134,17 @@ def _keep_key(policy: str, position: dict[tuple[str, str], tuple]):
     return key
 
 
-def _winner(policy: str, files: list[PlanFile], position: dict, roots: dict[str, Root]) -> PlanFile:
-    """The copy a unit keeps: the scan's keep rule (engine/keep.py) for "resolution", else the policy's order."""
+def _winner(
+    policy: str, files: list[PlanFile], position: dict, roots: dict[str, Root], names: dict[tuple[str, str], str | None]
+) -> PlanFile:
+    """The copy a unit keeps: the scan's keep rule (engine/keep.py) for "resolution", else the policy's order.
+    `names`: the members' own names (GroupMember.name), read by the rule as the scan reads them."""
     if policy != "resolution":
         return min(files, key=_keep_key(policy, position))
-    ordered = sorted(files, key=lambda f: position[f.key])
+    named = {f.key: keep_name(f.path, names.get(f.key)) for f in files}
+    ordered = sorted(files, key=lambda f: (position[f.key][0], named[f.key], f.path))  # the scan's (root, name, path)
     candidates = [
-        Candidate(f.path, os.path.join(roots[f.root].path, *f.path.split("/")), f.width, f.height, f.size)
+        Candidate(named[f.key], os.path.join(roots[f.root].path, *f.path.split("/")), f.width, f.height, f.size)
         for f in ordered
     ]
     return ordered[choose_keeper(candidates)]
@@ -242,6 +246,7 @@ def make_plan(
         progress.advance()
         files = [_plan_file(roots[m.root], m) for m in group.members]
         position = {f.key: (order[f.root], f.path) for f in files}
+        names = {(m.root, m.path): m.name for m in group.members}
         for kind, unit in _units(group, files, kinds):
             labels = {f.label for f in unit if f.label is not None}
             splits = {f.root for f in unit}
@@ -274,9 +279,9 @@ def make_plan(
                 # the evaluation copies stay (all of them when protected, else one per split); the rest go
                 kept = list(guarded)
                 for split in sorted(splits & evaluation - protected, key=order.__getitem__):
-                    kept.append(_winner(keep, [f for f in unit if f.root == split], position, roots))
+                    kept.append(_winner(keep, [f for f in unit if f.root == split], position, roots, names))
                 if not kept:  # no evaluation copy (a pool and train): one copy stays, as for plain duplicates
-                    kept = [_winner(keep, unit, position, roots)]
+                    kept = [_winner(keep, unit, position, roots, names)]
                 dropped = [f for f in unit if f not in kept]
                 if not dropped:
                     continue  # every copy is in a protected evaluation split
@@ -292,7 +297,7 @@ def make_plan(
                     )
                 )
                 continue
-            winner = _winner(keep, unit, position, roots)
+            winner = _winner(keep, unit, position, roots, names)
             dropped = [f for f in unit if f is not winner]
             groups.append(
                 PlanGroup(group.id, kind, reason, (winner,), tuple(sorted(dropped, key=lambda f: position[f.key])))

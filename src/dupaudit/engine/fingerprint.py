@@ -401,6 +401,10 @@ class Columns:
         views = {name: getattr(self, name)[:count] for name in _ARRAYS}
         return Columns(self.method, draft=self.draft, **views)
 
+    def take(self, rows: np.ndarray) -> Columns:
+        """The given rows, in that order (a copy)."""
+        return Columns(self.method, draft=self.draft, **{name: getattr(self, name)[rows] for name in _ARRAYS})
+
     def fingerprint(self, row: int) -> Fingerprint:
         """Row `row` as a Fingerprint object."""
         width, height = self.sizes[row].tolist()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .hashing import hamming
-from .keep import Candidate, choose_keeper, keep_order
+from .keep import Candidate, choose_keeper, keep_name, keep_order
 from .model import DECIMALS, DuplicateGroup, GroupMember, ImageRecord, Link
 
 # Components up to this many images get the best split into stars, by exhaustive search: at most Bell(8) = 4,140
@@ -94,8 +94,14 @@ def build_groups(
     def position(item: int) -> tuple:
         return (index_of_root[records[item].root], records[item].path)
 
+    def named(item: int) -> str:
+        return keep_name(records[item].path, records[item].name)
+
+    def keep_position(item: int) -> tuple:  # the keep rule's last tie: (root, name, path)
+        return (index_of_root[records[item].root], named(item), records[item].path)
+
     def keep_key(item: int) -> tuple:
-        return (keep_order(records[item], *sizes[item]), position(item))
+        return (keep_order(records[item], *sizes[item]), keep_position(item))
 
     # Twins: per component, the items of each pixel digest, in keep order; the first stands for them all.
     twins: dict[int, list[int]] = {}
@@ -108,9 +114,9 @@ def build_groups(
             twins[members[0]] = members
         pending.append([members[0] for members in by_pixels.values()])  # keep order of the representatives
 
-    def choose(images: list[int]) -> int:  # the keep rule (keep.py) over images in (root, path) order
-        ordered = sorted(range(len(images)), key=lambda j: position(images[j]))
-        candidates = [Candidate(records[i].path, records[i].abspath, *sizes[i], records[i].size) for i in images]
+    def choose(images: list[int]) -> int:  # the keep rule (keep.py) over images in (root, name, path) order
+        ordered = sorted(range(len(images)), key=lambda j: keep_position(images[j]))
+        candidates = [Candidate(named(i), records[i].abspath, *sizes[i], records[i].size) for i in images]
         return ordered[choose_keeper([candidates[j] for j in ordered])]
 
     star, near_link = _stars([c for c in pending if len(c) > EXACT_UP_TO], check, choose)
@@ -262,6 +268,7 @@ def _group(items, images, twins, near_link, records, byte_digests, hashes, varia
             sizes[i][1],
             records[i].size,
             links.get(i),
+            records[i].name,
         )
         for i in items
     )

@@ -4,7 +4,8 @@ README "The keep rule" states it for users:
 1. not an upscale of a smaller member (an upscale adds pixels, not detail: see `holds_no_more_detail`);
 2. then the highest resolution, then the largest file (less compressed);
 3. then the plainest name (`camera.jpg` over `camera\nnewline.jpg`, `rocket.jpg` over `ROCKET_UPPER.JPG`, `a.jpg`
-   over `a (1).jpg`), then the first (root, path).
+   over `a (1).jpg`), then the first (root, name, path). The name is the file's path, or for a Parquet row the
+   name its image column records (keep_name): the same images give the same keepers as a folder or a table.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ UPSCALE_RATIO = 2.5
 MIN_UPSCALE = 1.4  # per axis: below this the bands around the cut-off are too close to the Nyquist limit
 _WORKING_CUTOFF = 0.3  # cycles/pixel: decode large files at reduced scale while the cut-off stays below this
 
-_ROW = re.compile(r".+\.(parquet|parq)#\d+")  # an item id of the source layer (engine/sources/parquet.py)
 _COPY_MARK = re.compile(r"(copy|kopie|duplicate|\(\d+\)|~\d*$|[ _-]\d+$)", re.IGNORECASE)
 
 
@@ -34,7 +34,7 @@ _COPY_MARK = re.compile(r"(copy|kopie|duplicate|\(\d+\)|~\d*$|[ _-]\d+$)", re.IG
 class Candidate:
     """A group member as the keep rule sees it."""
 
-    path: str  # relative to its root (for the name rule)
+    path: str  # relative to its root, or the item's own name (keep_name): for the name rule
     abspath: str
     width: int
     height: int
@@ -43,14 +43,19 @@ class Candidate:
 
 def keep_order(record: ImageRecord, width: int, height: int) -> tuple:
     """Rules 2 and 3 for one member (smaller sorts first); `choose_keeper` adds rule 1 across the group."""
-    return (-(width * height), -record.size, name_oddness(record.path))
+    return (-(width * height), -record.size, name_oddness(keep_name(record.path, record.name)))
+
+
+def keep_name(path: str, name: str | None) -> str:
+    """The name rule 3 reads, and orders ties by: a file's path, or an item's own name where its id does not hold
+    it (a Parquet row's image path, as the file it came from was named; "" for a row that records none: a tie).
+    `name`: ImageRecord.name, GroupMember.name."""
+    return path if name is None else name
 
 
 def name_oddness(path: str) -> tuple:
     """How odd a file name looks (smaller is plainer): control characters, copy marks, capitals, spaces, length."""
     name = path.rsplit("/", 1)[-1]
-    if _ROW.fullmatch(name):  # a Parquet row (`train-00000-of-00001.parquet#412`) has no name of its own: a tie
-        return (False, False, False, False, 0)
     stem = name.rsplit(".", 1)[0]
     return (
         not name.isprintable(),

@@ -53,6 +53,7 @@ class ImageRecord:
     size: int
     mtime_ns: int
     abspath: str
+    name: str | None = None  # an item's own name where its path (an id) does not hold it: sources/base.py Item.name
 
     @property
     def split(self) -> str:
@@ -187,6 +188,7 @@ class GroupMember:
     height: int = 0
     size: int = 0
     link: Link | None = None  # None for the kept member
+    name: str | None = None  # ImageRecord.name: the keep rule's name for a Parquet row (dedup's plan reads it)
 
 
 @_pickled_by_fields

@@ -606,6 +606,9 @@ def _scan_sources(
                 source_of.update((root.name, source) for root in read.roots)
                 places.extend(read.places)
                 part = Fingerprinted(read.records, read.fingerprints, read.skipped, read.decoded, read.cache_hits)
+            if len(sources) == 1:  # as it is: a cold scan's fingerprints are a FingerprintTable, kept as arrays
+                found = part
+                continue
             found.records.extend(part.records)
             found.fingerprints.extend(part.fingerprints)
             found.skipped.extend(part.skipped)

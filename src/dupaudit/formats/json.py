@@ -118,6 +118,7 @@ def to_dict(report: ScanReport) -> dict:
                         "height": m.height,
                         "size": m.size,
                         "link": _link(g, m.link),
+                        **({"name": m.name} if m.name is not None else {}),  # a Parquet row's own name
                     }
                     for m in g.members
                 ],
@@ -213,6 +214,7 @@ def from_dict(data: dict) -> ScanReport:
                             m.get("height", 0),
                             m.get("size", 0),
                             _read_link(m.get("link"), g["members"]),
+                            m.get("name"),
                         )
                         for m in g["members"]
                     ),

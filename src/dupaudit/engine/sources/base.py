@@ -52,6 +52,9 @@ class Item:
     label: str | None
     data: bytes | None  # None when `error` says why there is nothing to decode
     error: str | None = None
+    # the item's own name where its id does not hold it (a Parquet row's image path, "" when it records none),
+    # for the keep rule's name step (keep.py); None: the id is its name (a tar member, a manifest's path)
+    name: str | None = None
 
     @property
     def size(self) -> int:

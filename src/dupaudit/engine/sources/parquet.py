@@ -153,18 +153,21 @@ class ParquetSource:
             yield Item(f"{file_id}@rowgroup{partition.index}", partition.split, None, None, read_reason(exc))
             return
         images = table.column(self.columns.image).combine_chunks()
+        names = [None] * len(table)
         if self.columns.image_is_struct:
+            if images.type.get_field_index("path") >= 0:  # HF's struct<bytes, path>: the image's file name
+                names = images.field("path").to_pylist()
             images = images.field("bytes")
         labels = table.column(self.columns.label).to_pylist() if self.columns.label else [None] * len(table)
         splits = table.column(self.columns.split).to_pylist() if self.columns.split else None
-        names = self.columns.class_names
-        for row, (data, label) in enumerate(zip(images.to_pylist(), labels)):
+        classes = self.columns.class_names
+        for row, (data, label, name) in enumerate(zip(images.to_pylist(), labels, names)):
             split = partition.split if splits is None else (None if splits[row] is None else str(splits[row]))
-            if isinstance(label, int) and names is not None:  # HF writes -1 for "no label"
-                label = names[label] if 0 <= label < len(names) else (None if label < 0 else label)
+            if isinstance(label, int) and classes is not None:  # HF writes -1 for "no label"
+                label = classes[label] if 0 <= label < len(classes) else (None if label < 0 else label)
             label = None if label is None else str(label)
             error = None if data is not None else "image bytes are null"
-            yield Item(f"{file_id}#{first_row + row}", split, label, data, error)
+            yield Item(f"{file_id}#{first_row + row}", split, label, data, error, name or "")
 
     def write_filtered(self, out: str, dropped: set[str]) -> Filtered:
         """Copy the Parquet files to the folder `out` (same names and layout, same schema and metadata, one row

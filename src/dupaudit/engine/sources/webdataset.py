@@ -165,16 +165,23 @@ def _shard_members(fs, path: str) -> Iterator[tuple[str, bytes]]:
 
 _PLAIN_TYPES = (b"0", b"\0", b"7")  # regular files
 _SKIPPED_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6")  # links, devices, folders, fifos: no bytes of their own
+_END = bytes(512)  # an end-of-archive block
+_CHUNK = 1 << 22  # bytes read at a time: hundreds of small members per read call, one large member whole
 
 
 def _plain_members(stream) -> Iterator[tuple[str, bytes]]:
+    """The members of a plain tar stream, parsed from chunks of _CHUNK bytes: a read call per member costs more
+    than parsing its header (fsspec's file objects add a Python layer to each)."""
+    buffer, at = b"", 0
     while True:
-        header = stream.read(512)
-        if len(header) < 512:
-            if not header:
-                return  # no end-of-archive blocks: tolerated, as tarfile does
-            raise tarfile.ReadError("unexpected end of data")
-        if header == bytes(512):
+        if len(buffer) - at < 512:
+            buffer, at = buffer[at:] + _read_at_least(stream, _CHUNK), 0
+            if len(buffer) < 512:
+                if not buffer:
+                    return  # no end-of-archive blocks: tolerated, as tarfile does
+                raise tarfile.ReadError("unexpected end of data")
+        header = buffer[at : at + 512]
+        if header == _END:
             return  # end of archive
         if not _checksum_ok(header):
             raise tarfile.ReadError("bad checksum")
@@ -182,38 +189,58 @@ def _plain_members(stream) -> Iterator[tuple[str, bytes]]:
         if kind not in _PLAIN_TYPES and kind not in _SKIPPED_TYPES or header[124] & 0x80:
             raise _NotPlain
         size = _octal(header[124:136])
-        name = header[:100].split(b"\0", 1)[0]
-        if header[257:262] == b"ustar" and header[345] != 0:
-            name = header[345:500].split(b"\0", 1)[0] + b"/" + name
-        padded = (size + 511) // 512 * 512
-        data = stream.read(padded)
-        if len(data) < padded:
-            raise tarfile.ReadError("unexpected end of data")
+        name = header[:100].partition(b"\0")[0]
+        if header[345] and header[257:262] == b"ustar":
+            name = header[345:500].partition(b"\0")[0] + b"/" + name
+        start = at + 512
+        at = start + (size + 511) // 512 * 512  # the next header
+        if at > len(buffer):  # the member runs past the chunk: read the rest of it (and a chunk more)
+            buffer, start, at = buffer[start:], 0, at - start
+            buffer += _read_at_least(stream, at - len(buffer) + _CHUNK)
+            if at > len(buffer):
+                raise tarfile.ReadError("unexpected end of data")
         if kind in _PLAIN_TYPES:
-            yield name.decode("utf-8", "surrogateescape"), data[:size]
+            yield name.decode("utf-8", "surrogateescape"), buffer[start : start + size]
 
 
-_BLANK_CHECKSUM = b" " * 8  # the checksum field counts as spaces in its own sum
+def _read_at_least(stream, count: int) -> bytes:
+    """`count` bytes of the stream, or all that is left (a stream may return less than asked before its end)."""
+    chunks = []
+    while count > 0:
+        chunk = stream.read(count)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
 def _checksum_ok(header: bytes) -> bool:
-    """The header's checksum (the sum of its bytes, its own field as spaces) matches the stored one.
+    """The header's checksum (the sum of its bytes, its own field counted as spaces) matches the stored one.
 
     Summing 512 bytes in Python costs more than the rest of a member's parsing; Adler-32's low half is 1 + that
     sum modulo 65521, computed in C, so it decides unless the two differ by a multiple of 65521, and the exact sum
     settles any disagreement."""
     stored = _octal(header[148:156])
-    if zlib.adler32(header[:148] + _BLANK_CHECKSUM + header[156:]) & 0xFFFF == (1 + stored) % 65521:
+    field = sum(header[148:156])  # the field's own bytes, counted as 8 spaces (256) instead
+    if zlib.adler32(header) & 0xFFFF == (1 + stored + field - 256) % 65521:
         return True
-    return sum(header) - sum(header[148:156]) + 256 == stored
+    return sum(header) - field + 256 == stored
 
 
 def _octal(field: bytes) -> int:
-    digits = field.split(b"\0", 1)[0].strip()
+    """A numeric header field: octal digits ended by NUL or spaces (else up to its first NUL, as tarfile reads it)."""
     try:
-        return int(digits, 8) if digits else 0
+        value = int(field.rstrip(b"\0 "), 8)
     except ValueError:
-        raise tarfile.ReadError("bad header field") from None
+        digits = field.split(b"\0", 1)[0].strip()
+        try:
+            value = int(digits, 8) if digits else 0
+        except ValueError:
+            raise tarfile.ReadError("bad header field") from None
+    if value < 0:
+        raise tarfile.ReadError("bad header field")
+    return value
 
 
 def _samples(shard: tarfile.TarFile):
