@@ -154,8 +154,7 @@ def test_indexed_records_made_by_columns_equal_those_made_item_by_item(tmp_path)
     cache = open_cache(index_file)
     assert cache is not None
     with cache:
-        blob = cache.load_index(FingerprintCache.index_key((report.settings, report.roots)))
-    state = incremental.SearchState.from_bytes(blob) if blob else None
+        state = incremental.load_state(cache, FingerprintCache.index_key((report.settings, report.roots)))
     assert state is not None and len(state.paths) == report.summary.images
     fast = index._indexed_records(state, report.roots)
     assert fast == index._records_item_by_item(state, report.roots)

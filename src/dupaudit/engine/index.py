@@ -130,8 +130,7 @@ def query(
     if cache is None:
         raise InputError(f"{index_path}: the index file cannot be opened")
     with cache:
-        blob = cache.load_index(key)
-    state = incremental.SearchState.from_bytes(blob) if blob else None
+        state = incremental.load_state(cache, key)
     if state is None or state.facts is None:
         raise InputError(
             f"{index_path}: the index holds no search state for this version: run `dupaudit index update {index_path}`"
