@@ -627,6 +627,14 @@ class FingerprintCache:
             self._recover(exc)
             return False
 
+    def index_keys(self) -> list[bytes]:
+        """The keys of the indexes table (states and listing snapshots), the most recently used first."""
+        try:
+            return [bytes(k) for (k,) in self._db.execute("SELECT key FROM indexes ORDER BY used DESC").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return []
+
     def load_index(self, key: bytes) -> bytes | None:
         """The stored search state under `key` (incremental.SearchState.from_bytes reads it), or None."""
         try:

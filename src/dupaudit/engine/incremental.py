@@ -180,6 +180,7 @@ class SearchState:
             if "name_ends" not in data and len(blob):  # the blob format: names joined by NULs, none after the last
                 blob = np.concatenate([blob, np.zeros(1, dtype=np.uint8)])
                 ends = np.append(ends, len(blob) - 1)
+            grouped = "groups_token" in data
             return cls(
                 Names(blob, ends),
                 data["sizes"],
@@ -190,12 +191,10 @@ class SearchState:
                 data["verified"],
                 data["band"],
                 Facts.from_arrays(data) if "hashes" in data else None,
-                *(
-                    (data["components"], data["group_ids"], data["groups_token"].tobytes())
-                    if "groups_token" in data
-                    else (None, None, b"")
-                ),
-                folder,
+                components=data["components"] if grouped else None,
+                group_ids=data["group_ids"] if grouped else None,
+                groups_token=data["groups_token"].tobytes() if grouped else b"",
+                folder=folder,
             )
         except Exception:  # a damaged state is only a missed shortcut
             return None

@@ -130,7 +130,7 @@ def query(
     if cache is None:
         raise InputError(f"{index_path}: the index file cannot be opened")
     with cache:
-        state = incremental.load_state(cache, key)
+        state = _load_state(cache, key, indexed_roots)
     if state is None or state.facts is None:
         raise InputError(
             f"{index_path}: the index holds no search state for this version: run `dupaudit index update {index_path}`"
@@ -205,6 +205,24 @@ def query(
     summary, classes, splits = analyse(roots, train_split, records, list(groups), len(skipped))
     answer = StoredAnswer(summary, classes, splits, groups, skipped, train_split)
     return _report(roots, settings, answer, {}, cache_hits=found.cache_hits, decoded=found.decoded)
+
+
+def _load_state(cache: FingerprintCache, key: bytes, roots: Sequence[Root]) -> incremental.SearchState | None:
+    """The index's search state: the one of this code, else the one an earlier version of dupaudit kept (an
+    index file holds one dataset; its state is read when its STATE_VERSION is this one): a query never needs a
+    rebuild after an upgrade. Its items are checked to lie under the index's roots."""
+    state = incremental.load_state(cache, key)
+    if state is not None:
+        return state
+    prefixes = tuple(r.path.rstrip(os.sep) + os.sep for r in roots)
+    for other in cache.index_keys():
+        if other == key:
+            continue
+        state = incremental.load_state(cache, other)
+        if state is not None and state.facts is not None and len(state.paths):
+            if state.paths[0].startswith(prefixes) and state.paths[len(state.paths) - 1].startswith(prefixes):
+                return state
+    return None
 
 
 def _new_folder(
