@@ -126,6 +126,11 @@ def _entering(
     equals), and at least `floor` alike."""
     keep = sims >= floor - 1e-6
     stored, new, sims = stored[keep], new[keep], sims[keep]
+    # only an item at least as alike as the list's last entry enters it (every item enters a list not full)
+    ids = np.asarray(state.knn_ids[stored, lists])
+    last = np.where((ids < 0).any(axis=1), -np.inf, np.asarray(state.knn_sims[stored, lists]).min(axis=1))
+    keep = sims >= last - 1e-6
+    stored, new, sims = stored[keep], new[keep], sims[keep]
     if not len(stored):
         return []
     order = np.argsort(stored, kind="stable")
