@@ -159,6 +159,7 @@ class SearchState:
         buffer = io.BytesIO()
         arrays = self.arrays()
         del arrays["name_ends"]
+        arrays["names"] = arrays["names"][:-1]  # that format: the names joined by NULs, none after the last
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 

@@ -71,6 +71,11 @@ def build(
         raise InputError(f"{index_path}: the index file cannot be written")
     with cache:
         cache.store_meta(_META, json.dumps(description, sort_keys=True))
+        # what a query needs beyond the state, made now rather than by the first query (lookup.py)
+        state = incremental.load_state(cache, FingerprintCache.index_key((report.settings, report.roots)))
+        if state is not None and len(state.paths) > APPROXIMATE_FROM:
+            lookup.prepare(state, cache, jobs)
+            _class_counts(state, report.roots)
     return report
 
 
