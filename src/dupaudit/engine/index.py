@@ -264,7 +264,8 @@ def _approximate_groups(
     # the stored items reached: by a verified pair or an equal digest, then their whole stored components
     reached = [first[first < count], second[second < count]]
     for column in ("byte_digests", "pixel_digests"):
-        rows, _ = lookup.equal_digests(getattr(state.facts, column), getattr(new_facts, column))
+        order = lookup.digest_order(state, column)
+        rows, _ = lookup.equal_digests(getattr(state.facts, column), getattr(new_facts, column), order)
         reached.append(rows)
     linked = np.unique(np.concatenate(reached))
     labels = _stored_components(state)

@@ -19,6 +19,7 @@ list stays (a full scan of both might lose it if nothing else proposes it): rare
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ def prepare(state: SearchState, cache: FingerprintCache, threads: int | None = N
     shifts: list[tuple[int, int] | None] = [None, *HALF_SHIFTS]
     if not all((folder / _file(s)).exists() for s in shifts):
         _build(state, cache, folder, shifts)
+    for column in ("byte_digests", "pixel_digests"):
+        digest_order(state, column, cache)
     try:
         indexes = {s: faiss.read_index(str(folder / _file(s)), faiss.IO_FLAG_MMAP_IFC) for s in shifts}
     except RuntimeError:  # damaged or half-removed: the caller searches without them
@@ -100,8 +103,12 @@ def candidates(
         # the new items' own lists: the best k + 1 of the stored items (IVF) and the new ones (exact)
         stored_sims, stored_ids = indexes[None].search(queries, min(k + 1, count))
         new_sims = queries @ new_desc.T
+        near_new = np.arange(fresh)[None, :]
+        if fresh > k + 1:  # only the best k + 1 new items of each row can make its list
+            near_new = np.sort(np.argpartition(-new_sims, k, axis=1)[:, : k + 1], axis=1)
+            new_sims = np.take_along_axis(new_sims, near_new, axis=1)
         sims = np.concatenate([stored_sims, new_sims], axis=1)
-        ids = np.concatenate([stored_ids.astype(np.int64), np.broadcast_to(new_ids, (fresh, fresh))], axis=1)
+        ids = np.concatenate([stored_ids.astype(np.int64), np.broadcast_to(new_ids[near_new], new_sims.shape)], axis=1)
         sims[ids < 0] = -np.inf
         best = np.argsort(-sims, axis=1, kind="stable")[:, : k + 1]
         chosen_ids = np.take_along_axis(ids, best, axis=1)
@@ -155,13 +162,31 @@ def _unordered(first: np.ndarray, second: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(low.tolist(), high.tolist()))
 
 
-def equal_digests(stored: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(stored rows, new rows): each new (m, 16) digest's equals among the stored (n, 16) digests (sorted
-    lookups, not a pass of np.unique over everything)."""
+def digest_order(state: SearchState, column: str, cache: FingerprintCache | None = None) -> np.ndarray:
+    """The stored items sorted by the first 8 bytes of a digest column ("byte_digests", "pixel_digests"): kept
+    in the state's folder once made (with `cache`), so that a lookup is a binary search."""
+    name = f"order-{column}.npy"
+    if state.folder is not None and (state.folder / name).exists():
+        try:
+            return np.load(state.folder / name, mmap_mode="r")
+        except (OSError, ValueError):
+            pass
+    assert state.facts is not None
+    head = np.ascontiguousarray(getattr(state.facts, column)[:, :8]).view(np.uint64).ravel()
+    order = np.argsort(head, kind="stable")
+    if cache is not None and state.folder is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, order, allow_pickle=False)
+        cache.add_to_state(state.folder, name, buffer.getvalue())
+    return order
+
+
+def equal_digests(stored: np.ndarray, new: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(stored rows, new rows): each new (m, 16) digest's equals among the stored (n, 16) digests, `order`
+    sorting those by their first 8 bytes (digest_order): binary searches, no pass over everything."""
     keys = np.ascontiguousarray(stored).view(np.dtype((np.void, 16))).ravel()
     wanted = np.ascontiguousarray(new).view(np.dtype((np.void, 16))).ravel()
     head = np.ascontiguousarray(stored[:, :8]).view(np.uint64).ravel()
-    order = np.argsort(head, kind="stable")
     sorted_head = head[order]
     want_head = np.ascontiguousarray(new[:, :8]).view(np.uint64).ravel()
     lo = np.searchsorted(sorted_head, want_head, side="left")
