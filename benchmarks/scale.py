@@ -18,6 +18,9 @@ process tree sampled every 50 ms):
 6. `dupaudit scan NEW --against-index INDEX` with 1,000 new images (100 exact and 100 near copies of indexed
    images among them), and the recall of those 200.
 
+`--reuse-index INDEX` runs only steps 5 and 6 on an existing index of WORKDIR/data (no 8-minute rebuild; pass a
+copy: both steps may write to it), `--no-check` only step 6; both print the load average.
+
 Targets (issue 16, 2-core machine): cold <= 1.5x the floor, peak < 4 GB, warm < 15 s, 10-image check < 3 s,
 1,000 new images against the index < 5 s.
 """
