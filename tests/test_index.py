@@ -298,3 +298,26 @@ def test_two_processes_query_one_index_at_once(tmp_path):
         assert run.returncode in (0, 1), err
     assert (tmp_path / "q0.json").read_text() == (tmp_path / "q1.json").read_text()
     assert '"groups"' in (tmp_path / "q0.json").read_text()
+
+
+def test_an_index_made_by_another_version_of_the_code_still_answers(tmp_path, monkeypatch):
+    """The state's key holds a digest of the engine's code: after an upgrade the query finds the state by the
+    key the index's description names, or (a description written before it named one) by its roots and width."""
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+
+    data = make_sample(tmp_path / "data", per_class=8).root
+    new = tmp_path / "incoming"
+    _new_images(new, data)
+    index_file = tmp_path / "data.index"
+    index.build(data, index_file, jobs=1)
+    expected = _report_json(index.query(new, index_file, use_cache=False, jobs=1))
+    original = FingerprintCache.index_key
+    monkeypatch.setattr(FingerprintCache, "index_key", staticmethod(lambda s: original(("upgraded", s))))
+    assert _report_json(index.query(new, index_file, use_cache=False, jobs=1)) == expected
+    description = index.describe(index_file)
+    del description["state"]
+    cache = open_cache(index_file)
+    assert cache is not None
+    with cache:
+        cache.store_meta("index", json.dumps(description))
+    assert _report_json(index.query(new, index_file, use_cache=False, jobs=1)) == expected

@@ -219,7 +219,7 @@ class SearchState:
         if "candidates" not in collect or "desc" not in collect:
             return None
         count = len(records)
-        width = _width(cascade)
+        width = list_width(cascade)
         sims = collect.get("similarity", np.full((count, width), -np.inf, dtype=np.float32))
         ids = collect.get("found", np.full((count, width), -1, dtype=np.int64))
         candidates = collect["candidates"]
@@ -290,7 +290,7 @@ def update(
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
     count = len(records)
     old_count = len(state.paths)
-    if state.knn_ids.shape[1] != _width(cascade) and old_count:
+    if state.knn_ids.shape[1] != list_width(cascade) and old_count:
         return None
     if old_of is None:
         old_of = rows_in(state, records)
@@ -309,7 +309,7 @@ def update(
         desc[new] = descriptors(thumbs_of(new))
 
     # Old neighbour lists in current indices; an entry whose item is gone becomes -1.
-    width = _width(cascade)
+    width = list_width(cascade)
     old_ids = np.full((count, width), -1, dtype=np.int64)
     old_sims = np.full((count, width), -np.inf, dtype=np.float32)
     if len(kept):
@@ -406,7 +406,7 @@ def update(
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
 
 
-def _width(cascade: CascadeSettings) -> int:
+def list_width(cascade: CascadeSettings) -> int:
     """The entries an item's neighbour lists hold side by side (verify.query_segments)."""
     return sum(k + 1 for _, k in query_segments(cascade))
 

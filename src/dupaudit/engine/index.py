@@ -65,6 +65,8 @@ def build(
         "against": [str(Path(a).resolve()) for a in against],
         "roots": [asdict(r) for r in report.roots],  # every field: the search state is keyed by the roots
         "settings": asdict(report.settings),
+        # the key of its search state: a later version of dupaudit (whose keys differ) still finds it
+        "state": FingerprintCache.index_key((report.settings, report.roots)).hex(),
     }
     cache = open_cache(index_path)
     if cache is None:
@@ -136,7 +138,7 @@ def query(
     if cache is None:
         raise InputError(f"{index_path}: the index file cannot be opened")
     with cache:
-        state = _load_state(cache, key, indexed_roots)
+        state = _load_state(cache, key, description, settings)
     if state is None or state.facts is None:
         raise InputError(
             f"{index_path}: the index holds no search state for this version: run `dupaudit index update {index_path}`"
@@ -338,21 +340,30 @@ def _class_counts(state: incremental.SearchState, roots: Sequence[Root]) -> dict
     return counts
 
 
-def _load_state(cache: FingerprintCache, key: bytes, roots: Sequence[Root]) -> incremental.SearchState | None:
-    """The index's search state: the one of this code, else the one an earlier version of dupaudit kept (an
-    index file holds one dataset; its state is read when its STATE_VERSION is this one): a query never needs a
-    rebuild after an upgrade. Its items are checked to lie under the index's roots."""
+def _load_state(
+    cache: FingerprintCache, key: bytes, description: dict, settings: Settings
+) -> incremental.SearchState | None:
+    """The index's search state: the one of this code, else the one an earlier version of dupaudit kept, read
+    when its format (STATE_VERSION) is this one: an upgrade does not force a rebuild of an index. That one is
+    the state the description names, or (an index described before it named its state) the most recently used
+    state whose items lie under the index's roots and whose neighbour lists have the settings' width."""
     state = incremental.load_state(cache, key)
     if state is not None:
         return state
-    prefixes = tuple(r.path.rstrip(os.sep) + os.sep for r in roots)
+    if "state" in description:
+        return incremental.load_state(cache, bytes.fromhex(description["state"]))
+    prefixes = tuple(_root(r).path.rstrip(os.sep) + os.sep for r in description["roots"])
+    cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
     for other in cache.index_keys():
         if other == key:
             continue
         state = incremental.load_state(cache, other)
-        if state is not None and state.facts is not None and len(state.paths):
-            if state.paths[0].startswith(prefixes) and state.paths[len(state.paths) - 1].startswith(prefixes):
-                return state
+        if state is None or state.facts is None or not len(state.paths):
+            continue
+        if state.knn_ids.shape[1] == incremental.list_width(cascade) and all(
+            state.paths[i].startswith(prefixes) for i in (0, len(state.paths) - 1)
+        ):
+            return state
     return None
 
 
