@@ -116,9 +116,9 @@ def test_a_small_commit_does_not_rewrite_the_stored_state(repo, full_searches, m
     writes = []
     original = FingerprintCache.store_arrays
 
-    def counting(self, key, arrays, extra=None):
+    def counting(self, key, arrays):
         writes.append(len(arrays))
-        return original(self, key, arrays, extra)
+        return original(self, key, arrays)
 
     monkeypatch.setattr(FingerprintCache, "store_arrays", counting)
     train = repo / "data" / "train"

@@ -654,21 +654,16 @@ class FingerprintCache:
         """Where the search states' arrays lie, beside the cache file (one folder per stored state)."""
         return self.path.with_name(self.path.name + ".states")
 
-    def store_arrays(
-        self, key: bytes, arrays: dict[str, np.ndarray], extra: dict[str, bytes] | None = None
-    ) -> Path | None:
+    def store_arrays(self, key: bytes, arrays: dict[str, np.ndarray]) -> Path | None:
         """Keep `arrays` under `key` as .npy files in a new folder (load_arrays maps them, nothing is read), and
         point the key's row at it in one transaction: a reader sees the old folder or the new one, never a mix,
         and one that mapped the old files keeps them after they are removed. The folder, or None when it cannot
-        be written.
-        `extra`: other files of the state (a stored search structure), written as they are."""
+        be written. Files made for the state later (add_to_state) join the folder."""
         folder = self.states_folder / f"{key.hex()}-{os.urandom(6).hex()}"
         try:
             folder.mkdir(parents=True)
             for name, array in arrays.items():
                 np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
-            for name, blob in (extra or {}).items():
-                (folder / name).write_bytes(blob)
         except OSError:
             shutil.rmtree(folder, ignore_errors=True)
             return None
