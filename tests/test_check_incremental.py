@@ -114,13 +114,13 @@ def test_a_small_commit_does_not_rewrite_the_stored_state(repo, full_searches, m
     config = load_config(environ={})
     write_baseline(config)  # a full search: its state is stored
     writes = []
-    original = FingerprintCache.store_index
+    original = FingerprintCache.store_arrays
 
-    def counting(self, key, value):
-        writes.append(len(value))
-        return original(self, key, value)
+    def counting(self, key, arrays):
+        writes.append(len(arrays))
+        return original(self, key, arrays)
 
-    monkeypatch.setattr(FingerprintCache, "store_index", counting)
+    monkeypatch.setattr(FingerprintCache, "store_arrays", counting)
     train = repo / "data" / "train"
     for step in range(3):  # three commits, each updated from the one stored state
         procedural_image(880_000 + step).save(train / "blobs" / f"step{step}.jpg", quality=90)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from PIL import Image, ImageEnhance
 
 from dupaudit.engine import pipeline
@@ -143,3 +144,21 @@ def test_a_half_shifted_list_that_only_gains_entries_is_merged_as_a_search_would
         assert (ids[old] == want_ids).mean() > 0.999  # the same lists, up to ties at the last float bit
         assert np.allclose(sims[old], want_sims, atol=1e-5)
         assert (ids[old] >= 2500).any()
+
+
+def test_names_kept_as_one_blob_read_back_one_by_one_or_all():
+    """The state's paths as one UTF-8 blob and the ends of the names: a name is decoded alone, all of them only
+    when iterated; undecodable bytes (lone surrogates) and an empty name survive, as in the .npz blob format."""
+    from dupaudit.engine.incremental import Names
+
+    paths = ["/d/train/cat/0001.jpg", "/d/tést/ünï.png", "/d/bad-\udcff.jpg", "", "/d/last.jpg"]
+    names = Names.of(paths)
+    assert (
+        len(names) == 5 and names[1] == paths[1] and names[2] == paths[2] and names[3] == "" and names[-1] == paths[4]
+    )
+    assert list(names) == paths and names[1:3] == paths[1:3]
+    again = Names(names.blob.copy(), names.ends.copy())
+    assert [again[i] for i in range(5)] == paths
+    assert Names.of(names) is names and len(Names.of([])) == 0 and list(Names.of([])) == []
+    with pytest.raises(IndexError):
+        again[5]

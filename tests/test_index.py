@@ -3,6 +3,7 @@ image are those a full scan of both forms; the indexed images are never opened).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -154,10 +155,169 @@ def test_indexed_records_made_by_columns_equal_those_made_item_by_item(tmp_path)
     cache = open_cache(index_file)
     assert cache is not None
     with cache:
-        blob = cache.load_index(FingerprintCache.index_key((report.settings, report.roots)))
-    state = incremental.SearchState.from_bytes(blob) if blob else None
+        state = incremental.load_state(cache, FingerprintCache.index_key((report.settings, report.roots)))
     assert state is not None and len(state.paths) == report.summary.images
     fast = index._indexed_records(state, report.roots)
     assert fast == index._records_item_by_item(state, report.roots)
     assert {r.root for r in fast} == {r.name for r in report.roots} and len({r.root for r in fast}) >= 3
     assert any(r.label is None for r in fast) and any(r.label == "stripes" for r in fast)
+
+
+def _report_json(report) -> str:
+    """The JSON report without its timings (each run has its own)."""
+    from dupaudit.formats import json as json_format
+
+    data = json_format.to_dict(report)
+    data.pop("timings", None)
+    return json.dumps(data, sort_keys=True)
+
+
+def test_the_approximate_query_gives_the_exact_querys_report(tmp_path, monkeypatch):
+    """Above APPROXIMATE_FROM items (lowered here: a sample of 96) the query runs on the IVF indexes kept in the
+    state's folder at build time (lookup.py) and the stored components; on this sample its report is the exact
+    path's, and it finds the copies of indexed images, the new twins and the joined planted group."""
+    from dupaudit.engine import lookup
+
+    data = make_sample(tmp_path / "data", per_class=16).root
+    new = tmp_path / "incoming"
+    _new_images(new, data)
+    index_file = tmp_path / "data.index"
+    index.build(data, index_file, jobs=1)
+    exact = index.query(new, index_file, use_cache=False, jobs=1)
+    monkeypatch.setattr(index, "APPROXIMATE_FROM", 40)
+    index.update(index_file, jobs=1)  # nothing changed: the build step makes the query structures
+    states = list((tmp_path / "data.index.states").iterdir())
+    assert len(states) == 1 and len(list(states[0].glob("*.faiss"))) == 5 and (states[0] / "classes.json").exists()
+    used = []
+    original = lookup.candidates
+    monkeypatch.setattr(lookup, "candidates", lambda *a, **k: used.append(1) or original(*a, **k))
+    approximate = index.query(new, index_file, use_cache=False, jobs=1)
+    assert used == [1]
+    assert _report_json(approximate) == _report_json(exact)
+    grouped = {Path(m.path).name for g in approximate.groups for m in g.members}
+    assert {"near_of_indexed.jpg", "exact_of_indexed.jpg", "twin_a.jpg", "joins_planted_group.jpg"} <= grouped
+
+
+def test_a_state_kept_as_one_blob_is_converted_on_first_use(tmp_path):
+    """An index written before the state folders (the state as an .npz blob in the indexes table) answers, and
+    its state is moved into a folder once: no search again, the blob row replaced by the folder's name."""
+    from dupaudit.engine import incremental
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+
+    data = make_sample(tmp_path / "data", per_class=12).root
+    new = tmp_path / "incoming"
+    _new_images(new, data)
+    index_file = tmp_path / "data.index"
+    report = index.build(data, index_file, jobs=1)
+    expected = _report_json(index.query(new, index_file, use_cache=False, jobs=1))
+    key = FingerprintCache.index_key((report.settings, report.roots))
+    cache = open_cache(index_file)
+    assert cache is not None
+    with cache:
+        state = incremental.load_state(cache, key)
+        assert state is not None and state.folder is not None
+        blob = state.to_bytes()
+        cache.store_index(key, blob)  # as the earlier code kept it
+    shutil.rmtree(tmp_path / "data.index.states")
+    assert _report_json(index.query(new, index_file, use_cache=False, jobs=1)) == expected
+    cache = open_cache(index_file)
+    assert cache is not None
+    with cache:
+        assert cache.load_index(key).startswith(b"folder:")
+        again = incremental.load_state(cache, key)
+    assert again is not None and again.folder is not None and list(again.paths) == list(state.paths)
+    assert isinstance(again.desc, __import__("numpy").memmap)
+
+
+def test_a_mapped_state_outlives_its_replacement(tmp_path):
+    """A process that mapped a state keeps reading it after another stored a new one and its folder was
+    removed; the next load maps the new one."""
+    import numpy as np
+
+    from dupaudit.engine import incremental
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+
+    data = make_sample(tmp_path / "data", per_class=8).root
+    index_file = tmp_path / "data.index"
+    report = index.build(data, index_file, jobs=1)
+    key = FingerprintCache.index_key((report.settings, report.roots))
+    reader, writer = open_cache(index_file), open_cache(index_file)
+    assert reader is not None and writer is not None
+    with reader, writer:
+        held = incremental.load_state(reader, key)
+        assert held is not None and held.folder is not None
+        before = np.array(held.desc)
+        replaced = incremental.SearchState(**{**_fields(held), "desc": -before})
+        os.utime(held.folder, (0, 0))  # an old folder: removed as soon as no row names it
+        incremental.store_state(writer, key, replaced)
+        assert not held.folder.exists() and replaced.folder is not None and replaced.folder.exists()
+        assert np.array_equal(held.desc, before)  # still mapped
+        fresh = incremental.load_state(reader, key)
+        assert fresh is not None and np.array_equal(fresh.desc, -before)
+
+
+def _fields(state) -> dict:
+    return {name: getattr(state, name) for name in state.__slots__ if name != "folder"}
+
+
+def test_two_processes_query_one_index_at_once(tmp_path):
+    """Two `--against-index` processes at once on an index whose state lies in a folder: both answer alike."""
+    data = make_sample(tmp_path / "data", per_class=8).root
+    new = tmp_path / "incoming"
+    _new_images(new, data)
+    assert _cli("index", "build", str(data), "-o", "data.index", "--jobs", "1", cwd=tmp_path).returncode == 0
+    env = dict(os.environ, PYTHONPATH=SRC)
+    env.pop("DUPAUDIT_CACHE", None)
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dupaudit",
+                "scan",
+                str(new),
+                "--against-index",
+                "data.index",
+                "--no-cache",
+                "-q",
+                "--json",
+                f"q{i}.json",
+                "--jobs",
+                "1",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode in (0, 1), err
+    assert (tmp_path / "q0.json").read_text() == (tmp_path / "q1.json").read_text()
+    assert '"groups"' in (tmp_path / "q0.json").read_text()
+
+
+def test_an_index_made_by_another_version_of_the_code_still_answers(tmp_path, monkeypatch):
+    """The state's key holds a digest of the engine's code: after an upgrade the query finds the state by the
+    key the index's description names, or (a description written before it named one) by its roots and width."""
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+
+    data = make_sample(tmp_path / "data", per_class=8).root
+    new = tmp_path / "incoming"
+    _new_images(new, data)
+    index_file = tmp_path / "data.index"
+    index.build(data, index_file, jobs=1)
+    expected = _report_json(index.query(new, index_file, use_cache=False, jobs=1))
+    original = FingerprintCache.index_key
+    monkeypatch.setattr(FingerprintCache, "index_key", staticmethod(lambda s: original(("upgraded", s))))
+    assert _report_json(index.query(new, index_file, use_cache=False, jobs=1)) == expected
+    description = index.describe(index_file)
+    del description["state"]
+    cache = open_cache(index_file)
+    assert cache is not None
+    with cache:
+        cache.store_meta("index", json.dumps(description))
+    assert _report_json(index.query(new, index_file, use_cache=False, jobs=1)) == expected

@@ -17,11 +17,14 @@ import io
 import logging
 import os
 import pickle
+import shutil
 import sqlite3
 import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from .fingerprint import FINGERPRINT_VERSION, Columns, Fingerprint, row_bytes
 from .hashing import HASH_SIZES
@@ -66,6 +69,7 @@ _KEEP_RESULTS = 16
 _STORE_CACHE_KB = 256 * 1024  # SQLite's page cache while storing fingerprints (store_rows): 256 MB at most
 # The incremental index (incremental.SearchState, as bytes), one per dataset and settings: see incremental.py.
 _INDEXES_SCHEMA = "CREATE TABLE IF NOT EXISTS indexes (key BLOB PRIMARY KEY, used REAL NOT NULL, value BLOB NOT NULL)"
+_FOLDER_MARK = b"folder:"  # an indexes row whose state lies in a folder of .npy files (store_arrays)
 _KEEP_INDEXES = 8  # the most recently used kept (a state per dataset and settings, a listing snapshot per dataset)
 _code_digest: bytes | None = None
 
@@ -623,6 +627,14 @@ class FingerprintCache:
             self._recover(exc)
             return False
 
+    def index_keys(self) -> list[bytes]:
+        """The keys of the indexes table (states and listing snapshots), the most recently used first."""
+        try:
+            return [bytes(k) for (k,) in self._db.execute("SELECT key FROM indexes ORDER BY used DESC").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            self._recover(exc)
+            return []
+
     def load_index(self, key: bytes) -> bytes | None:
         """The stored search state under `key` (incremental.SearchState.from_bytes reads it), or None."""
         try:
@@ -633,8 +645,68 @@ class FingerprintCache:
         return None if row is None else bytes(row[0])
 
     def store_index(self, key: bytes, value: bytes) -> None:
-        """Keep the search state under `key`, dropping the least recently used beyond the last few."""
+        """Keep a value under `key` in the indexes table (a listing snapshot; a search state written before the
+        state folders), dropping the least recently used beyond the last few."""
         self._keep("indexes", key, value, _KEEP_INDEXES)
+
+    @property
+    def states_folder(self) -> Path:
+        """Where the search states' arrays lie, beside the cache file (one folder per stored state)."""
+        return self.path.with_name(self.path.name + ".states")
+
+    def store_arrays(self, key: bytes, arrays: dict[str, np.ndarray]) -> Path | None:
+        """Keep `arrays` under `key` as .npy files in a new folder (load_arrays maps them, nothing is read), and
+        point the key's row at it in one transaction: a reader sees the old folder or the new one, never a mix,
+        and one that mapped the old files keeps them after they are removed. The folder, or None when it cannot
+        be written. Files made for the state later (add_to_state) join the folder."""
+        folder = self.states_folder / f"{key.hex()}-{os.urandom(6).hex()}"
+        try:
+            folder.mkdir(parents=True)
+            for name, array in arrays.items():
+                np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        self._keep("indexes", key, _FOLDER_MARK + folder.name.encode(), _KEEP_INDEXES)
+        self._remove_unused_states()
+        return folder
+
+    def load_arrays(self, key: bytes) -> tuple[dict[str, np.ndarray], Path] | None:
+        """The arrays stored under `key` by store_arrays, memory-mapped, and their folder; None when the key holds
+        none (or another kind of value: load_index reads it)."""
+        for _ in range(2):  # the folder named may have just been replaced by another process: read the row again
+            value = self.load_index(key)
+            if value is None or not value.startswith(_FOLDER_MARK):
+                return None
+            folder = self.states_folder / value[len(_FOLDER_MARK) :].decode()
+            try:
+                return {
+                    path.stem: np.load(path, mmap_mode="r", allow_pickle=False) for path in folder.glob("*.npy")
+                }, folder
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def add_to_state(self, folder: Path, name: str, blob: bytes) -> None:
+        """Add a file to a stored state's folder (a search structure built once for it), whole or not at all."""
+        part = folder / f".{name}.{os.urandom(6).hex()}"
+        try:
+            part.write_bytes(blob)
+            os.replace(part, folder / name)
+        except OSError:
+            part.unlink(missing_ok=True)
+
+    def _remove_unused_states(self) -> None:
+        """Remove the state folders no row names (replaced, or dropped as least recently used), except those made
+        in the last minute: another process may be about to name its new one."""
+        try:
+            rows = self._db.execute("SELECT value FROM indexes").fetchall()
+            named = {bytes(v)[len(_FOLDER_MARK) :].decode() for (v,) in rows if bytes(v).startswith(_FOLDER_MARK)}
+            for folder in self.states_folder.iterdir():
+                if folder.name not in named and time.time() - folder.stat().st_mtime > 60:
+                    shutil.rmtree(folder, ignore_errors=True)  # a reader that mapped its files keeps them
+        except (OSError, sqlite3.Error):
+            pass  # only disk space: tried again at the next store
 
     def _keep(self, table: str, key: bytes, value: bytes, limit: int) -> None:
         """Write `value` under `key` in a (key, used, value) table, dropping the least recently used beyond

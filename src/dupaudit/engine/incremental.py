@@ -21,13 +21,15 @@ that the full scan uses an approximate (IVF) search and a full rescan can differ
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
+from pathlib import Path
 
 import numpy as np
 
+from .cache import FingerprintCache
 from .model import ImageRecord, Settings
 from .regroup import components
 from .verify import CascadeSettings, descriptors, half_shifted, nearest, query_segments, search_index, verify
@@ -68,7 +70,7 @@ class Facts:
         }
 
     @classmethod
-    def from_arrays(cls, data) -> Facts:  # noqa: ANN001 - an NpzFile
+    def from_arrays(cls, data: Mapping[str, np.ndarray]) -> Facts:
         return cls(data["hashes"], data["byte_digests"], data["pixel_digests"], data["wh"])
 
     def take(self, rows: np.ndarray) -> Facts:
@@ -79,9 +81,48 @@ class Facts:
         return Facts(*(np.concatenate([getattr(p, name) for p in parts]) for name in Facts.__slots__))
 
 
+class Names(Sequence[str]):
+    """The items' absolute paths as one UTF-8 blob and the end of each: a million names load (memory-mapped)
+    without a million str objects; one is decoded when asked for, all of them only when iterated."""
+
+    def __init__(self, blob: np.ndarray, ends: np.ndarray) -> None:
+        # uint8, each name followed by a NUL; int64, the NUL after each name (plain views of a mapped file:
+        # numpy's memmap subclass costs ~15 us an index)
+        self.blob, self.ends = blob.view(np.ndarray), ends.view(np.ndarray)
+        self._all: list[str] | None = None
+
+    @classmethod
+    def of(cls, paths: Sequence[str]) -> Names:
+        if isinstance(paths, Names):
+            return paths
+        blob = np.frombuffer("".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"), dtype=np.uint8)
+        return cls(blob, np.flatnonzero(blob == 0).astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's overloads: an int or a slice
+        if isinstance(index, slice):
+            return self.tolist()[index]
+        if self._all is not None:
+            return self._all[index]
+        index = range(len(self.ends))[index]  # negative indices, IndexError
+        start = int(self.ends[index - 1]) + 1 if index else 0
+        return self.blob[start : int(self.ends[index])].tobytes().decode("utf-8", "surrogateescape")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tolist())
+
+    def tolist(self) -> list[str]:
+        if self._all is None:
+            text = self.blob.tobytes().decode("utf-8", "surrogateescape")
+            self._all = text.split("\0")[:-1] if text else []
+        return self._all
+
+
 @dataclass(slots=True)
 class SearchState:
-    paths: list[str]  # absolute paths (cache keys), one per item
+    paths: Sequence[str]  # absolute paths (cache keys), one per item (a list, or Names as stored)
     sizes: np.ndarray  # int64
     mtimes: np.ndarray  # int64
     desc: np.ndarray  # (n, 64) float32 descriptors
@@ -95,24 +136,33 @@ class SearchState:
     components: np.ndarray | None = None
     group_ids: np.ndarray | None = None
     groups_token: bytes = b""
+    folder: Path | None = None  # the folder it was loaded from (load_state): search structures kept beside it
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The state as named arrays (what store_state writes, one .npy file each)."""
+        names = Names.of(self.paths)
+        return {
+            "version": np.array([STATE_VERSION]),
+            "names": names.blob,
+            "name_ends": names.ends,
+            "sizes": self.sizes,
+            "mtimes": self.mtimes,
+            "desc": self.desc,
+            "knn_sims": self.knn_sims,
+            "knn_ids": self.knn_ids,
+            "verified": self.verified,
+            "band": self.band,
+            **({} if self.facts is None else self.facts.arrays()),
+            **self._grouping(),
+        }
 
     def to_bytes(self) -> bytes:
+        """The state as one .npz blob (the format kept in the cache's table before the state folders)."""
         buffer = io.BytesIO()
-        names = "\0".join(self.paths).encode("utf-8", "surrogateescape")
-        np.savez(
-            buffer,
-            version=np.array([STATE_VERSION]),
-            names=np.frombuffer(names, dtype=np.uint8),
-            sizes=self.sizes,
-            mtimes=self.mtimes,
-            desc=self.desc,
-            knn_sims=self.knn_sims,
-            knn_ids=self.knn_ids,
-            verified=self.verified,
-            band=self.band,
-            **({} if self.facts is None else self.facts.arrays()),  # type: ignore[arg-type]
-            **self._grouping(),  # type: ignore[arg-type]
-        )
+        arrays = self.arrays()
+        del arrays["name_ends"]
+        arrays["names"] = arrays["names"][:-1]  # that format: the names joined by NULs, none after the last
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
     def _grouping(self) -> dict[str, np.ndarray]:
@@ -122,29 +172,42 @@ class SearchState:
         return {"components": self.components, "group_ids": self.group_ids, "groups_token": token}
 
     @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray], folder: Path | None = None) -> SearchState | None:
+        """The state from its named arrays, or None when they cannot be read back (another version, damage):
+        then a full search runs."""
+        try:
+            if int(data["version"][0]) != STATE_VERSION:
+                return None
+            blob = data["names"]
+            ends = data["name_ends"] if "name_ends" in data else np.flatnonzero(blob == 0).astype(np.int64)
+            if "name_ends" not in data and len(blob):  # the blob format: names joined by NULs, none after the last
+                blob = np.concatenate([blob, np.zeros(1, dtype=np.uint8)])
+                ends = np.append(ends, len(blob) - 1)
+            grouped = "groups_token" in data
+            return cls(
+                Names(blob, ends),
+                data["sizes"],
+                data["mtimes"],
+                data["desc"],
+                data["knn_sims"],
+                data["knn_ids"],
+                data["verified"],
+                data["band"],
+                Facts.from_arrays(data) if "hashes" in data else None,
+                components=data["components"] if grouped else None,
+                group_ids=data["group_ids"] if grouped else None,
+                groups_token=data["groups_token"].tobytes() if grouped else b"",
+                folder=folder,
+            )
+        except Exception:  # a damaged state is only a missed shortcut
+            return None
+
+    @classmethod
     def from_bytes(cls, blob: bytes) -> SearchState | None:
-        """The state, or None when it cannot be read back (another version, damage): then a full search runs."""
+        """The state from the .npz blob of to_bytes, read into memory, or None when it cannot be read back."""
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-                if int(data["version"][0]) != STATE_VERSION:
-                    return None
-                names = data["names"].tobytes().decode("utf-8", "surrogateescape")
-                return cls(
-                    names.split("\0") if names else [],
-                    data["sizes"],
-                    data["mtimes"],
-                    data["desc"],
-                    data["knn_sims"],
-                    data["knn_ids"],
-                    data["verified"],
-                    data["band"],
-                    Facts.from_arrays(data) if "hashes" in data else None,
-                    *(
-                        (data["components"], data["group_ids"], data["groups_token"].tobytes())
-                        if "groups_token" in data
-                        else ()
-                    ),
-                )
+                return cls.from_arrays({name: data[name] for name in data.files})
         except Exception:  # a damaged state is only a missed shortcut
             return None
 
@@ -156,7 +219,7 @@ class SearchState:
         if "candidates" not in collect or "desc" not in collect:
             return None
         count = len(records)
-        width = _width(cascade)
+        width = list_width(cascade)
         sims = collect.get("similarity", np.full((count, width), -np.inf, dtype=np.float32))
         ids = collect.get("found", np.full((count, width), -1, dtype=np.int64))
         candidates = collect["candidates"]
@@ -175,6 +238,24 @@ class SearchState:
             np.stack([first[band], second[band]], axis=1).astype(np.int64),
             facts,
         )
+
+
+def load_state(cache: FingerprintCache, key: bytes) -> SearchState | None:
+    """The state stored under `key`, its arrays memory-mapped from its folder (loading reads nothing); a state
+    kept as one blob in the cache's table (before the folders) is read once and stored as a folder."""
+    loaded = cache.load_arrays(key)
+    if loaded is not None:
+        return SearchState.from_arrays(*loaded)
+    blob = cache.load_index(key)
+    state = SearchState.from_bytes(blob) if blob else None
+    if state is not None:
+        store_state(cache, key, state)
+    return state
+
+
+def store_state(cache: FingerprintCache, key: bytes, state: SearchState) -> None:
+    """Keep `state` under `key` (a new folder; the old one is removed once no row names it)."""
+    state.folder = cache.store_arrays(key, state.arrays())
 
 
 @dataclass(slots=True)
@@ -209,7 +290,7 @@ def update(
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
     count = len(records)
     old_count = len(state.paths)
-    if state.knn_ids.shape[1] != _width(cascade) and old_count:
+    if state.knn_ids.shape[1] != list_width(cascade) and old_count:
         return None
     if old_of is None:
         old_of = rows_in(state, records)
@@ -228,7 +309,7 @@ def update(
         desc[new] = descriptors(thumbs_of(new))
 
     # Old neighbour lists in current indices; an entry whose item is gone becomes -1.
-    width = _width(cascade)
+    width = list_width(cascade)
     old_ids = np.full((count, width), -1, dtype=np.int64)
     old_sims = np.full((count, width), -np.inf, dtype=np.float32)
     if len(kept):
@@ -334,7 +415,7 @@ def update(
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
 
 
-def _width(cascade: CascadeSettings) -> int:
+def list_width(cascade: CascadeSettings) -> int:
     """The entries an item's neighbour lists hold side by side (verify.query_segments)."""
     return sum(k + 1 for _, k in query_segments(cascade))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, replace
 from itertools import repeat
 from pathlib import Path
@@ -20,17 +20,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from . import incremental, regroup
+from . import incremental, lookup, regroup
 from .analysis import analyse
 from .cache import FingerprintCache, open_cache
 from .discover import image_records, resolve_roots
 from .fingerprint import default_jobs
 from .listing import list_files
-from .model import ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
+from .model import DuplicateGroup, ImageRecord, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .pipeline import Fingerprinted, _fill_thumbs, _report, fingerprint_records, scan
 from .progress import ProgressSink
 from .sources import SourceOptions, holds_container, is_plain_folder, open_source
 from .sources.scanning import fingerprint_sources
+from .verify import APPROXIMATE_FROM, CascadeSettings, descriptors
 
 _META = "index"  # the meta-table key of an index file's description
 
@@ -64,12 +65,19 @@ def build(
         "against": [str(Path(a).resolve()) for a in against],
         "roots": [asdict(r) for r in report.roots],  # every field: the search state is keyed by the roots
         "settings": asdict(report.settings),
+        # the key of its search state: a later version of dupaudit (whose keys differ) still finds it
+        "state": FingerprintCache.index_key((report.settings, report.roots)).hex(),
     }
     cache = open_cache(index_path)
     if cache is None:
         raise InputError(f"{index_path}: the index file cannot be written")
     with cache:
         cache.store_meta(_META, json.dumps(description, sort_keys=True))
+        # what a query needs beyond the state, made now rather than by the first query (lookup.py)
+        state = incremental.load_state(cache, FingerprintCache.index_key((report.settings, report.roots)))
+        if state is not None and len(state.paths) > APPROXIMATE_FROM:
+            lookup.prepare(state, cache, jobs)
+            _class_counts(state, report.roots)
     return report
 
 
@@ -130,8 +138,7 @@ def query(
     if cache is None:
         raise InputError(f"{index_path}: the index file cannot be opened")
     with cache:
-        blob = cache.load_index(key)
-    state = incremental.SearchState.from_bytes(blob) if blob else None
+        state = _load_state(cache, key, description, settings)
     if state is None or state.facts is None:
         raise InputError(
             f"{index_path}: the index holds no search state for this version: run `dupaudit index update {index_path}`"
@@ -164,11 +171,10 @@ def query(
         if fresh_cache is not None:
             fresh_cache.close()
 
-    indexed = _indexed_records(state, indexed_roots)
-    records = indexed + found.records
-    facts = incremental.Facts.concat([state.facts, incremental.Facts.of(found.fingerprints, settings.method)])
-    offset = len(indexed)
+    offset = len(state.paths)
+    new_facts = incremental.Facts.of(found.fingerprints, settings.method)
     new_thumbs = {offset + i: f.thumb for i, f in enumerate(found.fingerprints)}
+    roots = indexed_roots + new_roots
     index_cache = open_cache(index_path)
     assert index_cache is not None
     with index_cache:
@@ -186,18 +192,13 @@ def query(
             parts = [new_thumbs[i] if i >= offset else stored[state.paths[i]] for i in rows.tolist()]
             return np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(-1, 32, 32)
 
-        old_of = np.concatenate([np.arange(offset), np.full(len(found.records), -1)]).astype(np.int64)
-        result = incremental.update(
-            state, records, facts.hashes, thumbs_of, settings, threads=jobs, limit=None, facts=facts, old_of=old_of
-        )
-        assert result is not None  # limit=None: never refused for its size
-        roots = indexed_roots + new_roots
-        # only the components that hold a new image can hold a group that touches one (regroup.py)
-        first, second = regroup.matched_pairs(result.first, result.second, facts)
-        labels = regroup.components(len(records), first, second)
-        touched = np.unique(labels[offset:][labels[offset:] >= 0])
-        rows = np.nonzero(np.isin(labels, touched))[0]
-        groups = regroup.build_in(rows, records, roots, first, second, facts, thumbs_of, settings, jobs)
+        structures = lookup.prepare(state, index_cache, jobs) if offset > APPROXIMATE_FROM else None
+        if structures is not None:
+            groups, records = _approximate_groups(
+                state, structures, found, new_facts, roots, indexed_roots, settings, thumbs_of, jobs
+            )
+        else:
+            groups, records = _exact_groups(state, found, new_facts, roots, indexed_roots, settings, thumbs_of, jobs)
     new_names = {r.name for r in new_roots}
     touching = [g for g in groups if any(m.root in new_names for m in g.members)]
     groups = tuple(replace(g, id=i) for i, g in enumerate(touching))  # numbered again, as the report's groups
@@ -206,6 +207,164 @@ def query(
     summary, classes, splits = analyse(roots, train_split, records, list(groups), len(skipped))
     answer = StoredAnswer(summary, classes, splits, groups, skipped, train_split)
     return _report(roots, settings, answer, {}, cache_hits=found.cache_hits, decoded=found.decoded)
+
+
+def _exact_groups(
+    state: incremental.SearchState,
+    found: Fingerprinted,
+    new_facts: incremental.Facts,
+    roots: tuple[Root, ...],
+    indexed_roots: Sequence[Root],
+    settings: Settings,
+    thumbs_of: Callable[[np.ndarray], np.ndarray],
+    jobs: int | None,
+) -> tuple[tuple[DuplicateGroup, ...], list[ImageRecord]]:
+    """The groups of the components that hold a new item, as a full scan of both forms them (an update of the
+    state by the new items: exact where the full scan's search is), and every item's record."""
+    assert state.facts is not None
+    indexed = _indexed_records(state, indexed_roots)
+    records = indexed + found.records
+    facts = incremental.Facts.concat([state.facts, new_facts])
+    offset = len(indexed)
+    old_of = np.concatenate([np.arange(offset), np.full(len(found.records), -1)]).astype(np.int64)
+    result = incremental.update(
+        state, records, facts.hashes, thumbs_of, settings, threads=jobs, limit=None, facts=facts, old_of=old_of
+    )
+    assert result is not None  # limit=None: never refused for its size
+    # only the components that hold a new image can hold a group that touches one (regroup.py)
+    first, second = regroup.matched_pairs(result.first, result.second, facts)
+    labels = regroup.components(len(records), first, second)
+    touched = np.unique(labels[offset:][labels[offset:] >= 0])
+    rows = np.nonzero(np.isin(labels, touched))[0]
+    return regroup.build_in(rows, records, roots, first, second, facts, thumbs_of, settings, jobs), records
+
+
+def _approximate_groups(
+    state: incremental.SearchState,
+    structures: dict,
+    found: Fingerprinted,
+    new_facts: incremental.Facts,
+    roots: tuple[Root, ...],
+    indexed_roots: Sequence[Root],
+    settings: Settings,
+    thumbs_of: Callable[[np.ndarray], np.ndarray],
+    jobs: int | None,
+) -> tuple[tuple[DuplicateGroup, ...], list[ImageRecord]]:
+    """The groups that hold a new item, from the candidates of the stored search structures (lookup.py) and the
+    stored components of the indexed items they reach: no pass over the indexed items in Python. The records
+    returned are those analyse needs: the real ones of the groups' indexed members and of the new items, and
+    for the other indexed items one shared record per class (a lone item counts by its class alone)."""
+    assert state.facts is not None
+    count = len(state.paths)
+    cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+    new_desc = descriptors(thumbs_of(np.arange(count, count + len(found.records))))
+    all_hashes = np.concatenate([state.facts.hashes, new_facts.hashes])
+    pairs = lookup.candidates(state, structures, new_desc, all_hashes, cascade, settings.threshold, jobs)
+    first, second, scores = incremental._score(pairs, thumbs_of, cascade, jobs)
+    near = scores >= cascade.min_similarity
+    first, second = first[near], second[near]
+    # the stored items reached: by a verified pair or an equal digest, then their whole stored components
+    reached = [first[first < count], second[second < count]]
+    for column in ("byte_digests", "pixel_digests"):
+        order = lookup.digest_order(state, column)
+        rows, _ = lookup.equal_digests(getattr(state.facts, column), getattr(new_facts, column), order)
+        reached.append(rows)
+    linked = np.unique(np.concatenate(reached))
+    labels = _stored_components(state)
+    touched = np.unique(labels[linked][labels[linked] >= 0])
+    stored_rows = np.union1d(linked, np.nonzero(np.isin(labels, touched))[0]) if len(touched) else linked
+    # the sub-problem: those stored items, then the new ones
+    position = np.full(count + len(found.records), -1, dtype=np.int64)
+    position[stored_rows] = np.arange(len(stored_rows))
+    position[count:] = len(stored_rows) + np.arange(len(found.records))
+    inside = (position[state.verified[:, 0]] >= 0) & (position[state.verified[:, 1]] >= 0)
+    near_a = np.concatenate([position[state.verified[inside, 0]], position[first]])
+    near_b = np.concatenate([position[state.verified[inside, 1]], position[second]])
+    facts = incremental.Facts.concat([state.facts.take(stored_rows), new_facts])
+    members = _records_item_by_item(state, indexed_roots, stored_rows)
+    local = members + found.records
+    every = np.concatenate([stored_rows, np.arange(count, count + len(found.records))])
+    pair_a, pair_b = regroup.matched_pairs(near_a, near_b, facts)
+
+    def local_thumbs(rows: np.ndarray) -> np.ndarray:
+        return thumbs_of(every[rows])
+
+    groups = regroup.build_in(np.arange(len(local)), local, roots, pair_a, pair_b, facts, local_thumbs, settings, jobs)
+    return groups, _records_for_counts(state, indexed_roots, members) + found.records
+
+
+def _stored_components(state: incremental.SearchState) -> np.ndarray:
+    """Each stored item's component label over its matched pairs (kept with the state; else computed)."""
+    if state.components is not None and len(state.components) == len(state.paths):
+        return np.asarray(state.components)
+    assert state.facts is not None
+    first, second = regroup.matched_pairs(state.verified[:, 0], state.verified[:, 1], state.facts)
+    return regroup.components(len(state.paths), first, second)
+
+
+_CLASSES = "classes.json"  # in a state's folder: the indexed items per class, for the query's statistics
+
+
+def _records_for_counts(
+    state: incremental.SearchState, roots: Sequence[Root], members: list[ImageRecord]
+) -> list[ImageRecord]:
+    """The indexed items for analyse: `members` (the stored items of the sub-problem) as they are, and the
+    others as one shared record per class, repeated (its path names no file, so it joins no group)."""
+    counts = _class_counts(state, roots)
+    for record in members:
+        counts[(record.root, record.label)] -= 1
+    records = list(members)
+    for (root, label), left in counts.items():
+        records.extend([ImageRecord(root, "\0", label, 0, 0, "")] * left)
+    return records
+
+
+def _class_counts(state: incremental.SearchState, roots: Sequence[Root]) -> dict[tuple[str, str | None], int]:
+    """How many indexed items each (root, label) holds: kept in the state's folder after the first count."""
+    stored = state.folder / _CLASSES if state.folder is not None else None
+    if stored is not None and stored.exists():
+        try:
+            return {(root, label): count for root, label, count in json.loads(stored.read_text())}
+        except (OSError, ValueError):
+            pass
+    counts: dict[tuple[str, str | None], int] = {}
+    for record in _indexed_records(state, roots):
+        counts[(record.root, record.label)] = counts.get((record.root, record.label), 0) + 1
+    if stored is not None:
+        part = stored.with_name(f".{_CLASSES}.{os.getpid()}")
+        try:
+            part.write_text(json.dumps([[root, label, count] for (root, label), count in counts.items()]))
+            os.replace(part, stored)
+        except OSError:
+            part.unlink(missing_ok=True)
+    return counts
+
+
+def _load_state(
+    cache: FingerprintCache, key: bytes, description: dict, settings: Settings
+) -> incremental.SearchState | None:
+    """The index's search state: the one of this code, else the one an earlier version of dupaudit kept, read
+    when its format (STATE_VERSION) is this one: an upgrade does not force a rebuild of an index. That one is
+    the state the description names, or (an index described before it named its state) the most recently used
+    state whose items lie under the index's roots and whose neighbour lists have the settings' width."""
+    state = incremental.load_state(cache, key)
+    if state is not None:
+        return state
+    if "state" in description:
+        return incremental.load_state(cache, bytes.fromhex(description["state"]))
+    prefixes = tuple(_root(r).path.rstrip(os.sep) + os.sep for r in description["roots"])
+    cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
+    for other in cache.index_keys():
+        if other == key:
+            continue
+        state = incremental.load_state(cache, other)
+        if state is None or state.facts is None or not len(state.paths):
+            continue
+        if state.knn_ids.shape[1] == incremental.list_width(cascade) and all(
+            state.paths[i].startswith(prefixes) for i in (0, len(state.paths) - 1)
+        ):
+            return state
+    return None
 
 
 def _new_folder(
@@ -267,14 +426,21 @@ def _indexed_records(state: incremental.SearchState, roots: Sequence[Root]) -> l
     return records
 
 
-def _records_item_by_item(state: incremental.SearchState, roots: Sequence[Root]) -> list[ImageRecord]:
-    """_indexed_records for roots that lie inside other roots: each path goes to the longest root prefix."""
+def _records_item_by_item(
+    state: incremental.SearchState, roots: Sequence[Root], rows: np.ndarray | None = None
+) -> list[ImageRecord]:
+    """_indexed_records for roots that lie inside other roots (each path goes to the longest root prefix), or
+    for some items of the state (`rows`)."""
     prefixes = sorted(((r.path.rstrip(os.sep) + os.sep, r) for r in roots), key=lambda p: len(p[0]), reverse=True)
     # the stored paths come root by root: the last root found is tried first, unless another root lies inside it
     alone = {prefix for prefix, _ in prefixes if not any(o != prefix and o.startswith(prefix) for o, _ in prefixes)}
     records = []
     last, root = "", roots[0]
-    for path, size, mtime in zip(state.paths, state.sizes.tolist(), state.mtimes.tolist()):
+    if rows is None:
+        items = zip(state.paths, state.sizes.tolist(), state.mtimes.tolist())
+    else:
+        items = zip([state.paths[i] for i in rows.tolist()], state.sizes[rows].tolist(), state.mtimes[rows].tolist())
+    for path, size, mtime in items:
         if not (last in alone and path.startswith(last)):
             last, root = next(p for p in prefixes if path.startswith(p[0]))
         relative = path[len(last) :].replace(os.sep, "/")

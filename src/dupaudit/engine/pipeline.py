@@ -982,7 +982,7 @@ def indexed_groups(
             if new_state.components is not None:
                 new_state.groups_token = os.urandom(8)
                 cache.store_result(_groups_key(key, new_state.groups_token), tuple(groups))
-            cache.store_index(key, new_state.to_bytes())
+            incremental.store_state(cache, key, new_state)
         return groups
 
 
@@ -1069,8 +1069,7 @@ def _previous_listing(
 
 
 def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchState | None:
-    blob = cache.load_index(key)
-    return incremental.SearchState.from_bytes(blob) if blob else None
+    return incremental.load_state(cache, key)
 
 
 class IndexedFingerprints(Sequence):
