@@ -26,7 +26,7 @@ import numpy as np
 
 from .cache import FingerprintCache
 from .incremental import SearchState, _hash_pairs
-from .verify import _LISTS, _PROBES, HALF_SHIFTS, CascadeSettings, half_shifted, query_segments
+from .verify import _PROBES, _SHIFTED_PROBES, HALF_SHIFTS, CascadeSettings, half_shifted, query_segments, trained_lists
 
 _PLAIN = "ivf.faiss"
 
@@ -66,11 +66,7 @@ def _build(state: SearchState, cache: FingerprintCache, folder: Path, shifts: li
 
     desc = np.ascontiguousarray(state.desc, dtype=np.float32)
     count = len(desc)
-    lists = max(1, int(_LISTS * np.sqrt(count)))
-    rng = np.random.default_rng(0)
-    trained = faiss.IndexIVFFlat(faiss.IndexFlatIP(64), 64, lists, faiss.METRIC_INNER_PRODUCT)
-    trained.cp.niter = 10  # as verify.nearest: the lists only route the search, the scan of a list is exact
-    trained.train(desc[rng.choice(count, size=min(count, 40 * lists), replace=False)])
+    trained = trained_lists(desc)  # verify.nearest's lists
     for shift in shifts:
         index = faiss.clone_index(trained)
         for lo in range(0, count, 1 << 17):  # bounded memory: the shifted copy a block at a time
@@ -91,6 +87,8 @@ def candidates(
     """The candidate pairs (i < j, stored items 0..n-1, new ones n..n+m-1) that touch a new item: its own
     neighbour lists (over stored and new items), the stored lists it enters, the hash radius (`all_hashes`:
     stored then new). Equal digests are matched by the grouping (regroup.matched_pairs)."""
+    import faiss
+
     count, fresh = len(state.desc), len(new_desc)
     new_ids = np.arange(count, count + fresh, dtype=np.int64)
     floor = cascade.min_descriptor_similarity
@@ -100,7 +98,10 @@ def candidates(
         lists = slice(start, start + k + 1)
         start += k + 1
         queries = new_desc if shift is None else half_shifted(new_desc, shift)
-        # the new items' own lists: the best k + 1 of the stored items (IVF) and the new ones (exact)
+        # the new items' own lists: the best k + 1 of the stored items (IVF, probed as the full scan's) and the
+        # new ones (exact)
+        plain = faiss.extract_index_ivf(indexes[None])
+        plain.nprobe = _PROBES if shift is None else _SHIFTED_PROBES
         stored_sims, stored_ids = indexes[None].search(queries, min(k + 1, count))
         new_sims = queries @ new_desc.T
         near_new = np.arange(fresh)[None, :]

@@ -181,18 +181,25 @@ def search_index(desc: np.ndarray, threads: int | None = None, exact: bool = Fal
     if threads:
         faiss.omp_set_num_threads(threads)
     count = len(desc)
-    if count > APPROXIMATE_FROM and not exact:
-        # An inverted-file index: exact scan of the _PROBES nearest of _LISTS * sqrt(n) clusters, faster than
-        # brute force with the same recall of the annotated CIFAR-10 pairs (benchmarks/bench_accuracy.py).
-        lists = int(_LISTS * np.sqrt(count))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(64), 64, lists, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        index.cp.niter = 10  # k-means iterations (faiss: 25): the lists only route the search, the scan is exact
-        index.train(desc[rng.choice(count, size=min(count, 40 * lists), replace=False)])
-        index.nprobe = _PROBES
-    else:
-        index = faiss.IndexFlatIP(64)
+    index = trained_lists(desc) if count > APPROXIMATE_FROM and not exact else faiss.IndexFlatIP(64)
     index.add(desc)
+    return index
+
+
+def trained_lists(desc: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
+    """An empty inverted-file index trained on `desc`, _PROBES lists searched per query: an exact scan of the
+    _PROBES nearest of _LISTS * sqrt(n) clusters, faster than brute force with the same recall of the annotated
+    CIFAR-10 pairs (benchmarks/bench_accuracy.py). The index file's query structures use the same lists
+    (lookup.py)."""
+    import faiss
+
+    count = len(desc)
+    lists = max(1, int(_LISTS * np.sqrt(count)))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(64), 64, lists, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    index.cp.niter = 10  # k-means iterations (faiss: 25): the lists only route the search, the scan is exact
+    index.train(desc[rng.choice(count, size=min(count, 40 * lists), replace=False)])
+    index.nprobe = _PROBES
     return index
 
 
