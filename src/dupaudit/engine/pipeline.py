@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 BATCH = 256  # files per worker task: large enough to batch the hash maths, small enough to stream
 IN_FLIGHT = 4  # batches per worker process queued ahead of the scan's process (_run_batches)
 STORE_ROWS = 16_384  # cache rows written per transaction by a cold scan (FingerprintCache.store_rows)
-VERIFY_IMAGES = 300_000  # images the cascade compares at once (_verify_in_parts): ~0.6 GB of its arrays
+VERIFY_IMAGES = 200_000  # images the cascade compares at once (_verify_in_parts): ~0.4 GB of its arrays
 # The incremental state is written back (lazy_state) once this many files, or this share of them, changed since
 # the stored state: below that, updating from the stored state again costs less than writing it (tens of MB).
 STATE_SLACK = 256
