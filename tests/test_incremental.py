@@ -146,6 +146,53 @@ def test_a_half_shifted_list_that_only_gains_entries_is_merged_as_a_search_would
         assert (ids[old] >= 2500).any()
 
 
+def test_half_shift_norms_give_the_shifted_similarities_without_shifting():
+    """The update's "which lists does a new item enter" test: d @ (matrix @ q) / norm is half_shifted(d) @ q."""
+    import numpy as np
+
+    from dupaudit.engine.verify import HALF_SHIFTS, half_shift_matrix, half_shift_norms, half_shifted
+
+    rng = np.random.default_rng(9)
+    desc = rng.normal(size=(70_000, 64)).astype(np.float32)  # more than one block of half_shift_norms
+    desc -= desc.mean(axis=1, keepdims=True)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    norms = half_shift_norms(desc)
+    queries = desc[:7]
+    for column, shift in enumerate(HALF_SHIFTS):
+        direct = half_shifted(desc, shift) @ queries.T
+        projected = desc @ (half_shift_matrix(shift) @ queries.T) / norms[:, column : column + 1]
+        assert np.abs(direct - projected).max() < 1e-5  # far inside the update's 1e-4 margin
+
+
+def test_a_state_kept_before_the_half_shift_norms_gains_them_and_updates_alike(tmp_path, cache_file, full_searches):
+    """A state written without the norms (an earlier version) is updated as before and written back with them."""
+    from dupaudit.engine import incremental
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+    from dupaudit.engine.layout import detect_layout
+    from dupaudit.engine.model import Settings
+
+    plan = make_sample(tmp_path / "data", per_class=20)
+    root = plan.root
+    first = pipeline.scan(root, cache_path=cache_file, incremental=True)
+    key = FingerprintCache.index_key((first.settings, detect_layout(root, []).roots))
+    assert Settings.resolve() == first.settings
+    with open_cache(cache_file) as cache:
+        held = incremental.load_state(cache, key)
+        assert held is not None and held.shift_norms is not None
+        held.shift_norms = None
+        held.folder = None
+        incremental.store_state(cache, key, held)
+    copy = root / "train" / "blobs" / "c.jpg"
+    Image.open(root / "train" / "stripes" / "0004.jpg").convert("RGB").save(copy, quality=70)
+    before = len(full_searches)
+    report = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    assert len(full_searches) == before
+    assert render(report) == render(pipeline.scan(root, use_cache=False))
+    with open_cache(cache_file) as cache:
+        kept = incremental.load_state(cache, key)
+        assert kept is not None and kept.shift_norms is not None and len(kept.shift_norms) == len(kept.paths)
+
+
 def test_names_kept_as_one_blob_read_back_one_by_one_or_all():
     """The state's paths as one UTF-8 blob and the ends of the names: a name is decoded alone, all of them only
     when iterated; undecodable bytes (lone surrogates) and an empty name survive, as in the .npz blob format."""

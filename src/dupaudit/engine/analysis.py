@@ -11,11 +11,42 @@ Definitions (README "Metrics" repeats them):
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import groupby
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
 from .model import DECIMALS, ClassStats, DuplicateGroup, ImageRecord, Root, SplitStats, Summary
+
+_CLASS = attrgetter("root", "label")
+_KEY = attrgetter("root", "path")
+
+
+def _rows_of(records: Sequence[ImageRecord], members: list[tuple[str, str]]) -> np.ndarray:
+    """The index in `records` of each (root, path), -1 when absent: by binary search within its root's run when
+    the records are sorted by path within each root, as discovery gives them (a few thousand members, not a dict
+    of every record); else by a dict."""
+    keys = list(map(_KEY, records))
+    spans: dict[str, tuple[int, int]] = {}
+    start = 0
+    for root, run in groupby(keys, key=itemgetter(0)):
+        end = start + len(list(run))
+        if root in spans:  # a root in two runs: not discovery's order
+            spans.clear()
+            break
+        spans[root] = (start, end)
+        start = end
+    rows = np.empty(len(members), dtype=np.int64)
+    for i, member in enumerate(members):
+        lo, hi = spans.get(member[0], (0, 0))
+        row = bisect_left(keys, member, lo, hi)
+        if row == hi or keys[row] != member:  # not sorted by path within its root (a source's items), or absent
+            position = {key: k for k, key in enumerate(keys)}
+            return np.array([position.get(m, -1) for m in members], dtype=np.int64)
+        rows[i] = row
+    return rows
 
 
 def analyse(
@@ -26,18 +57,17 @@ def analyse(
     skipped: int,
 ) -> tuple[Summary, tuple[ClassStats, ...], tuple[SplitStats, ...]]:
     """Class and split statistics and the summary, from fingerprinted records and their groups."""
-    group_of: dict[tuple[str, str], int] = {}
-    for group in groups:
-        for member in group.members:
-            group_of[(member.root, member.path)] = group.id
-    # One pass over the records (a hook's check has 60,000 of them), then counts in numpy: per item its class
-    # (split, label) and its group (-1: a lone image, its own group).
-    class_of: dict[tuple[str, str | None], int] = {}
-    codes = np.empty(len(records), dtype=np.int64)
-    group_ids = np.empty(len(records), dtype=np.int64)
-    for i, record in enumerate(records):
-        codes[i] = class_of.setdefault((record.root, record.label), len(class_of))
-        group_ids[i] = group_of.get((record.root, record.path), -1)
+    # Per item its class (split, label) and its group (-1: a lone image, its own group), with C-level passes
+    # over the records (a hook's check has 60,000 of them, a million-image index a million), then numpy counts.
+    keys = list(map(_CLASS, records))
+    class_of = dict.fromkeys(keys, 0)
+    for code, key in enumerate(class_of):
+        class_of[key] = code
+    codes = np.fromiter(map(class_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+    group_ids = np.full(len(records), -1, dtype=np.int64)
+    rows = _rows_of(records, [(m.root, m.path) for g in groups for m in g.members])
+    member_groups = np.array([g.id for g in groups for _ in g.members], dtype=np.int64)
+    group_ids[rows[rows >= 0]] = member_groups[rows >= 0]  # a member without a record counts nowhere
     class_keys = list(class_of)
     split_of_class = np.array([[r.name for r in roots].index(root) for root, _ in class_keys], dtype=np.int64)
     splits_of = split_of_class[codes] if len(codes) else codes

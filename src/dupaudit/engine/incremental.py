@@ -32,7 +32,18 @@ import numpy as np
 from .cache import FingerprintCache
 from .model import ImageRecord, Settings
 from .regroup import components
-from .verify import CascadeSettings, descriptors, half_shifted, nearest, query_segments, search_index, verify
+from .verify import (
+    HALF_SHIFTS,
+    CascadeSettings,
+    descriptors,
+    half_shift_matrix,
+    half_shift_norms,
+    half_shifted,
+    nearest,
+    query_segments,
+    search_index,
+    verify,
+)
 
 STATE_VERSION = 3  # bump when the stored arrays change meaning (3: the half-shifted lists beside the plain one)
 MAX_CHANGED = 0.2  # above this share of changed items, a full search is as cheap: the caller does one
@@ -136,6 +147,9 @@ class SearchState:
     components: np.ndarray | None = None
     group_ids: np.ndarray | None = None
     groups_token: bytes = b""
+    # (n, len(HALF_SHIFTS)) float32, verify.half_shift_norms: the update's "which lists does a new item enter"
+    # test is then one small product per shift (None in a state written before them: computed when needed)
+    shift_norms: np.ndarray | None = None
     folder: Path | None = None  # the folder it was loaded from (load_state): search structures kept beside it
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -153,6 +167,7 @@ class SearchState:
             "verified": self.verified,
             "band": self.band,
             **({} if self.facts is None else self.facts.arrays()),
+            **({} if self.shift_norms is None else {"shift_norms": self.shift_norms}),
             **self._grouping(),
         }
 
@@ -197,6 +212,7 @@ class SearchState:
                 components=data["components"] if grouped else None,
                 group_ids=data["group_ids"] if grouped else None,
                 groups_token=data["groups_token"].tobytes() if grouped else b"",
+                shift_norms=data["shift_norms"] if "shift_norms" in data else None,
                 folder=folder,
             )
         except Exception:  # a damaged state is only a missed shortcut
@@ -227,16 +243,18 @@ class SearchState:
         first, second, scores = candidates.first[plain], candidates.second[plain], candidates.scores[plain]
         verified = scores >= cascade.min_similarity
         band = (scores >= cascade.band_from) & ~verified
+        desc = np.ascontiguousarray(collect["desc"], dtype=np.float32)
         return cls(
             [r.abspath for r in records],
             np.array([r.size for r in records], dtype=np.int64),
             np.array([r.mtime_ns for r in records], dtype=np.int64),
-            np.ascontiguousarray(collect["desc"], dtype=np.float32),
+            desc,
             np.asarray(sims, dtype=np.float32),
             np.asarray(ids, dtype=np.int64),
             np.stack([first[verified], second[verified]], axis=1).astype(np.int64),
             np.stack([first[band], second[band]], axis=1).astype(np.int64),
             facts,
+            shift_norms=half_shift_norms(desc) if cascade.shifted_neighbours else None,
         )
 
 
@@ -307,6 +325,15 @@ def update(
     desc[kept] = state.desc[old_of[kept]]
     if len(new):
         desc[new] = descriptors(thumbs_of(new))
+    norms = None  # each item's half-shift norms (verify.half_shift_norms), when the lists hold half shifts
+    if cascade.shifted_neighbours:
+        norms = np.empty((count, len(HALF_SHIFTS)), dtype=np.float32)
+        stored = state.shift_norms
+        if stored is not None and stored.shape == (old_count, len(HALF_SHIFTS)):
+            norms[kept] = stored[old_of[kept]]
+        else:  # a state written before they were kept
+            norms[kept] = half_shift_norms(desc[kept])
+        norms[new] = half_shift_norms(desc[new])
 
     # Old neighbour lists in current indices; an entry whose item is gone becomes -1.
     width = list_width(cascade)
@@ -321,9 +348,10 @@ def update(
     held_ids, held_sims = old_ids[kept], old_sims[kept]
     gone = (state.knn_ids[old_of[kept]] >= 0) & (held_ids < 0) if removed else None
     exact_index = None  # one exact index of the current descriptors for every search below (built when needed)
+    best_new = _best_new(desc, new, norms, len(query_segments(cascade))) if len(new) and len(kept) else None
     again = new
     start = 0
-    for shift, k in query_segments(cascade):  # each search's lists: the plain one, then each half shift
+    for segment, (shift, k) in enumerate(query_segments(cascade)):  # the plain lists, then each half shift
         lists = slice(start, start + k + 1)
         start += k + 1
 
@@ -339,10 +367,10 @@ def update(
             empty = held_ids[:, lists] < 0
             floor = np.where(empty, np.inf, held_sims[:, lists]).min(axis=1)
             floor[empty.any(axis=1)] = -np.inf  # a list that is not full takes anyone
-            for lo in range(0, len(kept), 65536):
-                part = kept[lo : lo + 65536]
-                best = (queries(part) @ desc[new].T).max(axis=1)
-                entered[part] = best >= floor[lo : lo + 65536] - 1e-6
+            assert best_new is not None
+            # rounding differs from the list's own similarities by ~1e-7 (_best_new), hence the margin: a row
+            # let in by it is merged exactly below, where a new item that does not beat the list changes nothing
+            entered[kept] = best_new[kept, segment] >= floor - 1e-4
         touched = np.union1d(np.nonzero(lost | entered)[0], new)
         again = np.union1d(again, touched)
         # New items and lists that lost an entry are searched again over everything; a list that only gains
@@ -358,17 +386,19 @@ def update(
             sims[research, lists.start : lists.start + found_sims.shape[1]] = found_sims
         _merge_new(np.setdiff1d(touched, research), new, desc, ids[:, lists], sims[:, lists], queries)
 
-    def list_pairs(rows: np.ndarray, table_ids: np.ndarray, table_sims: np.ndarray) -> set[tuple[int, int]]:
-        pairs = set()
-        for row in rows.tolist():
-            for other, sim in zip(table_ids[row].tolist(), table_sims[row].tolist()):
-                if other >= 0 and other != row and sim >= cascade.min_descriptor_similarity:
-                    pairs.add((min(row, other), max(row, other)))
-        return pairs
+    def list_pairs(rows: np.ndarray, table_ids: np.ndarray, table_sims: np.ndarray) -> np.ndarray:
+        """The unordered pairs the lists of `rows` propose, as sorted unique numbers low * count + high."""
+        found, owners = table_ids[rows], np.broadcast_to(rows[:, None], (len(rows), table_ids.shape[1]))
+        keep = (found >= 0) & (found != owners) & (table_sims[rows] >= cascade.min_descriptor_similarity)
+        low, high = np.minimum(owners[keep], found[keep]), np.maximum(owners[keep], found[keep])
+        return np.unique(low * count + high)
+
+    def as_pairs(numbers: np.ndarray) -> set[tuple[int, int]]:
+        return set(zip((numbers // count).tolist(), (numbers % count).tolist()))
 
     before = list_pairs(again, old_ids, old_sims)
     after = list_pairs(again, ids, sims)
-    candidates = after - before
+    candidates = as_pairs(np.setdiff1d(after, before, assume_unique=True))
     # Pairs of the new items by hash radius and by equal hashes (exact copies).
     if len(new):
         candidates |= _hash_pairs(hashes, new, settings.threshold, threads)
@@ -378,9 +408,11 @@ def update(
     band = _mapped(state.band, cur_of)
     # A verified or band pair that left a neighbour list is kept only while another source still proposes it.
     shrunk = removed > 0
-    dropped = before - after
+    dropped_numbers = np.setdiff1d(before, after, assume_unique=True)
+    dropped = as_pairs(dropped_numbers)
     if dropped:
-        still = list_pairs(np.array(sorted({i for pair in dropped for i in pair}), dtype=np.int64), ids, sims)
+        ends = np.unique(np.concatenate([dropped_numbers // count, dropped_numbers % count]))
+        still = as_pairs(list_pairs(ends, ids, sims))
         gone = set()
         for a, b in dropped:
             if (a, b) in still or _distance(hashes[a], hashes[b]) <= settings.threshold:
@@ -401,18 +433,59 @@ def update(
         verified = _rejoin(count, verified, band, joined_before, old_of, thumbs_of, cascade, threads)
     verified = np.unique(verified, axis=0) if len(verified) else _EMPTY_PAIRS
     band = np.unique(band, axis=0) if len(band) else _EMPTY_PAIRS
+    sizes, mtimes = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+    sizes[kept], mtimes[kept] = state.sizes[old_of[kept]], state.mtimes[old_of[kept]]  # unchanged: rows_in
+    sizes[new] = [records[i].size for i in new.tolist()]
+    mtimes[new] = [records[i].mtime_ns for i in new.tolist()]
     new_state = SearchState(
-        [r.abspath for r in records],
-        np.array([r.size for r in records], dtype=np.int64),
-        np.array([r.mtime_ns for r in records], dtype=np.int64),
+        _RecordPaths(records),
+        sizes,
+        mtimes,
         desc,
         sims,
         ids,
         verified,
         band,
         facts,
+        shift_norms=norms,
     )
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
+
+
+class _RecordPaths(Sequence[str]):
+    """The records' absolute paths, read when asked: a check that does not write its state reads none."""
+
+    def __init__(self, records: Sequence[ImageRecord]) -> None:
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's overloads: an int or a slice
+        if isinstance(index, slice):
+            return list(map(_ABSPATH, self._records[index]))
+        return self._records[index].abspath
+
+    def __iter__(self) -> Iterator[str]:
+        return map(_ABSPATH, self._records)
+
+
+def _best_new(desc: np.ndarray, new: np.ndarray, norms: np.ndarray | None, segments: int) -> np.ndarray:
+    """(n, segments): each item's best similarity to a new item, per neighbour search (verify.query_segments:
+    the descriptor, then its half shifts), without shifting any row: half_shifted(d) @ q is
+    d @ (matrix @ q) / norm (verify.half_shift_norms). One product of every row with all the projections."""
+    fresh = desc[new].T
+    shifts = HALF_SHIFTS[: segments - 1]
+    projected = np.concatenate([fresh, *(half_shift_matrix(shift) @ fresh for shift in shifts)], axis=1)
+    best = np.empty((len(desc), segments), dtype=np.float32)
+    step = max(256, (1 << 24) // projected.shape[1])  # rows per product: ~64 MB of similarities at most
+    for lo in range(0, len(desc), step):
+        block = desc[lo : lo + step] @ projected
+        best[lo : lo + len(block)] = block.reshape(len(block), segments, len(new)).max(axis=2)
+    if segments > 1:
+        assert norms is not None
+        best[:, 1:] /= norms[:, : segments - 1]
+    return best
 
 
 def list_width(cascade: CascadeSettings) -> int:

@@ -974,7 +974,10 @@ def indexed_groups(
             else [new_state.paths[i] for i in np.nonzero(update.old_of < 0)[0].tolist()]
         )
         small = (
-            update is not None and lazy_state and update.changed <= max(STATE_SLACK, STATE_SLACK_SHARE * len(records))
+            update is not None
+            and lazy_state
+            and update.changed <= max(STATE_SLACK, STATE_SLACK_SHARE * len(records))
+            and (state is None or state.shift_norms is not None)  # an older state gains them once, then is kept
         )
         if isinstance(fingerprints, FingerprintTable):
             fingerprints.release_thumbs()  # the groups are built: 1 GB at a million, freed before the state is written

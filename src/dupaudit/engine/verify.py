@@ -132,6 +132,24 @@ def half_shifted(desc: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(result, dtype=np.float32)
 
 
+def half_shift_norms(desc: np.ndarray) -> np.ndarray:
+    """(n, len(HALF_SHIFTS)) float32: what half_shifted divides each row by, per shift. With them kept, a
+    half-shifted descriptor's similarity to q is desc @ (matrix @ q) / norm: the incremental index tests every
+    stored row against a commit's files with one small product instead of shifting every row again."""
+    desc = np.asarray(desc, dtype=np.float32).reshape(-1, 64)
+    norms = np.empty((len(desc), len(HALF_SHIFTS)), dtype=np.float32)
+    for lo in range(0, len(desc), 1 << 16):  # bounded memory at a million rows
+        block = desc[lo : lo + (1 << 16)]
+        for column, shift in enumerate(HALF_SHIFTS):
+            norms[lo : lo + len(block), column] = np.linalg.norm(block @ _half_shift_matrix(shift), axis=1) + 1e-6
+    return norms
+
+
+def half_shift_matrix(shift: tuple[int, int]) -> np.ndarray:
+    """(64, 64): half_shifted(d) is d @ this, normalised (half_shift_norms)."""
+    return _half_shift_matrix(shift)
+
+
 @lru_cache(maxsize=len(HALF_SHIFTS))
 def _half_shift_matrix(shift: tuple[int, int]) -> np.ndarray:
     """(64, 64): a descriptor row times this is its grid plus the grid moved by `shift` blocks (edge block
