@@ -6,6 +6,7 @@ dupaudit/exitcodes.py (cli/common.py: guarded).
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -48,7 +49,15 @@ def _root(
     pass
 
 
+_GC_THRESHOLDS = (50_000, 20, 20)  # Python's default: (700, 10, 10)
+
+
 def main() -> None:
     """Entry point of the `dupaudit` command."""
+    # A run builds an object or two per file (60,000 for a hook's check of CIFAR-10, a million at scale) and
+    # almost no cyclic garbage: the collector's full passes over them were ~10% of a hook's time. The modules
+    # imported so far stay for the whole run (frozen out of the passes), and young passes come less often.
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
     logging.basicConfig(level=logging.WARNING, format="dupaudit: %(message)s", stream=sys.stderr)
     app()

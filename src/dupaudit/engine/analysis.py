@@ -18,6 +18,7 @@ from operator import attrgetter, itemgetter
 
 import numpy as np
 
+from .discover import RecordTable
 from .model import DECIMALS, ClassStats, DuplicateGroup, ImageRecord, Root, SplitStats, Summary
 
 _CLASS = attrgetter("root", "label")
@@ -59,16 +60,21 @@ def analyse(
     """Class and split statistics and the summary, from fingerprinted records and their groups."""
     # Per item its class (split, label) and its group (-1: a lone image, its own group), with C-level passes
     # over the records (a hook's check has 60,000 of them, a million-image index a million), then numpy counts.
-    keys = list(map(_CLASS, records))
-    class_of = dict.fromkeys(keys, 0)
-    for code, key in enumerate(class_of):
-        class_of[key] = code
-    codes = np.fromiter(map(class_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+    members = [(m.root, m.path) for g in groups for m in g.members]
+    if isinstance(records, RecordTable):  # its columns: no record made
+        codes, class_keys = records.classes()
+        rows = records.rows_of(members)
+    else:
+        keys = list(map(_CLASS, records))
+        class_of = dict.fromkeys(keys, 0)
+        for code, key in enumerate(class_of):
+            class_of[key] = code
+        codes = np.fromiter(map(class_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+        class_keys = list(class_of)
+        rows = _rows_of(records, members)
     group_ids = np.full(len(records), -1, dtype=np.int64)
-    rows = _rows_of(records, [(m.root, m.path) for g in groups for m in g.members])
     member_groups = np.array([g.id for g in groups for _ in g.members], dtype=np.int64)
     group_ids[rows[rows >= 0]] = member_groups[rows >= 0]  # a member without a record counts nowhere
-    class_keys = list(class_of)
     split_of_class = np.array([[r.name for r in roots].index(root) for root, _ in class_keys], dtype=np.int64)
     splits_of = split_of_class[codes] if len(codes) else codes
     grouped = group_ids >= 0

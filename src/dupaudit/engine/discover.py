@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from itertools import repeat
 from operator import attrgetter
+
+import numpy as np
 
 from .listing import Listing, list_files
 from .model import ImageRecord, Root
@@ -84,19 +88,116 @@ def _label_of(root: Root):
 
 
 def image_records(listing: Listing) -> list[ImageRecord]:
-    """The image files of a listing (by extension, or by content), sorted by (root order, path).
+    """The image files of a listing (by extension, or by content), sorted by (root order, path)."""
+    return list(record_table(listing))
+
+
+class RecordTable(Sequence[ImageRecord]):
+    """A listing's image records as columns, sorted by (root order, path): an ImageRecord is made only for an
+    item asked for. A pre-commit check of a few files reads the columns of all the others (their paths, sizes,
+    mtimes, classes), and one object per file was most of its time (60,000 of them for CIFAR-10)."""
+
+    def __init__(
+        self,
+        root_names: tuple[str, ...],
+        roots: np.ndarray,  # int32 per item: its root in root_names (items of a root are contiguous)
+        label_names: tuple[str | None, ...],
+        labels: np.ndarray,  # int32 per item: its label in label_names
+        paths: list[str],
+        abspaths: list[str],
+        sizes: np.ndarray,  # int64
+        mtimes: np.ndarray,  # int64
+    ) -> None:
+        self.root_names, self.roots, self.label_names, self.labels = root_names, roots, label_names, labels
+        self.paths, self.abspaths, self.sizes, self.mtimes = paths, abspaths, sizes, mtimes
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's overloads: an int or a slice
+        if isinstance(index, slice):
+            return self.take(np.arange(len(self))[index])
+        return ImageRecord(
+            self.root_names[self.roots[index]],
+            self.paths[index],
+            self.label_names[self.labels[index]],
+            int(self.sizes[index]),
+            int(self.mtimes[index]),
+            self.abspaths[index],
+        )
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return map(
+            ImageRecord,
+            map(self.root_names.__getitem__, self.roots.tolist()),
+            self.paths,
+            map(self.label_names.__getitem__, self.labels.tolist()),
+            self.sizes.tolist(),
+            self.mtimes.tolist(),
+            self.abspaths,
+        )
+
+    def take(self, rows: np.ndarray) -> RecordTable:
+        """The items at `rows` (ascending: the order stays sorted)."""
+        listed = rows.tolist()
+        return RecordTable(
+            self.root_names,
+            self.roots[rows],
+            self.label_names,
+            self.labels[rows],
+            [self.paths[i] for i in listed],
+            [self.abspaths[i] for i in listed],
+            self.sizes[rows],
+            self.mtimes[rows],
+        )
+
+    def classes(self) -> tuple[np.ndarray, list[tuple[str, str | None]]]:
+        """Each item's class code and the classes (root name, label) by code."""
+        combined = self.roots.astype(np.int64) * len(self.label_names) + self.labels
+        present, codes = np.unique(combined, return_inverse=True)
+        keys = [
+            (self.root_names[c // len(self.label_names)], self.label_names[c % len(self.label_names)])
+            for c in present.tolist()
+        ]
+        return codes.reshape(-1).astype(np.int64), keys
+
+    def rows_of(self, members: Sequence[tuple[str, str]]) -> np.ndarray:
+        """The row of each (root name, path), -1 when absent: a binary search in its root's run of paths."""
+        starts = np.searchsorted(self.roots, np.arange(len(self.root_names) + 1), side="left").tolist()
+        position = {name: (starts[k], starts[k + 1]) for k, name in enumerate(self.root_names)}
+        rows = np.full(len(members), -1, dtype=np.int64)
+        for i, (root, path) in enumerate(members):
+            lo, hi = position.get(root, (0, 0))
+            row = bisect_left(self.paths, path, lo, hi)
+            if row < hi and self.paths[row] == path:
+                rows[i] = row
+        return rows
+
+
+def record_table(listing: Listing) -> RecordTable:
+    """The image files of a listing (by extension, or by content), sorted by (root order, path), as columns.
 
     Folder by folder: a folder's files share their label and path prefix, and the per-file work is C calls."""
-    records: list[ImageRecord] = []
-    for files in listing.files:
+    root_names = tuple(files.root.name for files in listing.files)
+    label_code: dict[str | None, int] = {}
+    roots: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    paths: list[str] = []
+    abspaths: list[str] = []
+    sizes: list[np.ndarray] = []
+    mtimes: list[np.ndarray] = []
+    for number, files in enumerate(listing.files):
         root = files.root
         base = root.path.rstrip("/") + "/"  # "/" itself is a root path too
-        found: list[ImageRecord] = []
+        here_paths: list[str] = []
+        here_abspaths: list[str] = []
+        here_labels: list[int] = []
+        kept: list[int] = []
         position = 0
         label_of = _label_of(root)
         for folder in files.folders:
             count = len(folder.names)
-            label = label_of(folder.prefix)
+            code = label_code.setdefault(label_of(folder.prefix), len(label_code))
             where = base + folder.prefix
             # visible names never start with ".", so this suffix test is os.path.splitext's
             keep = [
@@ -105,21 +206,33 @@ def image_records(listing: Listing) -> list[ImageRecord]:
                 if name.lower().endswith(_EXTENSIONS) or looks_like_image(where + name)
             ]
             names = [folder.names[i] for i in keep]
-            found.extend(
-                map(
-                    ImageRecord,
-                    repeat(root.name),
-                    map(folder.prefix.__add__, names),
-                    repeat(label),
-                    [files.sizes[position + i] for i in keep],
-                    [files.mtimes[position + i] for i in keep],
-                    map(where.__add__, names),
-                )
-            )
+            here_paths.extend(map(folder.prefix.__add__, names))
+            here_abspaths.extend(map(where.__add__, names))
+            here_labels.extend(repeat(code, len(keep)))
+            kept.extend(position + i for i in keep)
             position += count
-        found.sort(key=_PATH)
-        records.extend(found)
-    return records
+        order = sorted(range(len(here_paths)), key=here_paths.__getitem__)
+        at = np.array(kept, dtype=np.int64)[np.array(order, dtype=np.int64)] if order else np.empty(0, np.int64)
+        paths.extend(here_paths[i] for i in order)
+        abspaths.extend(here_abspaths[i] for i in order)
+        labels.append(np.array(here_labels, dtype=np.int32)[order] if order else np.empty(0, np.int32))
+        roots.append(np.full(len(order), number, dtype=np.int32))
+        sizes.append(np.frombuffer(files.sizes, dtype=np.int64)[at] if len(at) else np.empty(0, np.int64))
+        mtimes.append(np.frombuffer(files.mtimes, dtype=np.int64)[at] if len(at) else np.empty(0, np.int64))
+
+    def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+    return RecordTable(
+        root_names,
+        joined(roots, np.int32),
+        tuple(label_code),
+        joined(labels, np.int32),
+        paths,
+        abspaths,
+        joined(sizes, np.int64),
+        joined(mtimes, np.int64),
+    )
 
 
 def discover(roots: tuple[Root, ...]) -> tuple[list[ImageRecord], list[tuple[str, str, str]]]:

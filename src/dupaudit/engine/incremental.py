@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import FingerprintCache
+from .discover import RecordTable
 from .model import ImageRecord, Settings
 from .regroup import components
 from .verify import (
@@ -438,7 +439,7 @@ def update(
     sizes[new] = [records[i].size for i in new.tolist()]
     mtimes[new] = [records[i].mtime_ns for i in new.tolist()]
     new_state = SearchState(
-        _RecordPaths(records),
+        records.abspaths if isinstance(records, RecordTable) else _RecordPaths(records),
         sizes,
         mtimes,
         desc,
@@ -527,9 +528,13 @@ def rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
     """Each record's row in the state when it holds the file unchanged (path, size, mtime_ns), else -1."""
     position = dict(zip(state.paths, range(len(state.paths))))
     count = len(records)
-    old_of = np.fromiter(map(position.get, map(_ABSPATH, records), repeat(-1)), dtype=np.int64, count=count)
-    sizes = np.fromiter(map(_SIZE, records), dtype=np.int64, count=count)
-    mtimes = np.fromiter(map(_MTIME, records), dtype=np.int64, count=count)
+    if isinstance(records, RecordTable):  # its columns: no record made
+        old_of = np.fromiter(map(position.get, records.abspaths, repeat(-1)), dtype=np.int64, count=count)
+        sizes, mtimes = records.sizes, records.mtimes
+    else:
+        old_of = np.fromiter(map(position.get, map(_ABSPATH, records), repeat(-1)), dtype=np.int64, count=count)
+        sizes = np.fromiter(map(_SIZE, records), dtype=np.int64, count=count)
+        mtimes = np.fromiter(map(_MTIME, records), dtype=np.int64, count=count)
     held = np.nonzero(old_of >= 0)[0]
     changed = (state.sizes[old_of[held]] != sizes[held]) | (state.mtimes[old_of[held]] != mtimes[held])
     old_of[held[changed]] = -1

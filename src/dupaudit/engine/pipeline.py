@@ -20,7 +20,7 @@ from ..errors import InputError
 from . import embed, incremental, regroup
 from .analysis import analyse
 from .cache import CachedRow, FingerprintCache, cacheable, default_cache_path, open_cache
-from .discover import image_records
+from .discover import RecordTable, record_table
 from .fingerprint import (
     Columns,
     Fingerprint,
@@ -426,12 +426,12 @@ def scan(
             hits = reused.summary.images + len(reused.skipped) - len(listing.problems)  # every decodable record
             return _report(roots, settings, reused, timings, cache_hits=hits, decoded=0, found_layout=found_layout)
 
-    records = image_records(listing)
-    imaged = {r.root for r in records}
+    table = record_table(listing)  # columns: records are made only where a stage needs them one by one
+    imaged = {table.root_names[k] for k in np.unique(table.roots).tolist()}
     if options.source_type is None and any(holds_container(r.path) for r in roots if r.name not in imaged):
         # a folder without images that holds tar shards or Parquet files (detected only now: no cost to image folders)
         return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner, weights)
-    if not records and not listing.problems:
+    if not len(table) and not listing.problems:
         raise InputError(f"{root}: no images found")
     cache = open_cache(cache_file) if use_cache else None
     state = None  # the incremental index: unchanged files' fingerprints come from it, not from their rows
@@ -443,9 +443,10 @@ def scan(
     try:
         if state is not None and state.facts is not None:  # unchanged files: from the index's arrays
             found = _fingerprint_with_state(
-                state, records, hash_method, jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode
+                state, table, hash_method, jobs=jobs, cache=cache, progress=progress, draft=settings.fast_decode
             )
         else:
+            records = list(table)
             fingerprinter = runner.fingerprint_records if runner is not None else fingerprint_records
             in_process = (
                 {"keep_thumbs": incremental and use_cache}  # else the workers verify: the thumbnails stay with them
@@ -956,6 +957,8 @@ def indexed_groups(
             new_state = update.state
             groups = regroup_update(state, update, cache, key, records, roots, facts, thumbs_of, settings, jobs)
         else:
+            if isinstance(records, RecordTable):  # a full search reads every record, many times: make them once
+                records = found.records = list(records)
             if settings.verify:
                 _fill_thumbs(found, cache)
             collect: dict = {}
@@ -1142,7 +1145,7 @@ def _fingerprint_with_state(
         k: fresh.fingerprints[r - len(state.paths)] for k, r in zip(made.tolist(), source[kept][made].tolist())
     }
     return Fingerprinted(
-        [records[i] for i in kept.tolist()],
+        records.take(kept) if isinstance(records, RecordTable) else [records[i] for i in kept.tolist()],  # type: ignore[arg-type]
         IndexedFingerprints(  # type: ignore[arg-type]
             facts, new_fingerprints, method, draft, np.where(source[kept] < len(state.paths), source[kept], -1)
         ),
