@@ -37,12 +37,11 @@ from .verify import (
     HALF_SHIFTS,
     CascadeSettings,
     descriptors,
+    exact_nearest,
     half_shift_matrix,
     half_shift_norms,
     half_shifted,
-    nearest,
     query_segments,
-    search_index,
     verify,
 )
 
@@ -323,7 +322,7 @@ def update(
 
     # Descriptors of the current items: kept ones from the state, new ones from their thumbnails.
     desc = np.empty((count, 64), dtype=np.float32)
-    desc[kept] = state.desc[old_of[kept]]
+    _copy_rows(desc, kept, state.desc, old_of[kept])
     if len(new):
         desc[new] = descriptors(thumbs_of(new))
     norms = None  # each item's half-shift norms (verify.half_shift_norms), when the lists hold half shifts
@@ -331,7 +330,7 @@ def update(
         norms = np.empty((count, len(HALF_SHIFTS)), dtype=np.float32)
         stored = state.shift_norms
         if stored is not None and stored.shape == (old_count, len(HALF_SHIFTS)):
-            norms[kept] = stored[old_of[kept]]
+            _copy_rows(norms, kept, stored, old_of[kept])
         else:  # a state written before they were kept
             norms[kept] = half_shift_norms(desc[kept])
         norms[new] = half_shift_norms(desc[new])
@@ -340,15 +339,15 @@ def update(
     width = list_width(cascade)
     old_ids = np.full((count, width), -1, dtype=np.int64)
     old_sims = np.full((count, width), -np.inf, dtype=np.float32)
+    gone = None  # per kept item, the entries whose item is gone (only when some were removed)
     if len(kept):
-        old_ids[kept] = cur_of[state.knn_ids[old_of[kept]]]
-        old_sims[kept] = state.knn_sims[old_of[kept]]
+        _copy_rows(old_ids, kept, state.knn_ids, old_of[kept])
+        _copy_rows(old_sims, kept, state.knn_sims, old_of[kept])
+        listed = old_ids >= 0 if removed else None
+        old_ids = cur_of[old_ids]  # old rows to current ones: -1 stays -1 (cur_of's last slot), a gone item's too
+        if listed is not None:
+            gone = (listed & (old_ids < 0))[kept]
     ids, sims = old_ids.copy(), old_sims.copy()
-    # the kept items' lists, gathered once for every search: an entry that lost its item (only when some were
-    # removed), and each list's floor (its least similar entry; -inf when not full: it takes anyone)
-    held_ids, held_sims = old_ids[kept], old_sims[kept]
-    gone = (state.knn_ids[old_of[kept]] >= 0) & (held_ids < 0) if removed else None
-    exact_index = None  # one exact index of the current descriptors for every search below (built when needed)
     best_new = _best_new(desc, new, norms, len(query_segments(cascade))) if len(new) and len(kept) else None
     again = new
     start = 0
@@ -365,22 +364,21 @@ def update(
             lost[kept] = gone[:, lists].any(axis=1)
         entered = np.zeros(count, dtype=bool)
         if len(new) and len(kept):
-            empty = held_ids[:, lists] < 0
-            floor = np.where(empty, np.inf, held_sims[:, lists]).min(axis=1)
-            floor[empty.any(axis=1)] = -np.inf  # a list that is not full takes anyone
+            # each list's floor: its least similar entry (-inf when not full: it takes anyone)
+            empty = old_ids[:, lists] < 0
+            floor = np.where(empty, np.inf, old_sims[:, lists]).min(axis=1)
+            floor[empty.any(axis=1)] = -np.inf
             assert best_new is not None
             # rounding differs from the list's own similarities by ~1e-7 (_best_new), hence the margin: a row
             # let in by it is merged exactly below, where a new item that does not beat the list changes nothing
-            entered[kept] = best_new[kept, segment] >= floor - 1e-4
+            entered[kept] = best_new[kept, segment] >= floor[kept] - 1e-4
         touched = np.union1d(np.nonzero(lost | entered)[0], new)
         again = np.union1d(again, touched)
         # New items and lists that lost an entry are searched again over everything; a list that only gains
         # entries is its old list merged with the new items (nothing else can enter it): no search over the dataset.
         research = np.union1d(np.nonzero(lost)[0], new)
         if len(research) and count >= 2:
-            if exact_index is None:
-                exact_index = search_index(desc, threads, exact=True)
-            found_sims, found_ids = nearest(desc, k, queries(research), threads, index=exact_index)
+            found_sims, found_ids = exact_nearest(desc, k, queries(research), threads)
             ids[research, lists] = -1
             sims[research, lists] = -np.inf
             ids[research, lists.start : lists.start + found_ids.shape[1]] = found_ids
@@ -414,16 +412,19 @@ def update(
     if dropped:
         ends = np.unique(np.concatenate([dropped_numbers // count, dropped_numbers % count]))
         still = as_pairs(list_pairs(ends, ids, sims))
-        gone = set()
+        left = set()
         for a, b in dropped:
             if (a, b) in still or _distance(hashes[a], hashes[b]) <= settings.threshold:
                 continue
-            gone.add((a, b))
-        if gone:
-            verified = _without(verified, gone)
-            band = _without(band, gone)
+            left.add((a, b))
+        if left:
+            verified = _without(verified, left)
+            band = _without(band, left)
             shrunk = True
-    candidates -= {tuple(p) for p in verified.tolist()}
+    if candidates and len(verified):  # already verified: not scored again
+        pending = np.array(sorted(candidates), dtype=np.int64)
+        known = np.isin(pending[:, 0] * count + pending[:, 1], verified[:, 0] * count + verified[:, 1])
+        candidates = set(map(tuple, pending[~known].tolist()))
     first, second, scores = _score(candidates, thumbs_of, cascade, threads)
     verified = np.concatenate([verified, np.stack([first, second], axis=1)[scores >= cascade.min_similarity]])
     in_band = (scores >= cascade.band_from) & (scores < cascade.min_similarity)
@@ -451,6 +452,21 @@ def update(
         shift_norms=norms,
     )
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
+
+
+def _copy_rows(target: np.ndarray, rows: np.ndarray, source: np.ndarray, source_rows: np.ndarray) -> None:
+    """target[rows] = source[source_rows], run by run where both are consecutive: a commit splits a million
+    unchanged rows into a few runs, which slices copy at memory speed (fancy indexing goes row by row)."""
+    if not len(rows):
+        return
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(source_rows) != 1)) + 1
+    if len(breaks) > len(rows) // 64:  # scattered
+        target[rows] = source[source_rows]
+        return
+    bounds = [0, *breaks.tolist(), len(rows)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        start, origin = int(rows[lo]), int(source_rows[lo])
+        target[start : start + hi - lo] = source[origin : origin + hi - lo]
 
 
 class _RecordPaths(Sequence[str]):

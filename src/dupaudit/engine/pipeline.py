@@ -1145,7 +1145,7 @@ def _fingerprint_with_state(
         k: fresh.fingerprints[r - len(state.paths)] for k, r in zip(made.tolist(), source[kept][made].tolist())
     }
     return Fingerprinted(
-        records.take(kept) if isinstance(records, RecordTable) else [records[i] for i in kept.tolist()],  # type: ignore[arg-type]
+        _kept_records(records, kept),
         IndexedFingerprints(  # type: ignore[arg-type]
             facts, new_fingerprints, method, draft, np.where(source[kept] < len(state.paths), source[kept], -1)
         ),
@@ -1153,6 +1153,13 @@ def _fingerprint_with_state(
         decoded=fresh.decoded,
         cache_hits=int(held.sum()) + fresh.cache_hits,
     )
+
+
+def _kept_records(records: Sequence[ImageRecord], kept: np.ndarray) -> list[ImageRecord]:
+    """The records at `kept` (those that fingerprinted): the table itself when none was skipped."""
+    if isinstance(records, RecordTable):
+        return records if len(kept) == len(records) else records.take(kept)  # type: ignore[return-value]
+    return [records[i] for i in kept.tolist()]
 
 
 def _fill_thumbs(found: Fingerprinted, cache: FingerprintCache | None, rows: np.ndarray | None = None) -> None:

@@ -192,6 +192,19 @@ def nearest(
     return index.search(query, min(k + 1, len(desc)))
 
 
+def exact_nearest(desc: np.ndarray, k: int, queries: np.ndarray, threads: int | None = None):  # noqa: ANN201
+    """nearest(desc, k, queries, exact=True) without building an index (faiss.knn runs the flat index's own
+    search on the arrays: the same answer, no copy of a million descriptors for a commit's few queries)."""
+    import faiss
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    query = np.ascontiguousarray(queries, dtype=np.float32)
+    return faiss.knn(
+        query, np.ascontiguousarray(desc, dtype=np.float32), min(k + 1, len(desc)), faiss.METRIC_INNER_PRODUCT
+    )
+
+
 def search_index(desc: np.ndarray, threads: int | None = None, exact: bool = False):  # noqa: ANN201 - faiss
     """The faiss index nearest() searches `desc` with: exact up to APPROXIMATE_FROM rows, else inverted lists."""
     import faiss
