@@ -209,3 +209,35 @@ def test_names_kept_as_one_blob_read_back_one_by_one_or_all():
     assert Names.of(names) is names and len(Names.of([])) == 0 and list(Names.of([])) == []
     with pytest.raises(IndexError):
         again[5]
+
+
+def test_rows_found_by_walking_both_lists_equal_a_lookup_of_every_name():
+    """incremental._aligned: the runs two sorted-alike lists agree on, and each difference (removed, added,
+    renamed, a long run of new names), give the rows a dict of every name gives; never a wrong match."""
+    import random
+
+    from dupaudit.engine.incremental import _aligned
+
+    rng = random.Random(3)
+    old = [f"/data/train/c{c}/{i:06d}.jpg" for c in range(3) for i in range(20_000)]
+    for trial in range(6):
+        new = list(old)
+        for _ in range(rng.randrange(1, 40)):
+            at = rng.randrange(len(new))
+            kind = rng.choice(["remove", "add", "rename", "burst"])
+            if kind == "remove":
+                del new[at]
+            elif kind == "add":
+                new.insert(at, new[at][:-4] + "_new.jpg")
+            elif kind == "rename":
+                new[at] = new[at][:-4] + "_renamed.jpg"
+            else:  # more new names in a row than the first look ahead
+                new[at:at] = [f"{new[at][:-4]}_burst{k:03d}.jpg" for k in range(300)]
+        position = {name: row for row, name in enumerate(old)}
+        want = [position.get(name, -1) for name in new]
+        got = _aligned(old, new)
+        assert got is not None, trial
+        assert got.tolist() == want
+    moved = old[1:30_000] + [old[0]] + old[30_000:]  # a name far from its old place: found all the same
+    assert _aligned(old, moved).tolist() == [old.index(name) for name in moved]
+    assert _aligned(old, list(reversed(old))) is None  # too different: the caller uses a dict

@@ -542,19 +542,85 @@ def _merge_new(
 
 def rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
     """Each record's row in the state when it holds the file unchanged (path, size, mtime_ns), else -1."""
-    position = dict(zip(state.paths, range(len(state.paths))))
     count = len(records)
     if isinstance(records, RecordTable):  # its columns: no record made
-        old_of = np.fromiter(map(position.get, records.abspaths, repeat(-1)), dtype=np.int64, count=count)
+        paths: list[str] = records.abspaths
         sizes, mtimes = records.sizes, records.mtimes
     else:
-        old_of = np.fromiter(map(position.get, map(_ABSPATH, records), repeat(-1)), dtype=np.int64, count=count)
+        paths = list(map(_ABSPATH, records))
         sizes = np.fromiter(map(_SIZE, records), dtype=np.int64, count=count)
         mtimes = np.fromiter(map(_MTIME, records), dtype=np.int64, count=count)
+    names = state.paths.tolist() if isinstance(state.paths, Names) else list(state.paths)
+    old_of = _aligned(names, paths)
+    if old_of is None:  # too different to walk side by side
+        position = dict(zip(names, range(len(names))))
+        old_of = np.fromiter(map(position.get, paths, repeat(-1)), dtype=np.int64, count=count)
     held = np.nonzero(old_of >= 0)[0]
     changed = (state.sizes[old_of[held]] != sizes[held]) | (state.mtimes[old_of[held]] != mtimes[held])
     old_of[held[changed]] = -1
     return old_of
+
+
+_ALIGN_STEP = 4096  # names compared at once while the two lists agree
+_ALIGN_LOOKAHEAD = (64, 1 << 16)  # how far a difference is looked past for the name that resumes the agreement
+_ALIGN_DIFFERENCES = 2048  # differences walked before a dict of every name is cheaper
+_ALIGN_LEFT_OVER = 1 << 16  # names left unmatched on both sides, looked up in a dict of their own
+
+
+def _aligned(old: list[str], new: list[str]) -> np.ndarray | None:
+    """Each name of `new` as its row in `old` (-1: absent), for two lists in the same order (a scan's records,
+    the state's rows: sorted by root, then path) that differ in a few names: the runs they agree on are found by
+    comparing slices (C-level string comparisons, no hash of a million names), each difference by a short look
+    ahead, and the few names left over on both sides by a dict of those alone: the answer of a dict of every
+    name. None when they differ in too many places (the caller makes that dict)."""
+    result = np.full(len(new), -1, dtype=np.int64)
+    i = j = 0
+    budget = _ALIGN_DIFFERENCES
+    while i < len(new) and j < len(old):
+        width = min(_ALIGN_STEP, len(new) - i, len(old) - j)
+        if new[i : i + width] != old[j : j + width]:
+            agree, differ = 0, width  # new[i:i+agree] == old[j:j+agree]; they differ within the first `differ`
+            while differ - agree > 1:
+                middle = (agree + differ) // 2
+                if new[i : i + middle] == old[j : j + middle]:
+                    agree = middle
+                else:
+                    differ = middle
+            width = agree
+        result[i : i + width] = np.arange(j, j + width)
+        i, j = i + width, j + width
+        if i == len(new) or j == len(old) or new[i] == old[j]:
+            continue
+        budget -= 1
+        if budget < 0:
+            return None
+        i, j = _resume(old, new, i, j)
+    # the names left over on both sides, matched by a dict of those alone (a name moved out of sight: found)
+    missing = np.flatnonzero(result < 0)
+    taken = np.zeros(len(old), dtype=bool)
+    taken[result[result >= 0]] = True
+    free = np.flatnonzero(~taken)
+    if len(missing) + len(free) > _ALIGN_LEFT_OVER:
+        return None
+    if len(missing) and len(free):
+        rest = {old[row]: row for row in free.tolist()}
+        result[missing] = [rest.get(new[k], -1) for k in missing.tolist()]
+    return result
+
+
+def _resume(old: list[str], new: list[str], i: int, j: int) -> tuple[int, int]:
+    """Where two lists that differ at new[i], old[j] agree again: past old rows removed, past new names added,
+    or past both (a rename, or a difference too long to look across: then neither is matched)."""
+    for reach in _ALIGN_LOOKAHEAD:
+        try:  # old rows removed before the next new name
+            return i, old.index(new[i], j, j + reach)
+        except ValueError:
+            pass
+        try:  # new names added before the next old one
+            return new.index(old[j], i, i + reach), j
+        except ValueError:
+            pass
+    return i + 1, j + 1
 
 
 def _hash_pairs(hashes: np.ndarray, rows: np.ndarray, radius: int, threads: int | None) -> set[tuple[int, int]]:
