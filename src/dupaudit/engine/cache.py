@@ -360,7 +360,9 @@ class FingerprintCache:
                 "error", "width", "height", "byte_digest", "pixel_digest", *methods, *(f"{m}_flip" for m in methods)
             ]  # fmt: skip
             query = (
-                f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM fingerprints f JOIN wanted w "
+                # CROSS JOIN: SQLite keeps the wanted keys as the outer loop and finds each row by its path; with
+                # a plain JOIN its planner scanned every stored row (0.5 s for 10 keys in a million-row cache)
+                f"SELECT f.path, {', '.join('f.' + c for c in columns)} FROM wanted w CROSS JOIN fingerprints f "
                 "ON f.path = w.path AND f.size = w.size AND f.mtime_ns = w.mtime_ns "
                 "WHERE f.draft = ? OR f.error IS NOT NULL"
             )
@@ -555,7 +557,7 @@ class FingerprintCache:
                 self._db.execute("DELETE FROM wanted_embeddings")
                 self._db.executemany("INSERT OR REPLACE INTO wanted_embeddings VALUES (?, ?, ?)", keys)
                 query = (
-                    "SELECT e.path, e.vector FROM embeddings e JOIN wanted_embeddings w ON e.path = w.path "
+                    "SELECT e.path, e.vector FROM wanted_embeddings w CROSS JOIN embeddings e ON e.path = w.path "
                     "AND e.size = w.size AND e.mtime_ns = w.mtime_ns WHERE e.model = ?"
                 )
                 found = dict(self._db.execute(query, (model,)).fetchall())

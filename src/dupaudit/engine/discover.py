@@ -6,8 +6,7 @@ import os
 import re
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, methodcaller
 
 import numpy as np
 
@@ -39,6 +38,7 @@ _MAGIC = (
 _EXTENSIONS = tuple(IMAGE_EXTENSIONS)  # for str.endswith
 _NAME = attrgetter("name")
 _PATH = attrgetter("path")
+_IMAGE_NAME = methodcaller("endswith", _EXTENSIONS)  # of a lower-cased name
 
 
 def looks_like_image(path: str) -> bool:
@@ -191,31 +191,32 @@ def record_table(listing: Listing) -> RecordTable:
         base = root.path.rstrip("/") + "/"  # "/" itself is a root path too
         here_paths: list[str] = []
         here_abspaths: list[str] = []
-        here_labels: list[int] = []
-        kept: list[int] = []
+        here_labels: list[np.ndarray] = []
+        kept: list[np.ndarray] = []  # each kept file's place in the listing's sizes and mtimes
         position = 0
         label_of = _label_of(root)
         for folder in files.folders:
             count = len(folder.names)
             code = label_code.setdefault(label_of(folder.prefix), len(label_code))
             where = base + folder.prefix
-            # visible names never start with ".", so this suffix test is os.path.splitext's
-            keep = [
-                i
-                for i, name in enumerate(folder.names)
-                if name.lower().endswith(_EXTENSIONS) or looks_like_image(where + name)
-            ]
-            names = [folder.names[i] for i in keep]
+            # visible names never start with ".", so this suffix test is os.path.splitext's (C-level maps)
+            by_name = list(map(_IMAGE_NAME, map(str.lower, folder.names)))
+            if all(by_name):
+                names, keep = folder.names, np.arange(count, dtype=np.int64)
+            else:
+                chosen = [i for i, ok in enumerate(by_name) if ok or looks_like_image(where + folder.names[i])]
+                names, keep = [folder.names[i] for i in chosen], np.array(chosen, dtype=np.int64)
             here_paths.extend(map(folder.prefix.__add__, names))
             here_abspaths.extend(map(where.__add__, names))
-            here_labels.extend(repeat(code, len(keep)))
-            kept.extend(position + i for i in keep)
+            here_labels.append(np.full(len(names), code, dtype=np.int32))
+            kept.append(position + keep)
             position += count
         order = sorted(range(len(here_paths)), key=here_paths.__getitem__)
-        at = np.array(kept, dtype=np.int64)[np.array(order, dtype=np.int64)] if order else np.empty(0, np.int64)
-        paths.extend(here_paths[i] for i in order)
-        abspaths.extend(here_abspaths[i] for i in order)
-        labels.append(np.array(here_labels, dtype=np.int32)[order] if order else np.empty(0, np.int32))
+        paths.extend(map(here_paths.__getitem__, order))
+        abspaths.extend(map(here_abspaths.__getitem__, order))
+        rows = np.array(order, dtype=np.int64)
+        at = np.concatenate(kept)[rows] if kept else rows
+        labels.append(np.concatenate(here_labels)[rows] if here_labels else np.empty(0, np.int32))
         roots.append(np.full(len(order), number, dtype=np.int32))
         sizes.append(np.frombuffer(files.sizes, dtype=np.int64)[at] if len(at) else np.empty(0, np.int64))
         mtimes.append(np.frombuffer(files.mtimes, dtype=np.int64)[at] if len(at) else np.empty(0, np.int64))
