@@ -337,8 +337,9 @@ def update(
 
     # Old neighbour lists in current indices; an entry whose item is gone becomes -1.
     width = list_width(cascade)
-    old_ids = np.full((count, width), -1, dtype=np.int64)
-    old_sims = np.full((count, width), -np.inf, dtype=np.float32)
+    old_ids = np.empty((count, width), dtype=np.int64)  # kept rows copied below, new rows empty lists
+    old_sims = np.empty((count, width), dtype=np.float32)
+    old_ids[new], old_sims[new] = -1, -np.inf
     gone = None  # per kept item, the entries whose item is gone (only when some were removed)
     if len(kept):
         _copy_rows(old_ids, kept, state.knn_ids, old_of[kept])
