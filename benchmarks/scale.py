@@ -248,6 +248,13 @@ def main() -> None:
     floor, files = decode_floor(data, args.jobs)
     floor_cpu = CPU["last"]
     print(f"decode floor ({files:,} files, {args.jobs} processes): {floor:.1f} s, CPU {floor_cpu:.1f} s")
+    if floor_cpu < 0.5 * floor * min(args.jobs, os.cpu_count() or 1):
+        # the processes waited for the disk: the images were not in the page cache (generated long ago, or the
+        # kernel reclaimed them), so the floor measured the disk and every ratio below would be too small
+        print(
+            "warning: the floor's processes were busy less than half the time: the images came from the disk, "
+            "not the page cache; run again without --keep (the images are generated anew)"
+        )
     seconds, _, peak, output = run(["index", "build", str(data), "-o", str(index), *jobs], work)
     size = index.stat().st_size + (Path(f"{index}-wal").stat().st_size if Path(f"{index}-wal").exists() else 0)
     size += sum(f.stat().st_size for f in Path(f"{index}.states").rglob("*") if f.is_file())  # its state folder
