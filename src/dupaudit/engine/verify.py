@@ -226,7 +226,12 @@ def trained_lists(desc: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
 
     count = len(desc)
     lists = max(1, int(_LISTS * np.sqrt(count)))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(64), 64, lists, faiss.METRIC_INNER_PRODUCT)
+    # the lists hold the vectors in half precision (their residuals to the list's centroid): the scan of a
+    # probed list reads half the bytes, ~1.9x faster, and 99.9% of a million-image search's nearest pairs are
+    # the same as with float32 lists, similarities within 1e-4 (docs/scale.md)
+    index = faiss.IndexIVFScalarQuantizer(
+        faiss.IndexFlatIP(64), 64, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
     rng = np.random.default_rng(0)
     index.cp.niter = 10  # k-means iterations (faiss: 25): the lists only route the search, the scan is exact
     index.train(desc[rng.choice(count, size=min(count, 40 * lists), replace=False)])
