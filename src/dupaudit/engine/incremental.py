@@ -278,13 +278,29 @@ def store_state(cache: FingerprintCache, key: bytes, state: SearchState) -> None
 
 @dataclass(slots=True)
 class Update:
-    """The near pairs of the current records after an incremental update, and the state to keep."""
+    """The near pairs of the current records after an incremental update, and the state to keep (made when asked
+    for: a pre-commit check that does not write its state never gathers a million rows into the records' order)."""
 
     first: np.ndarray
     second: np.ndarray
-    state: SearchState
     changed: int  # items added or removed
     old_of: np.ndarray  # per current item, its index in the old state (-1: new or changed)
+    build: Callable[[], SearchState]
+    components: np.ndarray | None = None  # regroup's, given to the state when it is made
+    group_ids: np.ndarray | None = None
+    made: SearchState | None = None
+
+    @property
+    def state(self) -> SearchState:
+        if self.made is None:
+            self.made = self.build()
+        self.made.components, self.made.group_ids = self.components, self.group_ids
+        return self.made
+
+
+# Above this many removed rows, the searches of an update run over a compact copy of the kept descriptors;
+# below, over the stored ones in place, asking for this many more neighbours (a removed row may be among them).
+_REMOVED_SEARCHED_PAST = 1024
 
 
 def update(
@@ -302,7 +318,11 @@ def update(
     changed (or the settings are not supported: mirrored copies), so that the caller searches everything.
 
     `thumbs_of(indices)`: the (len, 32, 32) uint8 thumbnails of those records (only new and candidate items).
-    `old_of`: each record's row in `state` (-1: new or changed), when the caller has it already."""
+    `old_of`: each record's row in `state` (-1: new or changed), when the caller has it already.
+
+    The work is done in the state's own rows, read where they lie (memory-mapped), with the new items after them
+    ("ext" rows: state row r is r, new item j is len(state) + j): only the lists that change are copied, and the
+    answer is mapped to the records' order at the end."""
     if settings.flips or not settings.verify:
         return None
     cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
@@ -320,83 +340,91 @@ def update(
     if limit and len(new) + removed > max(64, limit * count):
         return None
 
-    # Descriptors of the current items: kept ones from the state, new ones from their thumbnails.
-    desc = np.empty((count, 64), dtype=np.float32)
-    _copy_rows(desc, kept, state.desc, old_of[kept])
-    if len(new):
-        desc[new] = descriptors(thumbs_of(new))
-    norms = None  # each item's half-shift norms (verify.half_shift_norms), when the lists hold half shifts
-    if cascade.shifted_neighbours:
-        norms = np.empty((count, len(HALF_SHIFTS)), dtype=np.float32)
-        stored = state.shift_norms
-        if stored is not None and stored.shape == (old_count, len(HALF_SHIFTS)):
-            _copy_rows(norms, kept, stored, old_of[kept])
-        else:  # a state written before they were kept
-            norms[kept] = half_shift_norms(desc[kept])
-        norms[new] = half_shift_norms(desc[new])
+    rows = _ExtRows(state, new, cur_of, removed, descriptors(thumbs_of(new)) if len(new) else None)
+    new_ext = np.arange(old_count, old_count + len(new), dtype=np.int64)
+    segments = query_segments(cascade)
+    best_new = (
+        _best_new(rows.state_desc, rows.new_desc, rows.state_norms() if len(segments) > 1 else None, len(segments))
+        if len(new) and len(kept)
+        else None
+    )
 
-    # Old neighbour lists in current indices; an entry whose item is gone becomes -1.
-    width = list_width(cascade)
-    old_ids = np.empty((count, width), dtype=np.int64)  # kept rows copied below, new rows empty lists
-    old_sims = np.empty((count, width), dtype=np.float32)
-    old_ids[new], old_sims[new] = -1, -np.inf
-    gone = None  # per kept item, the entries whose item is gone (only when some were removed)
-    if len(kept):
-        _copy_rows(old_ids, kept, state.knn_ids, old_of[kept])
-        _copy_rows(old_sims, kept, state.knn_sims, old_of[kept])
-        listed = old_ids >= 0 if removed else None
-        old_ids = cur_of[old_ids]  # old rows to current ones: -1 stays -1 (cur_of's last slot), a gone item's too
-        if listed is not None:
-            gone = (listed & (old_ids < 0))[kept]
-    ids, sims = old_ids.copy(), old_sims.copy()
-    best_new = _best_new(desc, new, norms, len(query_segments(cascade))) if len(new) and len(kept) else None
-    again = new
+    # Per neighbour search (the plain lists, then each half shift), the lists to search again (new items, kept
+    # items that lost a neighbour) and the lists a new item enters (merged with the new items, no search).
+    alive = cur_of[:old_count] >= 0
+    plans = []
     start = 0
-    for segment, (shift, k) in enumerate(query_segments(cascade)):  # the plain lists, then each half shift
+    for segment, (shift, k) in enumerate(segments):
         lists = slice(start, start + k + 1)
         start += k + 1
-
-        def queries(rows: np.ndarray, shift=shift) -> np.ndarray:
-            return desc[rows] if shift is None else half_shifted(desc[rows], shift)
-
-        # Lists to search again: new items, items that lost a neighbour, items a new item enters.
-        lost = np.zeros(count, dtype=bool)
-        if gone is not None:
-            lost[kept] = gone[:, lists].any(axis=1)
-        entered = np.zeros(count, dtype=bool)
-        if len(new) and len(kept):
-            # each list's floor: its least similar entry (-inf when not full: it takes anyone)
-            empty = old_ids[:, lists] < 0
-            floor = np.where(empty, np.inf, old_sims[:, lists]).min(axis=1)
-            floor[empty.any(axis=1)] = -np.inf
-            assert best_new is not None
+        old_ids = state.knn_ids[:, lists]
+        lost = np.zeros(old_count, dtype=bool)
+        if removed:
+            lost = alive & ((old_ids >= 0) & ~alive[np.maximum(old_ids, 0)]).any(axis=1)
+        entered = np.zeros(old_count, dtype=bool)
+        if best_new is not None:
+            # each list's floor: its least similar entry (-inf when not full: it takes anyone; an empty entry's
+            # similarity is -inf or faiss's -FLT_MAX already, so the minimum needs no mask)
+            floor = state.knn_sims[:, lists].min(axis=1)
+            floor[(old_ids < 0).any(axis=1)] = -np.inf
             # rounding differs from the list's own similarities by ~1e-7 (_best_new), hence the margin: a row
             # let in by it is merged exactly below, where a new item that does not beat the list changes nothing
-            entered[kept] = best_new[kept, segment] >= floor[kept] - 1e-4
-        touched = np.union1d(np.nonzero(lost | entered)[0], new)
-        again = np.union1d(again, touched)
-        # New items and lists that lost an entry are searched again over everything; a list that only gains
-        # entries is its old list merged with the new items (nothing else can enter it): no search over the dataset.
-        research = np.union1d(np.nonzero(lost)[0], new)
+            entered = alive & (best_new[:, segment] >= floor - 1e-4)
+        research = np.union1d(np.nonzero(lost)[0], new_ext)
+        merged = np.setdiff1d(np.nonzero(entered & ~lost)[0], research)
+        plans.append((shift, k, lists, research, merged))
+    again = np.unique(np.concatenate([new_ext, *(np.concatenate([p[3], p[4]]) for p in plans)]))
+    before_ids, before_sims = rows.lists(again)
+    ids, sims = before_ids.copy(), before_sims.copy()
+    # New items and lists that lost an entry are searched again over everything (every search's queries in one
+    # pass over the stored rows); a list that only gains entries is its old list merged with the new items
+    # (nothing else can enter it): no search over the dataset.
+    searched = [(research, shift) for shift, _, _, research, _ in plans if len(research)] if count >= 2 else []
+    answers = iter([])
+    if searched:
+        widest = max(k for _, k, _, research, _ in plans if len(research))
+        all_sims, all_ids = rows.nearest(
+            np.concatenate([rows.queries(r, shift) for r, shift in searched]), widest, threads
+        )
+        bounds = np.cumsum([0] + [len(r) for r, _ in searched]).tolist()
+        answers = iter([(all_sims[lo:hi], all_ids[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])])
+    alive_count = old_count - removed + len(new)
+    for shift, k, lists, research, merged in plans:
         if len(research) and count >= 2:
-            found_sims, found_ids = exact_nearest(desc, k, queries(research), threads)
-            ids[research, lists] = -1
-            sims[research, lists] = -np.inf
-            ids[research, lists.start : lists.start + found_ids.shape[1]] = found_ids
-            sims[research, lists.start : lists.start + found_sims.shape[1]] = found_sims
-        _merge_new(np.setdiff1d(touched, research), new, desc, ids[:, lists], sims[:, lists], queries)
+            at = np.searchsorted(again, research)
+            found_sims, found_ids = next(answers)
+            width = min(k + 1, alive_count)  # the searches' answers hold the widest one's entries
+            found_sims, found_ids = found_sims[:, :width], found_ids[:, :width]
+            ids[at, lists] = -1
+            sims[at, lists] = -np.inf
+            ids[at, lists.start : lists.start + found_ids.shape[1]] = found_ids
+            sims[at, lists.start : lists.start + found_sims.shape[1]] = found_sims
+        if len(merged) and len(new):
+            _merge_new(
+                np.searchsorted(again, merged),
+                new_ext,
+                None,
+                ids[:, lists],
+                sims[:, lists],
+                lambda at, shift=shift: rows.queries(again[at], shift),
+                rows.new_desc,
+            )
 
-    def list_pairs(rows: np.ndarray, table_ids: np.ndarray, table_sims: np.ndarray) -> np.ndarray:
-        """The unordered pairs the lists of `rows` propose, as sorted unique numbers low * count + high."""
-        found, owners = table_ids[rows], np.broadcast_to(rows[:, None], (len(rows), table_ids.shape[1]))
-        keep = (found >= 0) & (found != owners) & (table_sims[rows] >= cascade.min_descriptor_similarity)
-        low, high = np.minimum(owners[keep], found[keep]), np.maximum(owners[keep], found[keep])
+    ext_cur = rows.ext_cur
+
+    def list_pairs(owners: np.ndarray, table_ids: np.ndarray, table_sims: np.ndarray) -> np.ndarray:
+        """The unordered pairs the lists of `owners` (ext rows) propose, as sorted unique numbers low * count +
+        high in the records' order (an entry whose item is gone proposes nothing)."""
+        found = ext_cur[table_ids]
+        mine = np.broadcast_to(ext_cur[owners][:, None], found.shape)
+        keep = (found >= 0) & (found != mine) & (table_sims >= cascade.min_descriptor_similarity)
+        low, high = np.minimum(mine[keep], found[keep]), np.maximum(mine[keep], found[keep])
         return np.unique(low * count + high)
 
     def as_pairs(numbers: np.ndarray) -> set[tuple[int, int]]:
         return set(zip((numbers // count).tolist(), (numbers % count).tolist()))
 
-    before = list_pairs(again, old_ids, old_sims)
+    before = list_pairs(again, before_ids, before_sims)
     after = list_pairs(again, ids, sims)
     candidates = as_pairs(np.setdiff1d(after, before, assume_unique=True))
     # Pairs of the new items by hash radius and by equal hashes (exact copies).
@@ -411,8 +439,13 @@ def update(
     dropped_numbers = np.setdiff1d(before, after, assume_unique=True)
     dropped = as_pairs(dropped_numbers)
     if dropped:
-        ends = np.unique(np.concatenate([dropped_numbers // count, dropped_numbers % count]))
-        still = as_pairs(list_pairs(ends, ids, sims))
+        ends_cur = np.unique(np.concatenate([dropped_numbers // count, dropped_numbers % count]))
+        ends = np.where(old_of[ends_cur] >= 0, old_of[ends_cur], old_count + np.searchsorted(new, ends_cur))
+        at = np.searchsorted(again, ends).clip(max=len(again) - 1)
+        ends_ids, ends_sims = rows.lists(ends)
+        changed_list = again[at] == ends
+        ends_ids[changed_list], ends_sims[changed_list] = ids[at[changed_list]], sims[at[changed_list]]
+        still = as_pairs(list_pairs(ends, ends_ids, ends_sims))
         left = set()
         for a, b in dropped:
             if (a, b) in still or _distance(hashes[a], hashes[b]) <= settings.threshold:
@@ -436,23 +469,135 @@ def update(
         verified = _rejoin(count, verified, band, joined_before, old_of, thumbs_of, cascade, threads)
     verified = np.unique(verified, axis=0) if len(verified) else _EMPTY_PAIRS
     band = np.unique(band, axis=0) if len(band) else _EMPTY_PAIRS
-    sizes, mtimes = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
-    sizes[kept], mtimes[kept] = state.sizes[old_of[kept]], state.mtimes[old_of[kept]]  # unchanged: rows_in
-    sizes[new] = [records[i].size for i in new.tolist()]
-    mtimes[new] = [records[i].mtime_ns for i in new.tolist()]
-    new_state = SearchState(
-        records.abspaths if isinstance(records, RecordTable) else _RecordPaths(records),
-        sizes,
-        mtimes,
-        desc,
-        sims,
-        ids,
-        verified,
-        band,
-        facts,
-        shift_norms=norms,
-    )
-    return Update(verified[:, 0].copy(), verified[:, 1].copy(), new_state, len(new) + removed, old_of)
+
+    def build() -> SearchState:
+        """The state in the records' order: kept rows copied run by run, the changed lists and the new rows
+        put in, every list entry mapped to the records' order."""
+        desc = np.empty((count, 64), dtype=np.float32)
+        _copy_rows(desc, kept, rows.state_desc, old_of[kept])
+        desc[new] = rows.new_desc
+        norms = None
+        if cascade.shifted_neighbours:
+            norms = np.empty((count, len(HALF_SHIFTS)), dtype=np.float32)
+            _copy_rows(norms, kept, rows.state_norms(), old_of[kept])
+            norms[new] = rows.new_norms()
+        width = list_width(cascade)
+        table_ids = np.empty((count, width), dtype=np.int64)
+        table_sims = np.empty((count, width), dtype=np.float32)
+        _copy_rows(table_ids, kept, state.knn_ids, old_of[kept])
+        _copy_rows(table_sims, kept, state.knn_sims, old_of[kept])
+        table_ids[ext_cur[again]], table_sims[ext_cur[again]] = ids, sims  # new rows are all in `again`
+        table_ids = ext_cur[table_ids]  # ext rows to current ones: -1 stays -1 (ext_cur's last slot)
+        sizes, mtimes = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+        sizes[kept], mtimes[kept] = state.sizes[old_of[kept]], state.mtimes[old_of[kept]]  # unchanged: rows_in
+        sizes[new] = [records[i].size for i in new.tolist()]
+        mtimes[new] = [records[i].mtime_ns for i in new.tolist()]
+        return SearchState(
+            records.abspaths if isinstance(records, RecordTable) else _RecordPaths(records),
+            sizes,
+            mtimes,
+            desc,
+            table_sims,
+            table_ids,
+            verified,
+            band,
+            facts,
+            shift_norms=norms,
+        )
+
+    return Update(verified[:, 0].copy(), verified[:, 1].copy(), len(new) + removed, old_of, build)
+
+
+class _ExtRows:
+    """The rows an update works in: the state's (memory-mapped, read in place), then the new items'."""
+
+    def __init__(
+        self,
+        state: SearchState,
+        new: np.ndarray,
+        cur_of: np.ndarray,
+        removed: int,
+        new_desc: np.ndarray | None,
+    ) -> None:
+        self.state, self.new, self.removed = state, new, removed
+        self.old_count = len(state.paths)
+        self.state_desc = np.ascontiguousarray(state.desc, dtype=np.float32)
+        self.new_desc = np.empty((0, 64), dtype=np.float32) if new_desc is None else new_desc
+        # ext row -> current row (-1: removed); the extra last slot maps -1 (no entry) to -1
+        self.ext_cur = np.concatenate([cur_of[: self.old_count], new, [-1]]).astype(np.int64)
+        self._norms: np.ndarray | None = None
+        self._base: tuple[np.ndarray, np.ndarray | None, int] | None = None
+
+    def state_norms(self) -> np.ndarray:
+        """The stored rows' half-shift norms (computed once for a state written before they were kept)."""
+        if self._norms is None:
+            stored = self.state.shift_norms
+            good = stored is not None and stored.shape == (self.old_count, len(HALF_SHIFTS))
+            self._norms = stored if good else half_shift_norms(self.state_desc)  # type: ignore[assignment]
+        return self._norms  # type: ignore[return-value]
+
+    def new_norms(self) -> np.ndarray:
+        return half_shift_norms(self.new_desc)
+
+    def desc(self, rows: np.ndarray) -> np.ndarray:
+        """The descriptors of ext rows."""
+        result = np.empty((len(rows), 64), dtype=np.float32)
+        stored = rows < self.old_count
+        result[stored] = self.state_desc[rows[stored]]
+        result[~stored] = self.new_desc[rows[~stored] - self.old_count]
+        return result
+
+    def queries(self, rows: np.ndarray, shift: tuple[int, int] | None) -> np.ndarray:
+        """What the lists of ext rows were searched with (verify.query_segments)."""
+        desc = self.desc(rows)
+        return desc if shift is None else half_shifted(desc, shift)
+
+    def lists(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored lists of ext rows (ext rows as entries), empty for new items."""
+        width = self.state.knn_ids.shape[1]
+        ids = np.full((len(rows), width), -1, dtype=np.int64)
+        sims = np.full((len(rows), width), -np.inf, dtype=np.float32)
+        stored = rows < self.old_count
+        ids[stored], sims[stored] = self.state.knn_ids[rows[stored]], self.state.knn_sims[rows[stored]]
+        return ids, sims
+
+    def nearest(self, queries: np.ndarray, k: int, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The k + 1 most similar current items of each query (ext rows), as an exact search of the records in
+        their order finds them: ties go to the item first in the records' order."""
+        alive = self.old_count - self.removed + len(self.new)
+        width = min(k + 1, alive)
+        base, base_ext, dead = self._searched()
+        sims, ids = [], []
+        if len(base):
+            found_sims, found = exact_nearest(base, min(width + dead, len(base)) - 1, queries, threads)
+            found = found.astype(np.int64)
+            if base_ext is not None:
+                found = np.where(found >= 0, base_ext[np.maximum(found, 0)], -1)
+            sims.append(found_sims)
+            ids.append(found)
+        if len(self.new):
+            found_sims, found = exact_nearest(self.new_desc, min(width, len(self.new)) - 1, queries, threads)
+            sims.append(found_sims)
+            ids.append(np.where(found >= 0, found.astype(np.int64) + self.old_count, -1))
+        all_sims, all_ids = np.concatenate(sims, axis=1), np.concatenate(ids, axis=1)
+        current = self.ext_cur[all_ids]
+        all_sims = np.where(current >= 0, all_sims, -np.inf).astype(np.float32)
+        order = np.lexsort((np.where(current >= 0, current, np.iinfo(np.int64).max), -all_sims), axis=1)[:, :width]
+        chosen_sims = np.take_along_axis(all_sims, order, axis=1)
+        chosen_ids = np.take_along_axis(all_ids, order, axis=1)
+        chosen_ids[~np.isfinite(chosen_sims)] = -1
+        return chosen_sims, chosen_ids
+
+    def _searched(self) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """The stored descriptors a search runs over: in place with the removed rows among them (asked past),
+        or, when many were removed, a compact copy of the kept ones and their ext rows."""
+        if self._base is None:
+            if self.removed <= _REMOVED_SEARCHED_PAST:
+                self._base = (self.state_desc, None, self.removed)
+            else:
+                kept_rows = np.nonzero(self.ext_cur[: self.old_count] >= 0)[0]
+                self._base = (np.ascontiguousarray(self.state_desc[kept_rows]), kept_rows, 0)
+        return self._base
 
 
 def _copy_rows(target: np.ndarray, rows: np.ndarray, source: np.ndarray, source_rows: np.ndarray) -> None:
@@ -488,18 +633,22 @@ class _RecordPaths(Sequence[str]):
         return map(_ABSPATH, self._records)
 
 
-def _best_new(desc: np.ndarray, new: np.ndarray, norms: np.ndarray | None, segments: int) -> np.ndarray:
-    """(n, segments): each item's best similarity to a new item, per neighbour search (verify.query_segments:
-    the descriptor, then its half shifts), without shifting any row: half_shifted(d) @ q is
-    d @ (matrix @ q) / norm (verify.half_shift_norms). One product of every row with all the projections."""
-    fresh = desc[new].T
+def _best_new(desc: np.ndarray, new_desc: np.ndarray, norms: np.ndarray | None, segments: int) -> np.ndarray:
+    """(n, segments): each row's best similarity to a new item (`new_desc`), per neighbour search
+    (verify.query_segments: the descriptor, then its half shifts), without shifting any row: half_shifted(d) @ q
+    is d @ (matrix @ q) / norm (verify.half_shift_norms). One product of every row with all the projections."""
+    fresh = np.asarray(new_desc, dtype=np.float32).T
     shifts = HALF_SHIFTS[: segments - 1]
-    projected = np.concatenate([fresh, *(half_shift_matrix(shift) @ fresh for shift in shifts)], axis=1)
+    projected = np.stack([fresh, *(half_shift_matrix(shift) @ fresh for shift in shifts)], axis=2)
+    projected = projected.reshape(64, -1)  # new item by new item, each one's segments side by side
     best = np.empty((len(desc), segments), dtype=np.float32)
-    step = max(256, (1 << 24) // projected.shape[1])  # rows per product: ~64 MB of similarities at most
+    step = max(256, (1 << 22) // projected.shape[1])  # rows per product: ~16 MB of similarities at most
     for lo in range(0, len(desc), step):
         block = desc[lo : lo + step] @ projected
-        best[lo : lo + len(block)] = block.reshape(len(block), segments, len(new)).max(axis=2)
+        out = best[lo : lo + len(block)]
+        out[:] = block[:, :segments]
+        for column in range(segments, block.shape[1], segments):  # 2x numpy's max over a short strided axis
+            np.maximum(out, block[:, column : column + segments], out=out)
     if segments > 1:
         assert norms is not None
         best[:, 1:] /= norms[:, : segments - 1]
@@ -514,22 +663,24 @@ def list_width(cascade: CascadeSettings) -> int:
 def _merge_new(
     rows: np.ndarray,
     new: np.ndarray,
-    desc: np.ndarray,
+    desc: np.ndarray | None,
     ids: np.ndarray,
     sims: np.ndarray,
     queries: Callable[[np.ndarray], np.ndarray] | None = None,
+    new_desc: np.ndarray | None = None,
 ) -> None:
     """Merge the new items into the neighbour lists of `rows` (in place): the best width entries of the old list
     and the new items, by similarity, old entries first among equals. `queries(rows)`: the descriptors the lists
-    were searched with (default: the items' own)."""
+    were searched with (default: the items' own); `new_desc`: the new items' descriptors (default: desc[new])."""
     if not len(rows) or not len(new):
         return
     width = ids.shape[1]
+    fresh = (desc[new] if new_desc is None else new_desc).T  # type: ignore[index]
     for lo in range(0, len(rows), 4096):  # bounded memory: 4096 x len(new) similarities at a time
         part = rows[lo : lo + 4096]
         cand_ids = np.concatenate([ids[part], np.broadcast_to(new, (len(part), len(new)))], axis=1)
-        query = desc[part] if queries is None else queries(part)
-        cand_sims = np.concatenate([sims[part], query @ desc[new].T], axis=1)
+        query = desc[part] if queries is None else queries(part)  # type: ignore[index]
+        cand_sims = np.concatenate([sims[part], query @ fresh], axis=1)
         cand_sims[cand_ids < 0] = -np.inf
         top = np.argpartition(-cand_sims, width - 1, axis=1)[:, :width]
         top_sims = np.take_along_axis(cand_sims, top, axis=1)

@@ -953,8 +953,8 @@ def indexed_groups(
             update = incremental.update(
                 state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts, old_of=old_of
             )
+        new_state = None
         if update is not None:
-            new_state = update.state
             groups = regroup_update(state, update, cache, key, records, roots, facts, thumbs_of, settings, jobs)
         else:
             if isinstance(records, RecordTable):  # a full search reads every record, many times: make them once
@@ -972,9 +972,9 @@ def indexed_groups(
                 new_state.group_ids = regroup.group_ids(groups, lambda root, path: index[(root, path)], len(records))
         # the unchanged items of an update were cacheable already: only the new ones are checked
         checked = (
-            new_state.paths
-            if update is None or new_state is None
-            else [new_state.paths[i] for i in np.nonzero(update.old_of < 0)[0].tolist()]
+            (new_state.paths if new_state is not None else [])
+            if update is None
+            else [records[i].abspath for i in np.nonzero(update.old_of < 0)[0].tolist()]
         )
         small = (
             update is not None
@@ -984,6 +984,8 @@ def indexed_groups(
         )
         if isinstance(fingerprints, FingerprintTable):
             fingerprints.release_thumbs()  # the groups are built: 1 GB at a million, freed before the state is written
+        if update is not None and not small:
+            new_state = update.state  # made in the records' order only now that it is written
         if new_state is not None and not small and all(cacheable(p) for p in checked):
             if new_state.components is not None:
                 new_state.groups_token = os.urandom(8)
@@ -1047,8 +1049,8 @@ def regroup_update(
         number = new_id[(group.members[0].root, group.members[0].path)]
         for member in group.members:
             ids[by_key[(member.root, member.path)]] = number
-    update.state.components = labels
-    update.state.group_ids = ids
+    update.components = labels
+    update.group_ids = ids
     return groups
 
 
