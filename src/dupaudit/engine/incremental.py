@@ -380,7 +380,7 @@ def update(
     # pass over the stored rows); a list that only gains entries is its old list merged with the new items
     # (nothing else can enter it): no search over the dataset.
     searched = [(research, shift) for shift, _, _, research, _ in plans if len(research)] if count >= 2 else []
-    answers = iter([])
+    answers: Iterator[tuple[np.ndarray, np.ndarray]] = iter([])
     if searched:
         widest = max(k for _, k, _, research, _ in plans if len(research))
         all_sims, all_ids = rows.nearest(
@@ -400,15 +400,12 @@ def update(
             ids[at, lists.start : lists.start + found_ids.shape[1]] = found_ids
             sims[at, lists.start : lists.start + found_sims.shape[1]] = found_sims
         if len(merged) and len(new):
-            _merge_new(
-                np.searchsorted(again, merged),
-                new_ext,
-                None,
-                ids[:, lists],
-                sims[:, lists],
-                lambda at, shift=shift: rows.queries(again[at], shift),
-                rows.new_desc,
-            )
+
+            def queries(at: np.ndarray, shift: tuple[int, int] | None = shift) -> np.ndarray:
+                return rows.queries(again[at], shift)
+
+            at = np.searchsorted(again, merged)
+            _merge_new(at, new_ext, None, ids[:, lists], sims[:, lists], queries, rows.new_desc)
 
     ext_cur = rows.ext_cur
 
@@ -533,8 +530,8 @@ class _ExtRows:
         if self._norms is None:
             stored = self.state.shift_norms
             good = stored is not None and stored.shape == (self.old_count, len(HALF_SHIFTS))
-            self._norms = stored if good else half_shift_norms(self.state_desc)  # type: ignore[assignment]
-        return self._norms  # type: ignore[return-value]
+            self._norms = stored if stored is not None and good else half_shift_norms(self.state_desc)
+        return self._norms
 
     def new_norms(self) -> np.ndarray:
         return half_shift_norms(self.new_desc)
