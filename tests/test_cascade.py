@@ -11,7 +11,16 @@ from typer.testing import CliRunner
 
 from dupaudit import scan
 from dupaudit.cli import app
-from dupaudit.engine.verify import HALF_SHIFTS, CascadeSettings, descriptors, half_shifted, similarity, verify
+from dupaudit.engine.verify import (
+    HALF_SHIFTS,
+    CascadeSettings,
+    ProbedLists,
+    descriptors,
+    half_shifted,
+    similarity,
+    trained_lists,
+    verify,
+)
 from dupaudit.sample import procedural_image
 
 
@@ -210,3 +219,31 @@ def test_half_shifted_descriptors_come_from_the_descriptors_alone():
         averaged = (grid + padded[:, 1 + dy : 9 + dy, 1 + dx : 9 + dx]).reshape(-1, 64) / 2
         assert np.allclose(half_shifted(desc, (dy, dx)), descriptors(sums=averaged), atol=1e-4)
     assert not np.allclose(half_shifted(desc, HALF_SHIFTS[0]), desc, atol=1e-2)
+
+
+def test_probed_lists_answer_as_faiss_float32_lists():
+    """The approximate search's list scan by matrix products (verify.ProbedLists) finds what faiss's float32
+    inverted lists find with the same quantizer and probes: the same similarities, the same rows up to exact
+    copies, and faiss's -1 and lowest float where the probed lists hold fewer rows than asked."""
+    import faiss
+
+    rng = np.random.default_rng(5)
+    desc = descriptors(sums=rng.integers(0, 16 * 255, size=(3000, 64)).astype(np.float64))
+    desc[2000:2100] = desc[:100]  # exact copies: ties
+    trained = trained_lists(desc)
+    lists = ProbedLists(trained, desc)
+    reference = faiss.IndexIVFFlat(trained.quantizer, 64, trained.nlist, faiss.METRIC_INNER_PRODUCT)
+    reference.add(desc)
+    for probes, width, queries in ((6, 4, desc), (6, 2, half_shifted(desc, HALF_SHIFTS[0])), (1, 60, desc[:300])):
+        lists.nprobe = reference.nprobe = probes
+        sims, ids = lists.search(queries, width)
+        want_sims, want_ids = reference.search(queries, width)
+        assert sims.dtype == np.float32 and ids.dtype == np.int64 and sims.shape == ids.shape == want_ids.shape
+        assert np.allclose(sims, want_sims, atol=1e-5)
+        assert np.array_equal(ids < 0, want_ids < 0) and (sims[ids < 0] == np.finfo(np.float32).min).all()
+        differ = ids != want_ids  # only where exact copies tie (faiss's heap keeps one or the other)
+        assert np.mean(differ) < 0.05 and np.array_equal(desc[ids[differ]], desc[want_ids[differ]])
+        listed = ids >= 0
+        rows = np.nonzero(listed)[0]
+        assert np.allclose(np.einsum("ij,ij->i", queries[rows], desc[ids[listed]]), sims[listed], atol=1e-5)
+    assert (ids < 0).any()  # the last case asked for more rows than one list holds

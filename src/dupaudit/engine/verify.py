@@ -35,6 +35,8 @@ _LISTS, _PROBES = 2, 6  # neighbour search: inverted lists per sqrt(images), lis
 # ciFAIR pairs (benchmarks/cascade_variants.py shifted-probes-N: 1, 2, 3 lists find 113, 114, 114 of 124; 6 find 115)
 _SHIFTED_PROBES = _PROBES
 APPROXIMATE_FROM = 20000  # above this many images the neighbour search is approximate (an inverted-file index)
+_SCAN_QUERIES = 1 << 18  # queries per pass of probed_scan: bounds its (query, probed list) arrays (~75 MB at k + 1 = 4)
+_SCAN_LISTS = 64  # lists per task of probed_scan's threads: small enough to even out their lengths
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +213,9 @@ def search_index(desc: np.ndarray, threads: int | None = None, exact: bool = Fal
 
     if threads:
         faiss.omp_set_num_threads(threads)
-    count = len(desc)
-    index = trained_lists(desc) if count > APPROXIMATE_FROM and not exact else faiss.IndexFlatIP(64)
+    if len(desc) > APPROXIMATE_FROM and not exact:
+        return ProbedLists(trained_lists(desc), desc)
+    index = faiss.IndexFlatIP(64)
     index.add(desc)
     return index
 
@@ -237,6 +240,77 @@ def trained_lists(desc: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
     index.train(desc[rng.choice(count, size=min(count, 40 * lists), replace=False)])
     index.nprobe = _PROBES
     return index
+
+
+class ProbedLists:
+    """trained_lists' inverted lists of `desc`, searched as faiss's index would search them (the same quantizer, the
+    same `nprobe` lists per query) but exactly in float32, each probed list scanned by one matrix product for all
+    the queries that probe it (probed_scan): ~2x faster than faiss's query-by-query scan of half-precision lists
+    (docs/scale.md). Holds no copy of `desc`: the scan gathers a list's rows when it reaches it."""
+
+    def __init__(self, trained, desc: np.ndarray) -> None:  # noqa: ANN001 - trained_lists(desc)
+        self.trained = trained  # owns the quantizer
+        self.nprobe = trained.nprobe
+        self.desc = np.ascontiguousarray(desc, dtype=np.float32)
+        self.ntotal = len(desc)
+        _, assigned = trained.quantizer.search(self.desc, 1)  # each row's list, as faiss's add assigns it
+        assigned = assigned.ravel()
+        # the rows list by list, ascending within a list (faiss's order: the same row wins an exact tie)
+        self.order = np.argsort(assigned, kind="stable")
+        self.bounds = np.searchsorted(assigned[self.order], np.arange(trained.nlist + 1))
+
+    def search(self, queries: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's (similarity, id) of the `width` best rows per query, -1 (and float32's lowest) where fewer."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        similarity = np.empty((len(queries), width), dtype=np.float32)
+        found = np.empty((len(queries), width), dtype=np.int64)
+        for lo in range(0, len(queries), _SCAN_QUERIES):
+            rows = slice(lo, lo + _SCAN_QUERIES)
+            similarity[rows], found[rows] = probed_scan(self, queries[rows], width)
+        return similarity, found
+
+
+def probed_scan(lists: ProbedLists, queries: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """ProbedLists.search of a chunk of queries: the (query, probed list) pairs grouped by list, each list's rows
+    times all its queries in one product (BLAS), each pair's best `width` kept, then each query's best `width` of
+    its probed lists."""
+    probes = min(lists.nprobe, len(lists.bounds) - 1)
+    count = len(queries)
+    _, probed = lists.trained.quantizer.search(queries, probes)  # the lists faiss's search would scan
+    pairs = probed.ravel()  # pair p: query p // probes, its (p % probes)-th nearest list
+    by_list = np.argsort(pairs, kind="stable")
+    starts = np.searchsorted(pairs[by_list], np.arange(len(lists.bounds)))
+    best = np.full((len(pairs), width), np.finfo(np.float32).min, dtype=np.float32)
+    best_ids = np.full((len(pairs), width), -1, dtype=np.int64)
+    names = np.nonzero((np.diff(starts) > 0) & (np.diff(lists.bounds) > 0))[0]
+
+    def scan(lo: int, hi: int) -> None:
+        for name in names[lo:hi].tolist():
+            chosen = by_list[starts[name] : starts[name + 1]]
+            members = lists.order[lists.bounds[name] : lists.bounds[name + 1]]
+            products = queries[chosen // probes] @ lists.desc[members].T
+            rows = np.arange(len(chosen))
+            # a few maxima per row: far cheaper than a partition (argmax: the first of equals, the lowest row)
+            for column in range(min(width, len(members))):
+                top = products.argmax(axis=1)
+                best[chosen, column] = products[rows, top]
+                best_ids[chosen, column] = members[top]
+                products[rows, top] = -np.inf
+
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    # the lists shared among threads, each product single-threaded: on a busy machine BLAS's own threads spin on
+    # each other (measured: docs/scale.md); a list's pairs are its own rows of `best`, so no two threads write one
+    with threadpool_limits(limits=1, user_api="blas"):
+        _map_chunks(scan, len(names), _SCAN_LISTS, faiss.omp_get_max_threads())
+    # each query's best over its lists, in probing order on equals (faiss keeps the first scanned), then ordered
+    # as faiss orders equal similarities: the higher id first
+    best, best_ids = best.reshape(count, -1), best_ids.reshape(count, -1)
+    keep = np.argsort(-best, axis=1, kind="stable")[:, :width]
+    best, best_ids = np.take_along_axis(best, keep, axis=1), np.take_along_axis(best_ids, keep, axis=1)
+    order = np.lexsort((-best_ids, -best), axis=1)
+    return np.take_along_axis(best, order, axis=1), np.take_along_axis(best_ids, order, axis=1)
 
 
 def _blur_matrix(size: int, sigma: float) -> np.ndarray:
