@@ -301,9 +301,11 @@ def probed_scan(lists: ProbedLists, queries: np.ndarray, width: int) -> tuple[np
     from threadpoolctl import threadpool_limits
 
     # the lists shared among threads, each product single-threaded: on a busy machine BLAS's own threads spin on
-    # each other (measured: docs/scale.md); a list's pairs are its own rows of `best`, so no two threads write one
+    # each other (measured: docs/scale.md); a list's pairs are its own rows of `best`, so no two threads write one.
+    # The count is read first: limiting faiss's BLAS (OpenMP) to one thread sets its OpenMP count to one as well.
+    threads = faiss.omp_get_max_threads()
     with threadpool_limits(limits=1, user_api="blas"):
-        _map_chunks(scan, len(names), _SCAN_LISTS, faiss.omp_get_max_threads())
+        _map_chunks(scan, len(names), _SCAN_LISTS, threads)
     # each query's best over its lists, in probing order on equals (faiss keeps the first scanned), then ordered
     # as faiss orders equal similarities: the higher id first
     best, best_ids = best.reshape(count, -1), best_ids.reshape(count, -1)
