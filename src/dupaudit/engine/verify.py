@@ -35,7 +35,7 @@ _LISTS, _PROBES = 2, 6  # neighbour search: inverted lists per sqrt(images), lis
 # ciFAIR pairs (benchmarks/cascade_variants.py shifted-probes-N: 1, 2, 3 lists find 113, 114, 114 of 124; 6 find 115)
 _SHIFTED_PROBES = _PROBES
 APPROXIMATE_FROM = 20000  # above this many images the neighbour search is approximate (an inverted-file index)
-_SCAN_QUERIES = 1 << 18  # queries per pass of probed_scan: bounds its (query, probed list) arrays (~75 MB at k + 1 = 4)
+_SCAN_QUERIES = 1 << 18  # queries per pass of probed_scan: bounds its arrays (~200 MB at k + 1 = 4, 6 probes)
 _SCAN_LISTS = 64  # lists per task of probed_scan's threads: small enough to even out their lengths
 
 
@@ -208,7 +208,8 @@ def exact_nearest(desc: np.ndarray, k: int, queries: np.ndarray, threads: int | 
 
 
 def search_index(desc: np.ndarray, threads: int | None = None, exact: bool = False):  # noqa: ANN201 - faiss
-    """The faiss index nearest() searches `desc` with: exact up to APPROXIMATE_FROM rows, else inverted lists."""
+    """What nearest() searches `desc` with: a faiss flat index up to APPROXIMATE_FROM rows, else the inverted lists
+    of trained_lists scanned by matrix products (ProbedLists)."""
     import faiss
 
     if threads:
@@ -223,15 +224,15 @@ def search_index(desc: np.ndarray, threads: int | None = None, exact: bool = Fal
 def trained_lists(desc: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
     """An empty inverted-file index trained on `desc`, _PROBES lists searched per query: an exact scan of the
     _PROBES nearest of _LISTS * sqrt(n) clusters, faster than brute force with the same recall of the annotated
-    CIFAR-10 pairs (benchmarks/bench_accuracy.py). The index file's query structures use the same lists
-    (lookup.py)."""
+    CIFAR-10 pairs (benchmarks/bench_accuracy.py). The scan's search uses its quantizer (ProbedLists); the index
+    file's query structures use the same lists, filled (lookup.py)."""
     import faiss
 
     count = len(desc)
     lists = max(1, int(_LISTS * np.sqrt(count)))
-    # the lists hold the vectors in half precision (their residuals to the list's centroid): the scan of a
-    # probed list reads half the bytes, ~1.9x faster, and 99.9% of a million-image search's nearest pairs are
-    # the same as with float32 lists, similarities within 1e-4 (docs/scale.md)
+    # filled, the lists hold the vectors in half precision (their residuals to the list's centroid): faiss's scan
+    # of a probed list reads half the bytes, ~1.9x faster, and 99.9% of a million-image search's nearest pairs
+    # are the same as with float32 lists, similarities within 1e-4 (docs/scale.md)
     index = faiss.IndexIVFScalarQuantizer(
         faiss.IndexFlatIP(64), 64, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
     )
@@ -245,14 +246,13 @@ def trained_lists(desc: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
 class ProbedLists:
     """trained_lists' inverted lists of `desc`, searched as faiss's index would search them (the same quantizer, the
     same `nprobe` lists per query) but exactly in float32, each probed list scanned by one matrix product for all
-    the queries that probe it (probed_scan): ~2x faster than faiss's query-by-query scan of half-precision lists
-    (docs/scale.md). Holds no copy of `desc`: the scan gathers a list's rows when it reaches it."""
+    the queries that probe it (probed_scan): 2-3x faster than faiss's query-by-query scan of half-precision
+    lists (docs/scale.md). Holds no copy of `desc`: the scan gathers a list's rows when it reaches it."""
 
     def __init__(self, trained, desc: np.ndarray) -> None:  # noqa: ANN001 - trained_lists(desc)
         self.trained = trained  # owns the quantizer
         self.nprobe = trained.nprobe
         self.desc = np.ascontiguousarray(desc, dtype=np.float32)
-        self.ntotal = len(desc)
         _, assigned = trained.quantizer.search(self.desc, 1)  # each row's list, as faiss's add assigns it
         assigned = assigned.ravel()
         # the rows list by list, ascending within a list (faiss's order: the same row wins an exact tie)
