@@ -363,8 +363,7 @@ def update(
             lost = alive & ((old_ids >= 0) & ~alive[np.maximum(old_ids, 0)]).any(axis=1)
         entered = np.zeros(old_count, dtype=bool)
         if best_new is not None:
-            # each list's floor: its least similar entry (-inf when not full: it takes anyone; an empty entry's
-            # similarity is -inf or faiss's -FLT_MAX already, so the minimum needs no mask)
+            # each list's floor: its least similar entry (-inf when not full: it takes anyone)
             floor = _column_fold(np.minimum, state.knn_sims[:, lists])
             floor[_column_fold(np.logical_or, old_ids < 0)] = -np.inf
             # rounding differs from the list's own similarities by ~1e-7 (_best_new), hence the margin: a row
