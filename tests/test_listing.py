@@ -183,10 +183,30 @@ def test_a_listing_from_a_snapshot_equals_a_fresh_one_and_stats_only_changed_fol
     (base / "class0" / "deep" / "er" / "more" / "x.jpg").write_bytes(b"x")
     calls.clear()
     replayed = listing.list_files(roots, taken)
-    assert sorted(calls) == ["class0", "class1", "class2", "er", "more"]  # not class0/deep, class1/loop
+    # stat-ed now: the new names (class0, class2) and the new folder; the names the moved folders held before
+    # (class0, class1, class2, er: not class0/deep, class1/loop) are confirmed afterwards
+    assert sorted(calls) == ["class0", "class2", "more"]
     calls.clear()
+    assert replayed.confirmation().moved() == []
+    assert sorted(calls) == ["class0", "class1", "class2", "er"]
     assert _same(replayed, listing.list_files(roots))
-    assert replayed.reused == len([n for f in replayed.files for d in f.folders if d.known for n in d.names])
+    trusted = [n for f in replayed.files for d in f.folders if d.known for n in d.names]
+    assert replayed.reused == len(trusted) - 2  # the two new names were stat-ed
+
+
+def test_a_file_replaced_in_a_moved_folder_is_not_confirmed(tmp_path, monkeypatch):
+    base = _tree(tmp_path / "data")
+    _age(base)
+    roots = resolve_roots(base)
+    taken = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
+    (base / "class1" / "0004.jpg").unlink()  # git checkout: a changed file written anew (its folder's mtime moves)
+    (base / "class1" / "0004.jpg").write_bytes(b"another picture")
+    (base / "class1" / "added.jpg").write_bytes(b"new")
+    replayed = listing.list_files(roots, taken)
+    assert not _same(replayed, listing.list_files(roots))  # 0004.jpg was taken on trust...
+    assert replayed.confirmation().moved() == [str(base / "class1" / "0004.jpg")]  # ...and is not confirmed
+    again = listing.list_files(roots, taken, trust_moved=False)
+    assert again.to_confirm == [] and _same(again, listing.list_files(roots))
 
 
 def test_a_snapshot_does_not_trust_a_recent_folder_nor_one_asked_for(tmp_path, monkeypatch):
@@ -194,8 +214,9 @@ def test_a_snapshot_does_not_trust_a_recent_folder_nor_one_asked_for(tmp_path, m
     roots = resolve_roots(base)
     fresh = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
     calls = _stat_calls(monkeypatch)
-    listing.list_files(roots, fresh)  # every folder was changed seconds ago: all listed again
-    assert sorted(calls) == ["class0", "class1", "class2", "er", "er", "er"]
+    recent = listing.list_files(roots, fresh)  # every folder was changed seconds ago: all read again, their
+    assert calls == []  # files taken on trust, and every one stat-ed when confirmed
+    assert recent.confirmation().moved() == [] and sorted(calls) == ["class0", "class1", "class2", "er", "er", "er"]
 
     _age(base)
     aged = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
@@ -206,6 +227,33 @@ def test_a_snapshot_does_not_trust_a_recent_folder_nor_one_asked_for(tmp_path, m
     calls.clear()
     trusted = listing.list_files(roots, aged)
     assert calls == []  # the trade-off: an edit in place, in a folder not asked for, is not seen
-    asked = listing.list_files(roots, aged, frozenset({(folder.st_dev, folder.st_ino)}))
-    assert calls == ["class1"] and _same(asked, listing.list_files(roots))
+    asked = listing.list_files(roots, aged, {(folder.st_dev, folder.st_ino): frozenset({"0004.jpg"})})
+    assert calls == ["class1"] and _same(asked, listing.list_files(roots))  # only the passed file: stat-ed
     assert not _same(trusted, asked)
+
+
+def test_common_runs_match_names_as_a_dict_would():
+    import random
+
+    rng = random.Random(5)
+    old = [f"{rng.getrandbits(40):010x}.jpg" for _ in range(20_000)]
+    for case in range(20):
+        new = list(old)
+        for _ in range(rng.choice([0, 1, 5, 50, 400])):  # removals, additions, a name written anew elsewhere
+            kind = rng.random()
+            if kind < 0.4 and new:
+                del new[rng.randrange(len(new))]
+            elif kind < 0.8:
+                new.insert(rng.randrange(len(new) + 1), f"new{case}-{rng.getrandbits(30)}.jpg")
+            elif new:
+                new.insert(rng.randrange(len(new) + 1), new.pop(rng.randrange(len(new))))
+        runs = listing._common_runs(old, new)
+        if runs is None:
+            continue  # too different: the caller uses a dict
+        where = {name: row for row, name in enumerate(old)}
+        matched = {i + k: j + k for i, j, width in runs for k in range(width)}
+        assert all(new[i] == old[j] for i, j in matched.items())
+        assert all(where.get(new[i]) == j for i, j in matched.items())
+        assert [i for i, _, _ in runs] == sorted(i for i, _, _ in runs)
+        unmatched = [i for i in range(len(new)) if i not in matched and new[i] in where]
+        assert len(unmatched) <= 2 * 400  # only names that moved are left to a stat

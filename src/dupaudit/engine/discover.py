@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from operator import attrgetter, methodcaller
 
@@ -92,6 +92,56 @@ def image_records(listing: Listing) -> list[ImageRecord]:
     return list(record_table(listing))
 
 
+class FolderPaths(Sequence[str]):
+    """Paths folder by folder, each a prefix and its names (sorted): a path string is made only for an item
+    asked for, all of them only when iterated or sliced (a pre-commit check reads a few of a million)."""
+
+    def __init__(self, roots: list[int], prefixes: list[str], names: list[list[str]]) -> None:
+        self.roots, self.prefixes, self.names = roots, prefixes, names  # per folder: its root number, ...
+        self.starts = np.cumsum([0] + [len(n) for n in names]).tolist()  # each folder's first item
+        self._all: list[str] | None = None
+        self._folder: dict[tuple[int, str], int] | None = None
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's overloads: an int or a slice
+        if isinstance(index, slice):
+            return self.tolist()[index]
+        if self._all is not None:
+            return self._all[index]
+        index = range(len(self))[index]  # negative indices, IndexError
+        k = bisect_right(self.starts, index) - 1
+        return self.prefixes[k] + self.names[k][index - self.starts[k]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tolist())
+
+    def tolist(self) -> list[str]:
+        if self._all is None:
+            self._all = []
+            for prefix, names in zip(self.prefixes, self.names):
+                self._all.extend(map(prefix.__add__, names))
+        return self._all
+
+    def with_prefixes(self, prefixes: list[str]) -> FolderPaths:
+        """The same names under other prefixes (the absolute paths of the relative ones)."""
+        return FolderPaths(self.roots, prefixes, self.names)
+
+    def find(self, root: int, path: str) -> int:
+        """The item of root number `root` at `path` (its prefix and name), -1 when absent: a binary search in
+        its folder's names."""
+        if self._folder is None:
+            self._folder = {(r, prefix): k for k, (r, prefix) in enumerate(zip(self.roots, self.prefixes))}
+        slash = path.rfind("/") + 1
+        k = self._folder.get((root, path[:slash]))
+        if k is None:
+            return -1
+        names = self.names[k]
+        at = bisect_left(names, path[slash:])
+        return self.starts[k] + at if at < len(names) and names[at] == path[slash:] else -1
+
+
 class RecordTable(Sequence[ImageRecord]):
     """A listing's image records as columns, sorted by (root order, path): an ImageRecord is made only for an
     item asked for. A pre-commit check of a few files reads the columns of all the others (their paths, sizes,
@@ -103,8 +153,8 @@ class RecordTable(Sequence[ImageRecord]):
         roots: np.ndarray,  # int32 per item: its root in root_names (items of a root are contiguous)
         label_names: tuple[str | None, ...],
         labels: np.ndarray,  # int32 per item: its label in label_names
-        paths: list[str],
-        abspaths: list[str],
+        paths: list[str] | FolderPaths,
+        abspaths: list[str] | FolderPaths,
         sizes: np.ndarray,  # int64
         mtimes: np.ndarray,  # int64
     ) -> None:
@@ -140,13 +190,16 @@ class RecordTable(Sequence[ImageRecord]):
     def take(self, rows: np.ndarray) -> RecordTable:
         """The items at `rows` (ascending: the order stays sorted)."""
         listed = rows.tolist()
+        many = len(listed) > 64  # then all the strings once, not a search each
+        paths = self.paths.tolist() if many and isinstance(self.paths, FolderPaths) else self.paths
+        abspaths = self.abspaths.tolist() if many and isinstance(self.abspaths, FolderPaths) else self.abspaths
         return RecordTable(
             self.root_names,
             self.roots[rows],
             self.label_names,
             self.labels[rows],
-            [self.paths[i] for i in listed],
-            [self.abspaths[i] for i in listed],
+            [paths[i] for i in listed],
+            [abspaths[i] for i in listed],
             self.sizes[rows],
             self.mtimes[rows],
         )
@@ -166,6 +219,11 @@ class RecordTable(Sequence[ImageRecord]):
         starts = np.searchsorted(self.roots, np.arange(len(self.root_names) + 1), side="left").tolist()
         position = {name: (starts[k], starts[k + 1]) for k, name in enumerate(self.root_names)}
         rows = np.full(len(members), -1, dtype=np.int64)
+        if isinstance(self.paths, FolderPaths):
+            number = {name: k for k, name in enumerate(self.root_names)}
+            for i, (root, path) in enumerate(members):
+                rows[i] = self.paths.find(number.get(root, -1), path)
+            return rows
         for i, (root, path) in enumerate(members):
             lo, hi = position.get(root, (0, 0))
             row = bisect_left(self.paths, path, lo, hi)
@@ -177,49 +235,65 @@ class RecordTable(Sequence[ImageRecord]):
 def record_table(listing: Listing) -> RecordTable:
     """The image files of a listing (by extension, or by content), sorted by (root order, path), as columns.
 
-    Folder by folder: a folder's files share their label and path prefix, and the per-file work is C calls."""
+    Folder by folder: a folder's files share their label and path prefix, and the per-file work is C calls. A
+    listing's folders hold their names sorted, so the folders in the order of their paths give the records in
+    order, and the paths stay folder by folder (FolderPaths: no string per file) unless a folder's files and a
+    subfolder's interleave ("a/b.jpg" < "a/b/c.jpg" < "a/b0.jpg"): then they are strings, sorted."""
     root_names = tuple(files.root.name for files in listing.files)
     label_code: dict[str | None, int] = {}
-    roots: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    paths: list[str] = []
-    abspaths: list[str] = []
-    sizes: list[np.ndarray] = []
-    mtimes: list[np.ndarray] = []
-    for number, files in enumerate(listing.files):
+    folders = []  # per root: its image folders in path order, as (prefix, names, label code, rows in the listing)
+    for files in listing.files:
         root = files.root
         base = root.path.rstrip("/") + "/"  # "/" itself is a root path too
-        here_paths: list[str] = []
-        here_abspaths: list[str] = []
-        here_labels: list[np.ndarray] = []
-        kept: list[np.ndarray] = []  # each kept file's place in the listing's sizes and mtimes
-        position = 0
+        starts = np.cumsum([0] + [len(folder.names) for folder in files.folders]).tolist()  # in the stat arrays
         label_of = _label_of(root)
-        for folder in files.folders:
-            count = len(folder.names)
+        here = []
+        for k in sorted(range(len(files.folders)), key=lambda k: files.folders[k].prefix):
+            folder = files.folders[k]
             code = label_code.setdefault(label_of(folder.prefix), len(label_code))
-            where = base + folder.prefix
-            # visible names never start with ".", so this suffix test is os.path.splitext's (C-level maps)
-            by_name = list(map(_IMAGE_NAME, map(str.lower, folder.names)))
-            if all(by_name):
-                names, keep = folder.names, np.arange(count, dtype=np.int64)
+            if _all_images(folder.names):
+                names, keep = folder.names, np.arange(len(folder.names), dtype=np.int64)
             else:
+                where = base + folder.prefix
+                by_name = list(map(_IMAGE_NAME, map(str.lower, folder.names)))
                 chosen = [i for i, ok in enumerate(by_name) if ok or looks_like_image(where + folder.names[i])]
                 names, keep = [folder.names[i] for i in chosen], np.array(chosen, dtype=np.int64)
-            here_paths.extend(map(folder.prefix.__add__, names))
-            here_abspaths.extend(map(where.__add__, names))
-            here_labels.append(np.full(len(names), code, dtype=np.int32))
-            kept.append(position + keep)
-            position += count
-        order = sorted(range(len(here_paths)), key=here_paths.__getitem__)
-        paths.extend(map(here_paths.__getitem__, order))
-        abspaths.extend(map(here_abspaths.__getitem__, order))
-        rows = np.array(order, dtype=np.int64)
-        at = np.concatenate(kept)[rows] if kept else rows
-        labels.append(np.concatenate(here_labels)[rows] if here_labels else np.empty(0, np.int32))
-        roots.append(np.full(len(order), number, dtype=np.int32))
+            if names:
+                here.append((folder.prefix, names, code, starts[k] + keep))
+        folders.append((base, here))
+
+    def in_order(here: list) -> bool:
+        return all(p + n[-1] < q + m[0] for (p, n, _, _), (q, m, _, _) in zip(here, here[1:]))
+
+    roots: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    sizes: list[np.ndarray] = []
+    mtimes: list[np.ndarray] = []
+    by_folder = all(in_order(here) for _, here in folders)
+    paths: list[str] = []
+    abspaths: list[str] = []
+    for number, ((base, here), files) in enumerate(zip(folders, listing.files)):
+        at = np.concatenate([keep for _, _, _, keep in here]) if here else np.empty(0, dtype=np.int64)
+        codes = np.concatenate([np.full(len(n), c, dtype=np.int32) for _, n, c, _ in here] or [np.empty(0, np.int32)])
+        if not by_folder:  # strings, sorted
+            here_paths = [path for prefix, names, _, _ in here for path in map(prefix.__add__, names)]
+            order = sorted(range(len(here_paths)), key=here_paths.__getitem__)
+            paths.extend(map(here_paths.__getitem__, order))
+            abspaths.extend(base + here_paths[i] for i in order)
+            at, codes = at[order], codes[order]
+        roots.append(np.full(len(at), number, dtype=np.int32))
+        labels.append(codes)
         sizes.append(np.frombuffer(files.sizes, dtype=np.int64)[at] if len(at) else np.empty(0, np.int64))
         mtimes.append(np.frombuffer(files.mtimes, dtype=np.int64)[at] if len(at) else np.empty(0, np.int64))
+    if by_folder:
+        flat = [
+            (number, base, prefix, names) for number, (base, here) in enumerate(folders) for prefix, names, _, _ in here
+        ]
+        relative = FolderPaths([f[0] for f in flat], [f[2] for f in flat], [f[3] for f in flat])
+        paths_column: list[str] | FolderPaths = relative
+        abspaths_column: list[str] | FolderPaths = relative.with_prefixes([f[1] + f[2] for f in flat])
+    else:
+        paths_column, abspaths_column = paths, abspaths
 
     def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
@@ -229,11 +303,21 @@ def record_table(listing: Listing) -> RecordTable:
         joined(roots, np.int32),
         tuple(label_code),
         joined(labels, np.int32),
-        paths,
-        abspaths,
+        paths_column,
+        abspaths_column,
         joined(sizes, np.int64),
         joined(mtimes, np.int64),
     )
+
+
+_NAME_ENDINGS = tuple(extension + "\0" for extension in IMAGE_EXTENSIONS)  # no extension ends another one
+
+
+def _all_images(names: list[str]) -> bool:
+    """Every name has an image extension: the endings counted in the names joined (C-level searches; a name
+    ends with at most one of them)."""
+    joined = ("\0".join(names) + "\0").lower()
+    return sum(map(joined.count, _NAME_ENDINGS)) == len(names)
 
 
 def discover(roots: tuple[Root, ...]) -> tuple[list[ImageRecord], list[tuple[str, str, str]]]:

@@ -21,6 +21,7 @@ that the full scan uses an approximate (IVF) search and a full rescan can differ
 from __future__ import annotations
 
 import io
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import FingerprintCache
-from .discover import RecordTable
+from .discover import FolderPaths, RecordTable
 from .model import ImageRecord, Settings
 from .regroup import components
 from .verify import (
@@ -123,6 +124,13 @@ class Names(Sequence[str]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.tolist())
+
+    def text(self, start: int, end: int) -> str:
+        """Rows start to end (exclusive) as one string, each name followed by a NUL."""
+        if start >= end:
+            return ""
+        first = int(self.ends[start - 1]) + 1 if start else 0
+        return self.blob[first : int(self.ends[end - 1]) + 1].tobytes().decode("utf-8", "surrogateescape")
 
     def tolist(self) -> list[str]:
         if self._all is None:
@@ -708,22 +716,82 @@ def _merge_new(
 def rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
     """Each record's row in the state when it holds the file unchanged (path, size, mtime_ns), else -1."""
     count = len(records)
+    old_of = None
     if isinstance(records, RecordTable):  # its columns: no record made
-        paths: list[str] = records.abspaths
+        paths: Sequence[str] = records.abspaths
         sizes, mtimes = records.sizes, records.mtimes
+        if isinstance(paths, FolderPaths) and isinstance(state.paths, Names):
+            old_of = _rows_by_folder(state.paths, paths, records)
     else:
         paths = list(map(_ABSPATH, records))
         sizes = np.fromiter(map(_SIZE, records), dtype=np.int64, count=count)
         mtimes = np.fromiter(map(_MTIME, records), dtype=np.int64, count=count)
-    names = state.paths.tolist() if isinstance(state.paths, Names) else list(state.paths)
-    old_of = _aligned(names, paths)
-    if old_of is None:  # too different to walk side by side
-        position = dict(zip(names, range(len(names))))
-        old_of = np.fromiter(map(position.get, paths, repeat(-1)), dtype=np.int64, count=count)
+    if old_of is None:
+        names = state.paths.tolist() if isinstance(state.paths, Names) else list(state.paths)
+        listed = paths.tolist() if isinstance(paths, FolderPaths) else paths if isinstance(paths, list) else list(paths)
+        old_of = _aligned(names, listed)
+        if old_of is None:  # too different to walk side by side
+            position = dict(zip(names, range(len(names))))
+            old_of = np.fromiter(map(position.get, listed, repeat(-1)), dtype=np.int64, count=count)
     held = np.nonzero(old_of >= 0)[0]
     changed = (state.sizes[old_of[held]] != sizes[held]) | (state.mtimes[old_of[held]] != mtimes[held])
     old_of[held[changed]] = -1
     return old_of
+
+
+def _rows_by_folder(names: Names, paths: FolderPaths, records: RecordTable) -> np.ndarray | None:
+    """rows_in's rows for records whose paths are kept folder by folder: each folder's names found in the
+    state's rows as one block of text (its rows: those that start with the folder's path, found by binary
+    search within its root's rows), the same text when the folder did not change, else the two walked side by
+    side (_aligned). No string per unchanged file. None when a root's path is inside another's (their rows
+    need not be apart)."""
+    relative = records.paths
+    assert isinstance(relative, FolderPaths)
+    base_of: dict[int, str] = {}  # each root's path: a folder's absolute prefix without its relative one
+    for number, absolute, inside in zip(paths.roots, paths.prefixes, relative.prefixes):
+        base_of.setdefault(number, absolute[: len(absolute) - len(inside)])
+    ordered = sorted(base_of.values())
+    if any(b.startswith(a) for a, b in zip(ordered, ordered[1:])):
+        return None
+    result = np.full(len(paths), -1, dtype=np.int64)
+    root_end = 0  # each root's rows follow the last's (the records' order)
+    current = -1
+    for k, (number, prefix, folder_names) in enumerate(zip(paths.roots, paths.prefixes, paths.names)):
+        if number != current:  # this root's rows: from the last root's end, while they start with its path
+            current = number
+            root_start = root_end
+            root_end = _block_end(names, base_of[number], root_start)
+        lo = bisect_left(names, prefix, root_start, root_end)
+        hi = bisect_left(names, prefix[:-1] + chr(ord("/") + 1), lo, root_end)  # past every name under prefix
+        start = paths.starts[k]
+        text = names.text(lo, hi)
+        if text == prefix + ("\0" + prefix).join(folder_names) + "\0":
+            result[start : start + len(folder_names)] = np.arange(lo, hi)
+            continue
+        old = text[len(prefix) : -1].split("\0" + prefix) if text else []
+        rows = _aligned(old, folder_names)
+        if rows is None:
+            position = dict(zip(old, range(len(old))))
+            rows = np.fromiter(map(position.get, folder_names, repeat(-1)), dtype=np.int64, count=len(folder_names))
+        result[start : start + len(folder_names)] = np.where(rows >= 0, rows + lo, -1)
+    return result
+
+
+def _block_end(names: Names, base: str, start: int) -> int:
+    """The end of the run of rows from `start` whose names start with `base` (galloping, then a binary
+    search: the run is followed by other roots' rows only)."""
+    step, end = 1, start
+    while end < len(names) and names[end].startswith(base):
+        end = start + step
+        step *= 2
+    lo, hi = start, min(end, len(names))  # names[lo:...] start with base up to somewhere in (lo, hi]
+    while lo < hi:
+        middle = (lo + hi) // 2
+        if names[middle].startswith(base):
+            lo = middle + 1
+        else:
+            hi = middle
+    return lo
 
 
 _ALIGN_STEP = 4096  # names compared at once while the two lists agree

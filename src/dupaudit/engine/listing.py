@@ -4,15 +4,21 @@ A Listing identifies the state of the folders: a warm rescan compares it with th
 (cache.answer_key) before anything else is done, so this walk is most of a warm scan's time. One stat per
 file is the least a rescan can do to notice a changed file, and the stat system call is what costs (even from
 C: GNU find takes as long; docs/performance.md). So the folders are listed first, then the
-files are stat-ed folder by folder, in directory order, relative to an open folder (a one-name path lookup),
+files are stat-ed folder by folder, in name order, relative to an open folder (a one-name path lookup),
 and in two processes when there are many.
 
 A pre-commit check of a few files need not stat the others: a listing keeps, per folder, its mtime and what it
-held (a snapshot, stored in the cache), and `list_files(roots, previous, relist)` takes a folder whose mtime is
-unchanged, and that holds none of the passed files, from the snapshot. Adding, removing or renaming a file (git
+held (a snapshot, stored in the cache), and `list_files(roots, previous, passed)` takes a folder whose mtime is
+unchanged from the snapshot, stat-ing only the passed files in it. Adding, removing or renaming a file (git
 checkout, pull and stash do that too) changes its folder's mtime; only a file edited in place, not passed,
 keeps its folder's: the trade-off of `dupaudit check FILES` (docs/check.md). A folder changed within a few
 seconds of its listing is never taken from a snapshot (its mtime may not move again within one clock tick).
+
+A folder whose mtime moved is read again (its names), and its new and passed files are stat-ed at once; the
+names it held before are taken from the snapshot on trust and stat-ed afterwards, in a forked child while the
+scan goes on (`Listing.confirmation`): a name cannot be trusted by its inode (git checkout recreates a changed
+file under the same inode number on ext4), so every one is stat-ed, but off the scan's path. The scan confirms
+before it writes anything or answers, and lists again without trust when a file differs (ListingMoved).
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import repeat
 from operator import attrgetter
 
 from .model import Root
@@ -35,23 +44,27 @@ _SIZE = attrgetter("st_size")
 _MTIME = attrgetter("st_mtime_ns")
 _PARALLEL_FROM = 20_000  # files: below this a second process costs more than it saves
 _RACY_NS = 2_000_000_000  # a folder modified this close to its listing is not taken from a snapshot later
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2  # 2: each folder's names sorted
 
 
 @dataclass(slots=True)
 class Folder:
-    """One folder's visible regular files, in directory order."""
+    """One folder's visible regular files, sorted by name (so a listing's records need no sort of their own,
+    discover.record_table, and two readings of a folder align, _common_runs)."""
 
     path: str  # absolute (through symlinks as walked)
     prefix: str  # its path relative to the root, "" or ending in "/"
     names: list[str]
-    known: tuple[array, array] | None = None  # sizes and mtimes from a snapshot: not stat-ed again
+    known: tuple[array, array] | None = None  # sizes and mtimes from a snapshot: not stat-ed again, except...
+    restat: list[int] = field(default_factory=list)  # ...the names at these positions (passed, or new)
+    # the folder's mtime moved: the names taken on trust, and their sizes and mtimes (Listing.confirmation)
+    unconfirmed: tuple[list[str], array, array] | None = None
 
 
 @dataclass(slots=True)
 class Seen:
     """What the walk found in one folder (a snapshot's entry): its mtime_ns (-1: not to be trusted later), its
-    child folders, regular files and broken symlinks, in directory order, and the files' sizes and mtimes."""
+    child folders, regular files (sorted) and broken symlinks, and the files' sizes and mtimes."""
 
     stamp: int
     dirs: list[str]
@@ -84,6 +97,13 @@ class Listing:
     links: list[tuple[str, str, str]] = field(default_factory=list)
     seen: dict[str, Seen] = field(default_factory=dict)  # every folder walked, by path: what a snapshot keeps
     reused: int = 0  # files taken from a snapshot (not stat-ed)
+    # files taken on trust from folders whose mtime moved: (folder, names, the sizes and mtimes taken)
+    to_confirm: list[tuple[str, list[str], array, array]] = field(default_factory=list)
+
+    def confirmation(self) -> Confirmation:
+        """The stat of the files taken on trust from folders whose mtime moved, started now (see the module's
+        docstring); Confirmation.moved() says which differ."""
+        return Confirmation(self.to_confirm)
 
     def link_warnings(self) -> list[str]:
         """One line per folder not walked twice: a symlink loop, or a second link to a folder."""
@@ -101,21 +121,28 @@ class Listing:
 
 
 def list_files(
-    roots: tuple[Root, ...], previous: dict[str, Seen] | None = None, relist: frozenset[tuple[int, int]] = frozenset()
+    roots: tuple[Root, ...],
+    previous: dict[str, Seen] | None = None,
+    passed: Mapping[tuple[int, int], frozenset[str]] | None = None,
+    *,
+    trust_moved: bool = True,
 ) -> Listing:
     """Walk the roots, following symlinks once (no loops); hidden files and folders are skipped.
 
-    `previous`: a snapshot (load_snapshot): a folder whose mtime it holds, and whose identity (st_dev, st_ino)
-    is not in `relist`, is taken from it without reading or stat-ing its files."""
+    `previous`: a snapshot (load_snapshot): a folder whose mtime it holds is taken from it without reading or
+    stat-ing its files, except the names `passed` gives for its identity (st_dev, st_ino); from a folder whose
+    mtime moved, the names it held (and that are not passed) keep their sizes and mtimes, to be confirmed
+    (Listing.confirmation) unless `trust_moved` is False."""
     started = time.time_ns()
     listing = Listing([], [])
     for root in roots:
-        walked = _walk(root, listing.problems, listing.links, listing.seen, previous, relist, started)
+        walked = _walk(root, listing.problems, listing.links, listing.seen, previous, passed, started, trust_moved)
         listing.files.append(RootFiles(root, walked, array("q"), array("q")))
     folders = [folder for files in listing.files for folder in files.folders]
     if any(folder.known is not None for folder in folders):
         sizes, mtimes, failed = _stat_some(folders)
-        listing.reused = sum(len(folder.names) for folder in folders if folder.known is not None)
+        listing.reused = sum(len(folder.names) - len(folder.restat) for folder in folders if folder.known is not None)
+        listing.to_confirm = [(folder.path, *folder.unconfirmed) for folder in folders if folder.unconfirmed]
     else:
         sizes, mtimes, failed = _stat_all(folders)
     start = 0
@@ -129,16 +156,27 @@ def list_files(
 
 
 def _stat_some(folders: list[Folder]) -> tuple[array, array, dict[int, str]]:
-    """_stat_all for the folders not known from a snapshot; the others' sizes and mtimes as the snapshot has them."""
-    todo = [folder for folder in folders if folder.known is None]
+    """_stat_all for the folders not known from a snapshot and the names to stat again in the others; the rest
+    as the snapshot has them."""
+    todo = [
+        folder if folder.known is None else Folder(folder.path, folder.prefix, [folder.names[i] for i in folder.restat])
+        for folder in folders
+        if folder.known is None or folder.restat
+    ]
     fresh_sizes, fresh_mtimes, fresh_failed = _stat_all(todo)
     sizes, mtimes, failed = array("q"), array("q"), {}
     position, taken = 0, 0
     for folder in folders:
         count = len(folder.names)
         if folder.known is not None:
-            sizes.extend(folder.known[0])
-            mtimes.extend(folder.known[1])
+            known_sizes, known_mtimes = array("q", folder.known[0]), array("q", folder.known[1])
+            for k, i in enumerate(folder.restat):
+                known_sizes[i], known_mtimes[i] = fresh_sizes[taken + k], fresh_mtimes[taken + k]
+                if taken + k in fresh_failed:
+                    failed[position + i] = fresh_failed[taken + k]
+            sizes.extend(known_sizes)
+            mtimes.extend(known_mtimes)
+            taken += len(folder.restat)
         else:
             sizes.extend(fresh_sizes[taken : taken + count])
             mtimes.extend(fresh_mtimes[taken : taken + count])
@@ -178,11 +216,13 @@ def _walk(
     links: list,
     seen: dict[str, Seen] | None = None,
     previous: dict[str, Seen] | None = None,
-    relist: frozenset[tuple[int, int]] = frozenset(),
+    passed: Mapping[tuple[int, int], frozenset[str]] | None = None,
     started: int = 0,
+    trust_moved: bool = True,
 ) -> list[Folder]:
     """The folders of one root that hold regular files (depth first), noting the problems met; each folder
     walked goes into `seen`, and one unchanged since `previous` (see list_files) is taken from it."""
+    passed = passed or {}
     seen = {} if seen is None else seen
     previous = previous or {}
     folders: list[Folder] = []
@@ -208,13 +248,15 @@ def _walk(
             seen_dirs[ident] = prefix
             stamp = stat.st_mtime_ns if stat.st_mtime_ns < started - _RACY_NS else -1
             old = previous.get(path)
-            if old is not None and old.stamp >= 0 and old.stamp == stat.st_mtime_ns and ident not in relist:
+            asked = passed.get(ident, frozenset())
+            if old is not None and old.stamp >= 0 and old.stamp == stat.st_mtime_ns:
                 seen[path] = old  # the same names as when the snapshot was taken: replay that walk's steps
                 stack.extend((os.path.join(path, name), prefix + name + "/") for name in old.dirs)
                 problems.extend((root.name, prefix + name, "broken or looping symlink") for name in old.broken)
                 if old.files:
                     assert old.sizes is not None and old.mtimes is not None
-                    folders.append(Folder(path, prefix, list(old.files), (old.sizes, old.mtimes)))
+                    restat = [i for i, name in enumerate(old.files) if name in asked] if asked else []
+                    folders.append(Folder(path, prefix, list(old.files), (old.sizes, old.mtimes), restat))
                 continue
             with os.scandir(path) as iterator:
                 children = list(iterator)
@@ -228,9 +270,10 @@ def _walk(
         try:  # the type comes from the directory itself; only symlinks need a stat (which may fail)
             regular = list(map(os.DirEntry.is_file, children))
             if all(regular):  # the usual folder of images: no per-file Python below
+                names.sort()
                 seen[path] = Seen(stamp, [], names, [])
                 if names:
-                    folders.append(Folder(path, prefix, names))
+                    folders.append(_read_again(path, prefix, names, previous.get(path) if trust_moved else None, asked))
                 continue
             dirs = list(map(os.DirEntry.is_dir, children))
         except OSError:
@@ -247,10 +290,94 @@ def _walk(
                 problems.append((root.name, prefix + name, "broken or looping symlink"))
                 entry_of.broken.append(name)
             # else a fifo, socket or device: not an image, not a problem
+        files.sort()
         seen[path] = entry_of
         if files:
-            folders.append(Folder(path, prefix, files))
+            folders.append(_read_again(path, prefix, files, previous.get(path) if trust_moved else None, asked))
     return folders
+
+
+def _read_again(path: str, prefix: str, names: list[str], old: Seen | None, asked: frozenset[str]) -> Folder:
+    """A folder just read: without a snapshot of it, every file is to be stat-ed; with one, the names it held
+    (and that are not passed) keep its sizes and mtimes on trust, and only the others are stat-ed now."""
+    if old is None or not old.files or old.sizes is None or old.mtimes is None:
+        return Folder(path, prefix, names)
+    runs = _common_runs(old.files, names)
+    if runs is None:  # too different to walk side by side: a dict of the old names
+        where = dict(zip(old.files, range(len(old.files))))
+        rows = list(map(where.get, names, repeat(-1)))
+        runs = [(i, row, 1) for i, row in enumerate(rows) if row >= 0]
+    sizes, mtimes = array("q", bytes(8 * len(names))), array("q", bytes(8 * len(names)))
+    trusted_names, trusted_sizes, trusted_mtimes = [], array("q"), array("q")
+    covered = 0
+    restat = []
+    for i, j, width in runs:  # names[i:i + width] == old.files[j:j + width]
+        restat.extend(range(covered, i))
+        covered = i + width
+        sizes[i:covered], mtimes[i:covered] = old.sizes[j : j + width], old.mtimes[j : j + width]
+        trusted_names.extend(names[i:covered])
+        trusted_sizes.extend(old.sizes[j : j + width])
+        trusted_mtimes.extend(old.mtimes[j : j + width])
+    restat.extend(range(covered, len(names)))
+    if len(restat) == len(names):
+        return Folder(path, prefix, names)
+    for name in asked:  # a passed file is stat-ed now, not taken on trust
+        try:
+            at = trusted_names.index(name)
+        except ValueError:
+            continue
+        del trusted_names[at], trusted_sizes[at], trusted_mtimes[at]
+        restat.append(names.index(name))
+    restat.sort()
+    return Folder(path, prefix, names, (sizes, mtimes), restat, (trusted_names, trusted_sizes, trusted_mtimes))
+
+
+_RUN_STEP = 4096  # names compared at once while two listings of a folder agree
+_RUN_LOOKAHEAD = 64  # how far a difference is looked past for the name where they agree again
+_RUN_DIFFERENCES = 256  # differences walked before a dict of the old names is cheaper
+
+
+def _common_runs(old: list[str], new: list[str]) -> list[tuple[int, int, int]] | None:
+    """The runs (i, j, width) where new[i:i + width] == old[j:j + width], in order, for two readings of a folder
+    (a directory keeps its entries' order when a few are added or removed): found by comparing slices (C-level),
+    each difference by a short look ahead. None when they differ in too many places."""
+    runs: list[tuple[int, int, int]] = []
+    i = j = 0
+    budget = _RUN_DIFFERENCES
+    while i < len(new) and j < len(old):
+        width = min(_RUN_STEP, len(new) - i, len(old) - j)
+        if new[i : i + width] != old[j : j + width]:
+            agree, differ = 0, width  # new[i:i+agree] == old[j:j+agree]; they differ within the first `differ`
+            while differ - agree > 1:
+                middle = (agree + differ) // 2
+                if new[i : i + middle] == old[j : j + middle]:
+                    agree = middle
+                else:
+                    differ = middle
+            width = agree
+        if width:
+            if runs and runs[-1][0] + runs[-1][2] == i and runs[-1][1] + runs[-1][2] == j:
+                runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + width)
+            else:
+                runs.append((i, j, width))
+            i, j = i + width, j + width
+        if i == len(new) or j == len(old) or new[i] == old[j]:
+            continue
+        budget -= 1
+        if budget < 0:
+            return None
+        try:  # old names removed before the next new one
+            j = old.index(new[i], j, j + _RUN_LOOKAHEAD)
+            continue
+        except ValueError:
+            pass
+        try:  # new names added before the next old one
+            i = new.index(old[j], i, i + _RUN_LOOKAHEAD)
+            continue
+        except ValueError:
+            pass
+        i, j = i + 1, j + 1  # neither: a name not matched is stat-ed now
+    return runs
 
 
 def snapshot(listing: Listing) -> bytes:
@@ -436,3 +563,85 @@ def _stat_folder(path: str, names: list[str], first: int, failed: dict[int, str]
     finally:
         if handle is not None:
             os.close(handle)
+
+
+class ListingMoved(Exception):
+    """A file a listing took on trust differs from the snapshot (Confirmation): list again without trust."""
+
+
+class Confirmation:
+    """The stat of the files a listing took on trust (Listing.to_confirm): in a forked child while the scan goes on
+    (on Linux, with many files and no other thread: see _stat_all), else here when first asked."""
+
+    def __init__(self, entries: list[tuple[str, list[str], array, array]]) -> None:
+        self._entries = entries
+        self._moved: list[str] | None = None if entries else []
+        self._child: tuple[int, io.BufferedReader] | None = None
+        total = sum(len(names) for _, names, _, _ in entries)
+        if total < _PARALLEL_FROM or not sys.platform.startswith("linux") or threading.active_count() > 1:
+            return
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: stat, send the answer back, exit without running anything else
+            try:
+                os.close(read_end)
+                with os.fdopen(write_end, "wb") as pipe:
+                    pipe.write(pickle.dumps(_moved(entries), protocol=pickle.HIGHEST_PROTOCOL))
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        self._child = (pid, os.fdopen(read_end, "rb"))
+
+    def moved(self) -> list[str]:
+        """The absolute paths of the files taken on trust whose size or mtime differs, or that are gone."""
+        if self._moved is None:
+            sent = b""
+            if self._child is not None:
+                pid, pipe = self._child
+                self._child = None
+                try:
+                    sent = pipe.read()
+                finally:
+                    pipe.close()
+                    os.waitpid(pid, 0)
+            try:
+                self._moved = pickle.loads(sent)
+            except Exception:  # no child, or it failed: stat here
+                self._moved = _moved(self._entries)
+        return self._moved
+
+    def confirm(self) -> None:
+        """Raise ListingMoved when a file taken on trust differs."""
+        moved = self.moved()
+        if moved:
+            raise ListingMoved(f"{len(moved)} file(s) changed in folders listed again, first {moved[0]}")
+
+    def close(self) -> None:
+        """End the child (at once when its answer is no longer wanted)."""
+        if self._child is None:
+            return
+        pid, pipe = self._child
+        self._child = None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        pipe.close()
+        os.waitpid(pid, 0)
+
+
+def _moved(entries: list[tuple[str, list[str], array, array]]) -> list[str]:
+    moved = []
+    for path, names, sizes, mtimes in entries:
+        failed: dict[int, str] = {}
+        stats = _stat_folder(path, names, 0, failed)
+        now_sizes, now_mtimes = array("q", map(_SIZE, stats)), array("q", map(_MTIME, stats))
+        if now_sizes == sizes and now_mtimes == mtimes and not failed:
+            continue
+        base = path.rstrip("/") + "/"
+        moved.extend(
+            base + name
+            for i, name in enumerate(names)
+            if i in failed or now_sizes[i] != sizes[i] or now_mtimes[i] != mtimes[i]
+        )
+    return moved

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -37,7 +38,7 @@ from .groups import build_groups
 from .hashing import THUMB_SIZE, phash
 from .layout import detect_layout
 from .links import cosine_check, radius_check, verified_check
-from .listing import Seen, list_files, load_snapshot, snapshot
+from .listing import Confirmation, Listing, ListingMoved, Seen, list_files, load_snapshot, snapshot
 from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, Skipped, StoredAnswer
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
@@ -385,7 +386,6 @@ def scan(
     if settings.method == "cnn":  # checked before any work, so that a missing model or torch is said at once
         weights = embed.find_weights(model)
         embed.require_torch(load=False)
-    hash_method = _hash_method(settings)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     options = source_options or SourceOptions()
@@ -393,13 +393,115 @@ def scan(
     if not all(is_plain_folder(t, options) for t in targets):  # folders keep the fast path below
         return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner, weights)
     detected = detect_layout(root, list(against), splits=splits, label_depth=label_depth, label_from=label_from)
+    folders = partial(
+        _scan_folders,
+        detected,
+        targets,
+        options,
+        settings,
+        weights,
+        timings,
+        started,
+        jobs=jobs,
+        cache_path=cache_path,
+        use_cache=use_cache,
+        progress=progress,
+        runner=runner,
+        verify_content=verify_content,
+        incremental=incremental,
+        lazy_state=lazy_state,
+        passed=passed,
+    )
+    try:
+        return folders(trust_moved=True)
+    except ListingMoved as moved:  # a file taken on trust had changed: list those folders again in full
+        log.info("%s: listing again", moved)
+        return folders(trust_moved=False)
+
+
+def _scan_folders(
+    detected,  # layout.Detected
+    targets: list[str],
+    options: SourceOptions,
+    settings: Settings,
+    weights,  # embed.Weights | None
+    timings: dict[str, float],
+    started: float,
+    *,
+    jobs: int | None,
+    cache_path: str | os.PathLike | None,
+    use_cache: bool,
+    progress: ProgressSink | None,
+    runner: Runner | None,
+    verify_content: bool,
+    incremental: bool,
+    lazy_state: bool,
+    passed: Sequence[str] | None,
+    trust_moved: bool,
+) -> ScanReport:
+    """scan() of folders, once the layout is detected. `trust_moved`: in a pre-commit check, take the files of
+    a folder whose mtime moved from the last listing, confirmed by a stat off the scan's path (listing.py);
+    ListingMoved when one differs."""
+    hash_method = _hash_method(settings)
     roots = detected.roots
     snapshot_key = FingerprintCache.index_key(("listing", roots))
     trusted = incremental and use_cache and passed is not None and not verify_content
-    previous, relist = _previous_listing(cache_path, snapshot_key, passed or ()) if trusted else (None, frozenset())
-    listing = list_files(roots, previous, relist)
+    previous, asked = _previous_listing(cache_path, snapshot_key, passed or ()) if trusted else (None, {})
+    listing = list_files(roots, previous, asked, trust_moved=trust_moved)
     found_layout = (detected.layout, detected.warnings + tuple(listing.link_warnings()))
     timings["discover"] = time.perf_counter() - started
+    confirmation = listing.confirmation()
+    try:
+        return _scan_listing(
+            listing,
+            confirmation,
+            found_layout,
+            snapshot_key,
+            targets,
+            options,
+            settings,
+            weights,
+            hash_method,
+            timings,
+            started,
+            jobs=jobs,
+            cache_path=cache_path,
+            use_cache=use_cache,
+            progress=progress,
+            runner=runner,
+            verify_content=verify_content,
+            incremental=incremental,
+            lazy_state=lazy_state,
+        )
+    finally:
+        confirmation.close()
+
+
+def _scan_listing(
+    listing: Listing,
+    confirmation: Confirmation,
+    found_layout: tuple,
+    snapshot_key: bytes,
+    targets: list[str],
+    options: SourceOptions,
+    settings: Settings,
+    weights,  # embed.Weights | None
+    hash_method: str,
+    timings: dict[str, float],
+    started: float,
+    *,
+    jobs: int | None,
+    cache_path: str | os.PathLike | None,
+    use_cache: bool,
+    progress: ProgressSink | None,
+    runner: Runner | None,
+    verify_content: bool,
+    incremental: bool,
+    lazy_state: bool,
+) -> ScanReport:
+    """scan() of a listing: nothing is written, nor answered, before `confirmation` holds."""
+    roots = tuple(files.root for files in listing.files)
+    root = targets[0]
 
     cache_file = cache_path  # None: the default cache (open_cache); a cache that cannot be used is warned about
     # A rescan of unchanged folders with the same settings and code reuses the last answer: no file is
@@ -414,13 +516,17 @@ def scan(
             reuse_key = cache.answer_key(
                 listing, (settings, roots) + ((weights.digest,) if weights is not None else ())
             )
-            if incremental:  # what the next pre-commit check lists from (listing.py)
+            if incremental and not listing.to_confirm:  # what the next pre-commit check lists from (listing.py)
                 cache.store_snapshot(snapshot_key, snapshot(listing))
             # an incremental scan also needs its search state: without one, search (and keep it) once
             indexed = not incremental or cache.has_index(index_key)
             reused = None if verify_content or not indexed else cache.load_result(reuse_key)
             cache_file = cache.path
         if isinstance(reused, StoredAnswer):
+            confirmation.confirm()
+            if incremental and listing.to_confirm and (again := open_cache(cache_file)) is not None:
+                with again as cache:
+                    cache.store_snapshot(snapshot_key, snapshot(listing))
             timings["fingerprint"] = timings["search"] = 0.0
             timings["total"] = time.perf_counter() - started
             hits = reused.summary.images + len(reused.skipped) - len(listing.problems)  # every decodable record
@@ -489,13 +595,17 @@ def scan(
                 progress=progress,
                 state=state,
                 lazy_state=lazy_state,
+                before_write=confirmation.confirm,
             )
         else:
             groups = _hash_groups(found, roots, settings, jobs, progress, search)
     timings["search"] = time.perf_counter() - mark
     answer = _answer(roots, found.records, groups, [Skipped(*p) for p in listing.problems] + found.skipped)
+    confirmation.confirm()  # before the answer is kept or given
     if reuse_key is not None and (last := open_cache(cache_file)) is not None:
         with last as cache:
+            if incremental and listing.to_confirm:
+                cache.store_snapshot(snapshot_key, snapshot(listing))
             cache.store_result(reuse_key, answer)
     timings["total"] = time.perf_counter() - started
     return _report(
@@ -913,11 +1023,13 @@ def indexed_groups(
     limit: float | None = incremental.MAX_CHANGED,
     state: incremental.SearchState | None = None,
     lazy_state: bool = False,
+    before_write: Callable[[], None] | None = None,
 ):
     """find_groups through the incremental index stored under `key` (or `state`, when already loaded): updated
     from it when few files changed (the same groups: tests/test_incremental.py), else a full search whose state
     is then kept. `lazy_state`: keep an updated state only once it differs from the stored one by more than a
-    few files (STATE_SLACK): writing it costs more than updating from the stored one again."""
+    few files (STATE_SLACK): writing it costs more than updating from the stored one again. `before_write`: called
+    before anything is written (it raises to stop the writes: listing.ListingMoved)."""
     records, fingerprints = found.records, found.fingerprints
     cache = open_cache(cache_file)
     if cache is None:
@@ -987,6 +1099,8 @@ def indexed_groups(
         if update is not None and not small:
             new_state = update.state  # made in the records' order only now that it is written
         if new_state is not None and not small and all(cacheable(p) for p in checked):
+            if before_write is not None:
+                before_write()
             if new_state.components is not None:
                 new_state.groups_token = os.urandom(8)
                 cache.store_result(_groups_key(key, new_state.groups_token), tuple(groups))
@@ -1056,24 +1170,27 @@ def regroup_update(
 
 def _previous_listing(
     cache_path: str | os.PathLike | None, key: bytes, passed: Sequence[str]
-) -> tuple[dict[str, Seen] | None, frozenset[tuple[int, int]]]:
-    """list_files' `previous` and `relist` for a pre-commit check: the stored snapshot of the roots' folders,
-    and the identity of each passed file's folder (listed again even when its mtime did not move: an edit in
-    place)."""
+) -> tuple[dict[str, Seen] | None, dict[tuple[int, int], frozenset[str]]]:
+    """list_files' `previous` and `passed` for a pre-commit check: the stored snapshot of the roots' folders,
+    and the names of the passed files by their folder's identity (stat-ed even when the folder's mtime did not
+    move: an edit in place)."""
     cache = open_cache(cache_path)
     if cache is None:
-        return None, frozenset()
+        return None, {}
     with cache:
         blob = cache.load_index(key)
     previous = load_snapshot(blob) if blob else None
-    relist = set()
-    for folder in {os.path.dirname(path) for path in passed}:
+    names: dict[str, set[str]] = {}
+    for path in passed:
+        names.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+    asked = {}
+    for folder, held in names.items():
         try:
             info = os.stat(folder)
         except OSError:
             continue
-        relist.add((info.st_dev, info.st_ino))
-    return previous, frozenset(relist)
+        asked[(info.st_dev, info.st_ino)] = frozenset(held)
+    return previous, asked
 
 
 def _stored_state(cache: FingerprintCache, key: bytes) -> incremental.SearchState | None:
