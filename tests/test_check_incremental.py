@@ -162,6 +162,39 @@ def test_a_check_of_passed_files_lists_only_the_folders_that_changed(repo, full_
     assert any("new.jpg" in line and "unpassed.jpg" in line for line in _findings(incremental))
 
 
+def test_a_file_written_anew_beside_the_commit_is_confirmed_and_seen(repo, full_searches, monkeypatch):
+    """A folder whose mtime moved keeps its other files' stats on trust until a stat confirms them: a file
+    there written anew (git checkout of another version; not passed) fails the confirmation, and the check
+    lists again, with a full check's findings."""
+    from dupaudit.engine import listing
+
+    config = load_config(environ={})
+    write_baseline(config)
+    data, train = repo / "data", repo / "data" / "train"
+    past = time.time_ns() - 3600 * 10**9
+    for folder, _, _ in os.walk(data):
+        os.utime(folder, ns=(past, past))
+    assert run_check(config).exit_code == 0  # the snapshot
+    moved: list[str] = []
+    confirm = listing.Confirmation.confirm
+
+    def recorded(self):
+        moved.extend(self.moved())
+        return confirm(self)
+
+    monkeypatch.setattr(listing.Confirmation, "confirm", recorded)
+    procedural_image(990_002).save(train / "blobs" / "new.jpg", quality=90)
+    replaced = train / "circle" / "0001.jpg"
+    replaced.unlink()
+    replaced.write_bytes((train / "blobs" / "new.jpg").read_bytes())  # not passed
+    files = ["data/train/blobs/new.jpg"]
+    incremental = run_check(config, files, update_baseline=False)
+    assert str(replaced) in moved  # taken on trust, not confirmed: listed again
+    full = run_check(config, files, use_cache=False, update_baseline=False)
+    assert _findings(incremental) == _findings(full)
+    assert any("new.jpg" in line and "circle/0001.jpg" in line for line in _findings(incremental))
+
+
 def test_the_hooks_accepted_count_is_the_whole_dataset_subtracts(repo):
     """A check of files counts the accepted groups without making every group's findings: the same count."""
     from dupaudit.check import baseline as baseline_file

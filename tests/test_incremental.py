@@ -248,3 +248,66 @@ def test_rows_found_by_walking_both_lists_equal_a_lookup_of_every_name():
     moved = old[1:30_000] + [old[0]] + old[30_000:]  # a name far from its old place: found all the same
     assert _aligned(old, moved).tolist() == [old.index(name) for name in moved]
     assert _aligned(old, list(reversed(old))) is None  # too different: the caller uses a dict
+
+
+def test_rows_matched_folder_by_folder_equal_a_lookup_of_every_name(tmp_path):
+    """rows_in on a listing's records (paths kept folder by folder): unchanged folders as one block of the
+    state's names, changed ones walked side by side, over two roots; the rows a dict of every name gives."""
+    from types import SimpleNamespace
+
+    from dupaudit.engine.discover import FolderPaths, record_table, resolve_roots
+    from dupaudit.engine.incremental import Names, rows_in
+    from dupaudit.engine.listing import list_files
+
+    base = tmp_path / "data"
+    for split in ("train", "test"):
+        for label in ("cat", "dog", "eel"):
+            (base / split / label).mkdir(parents=True)
+            for i in range(40):
+                (base / split / label / f"{i:03d}.jpg").write_bytes(b"x" * (i + 1))
+    roots = resolve_roots(base)
+    before = record_table(list_files(roots))
+    assert isinstance(before.abspaths, FolderPaths) and len(before) == 240
+    state = SimpleNamespace(paths=Names.of(list(before.abspaths)), sizes=before.sizes, mtimes=before.mtimes)
+    assert rows_in(state, before).tolist() == list(range(240))  # nothing changed
+
+    (base / "train" / "cat" / "005.jpg").unlink()
+    (base / "train" / "dog" / "new.jpg").write_bytes(b"new")
+    (base / "test" / "cat" / "007.jpg").rename(base / "test" / "cat" / "zz.jpg")
+    (base / "test" / "dog" / "009.jpg").write_bytes(b"rewritten, another size")
+    shutil.rmtree(base / "train" / "eel")
+    (base / "test" / "fox").mkdir()
+    (base / "test" / "fox" / "000.jpg").write_bytes(b"f")
+    after = record_table(list_files(resolve_roots(base)))
+    assert isinstance(after.abspaths, FolderPaths)
+    position = {name: row for row, name in enumerate(state.paths)}
+    want = []
+    for name, size, mtime in zip(after.abspaths, after.sizes.tolist(), after.mtimes.tolist()):
+        row = position.get(name, -1)
+        same = row >= 0 and state.sizes[row] == size and state.mtimes[row] == mtime
+        want.append(row if same else -1)
+    got = rows_in(state, after).tolist()
+    assert got == want and want.count(-1) == 4  # new.jpg, zz.jpg, the rewritten 009.jpg, fox/000.jpg
+
+
+def test_facts_patched_run_by_run_equal_a_gather():
+    import numpy as np
+
+    from dupaudit.engine.incremental import Facts
+
+    rng = np.random.default_rng(0)
+
+    def facts(count: int) -> Facts:
+        return Facts(
+            rng.integers(0, 256, (count, 8), dtype=np.uint8),
+            rng.integers(0, 256, (count, 16), dtype=np.uint8),
+            rng.integers(0, 256, (count, 16), dtype=np.uint8),
+            rng.integers(1, 500, (count, 2)).astype(np.int64),
+        )
+
+    stored, fresh = facts(5000), facts(7)
+    runs = np.concatenate([np.arange(0, 1200), [5003, 5000], np.arange(1300, 4990), [5006]])
+    for source in (runs, rng.permutation(5007)[:3000]):  # a commit's few runs, and scattered rows
+        want = Facts.concat([stored, fresh]).take(source)
+        got = Facts.patched(stored, fresh, source)
+        assert all(np.array_equal(getattr(got, name), getattr(want, name)) for name in Facts.__slots__)

@@ -310,14 +310,15 @@ def record_table(listing: Listing) -> RecordTable:
     )
 
 
-_NAME_ENDINGS = tuple(extension + "\0" for extension in IMAGE_EXTENSIONS)  # no extension ends another one
-
-
 def _all_images(names: list[str]) -> bool:
-    """Every name has an image extension: the endings counted in the names joined (C-level searches; a name
-    ends with at most one of them)."""
-    joined = ("\0".join(names) + "\0").lower()
-    return sum(map(joined.count, _NAME_ENDINGS)) == len(names)
+    """Every name has an image extension: the usual folder holds one extension, so the first name's ending is
+    counted in the names joined (one C-level search) before each name is tested."""
+    first = names[0].lower() if names else ""
+    ending = first[first.rfind(".") :] + "\0"
+    if names and ending[:-1] in IMAGE_EXTENSIONS:
+        if ("\0".join(names) + "\0").lower().count(ending) == len(names):  # a name ends once, before its NUL
+            return True
+    return all(map(_IMAGE_NAME, map(str.lower, names)))
 
 
 def discover(roots: tuple[Root, ...]) -> tuple[list[ImageRecord], list[tuple[str, str, str]]]:

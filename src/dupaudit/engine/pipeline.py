@@ -1257,8 +1257,7 @@ def _fingerprint_with_state(
         k = fresh_row.get(records[i].abspath)
         source[i] = -2 if k is None else len(state.paths) + k  # -2: skipped
     kept = np.nonzero(source != -2)[0]
-    facts = incremental.Facts.concat([state.facts, incremental.Facts.of(fresh.fingerprints, method)])
-    facts = facts.take(source[kept])
+    facts = incremental.Facts.patched(state.facts, incremental.Facts.of(fresh.fingerprints, method), source[kept])
     made = np.nonzero(source[kept] >= len(state.paths))[0]  # the rows of fresh fingerprints
     new_fingerprints = {
         k: fresh.fingerprints[r - len(state.paths)] for k, r in zip(made.tolist(), source[kept][made].tolist())
