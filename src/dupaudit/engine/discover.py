@@ -128,18 +128,23 @@ class FolderPaths(Sequence[str]):
         """The same names under other prefixes (the absolute paths of the relative ones)."""
         return FolderPaths(self.roots, prefixes, self.names)
 
-    def find(self, root: int, path: str) -> int:
-        """The item of root number `root` at `path` (its prefix and name), -1 when absent: a binary search in
-        its folder's names."""
+    def find_all(self, items: Sequence[tuple[int, str]]) -> list[int]:
+        """The item of each (root number, path), -1 when absent: its folder by its prefix, then a binary search
+        in the folder's names (one loop, no call per item: a million-image check asks for ~65,000)."""
         if self._folder is None:
             self._folder = {(r, prefix): k for k, (r, prefix) in enumerate(zip(self.roots, self.prefixes))}
-        slash = path.rfind("/") + 1
-        k = self._folder.get((root, path[:slash]))
-        if k is None:
-            return -1
-        names = self.names[k]
-        at = bisect_left(names, path[slash:])
-        return self.starts[k] + at if at < len(names) and names[at] == path[slash:] else -1
+        folder_of, names_of, starts = self._folder, self.names, self.starts
+        found = []
+        for root, path in items:
+            slash = path.rfind("/") + 1
+            k = folder_of.get((root, path[:slash]), -1)
+            if k < 0:
+                found.append(-1)
+                continue
+            names, name = names_of[k], path[slash:]
+            at = bisect_left(names, name)
+            found.append(starts[k] + at if at < len(names) and names[at] == name else -1)
+        return found
 
 
 class RecordTable(Sequence[ImageRecord]):
@@ -221,9 +226,8 @@ class RecordTable(Sequence[ImageRecord]):
         rows = np.full(len(members), -1, dtype=np.int64)
         if isinstance(self.paths, FolderPaths):
             number = {name: k for k, name in enumerate(self.root_names)}
-            for i, (root, path) in enumerate(members):
-                rows[i] = self.paths.find(number.get(root, -1), path)
-            return rows
+            found = self.paths.find_all([(number.get(root, -1), path) for root, path in members])
+            return np.array(found, dtype=np.int64).reshape(len(members))
         for i, (root, path) in enumerate(members):
             lo, hi = position.get(root, (0, 0))
             row = bisect_left(self.paths, path, lo, hi)
