@@ -368,9 +368,10 @@ def scan(
     lazy_state: with incremental, write the updated state back only when it differs from the stored one by more
     than a few files (the pre-commit check: an update from the stored state is exact whatever its age, and
     cheaper than writing the state; an index file, whose state is what a query reads, is always written).
-    passed: with incremental, the absolute paths of the files a pre-commit check was given: the folders that
-    hold none of them and whose mtime is unchanged since the last incremental listing are taken from it
-    (listing.py: a file edited in place in such a folder is not seen; docs/check.md)."""
+    passed: with incremental, the absolute paths of the files a pre-commit check was given: the other files of
+    a folder whose mtime is unchanged since the last incremental listing are taken from it, those of a folder
+    whose mtime moved on trust, confirmed off the scan's path (listing.py: a file edited in place, not passed, is
+    not seen; docs/check.md)."""
     settings = Settings.resolve(
         method=method,
         threshold=threshold,
