@@ -311,3 +311,16 @@ def test_facts_patched_run_by_run_equal_a_gather():
         want = Facts.concat([stored, fresh]).take(source)
         got = Facts.patched(stored, fresh, source)
         assert all(np.array_equal(getattr(got, name), getattr(want, name)) for name in Facts.__slots__)
+
+
+def test_names_of_folder_kept_paths_equal_those_of_the_strings():
+    from dupaudit.engine.discover import FolderPaths
+    from dupaudit.engine.incremental import Names
+
+    paths = FolderPaths([0, 0, 1], ["/a/x/", "/a/y/", "/b/"], [["1.jpg", "2.jpg"], [], ["\u00e9-\udcff.png"]])
+    assert len(paths) == 3 and paths[2] == "/b/\u00e9-\udcff.png" and paths[-3] == "/a/x/1.jpg"
+    names, strings = Names.of(paths), Names.of(list(paths))
+    assert list(names) == list(paths) and names.blob.tobytes() == strings.blob.tobytes()
+    assert paths.find_all(
+        [(0, "/a/x/2.jpg"), (1, "/b/\u00e9-\udcff.png"), (0, "/b/\u00e9-\udcff.png"), (0, "/a/z.jpg")]
+    ) == [1, 2, -1, -1]

@@ -122,7 +122,11 @@ class Names(Sequence[str]):
     def of(cls, paths: Sequence[str]) -> Names:
         if isinstance(paths, Names):
             return paths
-        blob = np.frombuffer("".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"), dtype=np.uint8)
+        if isinstance(paths, FolderPaths):  # a join per folder, no string per path
+            text = "".join(p + ("\0" + p).join(n) + "\0" for p, n in zip(paths.prefixes, paths.names) if n)
+        else:
+            text = "".join(p + "\0" for p in paths)
+        blob = np.frombuffer(text.encode("utf-8", "surrogateescape"), dtype=np.uint8)
         return cls(blob, np.flatnonzero(blob == 0).astype(np.int64))
 
     def __len__(self) -> int:
