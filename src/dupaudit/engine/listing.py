@@ -585,7 +585,6 @@ class Confirmation:
         if pid == 0:  # the child: stat, send the answer back, exit without running anything else
             try:
                 os.close(read_end)
-                os.nice(10)  # the scan's own work comes first: the answer is wanted only at its end
                 with os.fdopen(write_end, "wb") as pipe:
                     pipe.write(pickle.dumps(_moved(entries), protocol=pickle.HIGHEST_PROTOCOL))
             finally:
