@@ -117,7 +117,8 @@ def test_a_small_commit_does_not_rewrite_the_stored_state(repo, full_searches, m
     original = FingerprintCache.store_arrays
 
     def counting(self, key, arrays):
-        writes.append(len(arrays))
+        if "desc" in arrays:  # a search state (a listing snapshot is kept the same way: that one is written)
+            writes.append(len(arrays))
         return original(self, key, arrays)
 
     monkeypatch.setattr(FingerprintCache, "store_arrays", counting)

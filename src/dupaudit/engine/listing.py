@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
 from operator import attrgetter
+from typing import Any
 
 from .model import Root
 
@@ -380,8 +381,9 @@ def _common_runs(old: list[str], new: list[str]) -> list[tuple[int, int, int]] |
     return runs
 
 
-def snapshot(listing: Listing) -> bytes:
-    """The listing's folders as a snapshot (load_snapshot reads it back), for list_files' `previous`."""
+def snapshot(listing: Listing) -> dict[str, Any]:
+    """The listing's folders as a snapshot: named arrays (the cache keeps them as files it maps,
+    FingerprintCache.store_snapshot; load_snapshot reads them back), for list_files' `previous`."""
     import numpy as np  # here only: a listing itself needs no numpy
 
     where: dict[str, tuple[array, array, int]] = {}
@@ -408,33 +410,28 @@ def snapshot(listing: Listing) -> bytes:
         names.extend(seen.dirs)
         names.extend(files)
         names.extend(seen.broken)
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        version=np.array([_SNAPSHOT_VERSION]),
-        paths=np.frombuffer("\0".join(paths).encode("utf-8", "surrogateescape"), dtype=np.uint8),
-        names=np.frombuffer("\0".join(names).encode("utf-8", "surrogateescape"), dtype=np.uint8),
-        stamps=np.array(stamps, dtype=np.int64),
-        counts=np.array(counts, dtype=np.int64).reshape(-1, 3),
-        sizes=np.frombuffer(sizes, dtype=np.int64),
-        mtimes=np.frombuffer(mtimes, dtype=np.int64),
-    )
-    return buffer.getvalue()
+    return {
+        "snapshot_version": np.array([_SNAPSHOT_VERSION]),  # not "version": a state's arrays have that
+        "paths": np.frombuffer("\0".join(paths).encode("utf-8", "surrogateescape"), dtype=np.uint8),
+        "names": np.frombuffer("\0".join(names).encode("utf-8", "surrogateescape"), dtype=np.uint8),
+        "stamps": np.array(stamps, dtype=np.int64),
+        "counts": np.array(counts, dtype=np.int64).reshape(-1, 3),
+        "sizes": np.frombuffer(sizes, dtype=np.int64),
+        "mtimes": np.frombuffer(mtimes, dtype=np.int64),
+    }
 
 
-def load_snapshot(blob: bytes) -> dict[str, Seen] | None:
-    """A snapshot's folders by path, or None when it cannot be read back (then every folder is listed)."""
-    import numpy as np
-
+def load_snapshot(data: Mapping[str, Any]) -> dict[str, Seen] | None:
+    """A snapshot's folders by path (from snapshot's arrays), or None when it cannot be read back (then every
+    folder is listed)."""
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-            if int(data["version"][0]) != _SNAPSHOT_VERSION:
-                return None
-            paths = data["paths"].tobytes().decode("utf-8", "surrogateescape").split("\0")
-            text = data["names"].tobytes().decode("utf-8", "surrogateescape")
-            names = text.split("\0") if text else []
-            stamps, counts = data["stamps"].tolist(), data["counts"].tolist()
-            sizes, mtimes = array("q", data["sizes"].tobytes()), array("q", data["mtimes"].tobytes())
+        if int(data["snapshot_version"][0]) != _SNAPSHOT_VERSION:
+            return None
+        paths = data["paths"].tobytes().decode("utf-8", "surrogateescape").split("\0")
+        text = data["names"].tobytes().decode("utf-8", "surrogateescape")
+        names = text.split("\0") if text else []
+        stamps, counts = data["stamps"].tolist(), data["counts"].tolist()
+        sizes, mtimes = array("q", data["sizes"].tobytes()), array("q", data["mtimes"].tobytes())
     except Exception:  # a damaged snapshot is only a missed shortcut
         return None
     if len(paths) != len(stamps) or sum(d + f + b for d, f, b in counts) != len(names):

@@ -1179,8 +1179,8 @@ def _previous_listing(
     if cache is None:
         return None, {}
     with cache:
-        blob = cache.load_index(key)
-    previous = load_snapshot(blob) if blob else None
+        arrays = cache.load_snapshot(key)
+        previous = load_snapshot(arrays) if arrays is not None else None
     names: dict[str, set[str]] = {}
     for path in passed:
         names.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
