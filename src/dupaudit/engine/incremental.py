@@ -298,6 +298,13 @@ class Update:
         return self.made
 
 
+# Rows per block of _best_new's product (their descriptors and similarities stay in cache), and its bound on the
+# similarities held at once (a commit of many new items: fewer rows per block).
+_BEST_NEW_BLOCK, _BEST_NEW_FLOATS = 1 << 15, 1 << 22
+
+# _sorted_unique sorts everything again when more than 1 / this of the keys follow their sorted run.
+_SORTED_RUN_SHARE = 8
+
 # Above this many removed rows, the searches of an update run over a compact copy of the kept descriptors;
 # below, over the stored ones in place, asking for this many more neighbours (a removed row may be among them).
 _REMOVED_SEARCHED_PAST = 1024
@@ -368,7 +375,7 @@ def update(
             floor[_column_fold(np.logical_or, old_ids < 0)] = -np.inf
             # rounding differs from the list's own similarities by ~1e-7 (_best_new), hence the margin: a row
             # let in by it is merged exactly below, where a new item that does not beat the list changes nothing
-            entered = alive & (best_new[:, segment] >= floor - 1e-4)
+            entered = alive & (best_new[segment] >= floor - 1e-4)
         research = np.union1d(np.nonzero(lost)[0], new_ext)
         merged = np.setdiff1d(np.nonzero(entered & ~lost)[0], research)
         plans.append((shift, k, lists, research, merged))
@@ -606,11 +613,24 @@ def _column_fold(function: np.ufunc, table: np.ndarray) -> np.ndarray:
 
 def _unique_pairs(pairs: np.ndarray, count: int) -> np.ndarray:
     """np.unique(pairs, axis=0) for pairs of row numbers below `count`, as one integer each (axis=0 sorts rows
-    as opaque records: slow)."""
+    as opaque records: slow). An update's pairs are the stored ones, mapped in order, then the few it found:
+    the sorted run they start with is merged with the rest sorted, not sorted again."""
     if not len(pairs):
         return _EMPTY_PAIRS
-    keys = np.unique(pairs[:, 0].astype(np.int64) * count + pairs[:, 1])
+    keys = _sorted_unique(pairs[:, 0].astype(np.int64) * count + pairs[:, 1])
     return np.stack([keys // count, keys % count], axis=1)
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """np.unique(keys), in linear time when all but a few of them come first in increasing order."""
+    descents = np.flatnonzero(keys[1:] <= keys[:-1])
+    head = len(keys) if not len(descents) else int(descents[0]) + 1
+    if len(keys) - head > len(keys) // _SORTED_RUN_SHARE:
+        return np.unique(keys)
+    run, rest = keys[:head], np.unique(keys[head:])
+    at = np.searchsorted(run, rest)
+    known = run[np.minimum(at, len(run) - 1)] == rest
+    return np.insert(run, at[~known], rest[~known])
 
 
 def _copy_rows(target: np.ndarray, rows: np.ndarray, source: np.ndarray, source_rows: np.ndarray) -> None:
@@ -647,24 +667,27 @@ class _RecordPaths(Sequence[str]):
 
 
 def _best_new(desc: np.ndarray, new_desc: np.ndarray, norms: np.ndarray | None, segments: int) -> np.ndarray:
-    """(n, segments): each row's best similarity to a new item (`new_desc`), per neighbour search
+    """(segments, n): each row's best similarity to a new item (`new_desc`), per neighbour search
     (verify.query_segments: the descriptor, then its half shifts), without shifting any row: half_shifted(d) @ q
-    is d @ (matrix @ q) / norm (verify.half_shift_norms). One product of every row with all the projections."""
-    fresh = np.asarray(new_desc, dtype=np.float32).T
+    is d @ (matrix @ q) / norm (verify.half_shift_norms). One product of every row with all the projections,
+    block by block, each block's similarities laid out a projection per row: the best over the new items is then
+    a maximum of long contiguous rows (over a short strided axis numpy is several times slower)."""
+    fresh = np.asarray(new_desc, dtype=np.float32)
     shifts = HALF_SHIFTS[: segments - 1]
-    projected = np.stack([fresh, *(half_shift_matrix(shift) @ fresh for shift in shifts)], axis=2)
-    projected = projected.reshape(64, -1)  # new item by new item, each one's segments side by side
-    best = np.empty((len(desc), segments), dtype=np.float32)
-    step = max(256, (1 << 22) // projected.shape[1])  # rows per product: ~16 MB of similarities at most
+    projected = np.concatenate([fresh, *(fresh @ half_shift_matrix(shift).T for shift in shifts)])
+    items = len(fresh)
+    best = np.empty((segments, len(desc)), dtype=np.float32)
+    step = min(_BEST_NEW_BLOCK, max(256, _BEST_NEW_FLOATS // len(projected)))
+    block = np.empty((len(projected), step), dtype=np.float32)
     for lo in range(0, len(desc), step):
-        block = desc[lo : lo + step] @ projected
-        out = best[lo : lo + len(block)]
-        out[:] = block[:, :segments]
-        for column in range(segments, block.shape[1], segments):  # 2x numpy's max over a short strided axis
-            np.maximum(out, block[:, column : column + segments], out=out)
+        rows = desc[lo : lo + step]
+        sims = block[:, : len(rows)]
+        np.matmul(projected, rows.T, out=sims)
+        for segment in range(segments):
+            np.max(sims[segment * items : (segment + 1) * items], axis=0, out=best[segment, lo : lo + len(rows)])
     if segments > 1:
         assert norms is not None
-        best[:, 1:] /= norms[:, : segments - 1]
+        best[1:] /= norms[:, : segments - 1].T
     return best
 
 
@@ -810,9 +833,10 @@ def _distance(a: np.ndarray, b: np.ndarray) -> int:
 def _mapped(pairs: np.ndarray, cur_of: np.ndarray) -> np.ndarray:
     if not len(pairs):
         return _EMPTY_PAIRS
-    mapped = cur_of[pairs]
-    mapped = mapped[(mapped >= 0).all(axis=1)]
-    return np.sort(mapped, axis=1)
+    first, second = cur_of[pairs[:, 0]], cur_of[pairs[:, 1]]
+    kept = (first >= 0) & (second >= 0)
+    first, second = first[kept], second[kept]
+    return np.stack([np.minimum(first, second), np.maximum(first, second)], axis=1)  # np.sort(axis=1), faster
 
 
 def _without(pairs: np.ndarray, gone: set[tuple[int, int]]) -> np.ndarray:
