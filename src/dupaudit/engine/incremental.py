@@ -85,7 +85,9 @@ class Facts:
         return cls(data["hashes"], data["byte_digests"], data["pixel_digests"], data["wh"])
 
     def take(self, rows: np.ndarray) -> Facts:
-        return Facts(self.hashes[rows], self.byte_digests[rows], self.pixel_digests[rows], self.sizes[rows])
+        """The facts of `rows`, copied run by run where they are consecutive (a check takes a million rows in a
+        few runs: fancy indexing goes row by row, ~0.15 s)."""
+        return Facts(*_gathered([self.hashes, self.byte_digests, self.pixel_digests, self.sizes], rows))
 
     @staticmethod
     def concat(parts: Sequence[Facts]) -> Facts:
@@ -455,9 +457,12 @@ def update(
                 continue
             left.add((a, b))
         if left:
+            kept_pairs = len(verified)
             verified = _without(verified, left)
             band = _without(band, left)
-            shrunk = True
+            # only a verified pair lost can split a group (band pairs join nothing): with none lost and no row
+            # removed, every pair joined before still is, and _rejoin would refine nothing
+            shrunk = shrunk or len(verified) < kept_pairs
     if candidates and len(verified):  # already verified: not scored again
         pending = np.array(sorted(candidates), dtype=np.int64)
         known = np.isin(pending[:, 0] * count + pending[:, 1], verified[:, 0] * count + verified[:, 1])
@@ -638,14 +643,35 @@ def _copy_rows(target: np.ndarray, rows: np.ndarray, source: np.ndarray, source_
     unchanged rows into a few runs, which slices copy at memory speed (fancy indexing goes row by row)."""
     if not len(rows):
         return
-    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(source_rows) != 1)) + 1
-    if len(breaks) > len(rows) // 64:  # scattered
+    runs = _runs(rows, source_rows)
+    if runs is None:
         target[rows] = source[source_rows]
         return
+    for start, origin, length in runs:
+        target[start : start + length] = source[origin : origin + length]
+
+
+def _gathered(sources: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
+    """[source[rows] for source in sources], copied run by run where the rows are consecutive (_copy_rows)."""
+    taken = [np.empty((len(rows), *source.shape[1:]), dtype=source.dtype) for source in sources]
+    runs = _runs(np.arange(len(rows)), rows) if len(rows) and rows.min() >= 0 else None
+    for target, source in zip(taken, sources):
+        if runs is None:
+            target[:] = source[rows]
+            continue
+        for start, origin, length in runs:
+            target[start : start + length] = source[origin : origin + length]
+    return taken
+
+
+def _runs(rows: np.ndarray, source_rows: np.ndarray) -> list[tuple[int, int, int]] | None:
+    """(row, source row, length) of each run where both go up by one, or None when they are scattered (more
+    than one break in 64 rows: fancy indexing is then as fast)."""
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(source_rows) != 1)) + 1
+    if len(breaks) > len(rows) // 64:
+        return None
     bounds = [0, *breaks.tolist(), len(rows)]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        start, origin = int(rows[lo]), int(source_rows[lo])
-        target[start : start + hi - lo] = source[origin : origin + hi - lo]
+    return [(int(rows[lo]), int(source_rows[lo]), hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 class _RecordPaths(Sequence[str]):
