@@ -48,6 +48,7 @@ from .verify import (
 STATE_VERSION = 3  # bump when the stored arrays change meaning (3: the half-shifted lists beside the plain one)
 MAX_CHANGED = 0.2  # above this share of changed items, a full search is as cheap: the caller does one
 _EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
+_EMPTY_ROWS = np.empty(0, dtype=np.int64)
 _ABSPATH, _SIZE, _MTIME = attrgetter("abspath"), attrgetter("size"), attrgetter("mtime_ns")
 
 
@@ -300,9 +301,10 @@ class Update:
         return self.made
 
 
-# Rows per block of _best_new's product (their descriptors and similarities stay in cache), and its bound on the
-# similarities held at once (a commit of many new items: fewer rows per block).
+# Rows per block of _entered_lists' product (their descriptors, similarities and lists stay in cache), and its
+# bound on the similarities held at once (a commit of many new items: fewer rows per block).
 _BEST_NEW_BLOCK, _BEST_NEW_FLOATS = 1 << 15, 1 << 22
+_ENTER_MARGIN = 1e-4  # a new item's similarity may fall this far short of a list's floor (rounding) and be merged
 
 # _sorted_unique sorts everything again when more than 1 / this of the keys follow their sorted run.
 _SORTED_RUN_SHARE = 8
@@ -352,34 +354,32 @@ def update(
     rows = _ExtRows(state, new, cur_of, removed, descriptors(thumbs_of(new)) if len(new) else None)
     new_ext = np.arange(old_count, old_count + len(new), dtype=np.int64)
     segments = query_segments(cascade)
-    best_new = (
-        _best_new(rows.state_desc, rows.new_desc, rows.state_norms() if len(segments) > 1 else None, len(segments))
-        if len(new) and len(kept)
-        else None
-    )
-
     # Per neighbour search (the plain lists, then each half shift), the lists to search again (new items, kept
     # items that lost a neighbour) and the lists a new item enters (merged with the new items, no search).
     alive = cur_of[:old_count] >= 0
+    bounds = np.cumsum([0] + [k + 1 for _, k in segments]).tolist()
+    all_lists = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    entering = (
+        _entered_lists(
+            rows.state_desc,
+            rows.new_desc,
+            rows.state_norms() if len(segments) > 1 else None,
+            state.knn_sims,
+            state.knn_ids,
+            all_lists,
+            alive,
+        )
+        if len(new) and len(kept)
+        else [_EMPTY_ROWS] * len(segments)
+    )
     plans = []
-    start = 0
-    for segment, (shift, k) in enumerate(segments):
-        lists = slice(start, start + k + 1)
-        start += k + 1
-        old_ids = state.knn_ids[:, lists]
-        lost = np.zeros(old_count, dtype=bool)
+    for (shift, k), lists, entered in zip(segments, all_lists, entering):
+        lost = _EMPTY_ROWS
         if removed:
-            lost = alive & ((old_ids >= 0) & ~alive[np.maximum(old_ids, 0)]).any(axis=1)
-        entered = np.zeros(old_count, dtype=bool)
-        if best_new is not None:
-            # each list's floor: its least similar entry (-inf when not full: it takes anyone)
-            floor = _column_fold(np.minimum, state.knn_sims[:, lists])
-            floor[_column_fold(np.logical_or, old_ids < 0)] = -np.inf
-            # rounding differs from the list's own similarities by ~1e-7 (_best_new), hence the margin: a row
-            # let in by it is merged exactly below, where a new item that does not beat the list changes nothing
-            entered = alive & (best_new[segment] >= floor - 1e-4)
-        research = np.union1d(np.nonzero(lost)[0], new_ext)
-        merged = np.setdiff1d(np.nonzero(entered & ~lost)[0], research)
+            old_ids = state.knn_ids[:, lists]
+            lost = np.nonzero(alive & ((old_ids >= 0) & ~alive[np.maximum(old_ids, 0)]).any(axis=1))[0]
+        research = np.union1d(lost, new_ext)
+        merged = np.setdiff1d(entered, research)  # a list that lost an entry is searched again (research)
         plans.append((shift, k, lists, research, merged))
     again = np.unique(np.concatenate([new_ext, *(np.concatenate([p[3], p[4]]) for p in plans)]))
     before_ids, before_sims = rows.lists(again)
@@ -692,29 +692,49 @@ class _RecordPaths(Sequence[str]):
         return map(_ABSPATH, self._records)
 
 
-def _best_new(desc: np.ndarray, new_desc: np.ndarray, norms: np.ndarray | None, segments: int) -> np.ndarray:
-    """(segments, n): each row's best similarity to a new item (`new_desc`), per neighbour search
-    (verify.query_segments: the descriptor, then its half shifts), without shifting any row: half_shifted(d) @ q
-    is d @ (matrix @ q) / norm (verify.half_shift_norms). One product of every row with all the projections,
-    block by block, each block's similarities laid out a projection per row: the best over the new items is then
-    a maximum of long contiguous rows (over a short strided axis numpy is several times slower)."""
+def _entered_lists(
+    desc: np.ndarray,
+    new_desc: np.ndarray,
+    norms: np.ndarray | None,
+    knn_sims: np.ndarray,
+    knn_ids: np.ndarray,
+    lists: Sequence[slice],
+    alive: np.ndarray,
+) -> list[np.ndarray]:
+    """Per neighbour search (verify.query_segments; its columns of the stored lists), the alive stored rows whose
+    list a new item (`new_desc`) may enter: the row's best similarity to a new item reaches the list's floor, its
+    least similar entry (-inf when not full: it takes anyone). The similarities of half-shifted rows come
+    without shifting any: half_shifted(d) @ q is d @ (matrix @ q) / norm (verify.half_shift_norms). One pass
+    over the stored rows, block by block, each block's descriptors, similarities and lists in cache; a block's
+    similarities are laid out a projection per row, so the best over the new items is a maximum of long
+    contiguous rows (over a short strided axis numpy is several times slower)."""
+    if not lists:
+        return []
     fresh = np.asarray(new_desc, dtype=np.float32)
-    shifts = HALF_SHIFTS[: segments - 1]
+    shifts = HALF_SHIFTS[: len(lists) - 1]
     projected = np.concatenate([fresh, *(fresh @ half_shift_matrix(shift).T for shift in shifts)])
     items = len(fresh)
-    best = np.empty((segments, len(desc)), dtype=np.float32)
     step = min(_BEST_NEW_BLOCK, max(256, _BEST_NEW_FLOATS // len(projected)))
     block = np.empty((len(projected), step), dtype=np.float32)
+    best = np.empty(step, dtype=np.float32)
+    found: list[list[np.ndarray]] = [[] for _ in lists]
     for lo in range(0, len(desc), step):
-        rows = desc[lo : lo + step]
-        sims = block[:, : len(rows)]
-        np.matmul(projected, rows.T, out=sims)
-        for segment in range(segments):
-            np.max(sims[segment * items : (segment + 1) * items], axis=0, out=best[segment, lo : lo + len(rows)])
-    if segments > 1:
-        assert norms is not None
-        best[1:] /= norms[:, : segments - 1].T
-    return best
+        hi = min(lo + step, len(desc))
+        sims = block[:, : hi - lo]
+        np.matmul(projected, desc[lo:hi].T, out=sims)
+        for segment, columns in enumerate(lists):
+            top = best[: hi - lo]
+            np.max(sims[segment * items : (segment + 1) * items], axis=0, out=top)
+            if segment:
+                assert norms is not None
+                top /= norms[lo:hi, segment - 1]
+            floor = _column_fold(np.minimum, knn_sims[lo:hi, columns])
+            floor[_column_fold(np.minimum, knn_ids[lo:hi, columns]) < 0] = -np.inf
+            # rounding differs from the list's own similarities by ~1e-7, hence the margin: a row let in by it is
+            # merged exactly (_merge_new), where a new item that does not beat the list changes nothing
+            entered = alive[lo:hi] & (top >= floor - _ENTER_MARGIN)
+            found[segment].append(np.flatnonzero(entered) + lo)
+    return [np.concatenate(parts) for parts in found]
 
 
 def list_width(cascade: CascadeSettings) -> int:
