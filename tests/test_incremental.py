@@ -197,6 +197,40 @@ def test_sorted_unique_merges_a_sorted_run_with_the_rest():
         assert _sorted_unique(keys).tolist() == np.unique(keys).tolist()
 
 
+def test_the_lists_a_new_item_enters_are_found_block_by_block(monkeypatch):
+    """_entered_lists: every alive row whose list (plain or half-shifted) a new item beats, and only rows that
+    come within its rounding margin of doing so; full lists and lists with an empty entry, over several blocks."""
+    import numpy as np
+
+    from dupaudit.engine import incremental
+    from dupaudit.engine.verify import HALF_SHIFTS, half_shift_norms, half_shifted, nearest
+
+    monkeypatch.setattr(incremental, "_BEST_NEW_BLOCK", 256)
+    rng = np.random.default_rng(12)
+    desc = rng.normal(size=(3000, 64)).astype(np.float32)
+    desc -= desc.mean(axis=1, keepdims=True)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    new_desc = desc[:5] + rng.normal(scale=0.3, size=(5, 64)).astype(np.float32)
+    new_desc /= np.linalg.norm(new_desc, axis=1, keepdims=True)
+    queries = [desc, *(half_shifted(desc, shift) for shift in HALF_SHIFTS)]
+    found = [nearest(desc, k, query, exact=True) for k, query in zip([3, 1, 1, 1, 1], queries)]
+    sims = np.concatenate([f[0] for f in found], axis=1)
+    ids = np.concatenate([f[1] for f in found], axis=1).astype(np.int64)
+    ids[::50, 3], sims[::50, 3] = -1, -np.inf  # lists with an empty entry take anyone
+    lists = [slice(0, 4), *(slice(4 + 2 * s, 6 + 2 * s) for s in range(len(HALF_SHIFTS)))]
+    alive = rng.random(len(desc)) > 0.05
+    entered = incremental._entered_lists(desc, new_desc, half_shift_norms(desc), sims, ids, lists, alive)
+    total = 0
+    for query, columns, rows in zip(queries, lists, entered):
+        best = (query.astype(np.float64) @ new_desc.T.astype(np.float64)).max(axis=1)
+        floor = np.where((ids[:, columns] < 0).any(axis=1), -np.inf, sims[:, columns].min(axis=1))
+        beaten = np.flatnonzero(alive & (best >= floor))
+        near = np.flatnonzero(alive & (best >= floor - 2 * incremental._ENTER_MARGIN))
+        assert set(beaten) <= set(rows.tolist()) <= set(near)
+        total += len(beaten)
+    assert total > 50  # the lists with an empty entry, and lists the new items beat
+
+
 def test_half_shift_norms_give_the_shifted_similarities_without_shifting():
     """The update's "which lists does a new item enter" test: d @ (matrix @ q) / norm is half_shifted(d) @ q."""
     import numpy as np
