@@ -23,14 +23,21 @@ def _same_as_full(root, cache_file, full_searches) -> set[str]:
     return {f"{m.root}/{m.path}" for g in incremental.groups for m in g.members}
 
 
-@pytest.mark.parametrize("compact", [False, True], ids=["stored-rows-in-place", "kept-rows-copied"])
+@pytest.mark.parametrize(
+    ("compact", "blocks"),
+    [(False, False), (True, False), (False, True)],
+    ids=["stored-rows-in-place", "kept-rows-copied", "searched-in-blocks"],
+)
 def test_updates_give_the_full_scan_report_over_a_sequence_of_commits(
-    tmp_path, cache_file, full_searches, monkeypatch, compact
+    tmp_path, cache_file, full_searches, monkeypatch, compact, blocks
 ):
-    from dupaudit.engine import incremental
+    from dupaudit.engine import incremental, verify
 
     if compact:  # the searches of an update after removals run over a copy of the kept rows, not in place
         monkeypatch.setattr(incremental, "_REMOVED_SEARCHED_PAST", 0)
+    if blocks:  # the exact searches and the new items' best similarities run block by block, as at a million
+        monkeypatch.setattr(verify, "_EXACT_BLOCK", 16)
+        monkeypatch.setattr(incremental, "_BEST_NEW_BLOCK", 16)
     plan = make_sample(tmp_path / "data", per_class=30)
     root = plan.root
     first = pipeline.scan(root, cache_path=cache_file, incremental=True)
@@ -151,6 +158,77 @@ def test_a_half_shifted_list_that_only_gains_entries_is_merged_as_a_search_would
         assert (ids[old] == want_ids).mean() > 0.999  # the same lists, up to ties at the last float bit
         assert np.allclose(sims[old], want_sims, atol=1e-5)
         assert (ids[old] >= 2500).any()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_exact_search_in_blocks_gives_faiss_answer_bit_for_bit(monkeypatch, threads):
+    """Block by block, the same similarities and the same rows as faiss's whole scan, ties included (many equal
+    descriptors: exact copies), whichever side of a block's edge they fall on."""
+    import faiss
+    import numpy as np
+
+    from dupaudit.engine import verify
+
+    monkeypatch.setattr(verify, "_EXACT_BLOCK", 100)
+    rng = np.random.default_rng(10)
+    distinct = rng.normal(size=(40, 64)).astype(np.float32)
+    distinct /= np.linalg.norm(distinct, axis=1, keepdims=True)
+    desc = np.ascontiguousarray(distinct[rng.integers(0, 40, 2345)])
+    desc[::7] += rng.normal(scale=0.01, size=desc[::7].shape).astype(np.float32)
+    for queries in (desc[:9], distinct[:5], desc[:2]):
+        for k in (0, 1, 4, 30, 98, 150):
+            faiss.omp_set_num_threads(threads)
+            want = faiss.knn(queries, desc, k + 1, faiss.METRIC_INNER_PRODUCT)
+            got = verify.exact_nearest(desc, k, queries, threads)
+            assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes()
+
+
+def test_sorted_unique_merges_a_sorted_run_with_the_rest():
+    import numpy as np
+
+    from dupaudit.engine.incremental import _sorted_unique
+
+    rng = np.random.default_rng(11)
+    for _ in range(500):
+        run = np.unique(rng.integers(0, 100, int(rng.integers(1, 60))))
+        keys = np.concatenate([run, rng.integers(0, 110, int(rng.integers(0, 9)))])
+        if rng.random() < 0.2:
+            keys = rng.permutation(keys)
+        assert _sorted_unique(keys).tolist() == np.unique(keys).tolist()
+
+
+def test_the_lists_a_new_item_enters_are_found_block_by_block(monkeypatch):
+    """_entered_lists: every alive row whose list (plain or half-shifted) a new item beats, and only rows that
+    come within its rounding margin of doing so; full lists and lists with an empty entry, over several blocks."""
+    import numpy as np
+
+    from dupaudit.engine import incremental
+    from dupaudit.engine.verify import HALF_SHIFTS, half_shift_norms, half_shifted, nearest
+
+    monkeypatch.setattr(incremental, "_BEST_NEW_BLOCK", 256)
+    rng = np.random.default_rng(12)
+    desc = rng.normal(size=(3000, 64)).astype(np.float32)
+    desc -= desc.mean(axis=1, keepdims=True)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    new_desc = desc[:5] + rng.normal(scale=0.3, size=(5, 64)).astype(np.float32)
+    new_desc /= np.linalg.norm(new_desc, axis=1, keepdims=True)
+    queries = [desc, *(half_shifted(desc, shift) for shift in HALF_SHIFTS)]
+    found = [nearest(desc, k, query, exact=True) for k, query in zip([3, 1, 1, 1, 1], queries)]
+    sims = np.concatenate([f[0] for f in found], axis=1)
+    ids = np.concatenate([f[1] for f in found], axis=1).astype(np.int64)
+    ids[::50, 3], sims[::50, 3] = -1, -np.inf  # lists with an empty entry take anyone
+    lists = [slice(0, 4), *(slice(4 + 2 * s, 6 + 2 * s) for s in range(len(HALF_SHIFTS)))]
+    alive = rng.random(len(desc)) > 0.05
+    entered = incremental._entered_lists(desc, new_desc, half_shift_norms(desc), sims, ids, lists, alive)
+    total = 0
+    for query, columns, rows in zip(queries, lists, entered):
+        best = (query.astype(np.float64) @ new_desc.T.astype(np.float64)).max(axis=1)
+        floor = np.where((ids[:, columns] < 0).any(axis=1), -np.inf, sims[:, columns].min(axis=1))
+        beaten = np.flatnonzero(alive & (best >= floor))
+        near = np.flatnonzero(alive & (best >= floor - 2 * incremental._ENTER_MARGIN))
+        assert set(beaten) <= set(rows.tolist()) <= set(near)
+        total += len(beaten)
+    assert total > 50  # the lists with an empty entry, and lists the new items beat
 
 
 def test_half_shift_norms_give_the_shifted_similarities_without_shifting():

@@ -7,10 +7,10 @@ The public, typed API (README "Use from Python"): `scan` (-> ScanReport, which `
 loaded on first use, and torch only when a probe trains, so importing dupaudit never loads torch.
 """
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .api import probe, scan
-from .dedup import apply_plan, link_tree, make_plan, undo, write_list
-from .engine.explanation import Explanation, explain
 from .engine.model import (
     ClassStats,
     DuplicateGroup,
@@ -24,6 +24,10 @@ from .engine.model import (
     Summary,
 )
 from .errors import ConfigError, DupauditError, InputError, MissingExtraError, ParameterError
+
+if TYPE_CHECKING:
+    from .dedup import apply_plan, link_tree, make_plan, undo, write_list
+    from .engine.explanation import Explanation, explain
 
 __all__ = [
     "__version__",
@@ -57,6 +61,11 @@ __all__ = [
 ]
 
 _PROBING_NAMES = ("ProbeSettings", "ProbeReport", "run_probe")
+# Loaded on first use too: the commands that need neither (check, scan) start without them.
+_LAZY_NAMES = {
+    **dict.fromkeys(("make_plan", "apply_plan", "undo", "link_tree", "write_list"), ".dedup"),
+    **dict.fromkeys(("Explanation", "explain"), ".engine.explanation"),
+}
 
 
 def __getattr__(name: str):
@@ -65,4 +74,8 @@ def __getattr__(name: str):
         from . import probing
 
         return getattr(probing, name)
+    if name in _LAZY_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
     raise AttributeError(f"module 'dupaudit' has no attribute {name!r}")

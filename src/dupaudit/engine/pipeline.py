@@ -9,7 +9,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Protocol
@@ -202,6 +201,8 @@ def _run_batches(
     count = sum(len(batch) for batch in batches)
     hash_here = sum(r.size for batch in batches for r in batch) >= PARENT_HASHING_BYTES * count
     work = decode_paths if hash_here else whole
+    from concurrent.futures import ProcessPoolExecutor  # here: a check that decodes nothing needs no pool
+
     with ProcessPoolExecutor(max_workers=min(jobs, len(batches))) as pool:
         pending: deque = deque()
         for batch in batches:

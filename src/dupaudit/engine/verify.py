@@ -37,6 +37,7 @@ _SHIFTED_PROBES = _PROBES
 APPROXIMATE_FROM = 20000  # above this many images the neighbour search is approximate (an inverted-file index)
 _SCAN_QUERIES = 1 << 18  # queries per pass of probed_scan: bounds its arrays (~200 MB at k + 1 = 4, 6 probes)
 _SCAN_LISTS = 64  # lists per task of probed_scan's threads: small enough to even out their lengths
+_EXACT_BLOCK = 1 << 15  # rows per block of exact_nearest's scan: 8 MB of descriptors, read once for all queries
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +197,86 @@ def nearest(
 
 def exact_nearest(desc: np.ndarray, k: int, queries: np.ndarray, threads: int | None = None):  # noqa: ANN201
     """nearest(desc, k, queries, exact=True) without building an index (faiss.knn runs the flat index's own
-    search on the arrays: the same answer, no copy of a million descriptors for a commit's few queries)."""
+    search on the arrays: the same answer, no copy of a million descriptors for a commit's few queries).
+
+    For a few queries faiss scans every row once per query, and a million rows do not stay in cache from one
+    query to the next: searched block by block (_block_nearest), each row is read once for all the queries, with
+    the same answer."""
     import faiss
 
     if threads:
         faiss.omp_set_num_threads(threads)
     query = np.ascontiguousarray(queries, dtype=np.float32)
-    return faiss.knn(
-        query, np.ascontiguousarray(desc, dtype=np.float32), min(k + 1, len(desc)), faiss.METRIC_INNER_PRODUCT
-    )
+    rows = np.ascontiguousarray(desc, dtype=np.float32)
+    want = min(k + 1, len(rows))
+    if len(rows) > _EXACT_BLOCK and _scans_query_by_query(faiss, len(query), want):
+        return _block_nearest(faiss, rows, want, query)
+    return faiss.knn(query, rows, want, faiss.METRIC_INNER_PRODUCT)
+
+
+def _scans_query_by_query(faiss, queries: int, want: int) -> bool:  # noqa: ANN001 - the faiss module
+    """Whether faiss.knn takes its query-by-query scan with a heap of the `want` best (_heap_kept): each
+    similarity computed alone, the same wherever the row lies. Its other paths (matrix products for many
+    queries or for fewer queries than threads, a reservoir for large k) are left to faiss."""
+    few_queries = queries * 64 < faiss.cvar.distance_compute_blas_threshold
+    one_per_thread = queries >= faiss.omp_get_max_threads()
+    return few_queries and one_per_thread and want < faiss.cvar.distance_compute_min_k_reservoir
+
+
+def _block_nearest(faiss, desc: np.ndarray, want: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """faiss.knn(queries, desc, want) as faiss's query-by-query scan finds it, run over blocks of rows that stay
+    in cache for all the queries. A block's `want` best hold every row more similar than its last one; where
+    that last one ties with the query's overall cut, the block's rows at the cut are all fetched (a range
+    search), and the rows faiss keeps are chosen among them by its own rule (_heap_kept)."""
+    starts = range(0, len(desc), _EXACT_BLOCK)
+    blocks = [
+        faiss.knn(queries, desc[lo : lo + _EXACT_BLOCK], min(want, len(desc) - lo), faiss.METRIC_INNER_PRODUCT)
+        for lo in starts
+    ]
+    found_sims = np.concatenate([sims for sims, _ in blocks], axis=1)
+    found_ids = np.concatenate([ids + lo for (_, ids), lo in zip(blocks, starts)], axis=1)
+    cuts = -np.partition(-found_sims, want - 1, axis=1)[:, want - 1]  # the `want`-th best similarity per query
+    result_sims = np.empty((len(queries), want), dtype=np.float32)
+    result_ids = np.empty((len(queries), want), dtype=np.int64)
+    for query, cut in enumerate(cuts.tolist()):
+        sims, ids = [found_sims[query]], [found_ids[query]]
+        for (block_sims, _), lo in zip(blocks, starts):
+            if block_sims.shape[1] == want and block_sims[query, -1] == cut:  # may have dropped rows at the cut
+                at_cut = _at_least(faiss, queries[query], desc[lo : lo + _EXACT_BLOCK], cut)
+                sims.append(at_cut[0])
+                ids.append(at_cut[1] + lo)
+        result_sims[query], result_ids[query] = _heap_kept(np.concatenate(sims), np.concatenate(ids), want, cut)
+    return result_sims, result_ids
+
+
+def _at_least(faiss, query: np.ndarray, rows: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """The rows at least `floor` similar to `query` and their similarities (faiss's range search: the same
+    similarities as its knn, those strictly above the radius)."""
+    radius = float(np.nextafter(np.float32(floor), np.float32(-np.inf)))
+    result = faiss.RangeSearchResult(1)
+    query = np.ascontiguousarray(query.reshape(1, 64))
+    faiss.range_search_inner_product(faiss.swig_ptr(query), faiss.swig_ptr(rows), 64, 1, len(rows), radius, result)
+    count = int(faiss.rev_swig_ptr(result.lims, 2)[1])
+    sims = faiss.rev_swig_ptr(result.distances, count).copy() if count else np.empty(0, dtype=np.float32)
+    ids = faiss.rev_swig_ptr(result.labels, count).copy() if count else np.empty(0, dtype=np.int64)
+    return sims, ids
+
+
+def _heap_kept(sims: np.ndarray, ids: np.ndarray, want: int, cut: float) -> tuple[np.ndarray, np.ndarray]:
+    """The `want` rows faiss's heap keeps, from candidates (duplicates allowed) that hold every row more similar
+    than `cut` (the `want`-th best similarity) and every row at the cut up to the `want`-th row at least that
+    similar, in row order. The heap takes a row only when strictly more similar than its least similar entry,
+    and evicts, among equally similar entries, the lowest row first. So: every row above the cut; of the rows
+    at the cut, those among the first `want` rows at least as similar, the highest rows first. Returned in
+    faiss's order: similarity down, among equals the highest row first."""
+    ids, first = np.unique(ids, return_index=True)  # in row order
+    sims = sims[first]
+    above = sims > cut
+    early_at_cut = (np.cumsum(sims >= cut) <= want) & (sims == cut)
+    tied = np.flatnonzero(early_at_cut)[::-1][: want - int(np.count_nonzero(above))]
+    kept = np.concatenate([np.flatnonzero(above), tied])
+    order = np.lexsort((-ids[kept], -sims[kept]))
+    return sims[kept][order], ids[kept][order]
 
 
 def search_index(desc: np.ndarray, threads: int | None = None, exact: bool = False):  # noqa: ANN201 - faiss

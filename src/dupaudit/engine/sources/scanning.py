@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -212,6 +211,8 @@ def fingerprint_sources(
         outputs = (read_partition(s, p, methods, draft, cache_path) for _, s, p in tasks)
         _collect(tasks, outputs, per_source, cache, progress)
     else:
+        from concurrent.futures import ProcessPoolExecutor  # here: a check that decodes nothing needs no pool
+
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             outputs = pool.map(
                 read_partition,
