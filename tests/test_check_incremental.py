@@ -212,3 +212,24 @@ def test_the_hooks_accepted_count_is_the_whole_dataset_subtracts(repo):
     expected = sum(1 for g in report.groups if g.id not in reported)
     assert result.accepted == baseline_file.accepted_groups(report, accepted) == expected
     assert 0 < expected < len(report.groups)
+
+
+def test_a_warm_check_of_an_unchanged_tree_writes_no_snapshot(repo, monkeypatch):
+    from dupaudit.engine.cache import FingerprintCache
+
+    config = load_config(environ={})
+    write_baseline(config)
+    assert run_check(config).exit_code == 0
+    writes = []
+    original = FingerprintCache.store_arrays
+
+    def counting(self, key, arrays):
+        writes.append(sorted(arrays))
+        return original(self, key, arrays)
+
+    monkeypatch.setattr(FingerprintCache, "store_arrays", counting)
+    assert run_check(config).exit_code == 0
+    assert writes == []  # the same listing as the snapshot kept: not written again
+    procedural_image(990_003).save(repo / "data" / "train" / "blobs" / "another.jpg", quality=90)
+    run_check(config, ["data/train/blobs/another.jpg"], update_baseline=False)
+    assert any("snapshot_version" in names for names in writes)  # a changed listing is
