@@ -248,3 +248,47 @@ def test_rows_found_by_walking_both_lists_equal_a_lookup_of_every_name():
     moved = old[1:30_000] + [old[0]] + old[30_000:]  # a name far from its old place: found all the same
     assert _aligned(old, moved).tolist() == [old.index(name) for name in moved]
     assert _aligned(old, list(reversed(old))) is None  # too different: the caller uses a dict
+
+
+def test_the_equal_digest_pairs_kept_beside_a_state_follow_its_items(tmp_path, cache_file, full_searches):
+    """A written state keeps the equal-digest pairs of its items beside it (regroup.keep_equal_pairs); a state
+    without them, or with damaged ones, gets them made again by the next update, which gives the full scan's
+    report either way."""
+    import numpy as np
+
+    from dupaudit.engine import incremental, regroup
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+    from dupaudit.engine.layout import detect_layout
+
+    plan = make_sample(tmp_path / "data", per_class=20)
+    root = plan.root
+    first = pipeline.scan(root, cache_path=cache_file, incremental=True)
+    key = FingerprintCache.index_key((first.settings, detect_layout(root, []).roots))
+
+    def kept_pairs_are_the_states() -> None:
+        with open_cache(cache_file) as cache:
+            state = incremental.load_state(cache, key)
+            assert state is not None and state.facts is not None and state.folder is not None
+            for column in regroup.DIGEST_COLUMNS:
+                stored = np.load(state.folder / f"equal-{column}.pairs")
+                expected = np.stack(regroup.equal_pairs(getattr(state.facts, column)))
+                assert stored.tolist() == expected.tolist()
+
+    kept_pairs_are_the_states()
+    train = root / "train"
+    shutil.copy(train / "stripes" / "0004.jpg", train / "blobs" / "exact_copy.jpg")  # an equal byte digest
+    _same_as_full(root, cache_file, full_searches)
+    kept_pairs_are_the_states()  # written again with the updated state
+
+    with open_cache(cache_file) as cache:
+        state = incremental.load_state(cache, key)
+        assert state is not None and state.folder is not None
+        (state.folder / "equal-byte_digests.pairs").unlink()  # a state written before them
+        (state.folder / "equal-pixel_digests.pairs").write_bytes(b"damaged")
+    (train / "stripes" / "0004.jpg").unlink()  # the exact copy's owner goes
+    shutil.copy(train / "circle" / "0003.jpg", train / "stripes" / "circle_copy.jpg")
+    before = len(full_searches)
+    report = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    assert len(full_searches) == before
+    assert render(report) == render(pipeline.scan(root, use_cache=False))
+    kept_pairs_are_the_states()  # made again beside the state the update started from (not written: lazy)

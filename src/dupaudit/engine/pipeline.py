@@ -954,8 +954,12 @@ def indexed_groups(
                 state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts, old_of=old_of
             )
         new_state = None
+        equal = None  # the equal-digest pairs of the current items, kept beside a state written below
         if update is not None:
-            groups = regroup_update(state, update, cache, key, records, roots, facts, thumbs_of, settings, jobs)
+            digests_kept = isinstance(fingerprints, IndexedFingerprints)  # an unchanged item's digests: the state's
+            groups, equal = regroup_update(
+                state, update, cache, key, records, roots, facts, thumbs_of, settings, jobs, digests_kept
+            )
         else:
             if isinstance(records, RecordTable):  # a full search reads every record, many times: make them once
                 records = found.records = list(records)
@@ -966,7 +970,8 @@ def indexed_groups(
             cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
             new_state = incremental.SearchState.from_scan(records, collect, cascade, facts)
             if new_state is not None:  # the components and group ids an update starts from (regroup.py)
-                first, second = regroup.matched_pairs(new_state.verified[:, 0], new_state.verified[:, 1], facts)
+                equal = regroup.digest_pairs(facts)
+                first, second = regroup.matched_pairs(new_state.verified[:, 0], new_state.verified[:, 1], facts, equal)
                 new_state.components = regroup.components(len(records), first, second)
                 index = {r.key: i for i, r in enumerate(records)}
                 new_state.group_ids = regroup.group_ids(groups, lambda root, path: index[(root, path)], len(records))
@@ -991,6 +996,8 @@ def indexed_groups(
                 new_state.groups_token = os.urandom(8)
                 cache.store_result(_groups_key(key, new_state.groups_token), tuple(groups))
             incremental.store_state(cache, key, new_state)
+            if equal is not None:
+                regroup.keep_equal_pairs(new_state, cache, equal)
         return groups
 
 
@@ -1010,11 +1017,17 @@ def regroup_update(
     thumbs_of,
     settings: Settings,
     jobs: int | None,
-) -> tuple:
+    digests_kept: bool = False,
+) -> tuple[tuple, dict[str, regroup.Pairs]]:
     """The groups after an incremental update: the old groups of the components that did not change, the others
-    built again (regroup.py); the new state gets its components and group ids."""
+    built again (regroup.py), and the equal-digest pairs of the current items; the new state gets its components
+    and group ids. `digests_kept`: an unchanged item's digests are the state's (then the equal pairs are the
+    state's, updated: regroup.updated_equal_pairs)."""
     count = len(records)
-    first, second = regroup.matched_pairs(update.first, update.second, facts)
+    equal = _equal_pairs_after(state, update, cache, facts) if digests_kept else None
+    if equal is None:
+        equal = regroup.digest_pairs(facts)
+    first, second = regroup.matched_pairs(update.first, update.second, facts, equal)
     labels = regroup.components(count, first, second)
     old_groups = None
     if state.components is not None and state.group_ids is not None and state.groups_token:
@@ -1051,7 +1064,22 @@ def regroup_update(
             ids[by_key[(member.root, member.path)]] = number
     update.components = labels
     update.group_ids = ids
-    return groups
+    return groups, equal
+
+
+def _equal_pairs_after(
+    state: incremental.SearchState, update: incremental.Update, cache: FingerprintCache, facts: incremental.Facts
+) -> dict[str, regroup.Pairs] | None:
+    """The equal-digest pairs of the current items from those of the state (None: it holds no digests)."""
+    kept = regroup.state_equal_pairs(state, cache)
+    if kept is None or state.facts is None:
+        return None
+    return {
+        column: regroup.updated_equal_pairs(
+            kept[column], getattr(state.facts, column), getattr(facts, column), update.old_of
+        )
+        for column in regroup.DIGEST_COLUMNS
+    }
 
 
 def _previous_listing(

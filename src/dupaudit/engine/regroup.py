@@ -9,8 +9,11 @@ again. The answer is the full build's (tests/test_incremental.py); the cost foll
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import io
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +23,13 @@ from .hashing import THUMB_SIZE
 from .links import verified_check
 from .model import DuplicateGroup, ImageRecord, Root, Settings
 from .verify import CascadeSettings
+
+if TYPE_CHECKING:  # incremental imports this module
+    from .cache import FingerprintCache
+    from .incremental import SearchState
+
+DIGEST_COLUMNS = ("byte_digests", "pixel_digests")  # incremental.Facts' digest columns, exact then pixel copies
+Pairs = tuple[np.ndarray, np.ndarray]  # (first, second) item numbers
 
 
 def equal_pairs(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,14 +60,107 @@ def equal_pairs(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner[others], others.astype(np.int64)
 
 
-def matched_pairs(near_a: np.ndarray, near_b: np.ndarray, facts) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def digest_pairs(facts) -> dict[str, Pairs]:  # noqa: ANN001
+    """The equal_pairs of each digest column of `facts` (incremental.Facts), by column name."""
+    return {column: equal_pairs(getattr(facts, column)) for column in DIGEST_COLUMNS}
+
+
+def matched_pairs(
+    near_a: np.ndarray,
+    near_b: np.ndarray,
+    facts,
+    equal: Mapping[str, Pairs] | None = None,  # noqa: ANN001
+) -> tuple[np.ndarray, np.ndarray]:
     """Every matched pair: the verified near pairs, and the exact and pixel pairs of the digests (`facts`:
-    incremental.Facts)."""
-    byte_a, byte_b = equal_pairs(facts.byte_digests)
-    pixel_a, pixel_b = equal_pairs(facts.pixel_digests)
+    incremental.Facts; `equal`: those pairs when known already, digest_pairs' answer)."""
+    if equal is None:
+        equal = digest_pairs(facts)
+    (byte_a, byte_b), (pixel_a, pixel_b) = (equal[column] for column in DIGEST_COLUMNS)
     first = np.concatenate([near_a, byte_a, pixel_a]).astype(np.int64)
     second = np.concatenate([near_b, byte_b, pixel_b]).astype(np.int64)
     return first, second
+
+
+def updated_equal_pairs(old_pairs: Pairs, old_digests: np.ndarray, digests: np.ndarray, old_of: np.ndarray) -> Pairs:
+    """equal_pairs(digests) after an update, from the state's own pairs (`old_pairs`: equal_pairs of
+    `old_digests`, in the state's rows), without a pass over every digest. `old_of`: each current item's row in
+    the state (-1: new), whose digest there is its digest now.
+
+    An item can share its digest now only if it shared it before (then every item of its digest was in a pair),
+    or it is new, or a new item has its digest: equal_pairs over those items alone, in their order, pairs each
+    with the first item of its digest, as over all of them."""
+    cur_of = np.full(len(old_digests), -1, dtype=np.int64)
+    held = np.nonzero(old_of >= 0)[0]
+    cur_of[old_of[held]] = held
+    new = np.nonzero(old_of < 0)[0]
+    paired = cur_of[np.concatenate(old_pairs)]
+    joined = cur_of[_rows_sharing_a_head(old_digests, digests[new])]
+    subset = np.unique(np.concatenate([paired[paired >= 0], joined[joined >= 0], new]))
+    first, other = equal_pairs(digests[subset])
+    return subset[first], subset[other]
+
+
+def state_equal_pairs(state: SearchState, cache: FingerprintCache) -> dict[str, Pairs] | None:
+    """The equal_pairs of the state's digest columns (its rows), read from its folder, else made from its digests
+    and kept there for the next update (a state written before them, or whose files could not be written); None
+    when the state holds no digests."""
+    if state.facts is None:
+        return None
+    pairs = {}
+    for column in DIGEST_COLUMNS:
+        kept = _read_pairs(state.folder, column, len(state.paths))
+        if kept is None:
+            kept = equal_pairs(getattr(state.facts, column))
+            if state.folder is not None:
+                cache.add_to_state(state.folder, _pairs_file(column), _npy(np.stack(kept)))
+        pairs[column] = kept
+    return pairs
+
+
+def keep_equal_pairs(state: SearchState, cache: FingerprintCache, pairs: Mapping[str, Pairs]) -> None:
+    """Keep digest_pairs' answer for the items of a state just written (its folder) beside it."""
+    if state.folder is not None:
+        for column in DIGEST_COLUMNS:
+            cache.add_to_state(state.folder, _pairs_file(column), _npy(np.stack(pairs[column])))
+
+
+def _pairs_file(column: str) -> str:
+    """An .npy file not named .npy: the state's loader maps every .npy file of the folder as one of its arrays."""
+    return f"equal-{column}.pairs"
+
+
+def _read_pairs(folder: Path | None, column: str, count: int) -> Pairs | None:
+    """The pairs kept in a state's folder, or None when absent or not pairs of its `count` rows."""
+    if folder is None:
+        return None
+    try:
+        pairs = np.load(folder / _pairs_file(column), allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if (
+        pairs.dtype != np.int64
+        or pairs.ndim != 2
+        or len(pairs) != 2
+        or (pairs.size and not 0 <= pairs.min() <= pairs.max() < count)
+    ):
+        return None
+    return pairs[0], pairs[1]
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _rows_sharing_a_head(digests: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The rows of (n, 16) `digests` whose first 8 bytes are those of a `wanted` digest (a superset of the rows
+    equal to one: enough for updated_equal_pairs, where an extra item with a digest of its own pairs nothing)."""
+    if not len(wanted) or not len(digests):
+        return np.empty(0, dtype=np.int64)
+    heads = np.ascontiguousarray(digests).view(np.uint64)[:, 0]  # a strided column: no copy of the digests
+    wanted_heads = np.ascontiguousarray(wanted).view(np.uint64)[:, 0]
+    return np.nonzero(np.isin(heads, wanted_heads))[0]
 
 
 def components(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
