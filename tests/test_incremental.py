@@ -292,3 +292,42 @@ def test_the_equal_digest_pairs_kept_beside_a_state_follow_its_items(tmp_path, c
     assert len(full_searches) == before
     assert render(report) == render(pipeline.scan(root, use_cache=False))
     kept_pairs_are_the_states()  # made again beside the state the update started from (not written: lazy)
+
+
+def test_an_updates_answer_is_kept_as_a_change_of_the_stored_groups(tmp_path, cache_file, full_searches, monkeypatch):
+    """A check's answer is kept as the change of the groups stored with the state (model.GroupsChange), read back
+    whole by a rescan of the unchanged tree; with those groups gone, the rescan updates again: the same report."""
+    from dupaudit.engine.cache import FingerprintCache
+    from dupaudit.engine.model import GroupsChange, StoredAnswer
+
+    stored: dict[bytes, object] = {}
+    original = FingerprintCache.store_result
+
+    def recording(self, key, value):
+        stored[key] = value
+        original(self, key, value)
+
+    monkeypatch.setattr(FingerprintCache, "store_result", recording)
+    plan = make_sample(tmp_path / "data", per_class=20)
+    root = plan.root
+    pipeline.scan(root, cache_path=cache_file, incremental=True)
+    train = root / "train"
+    shutil.copy(train / "stripes" / "0004.jpg", train / "blobs" / "exact_copy.jpg")
+    Image.open(train / "circle" / "0003.jpg").convert("RGB").save(train / "checker" / "near_copy.jpg", quality=70)
+    stored.clear()
+    updated = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    (answer,) = stored.values()  # the state is not written (lazy): only the answer is
+    assert isinstance(answer, StoredAnswer) and isinstance(answer.groups, GroupsChange)
+    assert 0 < len(answer.groups.placed) < len(updated.groups)
+    full = render(pipeline.scan(root, use_cache=False))
+    assert render(updated) == full
+
+    again = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    assert again.timings["search"] == 0.0 and again.decoded == 0  # the stored answer, read back
+    assert again.groups == updated.groups and render(again) == full
+
+    monkeypatch.setattr(FingerprintCache, "load_result", lambda self, key: None)  # the stored groups are gone
+    searches = len(full_searches)
+    without = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    assert without.timings["search"] > 0.0 and len(full_searches) == searches
+    assert render(without) == full

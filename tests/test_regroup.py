@@ -60,3 +60,48 @@ def test_equal_pairs_updated_from_the_state_equal_a_recomputation(seed):
     expected = regroup.equal_pairs(digests)
     assert (first.tolist(), second.tolist()) == (expected[0].tolist(), expected[1].tolist())
     assert len(second) > 100
+
+
+def _group(number: int, root: str, paths: list[str]):
+    from dupaudit.engine.model import DuplicateGroup, GroupMember
+
+    members = tuple(GroupMember(root, path, None, i == 0) for i, path in enumerate(sorted(paths)))
+    return DuplicateGroup(number, "near", 1, members)
+
+
+def test_placed_groups_are_the_groups_sorted_by_first_member_and_numbered():
+    """regroup.placed: kept and built groups (each in the report's order) placed by binary search, as sorting
+    them all by first member would place them, renumbered; with the place of each."""
+    from dataclasses import replace
+
+    from dupaudit.engine.model import Root
+
+    roots = [Root("train", "/d/train", True), Root("test", "/d/test", True)]
+    order = {"train": 0, "test": 1}
+    rng = np.random.default_rng(3)
+    names = [f"{c}/{n:04d}.jpg" for c in ("a", "b", "c") for n in rng.choice(10_000, 200, replace=False)]
+    everything = [_group(0, rng.choice(["train", "test"]), [name, name + "x"]) for name in names]
+    everything.sort(key=lambda g: (order[g.members[0].root], g.members[0].path))
+    built_at = set(rng.choice(len(everything), 25, replace=False).tolist()) | {0, len(everything) - 1}
+    kept = [replace(g, id=100 + i) for i, g in enumerate(everything) if i not in built_at]
+    built = [g for i, g in enumerate(everything) if i in built_at]
+    groups, kept_places, built_places = regroup.placed(kept, built, roots)
+    assert groups == tuple(replace(g, id=i) for i, g in enumerate(everything))
+    assert [groups[p].members for p in kept_places.tolist()] == [g.members for g in kept]
+    assert [groups[p].members for p in built_places.tolist()] == [g.members for g in built]
+
+
+def test_a_change_of_stored_groups_gives_them_back_or_nothing():
+    """model.GroupsChange.applied: the kept groups of the base renumbered around the placed ones; None when the
+    change does not fit the base (gone, or another one)."""
+    from dupaudit.engine.model import GroupsChange
+
+    base = tuple(_group(i, "train", [f"{i}a", f"{i}b"]) for i in range(6))
+    new = _group(1, "train", ["0c", "0d"])
+    change = GroupsChange(b"key", (0, 2, 3, 5), (new,))
+    applied = change.applied(base)
+    assert applied is not None
+    assert [g.members for g in applied] == [base[0].members, new.members, *(base[k].members for k in (2, 3, 5))]
+    assert [g.id for g in applied] == list(range(5))
+    assert change.applied(base[:4]) is None
+    assert GroupsChange(b"key", (0, 1), (new, new)).applied(base) is None

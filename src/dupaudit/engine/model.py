@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -298,9 +299,48 @@ class StoredAnswer:
     summary: Summary
     classes: tuple[ClassStats, ...]
     splits: tuple[SplitStats, ...]
+    # as stored, a GroupsChange where the groups were an update's (pipeline._stored_answer): read back as a tuple
     groups: tuple[DuplicateGroup, ...]
     skipped: tuple[Skipped, ...]
     train_split: str
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class GroupsChange:
+    """Groups kept as a change of groups stored under another key (`base`, cache.store_result): those at `kept`
+    there (their indices, in order) and `placed`, each at the place its id says; every group numbered by its place.
+    An update's answer is stored so: its size follows the change, not the dataset (regroup.placed)."""
+
+    base: bytes
+    kept: tuple[int, ...]
+    placed: tuple[DuplicateGroup, ...]
+
+    def applied(self, base: Sequence[DuplicateGroup]) -> tuple[DuplicateGroup, ...] | None:
+        """The groups, from the `base` groups; None when these cannot be the ones the change was made from."""
+        count = len(self.kept) + len(self.placed)
+        placed = {g.id: g for g in self.placed}
+        if len(placed) < len(self.placed) or any(not 0 <= p < count for p in placed):
+            return None
+        if any(not 0 <= k < len(base) for k in self.kept):
+            return None
+        kept = iter(self.kept)
+        every = []
+        for place in range(count):
+            group = placed.get(place)
+            if group is None:
+                old = base[next(kept)]
+                group = old if old.id == place else renumbered(old, place)
+            every.append(group)
+        return tuple(every)
+
+
+_AFTER_ID = attrgetter(*DuplicateGroup.__slots__[1:])  # every field but id (the first)
+
+
+def renumbered(group: DuplicateGroup, number: int) -> DuplicateGroup:
+    """dataclasses.replace(group, id=number), a few times faster (an update renumbers thousands)."""
+    return DuplicateGroup(number, *_AFTER_ID(group))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import operator
 import os
 import threading
 import time
@@ -38,7 +39,17 @@ from .hashing import THUMB_SIZE, phash
 from .layout import detect_layout
 from .links import cosine_check, radius_check, verified_check
 from .listing import Seen, list_files, load_snapshot, snapshot
-from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, Skipped, StoredAnswer
+from .model import (
+    ClassStats,
+    GroupsChange,
+    ImageRecord,
+    Layout,
+    Root,
+    ScanReport,
+    Settings,
+    Skipped,
+    StoredAnswer,
+)
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
 from .sources import SourceOptions, holds_container, is_plain_folder, open_source
@@ -418,7 +429,7 @@ def scan(
                 cache.store_snapshot(snapshot_key, snapshot(listing))
             # an incremental scan also needs its search state: without one, search (and keep it) once
             indexed = not incremental or cache.has_index(index_key)
-            reused = None if verify_content or not indexed else cache.load_result(reuse_key)
+            reused = None if verify_content or not indexed else _load_answer(cache, reuse_key)
             cache_file = cache.path
         if isinstance(reused, StoredAnswer):
             timings["fingerprint"] = timings["search"] = 0.0
@@ -496,7 +507,7 @@ def scan(
     answer = _answer(roots, found.records, groups, [Skipped(*p) for p in listing.problems] + found.skipped)
     if reuse_key is not None and (last := open_cache(cache_file)) is not None:
         with last as cache:
-            cache.store_result(reuse_key, answer)
+            cache.store_result(reuse_key, _stored_answer(answer, groups))
     timings["total"] = time.perf_counter() - started
     return _report(
         roots, settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded, found_layout=found_layout
@@ -531,10 +542,32 @@ def _answer(roots: Sequence[Root], records: Sequence[ImageRecord], groups, skipp
     train_split = next(
         (r.name for r in roots if r.role == "train"), next((r.name for r in roots if r.name == "train"), roots[0].name)
     )
+    ids = groups.ids if isinstance(groups, regroup.Regrouped) else None  # each record's group, when known
     if any(r.role == "unlabelled" for r in roots):  # copies between train and an unlabelled pool are no leak
         groups = _mark_leaks(groups, roots)
-    summary, classes, splits = analyse(tuple(roots), train_split, records, groups, len(skipped_sorted))
+    summary, classes, splits = analyse(tuple(roots), train_split, records, groups, len(skipped_sorted), ids)
     return StoredAnswer(summary, classes, splits, tuple(groups), skipped_sorted, train_split)
+
+
+def _stored_answer(answer: StoredAnswer, groups: Sequence) -> StoredAnswer:
+    """What the cache keeps of an answer: the answer, or, when its groups are an update's as they came
+    (regroup.Regrouped, no leak marked since), with them as their change of the stored groups (model.GroupsChange):
+    writing every group of a million-image index at each check costs more than the update."""
+    change = groups.change if isinstance(groups, regroup.Regrouped) else None
+    if change is None or len(answer.groups) != len(groups) or not all(map(operator.is_, answer.groups, groups)):
+        return answer
+    return replace(answer, groups=change)  # type: ignore[arg-type]  # read back by _load_answer
+
+
+def _load_answer(cache: FingerprintCache, key: bytes) -> object | None:
+    """The answer stored under `key` (_stored_answer), its groups read back whole; None when there is none, or
+    its groups were kept as a change of stored groups that are gone."""
+    value = cache.load_result(key)
+    if isinstance(value, StoredAnswer) and isinstance(value.groups, GroupsChange):
+        base = cache.load_result(value.groups.base)
+        groups = value.groups.applied(base) if isinstance(base, tuple) else None
+        return None if groups is None else replace(value, groups=groups)
+    return value
 
 
 def _scan_sources(
@@ -975,6 +1008,7 @@ def indexed_groups(
                 new_state.components = regroup.components(len(records), first, second)
                 index = {r.key: i for i, r in enumerate(records)}
                 new_state.group_ids = regroup.group_ids(groups, lambda root, path: index[(root, path)], len(records))
+                groups = regroup.Regrouped(groups, new_state.group_ids, None)
         # the unchanged items of an update were cacheable already: only the new ones are checked
         checked = (
             (new_state.paths if new_state is not None else [])
@@ -1041,30 +1075,41 @@ def regroup_update(
     built = regroup.build_in(rows, records, roots, first, second, facts, thumbs_of, settings, jobs)
     kept_old = np.empty(0, dtype=np.int64)
     if old_groups is not None and len(reused):
-        old_ids = state.group_ids
-        kept_old = np.unique(old_ids[(old_ids >= 0) & np.isin(state.components, reused)])
+        kept_old = np.unique(state.group_ids[_member_of(state.components, reused)])
+        kept_old = kept_old[kept_old >= 0]
     kept = [old_groups[k] for k in kept_old.tolist()] if old_groups is not None else []
-    groups = regroup.merged(kept, built, roots)
+    groups, kept_places, built_places = regroup.placed(kept, built, roots)
 
     # Group ids of the current items: kept groups through the old indices, rebuilt ones by their rows.
-    new_id = {(g.members[0].root, g.members[0].path): g.id for g in groups}
     ids = np.full(count, -1, dtype=np.int64)
     if len(kept_old):
-        remap = np.full(len(old_groups or ()), -1, dtype=np.int64)
-        remap[kept_old] = [new_id[(old_groups[k].members[0].root, old_groups[k].members[0].path)] for k in kept_old]
+        remap = np.full(len(old_groups or ()) + 1, -1, dtype=np.int64)  # the last slot: an old item in no group
+        remap[kept_old] = kept_places
         cur_of = np.full(len(state.paths), -1, dtype=np.int64)
         present = np.nonzero(update.old_of >= 0)[0]
         cur_of[update.old_of[present]] = present
-        old_items = np.nonzero(np.isin(state.group_ids, kept_old))[0]
-        ids[cur_of[old_items]] = remap[state.group_ids[old_items]]
+        mapped = remap[state.group_ids]
+        old_items = np.nonzero(mapped >= 0)[0]
+        ids[cur_of[old_items]] = mapped[old_items]
     by_key = {records[i].key: i for i in rows.tolist()}
-    for group in built:
-        number = new_id[(group.members[0].root, group.members[0].path)]
+    for group, number in zip(built, built_places.tolist()):
         for member in group.members:
             ids[by_key[(member.root, member.path)]] = number
+    change = None
+    if old_groups is not None:  # the answer is stored as this change of the stored groups (_stored_answer)
+        placed = tuple(groups[place] for place in built_places.tolist())
+        change = GroupsChange(_groups_key(key, state.groups_token), tuple(kept_old.tolist()), placed)
+    groups = regroup.Regrouped(groups, ids, change)
     update.components = labels
     update.group_ids = ids
     return groups, equal
+
+
+def _member_of(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """np.isin(labels, chosen) for labels -1 (none), 0, 1, ...: by a table of the labels (no sort of a million)."""
+    table = np.zeros(max(int(labels.max(initial=-1)), int(chosen.max(initial=-1))) + 2, dtype=bool)
+    table[chosen] = True
+    return table[labels]
 
 
 def _equal_pairs_after(

@@ -10,8 +10,8 @@ again. The answer is the full build's (tests/test_incremental.py); the cost foll
 from __future__ import annotations
 
 import io
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,7 @@ from .fingerprint import default_jobs
 from .groups import build_groups
 from .hashing import THUMB_SIZE
 from .links import verified_check
-from .model import DuplicateGroup, ImageRecord, Root, Settings
+from .model import DuplicateGroup, GroupsChange, ImageRecord, Root, Settings, renumbered
 from .verify import CascadeSettings
 
 if TYPE_CHECKING:  # incremental imports this module
@@ -250,13 +250,40 @@ def build_in(
     )
 
 
-def merged(
+def placed(
     kept: Sequence[DuplicateGroup], built: Sequence[DuplicateGroup], roots: Sequence[Root]
-) -> tuple[DuplicateGroup, ...]:
-    """Kept and rebuilt groups in the report's order (by first member), numbered again from 0."""
+) -> tuple[tuple[DuplicateGroup, ...], np.ndarray, np.ndarray]:
+    """merged's answer, and the place in it of each kept and of each built group. Both are in the report's order
+    already (the kept ones as they were, build_groups sorts its own), and their first members differ (a member is
+    in one group): each built group is placed by a binary search among the kept ones, not by sorting them all."""
     order = {r.name: i for i, r in enumerate(roots)}
-    every = sorted([*kept, *built], key=lambda g: (order[g.members[0].root], g.members[0].path))
-    return tuple(g if g.id == i else replace(g, id=i) for i, g in enumerate(every))
+
+    def first_member(group: DuplicateGroup) -> tuple[int, str]:
+        return (order[group.members[0].root], group.members[0].path)
+
+    before = np.array([bisect_left(kept, first_member(g), key=first_member) for g in built], dtype=np.int64)
+    built_places = before + np.arange(len(built), dtype=np.int64)
+    kept_places = np.arange(len(kept), dtype=np.int64) + np.searchsorted(before, np.arange(len(kept)), side="right")
+    at = dict(zip(built_places.tolist(), built)) | dict(zip(kept_places.tolist(), kept))
+    every = tuple(g if g.id == place else renumbered(g, place) for place, g in sorted(at.items()))
+    return every, kept_places, built_places
+
+
+class Regrouped(tuple[DuplicateGroup, ...]):
+    """The groups of an incremental index (a tuple of them), with what the stages after it reuse instead of
+    working it out again: each current item's group id (-1: none), and the groups as a change of the stored groups
+    they came from (None: none were kept). Pickled as a plain tuple."""
+
+    ids: np.ndarray
+    change: GroupsChange | None
+
+    def __new__(cls, groups: Sequence[DuplicateGroup], ids: np.ndarray, change: GroupsChange | None) -> Regrouped:
+        made = super().__new__(cls, groups)
+        made.ids, made.change = ids, change
+        return made
+
+    def __reduce__(self):  # noqa: ANN204 - pickle's signature
+        return (tuple, (tuple(self),))
 
 
 def group_ids(groups: Sequence[DuplicateGroup], index_of: Callable[[str, str], int], count: int) -> np.ndarray:
