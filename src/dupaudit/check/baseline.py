@@ -217,6 +217,8 @@ def accepted_groups(report: ScanReport, baseline: Baseline) -> int:
     """How many of the report's groups `baseline` accepts: those a whole-dataset subtract() reports nothing about
     (the same rule), without making the others' findings (a hook's summary line, at a million images)."""
     owner = _owners(baseline)
+    if not owner:  # nothing accepted: only a group without a keeper has nobody to report (_accepted)
+        return sum(1 for g in report.groups if all(m.keep for m in g.members))
     return sum(1 for g in report.groups if _accepted(g, owner))
 
 

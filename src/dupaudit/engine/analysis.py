@@ -24,6 +24,7 @@ from .model import DECIMALS, ClassStats, DuplicateGroup, ImageRecord, Root, Spli
 
 _CLASS = attrgetter("root", "label")
 _KEY = attrgetter("root", "path")
+_MEMBERS = attrgetter("members")
 
 
 def _rows_of(records: Sequence[ImageRecord], members: list[tuple[str, str]]) -> np.ndarray:
@@ -149,8 +150,8 @@ def analyse(
         images=len(records),
         skipped=skipped,
         groups=len(groups),
-        redundant=sum(len(g.members) - 1 for g in groups),
-        label_conflicts=sum(1 for g in groups if g.is_label_conflict),
+        redundant=sum(map(len, map(_MEMBERS, groups))) - len(groups),
+        label_conflicts=sum(1 for g in groups if not _one_label(g) and g.is_label_conflict),
         leaked=sum(s.leaked for s in splits),
         skew=train.skew if train else 0.0,
         wasted_fraction=train.wasted_fraction if train else 0.0,
@@ -159,6 +160,12 @@ def analyse(
         near_copies=kinds["near"],
     )
     return summary, tuple(classes), tuple(splits)
+
+
+def _one_label(group: DuplicateGroup) -> bool:
+    """Every member has the first one's label (most groups: no label conflict, known without collecting them)."""
+    label = group.members[0].label
+    return all(m.label == label for m in group.members)
 
 
 def _rounded(value: float) -> float:
