@@ -5,6 +5,8 @@ items alone (their records, digests, hashes, sizes and thumbnails). So after an 
 are all unchanged and which is exactly one component of the last scan has the last scan's groups, and only the
 other components (those holding a new item, or made of a part of an old component, or of several) are built
 again. The answer is the full build's (tests/test_incremental.py); the cost follows the change, not the dataset.
+So do the exact and pixel pairs (equal digests): the state's are kept beside it, and only the new items' digests
+are looked up (updated_equal_pairs).
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ def digest_pairs(facts) -> dict[str, Pairs]:  # noqa: ANN001
 def matched_pairs(
     near_a: np.ndarray,
     near_b: np.ndarray,
-    facts,
-    equal: Mapping[str, Pairs] | None = None,  # noqa: ANN001
+    facts,  # noqa: ANN001 - incremental.Facts
+    equal: Mapping[str, Pairs] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every matched pair: the verified near pairs, and the exact and pixel pairs of the digests (`facts`:
     incremental.Facts; `equal`: those pairs when known already, digest_pairs' answer)."""
@@ -154,8 +156,8 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 def _rows_sharing_a_head(digests: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """The rows of (n, 16) `digests` whose first 8 bytes are those of a `wanted` digest (a superset of the rows
-    equal to one: enough for updated_equal_pairs, where an extra item with a digest of its own pairs nothing)."""
+    """The rows of (n, 16) `digests` whose first 8 bytes are those of a `wanted` digest: a superset of the rows
+    equal to one, enough for updated_equal_pairs (an extra row has a digest of its own, or was in a pair already)."""
     if not len(wanted) or not len(digests):
         return np.empty(0, dtype=np.int64)
     heads = np.ascontiguousarray(digests).view(np.uint64)[:, 0]  # a strided column: no copy of the digests
