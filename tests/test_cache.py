@@ -114,3 +114,42 @@ def test_verify_content_sees_an_edit_that_kept_size_and_mtime(tmp_path, cache_fi
     checked = scan(root, cache_path=cache_file, verify_content=True)
     assert checked.decoded == 1 and checked.groups == ()
     assert render(checked) == render(scan(root, use_cache=False))
+
+
+def test_stored_result_types_read_back_equal_and_frozen():
+    """The result types pickle as their fields and are rebuilt slot by slot (model._rebuilder): equal, hashed
+    alike and still frozen once read back through the cache's unpickler; a pickle made by calling the class (the
+    format before) reads back too."""
+    import dataclasses
+    import io
+    import pickle
+
+    import pytest
+
+    from dupaudit.engine.cache import _ResultUnpickler
+    from dupaudit.engine.model import DuplicateGroup, GroupMember, Link, Skipped
+
+    link = Link("near", 0, 3, 0.93, "mirror")
+    group = DuplicateGroup(
+        4,
+        "near",
+        3,
+        (GroupMember("train", "a.jpg", "cat", True), GroupMember("train", "b.jpg", None, False, 32, 32, 900, link)),
+        True,
+    )
+    values = (group, Skipped("test", "c.jpg", "truncated"))
+    back = _ResultUnpickler(io.BytesIO(pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL))).load()
+    assert back == values and hash(back[0].members[1]) == hash(group.members[1])
+    assert type(back[0].members[1].link) is Link
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back[0].id = 5  # type: ignore[misc]
+
+    class ByClass(pickle.Pickler):
+        def reducer_override(self, obj):  # the format before: the class called with the fields
+            if isinstance(obj, (DuplicateGroup, GroupMember, Link)):
+                return type(obj), tuple(getattr(obj, f) for f in type(obj).__slots__)
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    ByClass(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(group)
+    assert _ResultUnpickler(io.BytesIO(buffer.getvalue())).load() == group

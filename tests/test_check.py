@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,46 @@ def test_subtract_with_changed_files_blames_the_changed_file_only():
     new = baseline_file.subtract(report, baseline_file.Baseline(), changed={"train/cat/new.jpg"})
     assert [f.message for f in new] == ["train/cat/new.jpg: exact copy of test/cat/old.jpg (leakage train/test)"]
     assert new[0].leakage and not new[0].label_conflict
+
+
+def test_the_accepted_count_and_the_changed_files_findings_follow_the_whole_subtract():
+    """accepted_groups (its own test of a group) and subtract with changed files (only the groups touching them)
+    give what every group's findings give: over groups whole, grown, split across findings, unaccepted, keeperless."""
+    import random
+
+    rng = random.Random(5)
+    names = [(rng.choice(["train", "test"]), f"{rng.choice('abc')}/{n}.jpg", "cat") for n in range(400)]
+    groups, start = [], 0
+    while start < len(names) - 4:
+        size = rng.choice([2, 2, 3, 4])
+        group = _group(len(groups), "near", *names[start : start + size])
+        if rng.random() < 0.1:  # saved without a keeper
+            group = DuplicateGroup(group.id, "near", 0, tuple(replace(m, keep=True) for m in group.members))
+        groups.append(group)
+        start += size
+    report = _report(*groups)
+    findings = []
+    for group in groups:
+        members = [f"{m.root}/{m.path}" for m in group.members]
+        choice = rng.random()
+        if choice < 0.5:
+            findings.append(members)
+        elif choice < 0.65:
+            findings.append(members[:-1] + [f"train/elsewhere/{group.id}.jpg"])
+        elif choice < 0.8 and len(members) > 2:
+            findings += [members[:2], members[2:] + [f"test/other/{group.id}.jpg"]]
+    accepted = baseline_file.Baseline(
+        tuple(baseline_file.AcceptedFinding(tuple(sorted(m)), "near") for m in findings if len(m) > 1)
+    )
+    owner = baseline_file._owners(accepted)
+    every = [(g, [f"{m.root}/{m.path}" for m in g.members]) for g in groups]
+    expected = sum(1 for g, members in every if not baseline_file._blamed(g, members, owner, None)[0])
+    assert baseline_file.accepted_groups(report, accepted) == expected
+    assert 0 < expected < len(groups)
+    changed = {f"{root}/{path}" for root, path, _ in rng.sample(names, 40)}
+    roots = {r.name: r.path for r in report.roots}
+    whole = [f for g in groups for f in baseline_file._group_findings(g, owner, roots, changed)]
+    assert baseline_file.subtract(report, accepted, changed) == whole and whole
 
 
 def test_prune_drops_gone_files_and_dissolved_findings():

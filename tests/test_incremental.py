@@ -402,3 +402,86 @@ def test_names_of_folder_kept_paths_equal_those_of_the_strings():
     assert paths.find_all(
         [(0, "/a/x/2.jpg"), (1, "/b/\u00e9-\udcff.png"), (0, "/b/\u00e9-\udcff.png"), (0, "/a/z.jpg")]
     ) == [1, 2, -1, -1]
+
+
+def test_the_equal_digest_pairs_kept_beside_a_state_follow_its_items(tmp_path, cache_file, full_searches):
+    """A written state keeps the equal-digest pairs of its items beside it (regroup.keep_equal_pairs); a state
+    without them, or with damaged ones, gets them made again by the next update, which gives the full scan's
+    report either way."""
+    import numpy as np
+
+    from dupaudit.engine import incremental, regroup
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+    from dupaudit.engine.layout import detect_layout
+
+    plan = make_sample(tmp_path / "data", per_class=20)
+    root = plan.root
+    first = pipeline.scan(root, cache_path=cache_file, incremental=True)
+    key = FingerprintCache.index_key((first.settings, detect_layout(root, []).roots))
+
+    def kept_pairs_are_the_states() -> None:
+        with open_cache(cache_file) as cache:
+            state = incremental.load_state(cache, key)
+            assert state is not None and state.facts is not None and state.folder is not None
+            for column in regroup.DIGEST_COLUMNS:
+                stored = np.load(state.folder / f"equal-{column}.pairs")
+                expected = np.stack(regroup.equal_pairs(getattr(state.facts, column)))
+                assert stored.tolist() == expected.tolist()
+
+    kept_pairs_are_the_states()
+    train = root / "train"
+    shutil.copy(train / "stripes" / "0004.jpg", train / "blobs" / "exact_copy.jpg")  # an equal byte digest
+    _same_as_full(root, cache_file, full_searches)
+    kept_pairs_are_the_states()  # written again with the updated state
+
+    with open_cache(cache_file) as cache:
+        state = incremental.load_state(cache, key)
+        assert state is not None and state.folder is not None
+        (state.folder / "equal-byte_digests.pairs").unlink()  # a state written before them
+        (state.folder / "equal-pixel_digests.pairs").write_bytes(b"damaged")
+    (train / "stripes" / "0004.jpg").unlink()  # the exact copy's owner goes
+    shutil.copy(train / "circle" / "0003.jpg", train / "stripes" / "circle_copy.jpg")
+    before = len(full_searches)
+    report = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    assert len(full_searches) == before
+    assert render(report) == render(pipeline.scan(root, use_cache=False))
+    kept_pairs_are_the_states()  # made again beside the state the update started from (not written: lazy)
+
+
+def test_an_updates_answer_is_kept_as_a_change_of_the_stored_groups(tmp_path, cache_file, full_searches, monkeypatch):
+    """A check's answer is kept as the change of the groups stored with the state (model.GroupsChange), read back
+    whole by a rescan of the unchanged tree; with those groups gone, the rescan updates again: the same report."""
+    from dupaudit.engine.cache import FingerprintCache
+    from dupaudit.engine.model import GroupsChange, StoredAnswer
+
+    stored: dict[bytes, object] = {}
+    original = FingerprintCache.store_result
+
+    def recording(self, key, value):
+        stored[key] = value
+        original(self, key, value)
+
+    monkeypatch.setattr(FingerprintCache, "store_result", recording)
+    plan = make_sample(tmp_path / "data", per_class=20)
+    root = plan.root
+    pipeline.scan(root, cache_path=cache_file, incremental=True)
+    train = root / "train"
+    shutil.copy(train / "stripes" / "0004.jpg", train / "blobs" / "exact_copy.jpg")
+    Image.open(train / "circle" / "0003.jpg").convert("RGB").save(train / "checker" / "near_copy.jpg", quality=70)
+    stored.clear()
+    updated = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    (answer,) = stored.values()  # the state is not written (lazy): only the answer is
+    assert isinstance(answer, StoredAnswer) and isinstance(answer.groups, GroupsChange)
+    assert 0 < len(answer.groups.placed) < len(updated.groups)
+    full = render(pipeline.scan(root, use_cache=False))
+    assert render(updated) == full
+
+    again = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    assert again.timings["search"] == 0.0 and again.decoded == 0  # the stored answer, read back
+    assert again.groups == updated.groups and render(again) == full
+
+    monkeypatch.setattr(FingerprintCache, "load_result", lambda self, key: None)  # the stored groups are gone
+    searches = len(full_searches)
+    without = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
+    assert without.timings["search"] > 0.0 and len(full_searches) == searches
+    assert render(without) == full

@@ -199,19 +199,36 @@ def subtract(
     """
     owner = _owners(baseline)
     root_paths = {r.name: r.path for r in report.roots}
+    groups = report.groups if changed is None else _touching(report.groups, changed, root_paths)
     new: list[Finding] = []
-    for group in report.groups:
+    for group in groups:
         new.extend(_group_findings(group, owner, root_paths, changed, blame or ()))
     return new
+
+
+def _touching(groups: Iterable[DuplicateGroup], changed: Collection[str], roots: Iterable[str]) -> list:
+    """The groups with a member whose dataset path is `changed` (the others have no finding about a commit), found
+    by the members' paths alone (a hook checks a few files against a million-image index's groups)."""
+    paths = {name[len(root) + 1 :] for root in roots for name in changed if name.startswith(root + "/")}
+    return [g for g in groups if any(m.path in paths for m in g.members)]
 
 
 def accepted_groups(report: ScanReport, baseline: Baseline) -> int:
     """How many of the report's groups `baseline` accepts: those a whole-dataset subtract() reports nothing about
     (the same rule), without making the others' findings (a hook's summary line, at a million images)."""
     owner = _owners(baseline)
-    return sum(
-        1 for g in report.groups if not _blamed(g, [dataset_path(m.root, m.path) for m in g.members], owner, None)[0]
-    )
+    if not owner:  # nothing accepted: only a group without a keeper has nobody to report (_accepted)
+        return sum(1 for g in report.groups if all(m.keep for m in g.members))
+    return sum(1 for g in report.groups if _accepted(g, owner))
+
+
+def _accepted(group: DuplicateGroup, owner: dict[str, int]) -> bool:
+    """Whether a whole-dataset _blamed finds nobody to report in `group` (without a `blame`): every member in one
+    accepted finding, or none in any and every member kept (a group saved without a keeper)."""
+    found = [owner.get(dataset_path(m.root, m.path)) for m in group.members]
+    if found[0] is not None:
+        return found.count(found[0]) == len(found)
+    return found.count(None) == len(found) and all(m.keep for m in group.members)
 
 
 def _owners(baseline: Baseline) -> dict[str, int]:

@@ -24,6 +24,7 @@ from .model import DECIMALS, ClassStats, DuplicateGroup, ImageRecord, Root, Spli
 
 _CLASS = attrgetter("root", "label")
 _KEY = attrgetter("root", "path")
+_MEMBERS = attrgetter("members")
 
 
 def _rows_of(records: Sequence[ImageRecord], members: list[tuple[str, str]]) -> np.ndarray:
@@ -51,20 +52,30 @@ def _rows_of(records: Sequence[ImageRecord], members: list[tuple[str, str]]) -> 
     return rows
 
 
+def _group_of_each(records: Sequence[ImageRecord], groups: Sequence[DuplicateGroup]) -> np.ndarray:
+    """Each record's group id (-1: in none), from the groups' members."""
+    members = [(m.root, m.path) for g in groups for m in g.members]
+    rows = records.rows_of(members) if isinstance(records, RecordTable) else _rows_of(records, members)
+    group_ids = np.full(len(records), -1, dtype=np.int64)
+    member_groups = np.array([g.id for g in groups for _ in g.members], dtype=np.int64)
+    group_ids[rows[rows >= 0]] = member_groups[rows >= 0]  # a member without a record counts nowhere
+    return group_ids
+
+
 def analyse(
     roots: Sequence[Root],
     train_split: str,
     records: Sequence[ImageRecord],
     groups: Sequence[DuplicateGroup],
     skipped: int,
+    group_ids: np.ndarray | None = None,
 ) -> tuple[Summary, tuple[ClassStats, ...], tuple[SplitStats, ...]]:
-    """Class and split statistics and the summary, from fingerprinted records and their groups."""
+    """Class and split statistics and the summary, from fingerprinted records and their groups (`group_ids`: each
+    record's group id, -1 for none, when known already: the incremental index's)."""
     # Per item its class (split, label) and its group (-1: a lone image, its own group), with C-level passes
     # over the records (a hook's check has 60,000 of them, a million-image index a million), then numpy counts.
-    members = [(m.root, m.path) for g in groups for m in g.members]
     if isinstance(records, RecordTable):  # its columns: no record made
         codes, class_keys = records.classes()
-        rows = records.rows_of(members)
     else:
         keys = list(map(_CLASS, records))
         class_of = dict.fromkeys(keys, 0)
@@ -72,18 +83,18 @@ def analyse(
             class_of[key] = code
         codes = np.fromiter(map(class_of.__getitem__, keys), dtype=np.int64, count=len(keys))
         class_keys = list(class_of)
-        rows = _rows_of(records, members)
-    group_ids = np.full(len(records), -1, dtype=np.int64)
-    member_groups = np.array([g.id for g in groups for _ in g.members], dtype=np.int64)
-    group_ids[rows[rows >= 0]] = member_groups[rows >= 0]  # a member without a record counts nowhere
+    if group_ids is None:
+        group_ids = _group_of_each(records, groups)
     split_of_class = np.array([[r.name for r in roots].index(root) for root, _ in class_keys], dtype=np.int64)
     splits_of = split_of_class[codes] if len(codes) else codes
     grouped = group_ids >= 0
     counts = np.bincount(codes, minlength=len(class_keys))
-    # distinct images of a class: its lone images, plus the groups touching it (each once)
+    # distinct images of a class: its lone images, plus the groups touching it (each once: unique class and group
+    # pairs, as one integer each)
     distinct = np.bincount(codes[~grouped], minlength=len(class_keys))
-    touching = np.unique(np.stack([codes[grouped], group_ids[grouped]], axis=1), axis=0)
-    distinct += np.bincount(touching[:, 0], minlength=len(class_keys))
+    width = int(group_ids.max(initial=0)) + 1
+    touching = np.unique(codes[grouped] * width + group_ids[grouped])
+    distinct += np.bincount(touching // width, minlength=len(class_keys))
     train_index = next((k for k, r in enumerate(roots) if r.name == train_split), -1)
     in_train = np.zeros(len(groups) and max(g.id for g in groups) + 1, dtype=bool)
     in_train[group_ids[grouped & (splits_of == train_index)]] = True
@@ -139,8 +150,8 @@ def analyse(
         images=len(records),
         skipped=skipped,
         groups=len(groups),
-        redundant=sum(len(g.members) - 1 for g in groups),
-        label_conflicts=sum(1 for g in groups if g.is_label_conflict),
+        redundant=sum(map(len, map(_MEMBERS, groups))) - len(groups),
+        label_conflicts=sum(1 for g in groups if not _one_label(g) and g.is_label_conflict),
         leaked=sum(s.leaked for s in splits),
         skew=train.skew if train else 0.0,
         wasted_fraction=train.wasted_fraction if train else 0.0,
@@ -149,6 +160,12 @@ def analyse(
         near_copies=kinds["near"],
     )
     return summary, tuple(classes), tuple(splits)
+
+
+def _one_label(group: DuplicateGroup) -> bool:
+    """Every member has the first one's label (most groups: no label conflict, known without collecting them)."""
+    label = group.members[0].label
+    return all(m.label == label for m in group.members)
 
 
 def _rounded(value: float) -> float:

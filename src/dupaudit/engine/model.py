@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -13,11 +14,28 @@ METHODS = (*HASH_METHODS, "cnn")
 
 
 def _pickled_by_fields(cls):
-    """Pickle as cls(*fields): twice as fast to load as dataclasses' per-field __setstate__, and a warm rescan
-    loads thousands of these (the stored answer, cache.load_result)."""
+    """Pickle as its fields, read back by _rebuilder's function: several times as fast to load as dataclasses'
+    per-field __setstate__, and a warm rescan or an update loads 100,000s of these (the stored answer and groups,
+    cache.load_result)."""
     values = attrgetter(*cls.__slots__)
-    cls.__reduce__ = lambda self: (cls, values(self))
+    rebuild = _rebuilder(cls)
+    cls.__reduce__ = lambda self: (rebuild, values(self))
     return cls
+
+
+def _rebuilder(cls):
+    """A function of this module, `_rebuilt_<class>(*fields)`, that makes an instance of a frozen dataclass with
+    slots by setting each slot through its descriptor, one statement each: what its __init__ does through
+    object.__setattr__ and the field's name, in half the time (generated, as dataclasses makes __init__)."""
+    name = f"_rebuilt_{cls.__name__}"
+    fields = cls.__slots__
+    scope = {"_new": object.__new__, "_cls": cls, **{f"_set_{f}": getattr(cls, f).__set__ for f in fields}}
+    body = "".join(f"    _set_{f}(made, {f})\n" for f in fields)
+    exec(f"def {name}({', '.join(fields)}):\n    made = _new(_cls)\n{body}    return made\n", scope)
+    function = scope[name]
+    function.__module__ = __name__  # pickled by reference: the unpickler finds it here (cache._ResultUnpickler)
+    globals()[name] = function
+    return function
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,9 +316,48 @@ class StoredAnswer:
     summary: Summary
     classes: tuple[ClassStats, ...]
     splits: tuple[SplitStats, ...]
+    # as stored, a GroupsChange where the groups were an update's (pipeline._stored_answer): read back as a tuple
     groups: tuple[DuplicateGroup, ...]
     skipped: tuple[Skipped, ...]
     train_split: str
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class GroupsChange:
+    """Groups kept as a change of groups stored under another key (`base`, cache.store_result): those at `kept`
+    there (their indices, in order) and `placed`, each at the place its id says; every group numbered by its place.
+    An update's answer is stored so: its size follows the change, not the dataset (regroup.placed)."""
+
+    base: bytes
+    kept: tuple[int, ...]
+    placed: tuple[DuplicateGroup, ...]
+
+    def applied(self, base: Sequence[DuplicateGroup]) -> tuple[DuplicateGroup, ...] | None:
+        """The groups, from the `base` groups; None when these cannot be the ones the change was made from."""
+        count = len(self.kept) + len(self.placed)
+        placed = {g.id: g for g in self.placed}
+        if len(placed) < len(self.placed) or any(not 0 <= p < count for p in placed):
+            return None
+        if any(not 0 <= k < len(base) for k in self.kept):
+            return None
+        kept = iter(self.kept)
+        every = []
+        for place in range(count):
+            group = placed.get(place)
+            if group is None:
+                old = base[next(kept)]
+                group = old if old.id == place else renumbered(old, place)
+            every.append(group)
+        return tuple(every)
+
+
+_AFTER_ID = attrgetter(*DuplicateGroup.__slots__[1:])  # every field but id (the first)
+
+
+def renumbered(group: DuplicateGroup, number: int) -> DuplicateGroup:
+    """dataclasses.replace(group, id=number), a few times faster (an update renumbers thousands)."""
+    return DuplicateGroup(number, *_AFTER_ID(group))
 
 
 @dataclass(frozen=True, slots=True)

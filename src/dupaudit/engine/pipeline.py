@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import operator
 import os
 import threading
 import time
@@ -38,7 +39,17 @@ from .hashing import THUMB_SIZE, phash
 from .layout import detect_layout
 from .links import cosine_check, radius_check, verified_check
 from .listing import Confirmation, Listing, ListingMoved, Seen, list_files, load_snapshot, snapshot
-from .model import ClassStats, ImageRecord, Layout, Root, ScanReport, Settings, Skipped, StoredAnswer
+from .model import (
+    ClassStats,
+    GroupsChange,
+    ImageRecord,
+    Layout,
+    Root,
+    ScanReport,
+    Settings,
+    Skipped,
+    StoredAnswer,
+)
 from .progress import NullProgress, ProgressSink
 from .search import pairs_within
 from .sources import SourceOptions, holds_container, is_plain_folder, open_source
@@ -522,7 +533,7 @@ def _scan_listing(
                 cache.store_snapshot(snapshot_key, snapshot(listing))
             # an incremental scan also needs its search state: without one, search (and keep it) once
             indexed = not incremental or cache.has_index(index_key)
-            reused = None if verify_content or not indexed else cache.load_result(reuse_key)
+            reused = None if verify_content or not indexed else _load_answer(cache, reuse_key)
             cache_file = cache.path
         if isinstance(reused, StoredAnswer):
             confirmation.confirm()
@@ -608,7 +619,7 @@ def _scan_listing(
         with last as cache:
             if incremental and listing.to_confirm:
                 cache.store_snapshot(snapshot_key, snapshot(listing))
-            cache.store_result(reuse_key, answer)
+            cache.store_result(reuse_key, _stored_answer(answer, groups))
     timings["total"] = time.perf_counter() - started
     return _report(
         roots, settings, answer, timings, cache_hits=found.cache_hits, decoded=found.decoded, found_layout=found_layout
@@ -643,10 +654,32 @@ def _answer(roots: Sequence[Root], records: Sequence[ImageRecord], groups, skipp
     train_split = next(
         (r.name for r in roots if r.role == "train"), next((r.name for r in roots if r.name == "train"), roots[0].name)
     )
+    ids = groups.ids if isinstance(groups, regroup.Regrouped) else None  # each record's group, when known
     if any(r.role == "unlabelled" for r in roots):  # copies between train and an unlabelled pool are no leak
         groups = _mark_leaks(groups, roots)
-    summary, classes, splits = analyse(tuple(roots), train_split, records, groups, len(skipped_sorted))
+    summary, classes, splits = analyse(tuple(roots), train_split, records, groups, len(skipped_sorted), ids)
     return StoredAnswer(summary, classes, splits, tuple(groups), skipped_sorted, train_split)
+
+
+def _stored_answer(answer: StoredAnswer, groups: Sequence) -> StoredAnswer:
+    """What the cache keeps of an answer: the answer, or, when its groups are an update's as they came
+    (regroup.Regrouped, no leak marked since), with them as their change of the stored groups (model.GroupsChange):
+    writing every group of a million-image index at each check costs more than the update."""
+    change = groups.change if isinstance(groups, regroup.Regrouped) else None
+    if change is None or len(answer.groups) != len(groups) or not all(map(operator.is_, answer.groups, groups)):
+        return answer
+    return replace(answer, groups=change)  # type: ignore[arg-type]  # read back by _load_answer
+
+
+def _load_answer(cache: FingerprintCache, key: bytes) -> object | None:
+    """The answer stored under `key` (_stored_answer), its groups read back whole; None when there is none, or
+    its groups were kept as a change of stored groups that are gone."""
+    value = cache.load_result(key)
+    if isinstance(value, StoredAnswer) and isinstance(value.groups, GroupsChange):
+        base = cache.load_result(value.groups.base)
+        groups = value.groups.applied(base) if isinstance(base, tuple) else None
+        return None if groups is None else replace(value, groups=groups)
+    return value
 
 
 def _scan_sources(
@@ -1068,8 +1101,12 @@ def indexed_groups(
                 state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts, old_of=old_of
             )
         new_state = None
+        equal = None  # the equal-digest pairs of the current items, kept beside a state written below
         if update is not None:
-            groups = regroup_update(state, update, cache, key, records, roots, facts, thumbs_of, settings, jobs)
+            digests_kept = isinstance(fingerprints, IndexedFingerprints)  # an unchanged item's digests: the state's
+            groups, equal = regroup_update(
+                state, update, cache, key, records, roots, facts, thumbs_of, settings, jobs, digests_kept
+            )
         else:
             if isinstance(records, RecordTable):  # a full search reads every record, many times: make them once
                 records = found.records = list(records)
@@ -1080,10 +1117,12 @@ def indexed_groups(
             cascade = CascadeSettings(neighbours=settings.neighbours, min_similarity=settings.min_similarity)
             new_state = incremental.SearchState.from_scan(records, collect, cascade, facts)
             if new_state is not None:  # the components and group ids an update starts from (regroup.py)
-                first, second = regroup.matched_pairs(new_state.verified[:, 0], new_state.verified[:, 1], facts)
+                equal = regroup.digest_pairs(facts)
+                first, second = regroup.matched_pairs(new_state.verified[:, 0], new_state.verified[:, 1], facts, equal)
                 new_state.components = regroup.components(len(records), first, second)
                 index = {r.key: i for i, r in enumerate(records)}
                 new_state.group_ids = regroup.group_ids(groups, lambda root, path: index[(root, path)], len(records))
+                groups = regroup.Regrouped(groups, new_state.group_ids, None)
         # the unchanged items of an update were cacheable already: only the new ones are checked
         checked = (
             (new_state.paths if new_state is not None else [])
@@ -1107,6 +1146,8 @@ def indexed_groups(
                 new_state.groups_token = os.urandom(8)
                 cache.store_result(_groups_key(key, new_state.groups_token), tuple(groups))
             incremental.store_state(cache, key, new_state)
+            if equal is not None:
+                regroup.keep_equal_pairs(new_state, cache, equal)
         return groups
 
 
@@ -1126,11 +1167,17 @@ def regroup_update(
     thumbs_of,
     settings: Settings,
     jobs: int | None,
-) -> tuple:
+    digests_kept: bool = False,
+) -> tuple[tuple, dict[str, regroup.Pairs]]:
     """The groups after an incremental update: the old groups of the components that did not change, the others
-    built again (regroup.py); the new state gets its components and group ids."""
+    built again (regroup.py), and the equal-digest pairs of the current items; the new state gets its components
+    and group ids. `digests_kept`: an unchanged item's digests are the state's (then the equal pairs are the
+    state's, updated: regroup.updated_equal_pairs)."""
     count = len(records)
-    first, second = regroup.matched_pairs(update.first, update.second, facts)
+    equal = _equal_pairs_after(state, update, cache, facts) if digests_kept else None
+    if equal is None:
+        equal = regroup.digest_pairs(facts)
+    first, second = regroup.matched_pairs(update.first, update.second, facts, equal)
     labels = regroup.components(count, first, second)
     old_groups = None
     if state.components is not None and state.group_ids is not None and state.groups_token:
@@ -1144,30 +1191,56 @@ def regroup_update(
     built = regroup.build_in(rows, records, roots, first, second, facts, thumbs_of, settings, jobs)
     kept_old = np.empty(0, dtype=np.int64)
     if old_groups is not None and len(reused):
-        old_ids = state.group_ids
-        kept_old = np.unique(old_ids[(old_ids >= 0) & np.isin(state.components, reused)])
+        kept_old = np.unique(state.group_ids[_member_of(state.components, reused)])
+        kept_old = kept_old[kept_old >= 0]
     kept = [old_groups[k] for k in kept_old.tolist()] if old_groups is not None else []
-    groups = regroup.merged(kept, built, roots)
+    groups, kept_places, built_places = regroup.placed(kept, built, roots)
 
     # Group ids of the current items: kept groups through the old indices, rebuilt ones by their rows.
-    new_id = {(g.members[0].root, g.members[0].path): g.id for g in groups}
     ids = np.full(count, -1, dtype=np.int64)
     if len(kept_old):
-        remap = np.full(len(old_groups or ()), -1, dtype=np.int64)
-        remap[kept_old] = [new_id[(old_groups[k].members[0].root, old_groups[k].members[0].path)] for k in kept_old]
+        remap = np.full(len(old_groups or ()) + 1, -1, dtype=np.int64)  # the last slot: an old item in no group
+        remap[kept_old] = kept_places
         cur_of = np.full(len(state.paths), -1, dtype=np.int64)
         present = np.nonzero(update.old_of >= 0)[0]
         cur_of[update.old_of[present]] = present
-        old_items = np.nonzero(np.isin(state.group_ids, kept_old))[0]
-        ids[cur_of[old_items]] = remap[state.group_ids[old_items]]
+        mapped = remap[state.group_ids]
+        old_items = np.nonzero(mapped >= 0)[0]
+        ids[cur_of[old_items]] = mapped[old_items]
     by_key = {records[i].key: i for i in rows.tolist()}
-    for group in built:
-        number = new_id[(group.members[0].root, group.members[0].path)]
+    for group, number in zip(built, built_places.tolist()):
         for member in group.members:
             ids[by_key[(member.root, member.path)]] = number
+    change = None
+    if old_groups is not None:  # the answer is stored as this change of the stored groups (_stored_answer)
+        placed = tuple(groups[place] for place in built_places.tolist())
+        change = GroupsChange(_groups_key(key, state.groups_token), tuple(kept_old.tolist()), placed)
+    groups = regroup.Regrouped(groups, ids, change)
     update.components = labels
     update.group_ids = ids
-    return groups
+    return groups, equal
+
+
+def _member_of(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """np.isin(labels, chosen) for labels -1 (none), 0, 1, ...: by a table of the labels (no sort of a million)."""
+    table = np.zeros(max(int(labels.max(initial=-1)), int(chosen.max(initial=-1))) + 2, dtype=bool)
+    table[chosen] = True
+    return table[labels]
+
+
+def _equal_pairs_after(
+    state: incremental.SearchState, update: incremental.Update, cache: FingerprintCache, facts: incremental.Facts
+) -> dict[str, regroup.Pairs] | None:
+    """The equal-digest pairs of the current items from those of the state (None: it holds no digests)."""
+    kept = regroup.state_equal_pairs(state, cache)
+    if kept is None or state.facts is None:
+        return None
+    return {
+        column: regroup.updated_equal_pairs(
+            kept[column], getattr(state.facts, column), getattr(facts, column), update.old_of
+        )
+        for column in regroup.DIGEST_COLUMNS
+    }
 
 
 def _previous_listing(
