@@ -485,3 +485,39 @@ def test_an_updates_answer_is_kept_as_a_change_of_the_stored_groups(tmp_path, ca
     without = pipeline.scan(root, cache_path=cache_file, incremental=True, lazy_state=True)
     assert without.timings["search"] > 0.0 and len(full_searches) == searches
     assert render(without) == full
+
+
+def test_a_folders_rows_found_by_comparing_texts_equal_a_lookup_of_every_name():
+    """incremental._folder_rows: the state's rows under a folder's path (subfolders' among them) against the
+    folder's names after removals, additions, renames, names that extend another and odd characters: the rows a
+    dict of every name gives, over windows smaller than the texts."""
+    import random
+
+    import numpy as np
+
+    from dupaudit.engine import incremental
+    from dupaudit.engine.incremental import Names, _folder_rows
+
+    rng = random.Random(11)
+    prefix = "/d/train/c\u00e9/"
+    alphabet = "ab\u00e9z0._-\udcff"
+    base = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))) + ".jpg" for _ in range(3000)})
+    stored_rest = sorted(base + ["sub/x.jpg", "sub/y.jpg", "a.jpg.jpg"])
+    for trial in range(30):
+        names = [n for n in base if rng.random() > 0.02]
+        names += [n + "2" for n in rng.sample(base, rng.randint(0, 20))]  # a name extending another
+        names += ["".join(rng.choice(alphabet) for _ in range(5)) + ".png" for _ in range(rng.randint(0, 20))]
+        names = sorted(set(names))
+        old = Names.of([prefix + rest for rest in stored_rest])
+        for window in (1 << 16, 7):
+            incremental._TEXT_WINDOW = window
+            try:
+                rows = _folder_rows(old.blob, old.ends, names, prefix)
+            finally:
+                incremental._TEXT_WINDOW = 1 << 16
+            where = {rest: row for row, rest in enumerate(stored_rest)}
+            assert rows.tolist() == [where.get(n, -1) for n in names], (trial, window)
+    empty = Names.of([])
+    assert _folder_rows(empty.blob, empty.ends, ["a.jpg"], prefix).tolist() == [-1]
+    assert _folder_rows(old.blob, old.ends, [], prefix).tolist() == []
+    assert np.array_equal(_folder_rows(old.blob, old.ends, stored_rest, prefix), np.arange(len(stored_rest)))

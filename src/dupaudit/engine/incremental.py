@@ -852,16 +852,52 @@ def _rows_by_folder(names: Names, paths: FolderPaths, records: RecordTable) -> n
         lo = bisect_left(names, prefix, root_start, root_end)
         hi = bisect_left(names, prefix[:-1] + chr(ord("/") + 1), lo, root_end)  # past every name under prefix
         start = paths.starts[k]
-        text = names.text(lo, hi)
-        if text == prefix + ("\0" + prefix).join(folder_names) + "\0":
-            result[start : start + len(folder_names)] = np.arange(lo, hi)
-            continue
-        old = text[len(prefix) : -1].split("\0" + prefix) if text else []
-        rows = _aligned(old, folder_names)
-        if rows is None:
-            position = dict(zip(old, range(len(old))))
-            rows = np.fromiter(map(position.get, folder_names, repeat(-1)), dtype=np.int64, count=len(folder_names))
+        first = int(names.ends[lo - 1]) + 1 if lo else 0
+        last = int(names.ends[hi - 1]) + 1 if hi > lo else first
+        rows = _folder_rows(names.blob[first:last], names.ends[lo:hi] - first, folder_names, prefix)
         result[start : start + len(folder_names)] = np.where(rows >= 0, rows + lo, -1)
+    return result
+
+
+_TEXT_WINDOW = 1 << 16  # bytes of two folders' texts compared at once while they agree
+
+
+def _folder_rows(old_text: np.ndarray, old_ends: np.ndarray, names: list[str], prefix: str) -> np.ndarray:
+    """Each of a folder's names (sorted) as its row among the state's rows under that folder's path, -1 when
+    absent. `old_text`: those rows' paths as bytes, each followed by a NUL (at `old_ends`), sorted alike. The two
+    texts are compared a window at a time (numpy); the names before the first differing byte are the same on
+    both sides, and at a difference the name that sorts first is the one the other side lacks. A name is
+    matched only where the bytes agree: never a wrong row."""
+    text = np.frombuffer((prefix + ("\0" + prefix).join(names) + "\0").encode("utf-8", "surrogateescape"), np.uint8)
+    ends = np.flatnonzero(text == 0)
+    result = np.full(len(names), -1, dtype=np.int64)
+    i = j = 0  # the next name of each side
+    while i < len(names) and j < len(old_ends):
+        here = int(ends[i - 1]) + 1 if i else 0
+        there = int(old_ends[j - 1]) + 1 if j else 0
+        offset = 0
+        while True:  # the first byte where the texts differ from here and there on (or where one ends)
+            ours = text[here + offset : here + offset + _TEXT_WINDOW]
+            theirs = old_text[there + offset : there + offset + _TEXT_WINDOW]
+            width = min(len(ours), len(theirs))
+            differ = np.flatnonzero(ours[:width] != theirs[:width])
+            if len(differ):
+                offset += int(differ[0])
+                break
+            offset += width
+            if width < _TEXT_WINDOW:
+                break
+        agreed = int(np.searchsorted(ends, here + offset)) - i  # names whose NUL precedes the difference
+        result[i : i + agreed] = np.arange(j, j + agreed)
+        i, j = i + agreed, j + agreed
+        if i == len(names) or j == len(old_ends):
+            break
+        start = int(old_ends[j - 1]) + 1 if j else 0
+        theirs_name = old_text[start : int(old_ends[j])].tobytes().decode("utf-8", "surrogateescape")[len(prefix) :]
+        if names[i] < theirs_name:
+            i += 1  # a name the state does not hold
+        else:
+            j += 1  # a row no longer listed
     return result
 
 
