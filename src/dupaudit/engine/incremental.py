@@ -830,9 +830,8 @@ def rows_in(state: SearchState, records: Sequence[ImageRecord]) -> np.ndarray:
 def _rows_by_folder(names: Names, paths: FolderPaths, records: RecordTable) -> np.ndarray | None:
     """rows_in's rows for records whose paths are kept folder by folder: each folder's names found in the
     state's rows as one block of text (its rows: those that start with the folder's path, found by binary
-    search within its root's rows), the same text when the folder did not change, else the two walked side by
-    side (_aligned). No string per unchanged file. None when a root's path is inside another's (their rows
-    need not be apart)."""
+    search within its root's rows) and matched to them by comparing the two texts (_folder_rows). No string per
+    unchanged file. None when a root's path is inside another's (their rows need not be apart)."""
     relative = records.paths
     assert isinstance(relative, FolderPaths)
     base_of: dict[int, str] = {}  # each root's path: a folder's absolute prefix without its relative one
