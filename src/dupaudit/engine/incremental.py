@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .alignment import agreeing_runs
 from .cache import FingerprintCache
 from .discover import FolderPaths, RecordTable
 from .model import ImageRecord, Settings
@@ -929,28 +930,12 @@ def _aligned(old: list[str], new: list[str]) -> np.ndarray | None:
     comparing slices (C-level string comparisons, no hash of a million names), each difference by a short look
     ahead, and the few names left over on both sides by a dict of those alone: the answer of a dict of every
     name. None when they differ in too many places (the caller makes that dict)."""
+    runs = agreeing_runs(old, new, step=_ALIGN_STEP, lookahead=_ALIGN_LOOKAHEAD, differences=_ALIGN_DIFFERENCES)
+    if runs is None:
+        return None
     result = np.full(len(new), -1, dtype=np.int64)
-    i = j = 0
-    budget = _ALIGN_DIFFERENCES
-    while i < len(new) and j < len(old):
-        width = min(_ALIGN_STEP, len(new) - i, len(old) - j)
-        if new[i : i + width] != old[j : j + width]:
-            agree, differ = 0, width  # new[i:i+agree] == old[j:j+agree]; they differ within the first `differ`
-            while differ - agree > 1:
-                middle = (agree + differ) // 2
-                if new[i : i + middle] == old[j : j + middle]:
-                    agree = middle
-                else:
-                    differ = middle
-            width = agree
+    for i, j, width in runs:
         result[i : i + width] = np.arange(j, j + width)
-        i, j = i + width, j + width
-        if i == len(new) or j == len(old) or new[i] == old[j]:
-            continue
-        budget -= 1
-        if budget < 0:
-            return None
-        i, j = _resume(old, new, i, j)
     # the names left over on both sides, matched by a dict of those alone (a name moved out of sight: found)
     missing = np.flatnonzero(result < 0)
     taken = np.zeros(len(old), dtype=bool)
@@ -962,21 +947,6 @@ def _aligned(old: list[str], new: list[str]) -> np.ndarray | None:
         rest = {old[row]: row for row in free.tolist()}
         result[missing] = [rest.get(new[k], -1) for k in missing.tolist()]
     return result
-
-
-def _resume(old: list[str], new: list[str], i: int, j: int) -> tuple[int, int]:
-    """Where two lists that differ at new[i], old[j] agree again: past old rows removed, past new names added,
-    or past both (a rename, or a difference too long to look across: then neither is matched)."""
-    for reach in _ALIGN_LOOKAHEAD:
-        try:  # old rows removed before the next new name
-            return i, old.index(new[i], j, j + reach)
-        except ValueError:
-            pass
-        try:  # new names added before the next old one
-            return new.index(old[j], i, i + reach), j
-        except ValueError:
-            pass
-    return i + 1, j + 1
 
 
 def _hash_pairs(hashes: np.ndarray, rows: np.ndarray, radius: int, threads: int | None) -> set[tuple[int, int]]:

@@ -38,6 +38,7 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
+from .alignment import Run, agreeing_runs
 from .model import Root
 
 _NAME = attrgetter("name")
@@ -338,47 +339,11 @@ _RUN_LOOKAHEAD = 64  # how far a difference is looked past for the name where th
 _RUN_DIFFERENCES = 256  # differences walked before a dict of the old names is cheaper
 
 
-def _common_runs(old: list[str], new: list[str]) -> list[tuple[int, int, int]] | None:
+def _common_runs(old: list[str], new: list[str]) -> list[Run] | None:
     """The runs (i, j, width) where new[i:i + width] == old[j:j + width], in order, for two readings of a folder
-    (a directory keeps its entries' order when a few are added or removed): found by comparing slices (C-level),
-    each difference by a short look ahead. None when they differ in too many places."""
-    runs: list[tuple[int, int, int]] = []
-    i = j = 0
-    budget = _RUN_DIFFERENCES
-    while i < len(new) and j < len(old):
-        width = min(_RUN_STEP, len(new) - i, len(old) - j)
-        if new[i : i + width] != old[j : j + width]:
-            agree, differ = 0, width  # new[i:i+agree] == old[j:j+agree]; they differ within the first `differ`
-            while differ - agree > 1:
-                middle = (agree + differ) // 2
-                if new[i : i + middle] == old[j : j + middle]:
-                    agree = middle
-                else:
-                    differ = middle
-            width = agree
-        if width:
-            if runs and runs[-1][0] + runs[-1][2] == i and runs[-1][1] + runs[-1][2] == j:
-                runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + width)
-            else:
-                runs.append((i, j, width))
-            i, j = i + width, j + width
-        if i == len(new) or j == len(old) or new[i] == old[j]:
-            continue
-        budget -= 1
-        if budget < 0:
-            return None
-        try:  # old names removed before the next new one
-            j = old.index(new[i], j, j + _RUN_LOOKAHEAD)
-            continue
-        except ValueError:
-            pass
-        try:  # new names added before the next old one
-            i = new.index(old[j], i, i + _RUN_LOOKAHEAD)
-            continue
-        except ValueError:
-            pass
-        i, j = i + 1, j + 1  # neither: a name not matched is stat-ed now
-    return runs
+    (a directory keeps its entries' order when a few are added or removed). None when they differ in too many
+    places."""
+    return agreeing_runs(old, new, step=_RUN_STEP, lookahead=(_RUN_LOOKAHEAD,), differences=_RUN_DIFFERENCES)
 
 
 def snapshot(listing: Listing) -> dict[str, Any]:
