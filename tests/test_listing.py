@@ -232,6 +232,23 @@ def test_a_snapshot_does_not_trust_a_recent_folder_nor_one_asked_for(tmp_path, m
     assert not _same(trusted, asked)
 
 
+def test_a_passed_file_in_a_moved_folder_is_stat_ed_at_once_not_taken_on_trust(tmp_path):
+    base = _tree(tmp_path / "data")
+    _age(base)
+    roots = resolve_roots(base)
+    taken = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
+    (base / "class1" / "added.jpg").write_bytes(b"new")  # the folder's mtime moves
+    target = base / "class1" / "0004.jpg"
+    target.write_bytes(b"y" * (target.stat().st_size + 5))  # edited in place, and passed
+    folder = os.stat(base / "class1")
+    passed = {(folder.st_dev, folder.st_ino): frozenset({"0004.jpg", "0003.jpg", "absent.jpg", "added.jpg"})}
+    replayed = listing.list_files(roots, taken, passed)
+    assert _same(replayed, listing.list_files(roots))  # the edit is seen without the confirmation
+    confirmed = [name for path, names, _, _ in replayed.to_confirm if path.endswith("class1") for name in names]
+    assert confirmed and not {"0004.jpg", "0003.jpg", "added.jpg"} & set(confirmed)
+    assert replayed.confirmation().moved() == []
+
+
 def test_common_runs_match_names_as_a_dict_would():
     import random
 

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -311,26 +312,25 @@ def _read_again(path: str, prefix: str, names: list[str], old: Seen | None, aske
         runs = [(i, row, 1) for i, row in enumerate(rows) if row >= 0]
     sizes, mtimes = array("q", bytes(8 * len(names))), array("q", bytes(8 * len(names)))
     trusted_names, trusted_sizes, trusted_mtimes = [], array("q"), array("q")
+    # a passed file is stat-ed now, not taken on trust: its place among the (sorted) names
+    passed_at = sorted(at for name in asked if (at := bisect_left(names, name)) < len(names) and names[at] == name)
     covered = 0
-    restat = []
+    restat: list[int] = []
     for i, j, width in runs:  # names[i:i + width] == old.files[j:j + width]
         restat.extend(range(covered, i))
         covered = i + width
         sizes[i:covered], mtimes[i:covered] = old.sizes[j : j + width], old.mtimes[j : j + width]
-        trusted_names.extend(names[i:covered])
-        trusted_sizes.extend(old.sizes[j : j + width])
-        trusted_mtimes.extend(old.mtimes[j : j + width])
+        start = i
+        for at in passed_at[bisect_left(passed_at, i) : bisect_left(passed_at, covered)] + [covered]:
+            trusted_names.extend(names[start:at])
+            trusted_sizes.extend(old.sizes[j + start - i : j + at - i])
+            trusted_mtimes.extend(old.mtimes[j + start - i : j + at - i])
+            if at < covered:
+                restat.append(at)
+            start = at + 1
     restat.extend(range(covered, len(names)))
-    if len(restat) == len(names):
+    if not trusted_names:  # nothing held before, or only passed files: every name is stat-ed now
         return Folder(path, prefix, names)
-    for name in asked:  # a passed file is stat-ed now, not taken on trust
-        try:
-            at = trusted_names.index(name)
-        except ValueError:
-            continue
-        del trusted_names[at], trusted_sizes[at], trusted_mtimes[at]
-        restat.append(names.index(name))
-    restat.sort()
     return Folder(path, prefix, names, (sizes, mtimes), restat, (trusted_names, trusted_sizes, trusted_mtimes))
 
 
