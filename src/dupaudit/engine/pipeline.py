@@ -11,7 +11,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -406,88 +405,48 @@ def scan(
     if not all(is_plain_folder(t, options) for t in targets):  # folders keep the fast path below
         return _scan_sources(targets, options, settings, jobs, cache_path, use_cache, progress, runner, weights)
     detected = detect_layout(root, list(against), splits=splits, label_depth=label_depth, label_from=label_from)
-    folders = partial(
-        _scan_folders,
-        detected,
-        targets,
-        options,
-        settings,
-        weights,
-        timings,
-        started,
-        jobs=jobs,
-        cache_path=cache_path,
-        use_cache=use_cache,
-        progress=progress,
-        runner=runner,
-        verify_content=verify_content,
-        incremental=incremental,
-        lazy_state=lazy_state,
-        passed=passed,
-    )
-    try:
-        return folders(trust_moved=True)
-    except ListingMoved as moved:  # a file taken on trust had changed: list those folders again in full
-        log.info("%s: listing again", moved)
-        return folders(trust_moved=False)
-
-
-def _scan_folders(
-    detected,  # layout.Detected
-    targets: list[str],
-    options: SourceOptions,
-    settings: Settings,
-    weights,  # embed.Weights | None
-    timings: dict[str, float],
-    started: float,
-    *,
-    jobs: int | None,
-    cache_path: str | os.PathLike | None,
-    use_cache: bool,
-    progress: ProgressSink | None,
-    runner: Runner | None,
-    verify_content: bool,
-    incremental: bool,
-    lazy_state: bool,
-    passed: Sequence[str] | None,
-    trust_moved: bool,
-) -> ScanReport:
-    """scan() of folders, once the layout is detected. `trust_moved`: in a pre-commit check, take the files of
-    a folder whose mtime moved from the last listing, confirmed by a stat off the scan's path (listing.py);
-    ListingMoved when one differs."""
     hash_method = _hash_method(settings)
-    roots = detected.roots
-    snapshot_key = FingerprintCache.index_key(("listing", roots))
+    snapshot_key = FingerprintCache.index_key(("listing", detected.roots))
     trusted = incremental and use_cache and passed is not None and not verify_content
     previous, asked = _previous_listing(cache_path, snapshot_key, passed or ()) if trusted else (None, {})
-    listing = list_files(roots, previous, asked, trust_moved=trust_moved)
-    found_layout = (detected.layout, detected.warnings + tuple(listing.link_warnings()))
-    timings["discover"] = time.perf_counter() - started
-    confirmation = listing.confirmation()
+
+    def listed_and_scanned(trust_moved: bool) -> ScanReport:
+        listing = list_files(detected.roots, previous, asked, trust_moved=trust_moved)
+        found_layout = (detected.layout, detected.warnings + tuple(listing.link_warnings()))
+        timings["discover"] = time.perf_counter() - started
+        confirmation = listing.confirmation()
+        try:
+            return _scan_listing(
+                listing,
+                confirmation,
+                found_layout,
+                snapshot_key,
+                targets,
+                options,
+                settings,
+                weights,
+                hash_method,
+                timings,
+                started,
+                jobs=jobs,
+                cache_path=cache_path,
+                use_cache=use_cache,
+                progress=progress,
+                runner=runner,
+                verify_content=verify_content,
+                incremental=incremental,
+                lazy_state=lazy_state,
+            )
+        finally:
+            confirmation.close()
+
+    # A pre-commit check takes the files of a folder whose mtime moved from the last listing, confirmed by a stat
+    # off the scan's path (listing.py); when one differs, the folders are listed again without that trust.
     try:
-        return _scan_listing(
-            listing,
-            confirmation,
-            found_layout,
-            snapshot_key,
-            targets,
-            options,
-            settings,
-            weights,
-            hash_method,
-            timings,
-            started,
-            jobs=jobs,
-            cache_path=cache_path,
-            use_cache=use_cache,
-            progress=progress,
-            runner=runner,
-            verify_content=verify_content,
-            incremental=incremental,
-            lazy_state=lazy_state,
-        )
-    finally:
-        confirmation.close()
+        return listed_and_scanned(trust_moved=True)
+    except ListingMoved as moved:
+        log.info("%s: listing again", moved)
+        return listed_and_scanned(trust_moved=False)
 
 
 def _scan_listing(
