@@ -113,17 +113,21 @@ def state_equal_pairs(state: SearchState, cache: FingerprintCache) -> dict[str, 
         kept = _read_pairs(state.folder, column, len(state.paths))
         if kept is None:
             kept = equal_pairs(getattr(state.facts, column))
-            if state.folder is not None:
-                cache.add_to_state(state.folder, _pairs_file(column), _npy(np.stack(kept)))
+            _keep_pairs(cache, state.folder, column, kept)
         pairs[column] = kept
     return pairs
 
 
 def keep_equal_pairs(state: SearchState, cache: FingerprintCache, pairs: Mapping[str, Pairs]) -> None:
     """Keep digest_pairs' answer for the items of a state just written (its folder) beside it."""
-    if state.folder is not None:
-        for column in DIGEST_COLUMNS:
-            cache.add_to_state(state.folder, _pairs_file(column), _npy(np.stack(pairs[column])))
+    for column in DIGEST_COLUMNS:
+        _keep_pairs(cache, state.folder, column, pairs[column])
+
+
+def _keep_pairs(cache: FingerprintCache, folder: Path | None, column: str, pairs: Pairs) -> None:
+    """One column's pairs as a file in a state's folder (none: the state has no folder)."""
+    if folder is not None:
+        cache.add_to_state(folder, _pairs_file(column), _npy(np.stack(pairs)))
 
 
 def _pairs_file(column: str) -> str:
