@@ -163,7 +163,8 @@ def test_a_half_shifted_list_that_only_gains_entries_is_merged_as_a_search_would
 @pytest.mark.parametrize("threads", [1, 2])
 def test_an_exact_search_in_blocks_gives_faiss_answer_bit_for_bit(monkeypatch, threads):
     """Block by block, the same similarities and the same rows as faiss's whole scan, ties included (many equal
-    descriptors: exact copies), whichever side of a block's edge they fall on."""
+    descriptors: exact copies; a zero query, similar to every row alike), whichever side of a block's edge they
+    fall on."""
     import faiss
     import numpy as np
 
@@ -175,7 +176,8 @@ def test_an_exact_search_in_blocks_gives_faiss_answer_bit_for_bit(monkeypatch, t
     distinct /= np.linalg.norm(distinct, axis=1, keepdims=True)
     desc = np.ascontiguousarray(distinct[rng.integers(0, 40, 2345)])
     desc[::7] += rng.normal(scale=0.01, size=desc[::7].shape).astype(np.float32)
-    for queries in (desc[:9], distinct[:5], desc[:2]):
+    desc[5::13] = 0  # flat images: a zero descriptor, equally similar (0) to every query
+    for queries in (desc[:9], distinct[:5], desc[:2], desc[5:7]):
         for k in (0, 1, 4, 30, 98, 150):
             faiss.omp_set_num_threads(threads)
             want = faiss.knn(queries, desc, k + 1, faiss.METRIC_INNER_PRODUCT)
