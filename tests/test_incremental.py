@@ -231,6 +231,13 @@ def test_the_lists_a_new_item_enters_are_found_block_by_block(monkeypatch):
         assert set(beaten) <= set(rows.tolist()) <= set(near)
         total += len(beaten)
     assert total > 50  # the lists with an empty entry, and lists the new items beat
+    # the floors a state keeps (list_floors) give the same rows as the lists read block by block
+    from dupaudit.engine.verify import CascadeSettings
+
+    floors = incremental.list_floors(sims, ids, CascadeSettings(neighbours=3, shifted_neighbours=1))
+    assert floors.shape == (len(desc), len(lists)) and np.isneginf(floors[::50, 0]).all()
+    kept = incremental._entered_lists(desc, new_desc, half_shift_norms(desc), sims, ids, lists, alive, floors)
+    assert [rows.tolist() for rows in kept] == [rows.tolist() for rows in entered]
 
 
 def test_half_shift_norms_give_the_shifted_similarities_without_shifting():

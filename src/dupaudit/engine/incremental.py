@@ -181,6 +181,9 @@ class SearchState:
     # (n, len(HALF_SHIFTS)) float32, verify.half_shift_norms: the update's "which lists does a new item enter"
     # test is then one small product per shift (None in a state written before them: computed when needed)
     shift_norms: np.ndarray | None = None
+    # (n, searches) float32, list_floors: each list's least similarity (the bar a new item must reach to enter
+    # it), so that an update reads these instead of every list (None in a state written before them)
+    floors: np.ndarray | None = None
     folder: Path | None = None  # the folder it was loaded from (load_state): search structures kept beside it
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -199,6 +202,7 @@ class SearchState:
             "band": self.band,
             **({} if self.facts is None else self.facts.arrays()),
             **({} if self.shift_norms is None else {"shift_norms": self.shift_norms}),
+            **({} if self.floors is None else {"floors": self.floors}),
             **self._grouping(),
         }
 
@@ -244,6 +248,7 @@ class SearchState:
                 group_ids=data["group_ids"] if grouped else None,
                 groups_token=data["groups_token"].tobytes() if grouped else b"",
                 shift_norms=data["shift_norms"] if "shift_norms" in data else None,
+                floors=data["floors"] if "floors" in data else None,
                 folder=folder,
             )
         except Exception:  # a damaged state is only a missed shortcut
@@ -275,17 +280,19 @@ class SearchState:
         verified = scores >= cascade.min_similarity
         band = (scores >= cascade.band_from) & ~verified
         desc = np.ascontiguousarray(collect["desc"], dtype=np.float32)
+        sims, ids = np.asarray(sims, dtype=np.float32), np.asarray(ids, dtype=np.int64)
         return cls(
             [r.abspath for r in records],
             np.array([r.size for r in records], dtype=np.int64),
             np.array([r.mtime_ns for r in records], dtype=np.int64),
             desc,
-            np.asarray(sims, dtype=np.float32),
-            np.asarray(ids, dtype=np.int64),
+            sims,
+            ids,
             np.stack([first[verified], second[verified]], axis=1).astype(np.int64),
             np.stack([first[band], second[band]], axis=1).astype(np.int64),
             facts,
             shift_norms=half_shift_norms(desc) if cascade.shifted_neighbours else None,
+            floors=list_floors(sims, ids, cascade),
         )
 
 
@@ -353,6 +360,29 @@ def update(
     facts: Facts | None = None,
     old_of: np.ndarray | None = None,
 ) -> Update | None:
+    """_update with its matrix products and faiss searches on `threads` threads (all cores when None): a caller
+    whose other core is busy (a child stat-ing files: listing.Confirmation) asks for one, since a product split
+    over two threads waits for the one that shares its core."""
+    arguments = (state, records, hashes, thumbs_of, settings, threads, limit, facts, old_of)
+    if threads is None:
+        return _update(*arguments)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return _update(*arguments)
+
+
+def _update(
+    state: SearchState,
+    records: Sequence[ImageRecord],
+    hashes: np.ndarray,
+    thumbs_of: Callable[[np.ndarray], np.ndarray],
+    settings: Settings,
+    threads: int | None,
+    limit: float | None,
+    facts: Facts | None,
+    old_of: np.ndarray | None,
+) -> Update | None:
     """The verified near pairs of `records` (aligned with `hashes`), updated from `state`; None when too much
     changed (or the settings are not supported: mirrored copies), so that the caller searches everything.
 
@@ -385,8 +415,7 @@ def update(
     # Per neighbour search (the plain lists, then each half shift), the lists to search again (new items, kept
     # items that lost a neighbour) and the lists a new item enters (merged with the new items, no search).
     alive = cur_of[:old_count] >= 0
-    bounds = np.cumsum([0] + [k + 1 for _, k in segments]).tolist()
-    all_lists = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    all_lists = _list_columns(cascade)
     entering = (
         _entered_lists(
             rows.state_desc,
@@ -396,6 +425,7 @@ def update(
             state.knn_ids,
             all_lists,
             alive,
+            state.floors,
         )
         if len(new) and len(kept)
         else [_EMPTY_ROWS] * len(segments)
@@ -538,6 +568,7 @@ def update(
             band,
             facts,
             shift_norms=norms,
+            floors=list_floors(table_sims, table_ids, cascade),
         )
 
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), len(new) + removed, old_of, build)
@@ -728,16 +759,20 @@ def _entered_lists(
     knn_ids: np.ndarray,
     lists: Sequence[slice],
     alive: np.ndarray,
+    floors: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Per neighbour search (verify.query_segments; its columns of the stored lists), the alive stored rows whose
     list a new item (`new_desc`) may enter: the row's best similarity to a new item reaches the list's floor, its
-    least similar entry (-inf when not full: it takes anyone). The similarities of half-shifted rows come
+    least similar entry (-inf when not full: it takes anyone), from `floors` when the state keeps them (else from
+    the lists, block by block: list_floors). The similarities of half-shifted rows come
     without shifting any: half_shifted(d) @ q is d @ (matrix @ q) / norm (verify.half_shift_norms). One pass
     over the stored rows, block by block, each block's descriptors, similarities and lists in cache; a block's
     similarities are laid out a projection per row, so the best over the new items is a maximum of long
     contiguous rows (over a short strided axis numpy is several times slower)."""
     if not lists:
         return []
+    if floors is not None and floors.shape != (len(desc), len(lists)):
+        floors = None  # kept for other searches (a state of other settings): not these lists' floors
     fresh = np.asarray(new_desc, dtype=np.float32)
     shifts = HALF_SHIFTS[: len(lists) - 1]
     projected = np.concatenate([fresh, *(fresh @ half_shift_matrix(shift).T for shift in shifts)])
@@ -756,13 +791,35 @@ def _entered_lists(
             if segment:
                 assert norms is not None
                 top /= norms[lo:hi, segment - 1]
-            floor = _column_fold(np.minimum, knn_sims[lo:hi, columns])
-            floor[_column_fold(np.minimum, knn_ids[lo:hi, columns]) < 0] = -np.inf
+            if floors is not None:
+                floor = floors[lo:hi, segment]
+            else:
+                floor = _column_fold(np.minimum, knn_sims[lo:hi, columns])
+                floor[_column_fold(np.minimum, knn_ids[lo:hi, columns]) < 0] = -np.inf
             # rounding differs from the list's own similarities by ~1e-7, hence the margin: a row let in by it is
             # merged exactly (_merge_new), where a new item that does not beat the list changes nothing
             entered = alive[lo:hi] & (top >= floor - _ENTER_MARGIN)
             found[segment].append(np.flatnonzero(entered) + lo)
     return [np.concatenate(parts) for parts in found]
+
+
+def _list_columns(cascade: CascadeSettings) -> list[slice]:
+    """Each neighbour search's columns of the lists kept side by side (verify.query_segments)."""
+    bounds = np.cumsum([0] + [k + 1 for _, k in query_segments(cascade)]).tolist()
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def list_floors(knn_sims: np.ndarray, knn_ids: np.ndarray, cascade: CascadeSettings) -> np.ndarray:
+    """(n, searches) float32: each list's least similar entry, -inf where a list is not full (it takes anyone):
+    what a new item must reach to enter it (_entered_lists)."""
+    floors = np.empty((len(knn_sims), len(query_segments(cascade))), dtype=np.float32)
+    for lo in range(0, len(knn_sims), _BEST_NEW_BLOCK):  # block by block: the lists' slices stay in cache
+        hi = min(lo + _BEST_NEW_BLOCK, len(knn_sims))
+        for segment, columns in enumerate(_list_columns(cascade)):
+            floor = _column_fold(np.minimum, knn_sims[lo:hi, columns])
+            floor[_column_fold(np.minimum, knn_ids[lo:hi, columns]) < 0] = -np.inf
+            floors[lo:hi, segment] = floor
+    return floors
 
 
 def list_width(cascade: CascadeSettings) -> int:

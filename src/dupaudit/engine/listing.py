@@ -554,6 +554,11 @@ class Confirmation:
         os.close(write_end)
         self._child = (pid, os.fdopen(read_end, "rb"))
 
+    @property
+    def pending(self) -> bool:
+        """Whether a child stats the files (or has, and not been asked yet): it takes one core meanwhile."""
+        return self._child is not None
+
     def moved(self) -> list[str]:
         """The absolute paths of the files taken on trust whose size or mtime differs, or that are gone."""
         if self._moved is None:

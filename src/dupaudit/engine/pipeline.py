@@ -568,6 +568,7 @@ def _scan_listing(
                 state=state,
                 lazy_state=lazy_state,
                 before_write=confirmation.confirm,
+                update_threads=1 if confirmation.pending else jobs,  # the child stats on the other core
             )
         else:
             groups = _hash_groups(found, roots, settings, jobs, progress, search)
@@ -1018,12 +1019,14 @@ def indexed_groups(
     state: incremental.SearchState | None = None,
     lazy_state: bool = False,
     before_write: Callable[[], None] | None = None,
+    update_threads: int | None = None,
 ):
     """find_groups through the incremental index stored under `key` (or `state`, when already loaded): updated
     from it when few files changed (the same groups: tests/test_incremental.py), else a full search whose state
     is then kept. `lazy_state`: keep an updated state only once it differs from the stored one by more than a
     few files (STATE_SLACK): writing it costs more than updating from the stored one again. `before_write`: called
-    before anything is written (it raises to stop the writes: listing.ListingMoved)."""
+    before anything is written (it raises to stop the writes: listing.ListingMoved). `update_threads`: the
+    update's threads (default `jobs`; incremental.update)."""
     records, fingerprints = found.records, found.fingerprints
     cache = open_cache(cache_file)
     if cache is None:
@@ -1057,7 +1060,15 @@ def indexed_groups(
                     edited = (state.facts.byte_digests[old_of[held]] != facts.byte_digests[held]).any(axis=1)
                     old_of[held[edited]] = -1
             update = incremental.update(
-                state, records, hashes, thumbs_of, settings, threads=jobs, limit=limit, facts=facts, old_of=old_of
+                state,
+                records,
+                hashes,
+                thumbs_of,
+                settings,
+                threads=jobs if update_threads is None else update_threads,
+                limit=limit,
+                facts=facts,
+                old_of=old_of,
             )
         new_state = None
         equal = None  # the equal-digest pairs of the current items, kept beside a state written below
@@ -1092,7 +1103,8 @@ def indexed_groups(
             update is not None
             and lazy_state
             and update.changed <= max(STATE_SLACK, STATE_SLACK_SHARE * len(records))
-            and (state is None or state.shift_norms is not None)  # an older state gains them once, then is kept
+            # an older state gains the arrays it lacks (shift norms, list floors) once, then is kept
+            and (state is None or (state.shift_norms is not None and state.floors is not None))
         )
         if isinstance(fingerprints, FingerprintTable):
             fingerprints.release_thumbs()  # the groups are built: 1 GB at a million, freed before the state is written
