@@ -249,6 +249,50 @@ def test_a_passed_file_in_a_moved_folder_is_stat_ed_at_once_not_taken_on_trust(t
     assert replayed.confirmation().moved() == []
 
 
+@pytest.mark.parametrize("parallel_from", [1, 10**9])  # the snapshot's files stat-ed in a child, or here
+def test_the_stat_started_before_the_walk_confirms_only_the_names_taken_on_trust(tmp_path, monkeypatch, parallel_from):
+    """The folders whose mtime moved have their snapshot's files stat-ed from before the walk (Listing.ahead): a
+    file replaced under its name is found; a removed file and a passed, edited one (both stat-ed anew, or gone)
+    are not reported as moved."""
+    monkeypatch.setattr(listing, "_PARALLEL_FROM", parallel_from)
+    base = _tree(tmp_path / "data")
+    _age(base)
+    roots = resolve_roots(base)
+    taken = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
+    (base / "class1" / "0001.jpg").unlink()
+    (base / "class1" / "0004.jpg").unlink()  # written anew under its name, not passed
+    (base / "class1" / "0004.jpg").write_bytes(b"another picture")
+    (base / "class2" / "added.jpg").write_bytes(b"new")
+    edited = base / "class2" / "0002.jpg"
+    edited.write_bytes(b"z" * (edited.stat().st_size + 3))  # edited and passed
+    folder = os.stat(base / "class2")
+    replayed = listing.list_files(roots, taken, {(folder.st_dev, folder.st_ino): frozenset({"0002.jpg"})})
+    assert replayed.ahead is not None and {Path(p).name for p in replayed.ahead_folders} == {"class1", "class2"}
+    assert replayed.confirmation().moved() == [str(base / "class1" / "0004.jpg")]
+
+
+def test_a_folder_that_moves_after_the_early_stat_began_is_confirmed_all_the_same(tmp_path, monkeypatch):
+    """A folder whose mtime moves between the stat started before the walk and the walk's reading of it is not
+    covered by that stat: its files taken on trust are stat-ed when the confirmation is asked for."""
+    base = _tree(tmp_path / "data")
+    _age(base)
+    roots = resolve_roots(base)
+    taken = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
+    (base / "class0" / "added.jpg").write_bytes(b"new")  # class0 moved before the listing began
+    moved_since = listing._moved_since
+
+    def then_class1_moves(previous):
+        entries = moved_since(previous)
+        (base / "class1" / "0004.jpg").unlink()  # ...class1 only after the early stat was started
+        (base / "class1" / "0004.jpg").write_bytes(b"another picture")
+        return entries
+
+    monkeypatch.setattr(listing, "_moved_since", then_class1_moves)
+    replayed = listing.list_files(roots, taken)
+    assert {Path(p).name for p in replayed.ahead_folders} == {"class0"}
+    assert replayed.confirmation().moved() == [str(base / "class1" / "0004.jpg")]
+
+
 def test_common_runs_match_names_as_a_dict_would():
     import random
 

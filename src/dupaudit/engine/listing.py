@@ -102,11 +102,21 @@ class Listing:
     reused: int = 0  # files taken from a snapshot (not stat-ed)
     # files taken on trust from folders whose mtime moved: (folder, names, the sizes and mtimes taken)
     to_confirm: list[tuple[str, list[str], array, array]] = field(default_factory=list)
+    # the stat of a snapshot's files in the folders whose mtime had moved, started before the walk read them
+    # (list_files), and those folders
+    ahead: Confirmation | None = None
+    ahead_folders: frozenset[str] = frozenset()
 
     def confirmation(self) -> Confirmation:
-        """The stat of the files taken on trust from folders whose mtime moved, started now (see the module's
-        docstring); Confirmation.moved() says which differ."""
-        return Confirmation(self.to_confirm)
+        """The stat of the files taken on trust from folders whose mtime moved (see the module's docstring),
+        started before the walk for the folders seen moved then, now for the others; Confirmation.moved() says
+        which differ."""
+        if self.ahead is None:
+            return Confirmation(self.to_confirm)
+        covered = {path: names for path, names, _, _ in self.to_confirm if path in self.ahead_folders}
+        rest = [entry for entry in self.to_confirm if entry[0] not in self.ahead_folders]
+        ahead, self.ahead = self.ahead, None  # the Confirmation owns it now (and closes it)
+        return Confirmation(rest, ahead=(ahead, covered))
 
     def link_warnings(self) -> list[str]:
         """One line per folder not walked twice: a symlink loop, or a second link to a folder."""
@@ -138,9 +148,19 @@ def list_files(
     (Listing.confirmation) unless `trust_moved` is False."""
     started = time.time_ns()
     listing = Listing([], [])
-    for root in roots:
-        walked = _walk(root, listing.problems, listing.links, listing.seen, previous, passed, started, trust_moved)
-        listing.files.append(RootFiles(root, walked, array("q"), array("q")))
+    if previous and trust_moved:  # their files' stat starts now, in a child, while the walk reads the folders
+        entries = _moved_since(previous)
+        if entries:
+            listing.ahead = Confirmation(entries)
+            listing.ahead_folders = frozenset(path for path, _, _, _ in entries)
+    try:
+        for root in roots:
+            walked = _walk(root, listing.problems, listing.links, listing.seen, previous, passed, started, trust_moved)
+            listing.files.append(RootFiles(root, walked, array("q"), array("q")))
+    except BaseException:
+        if listing.ahead is not None:
+            listing.ahead.close()
+        raise
     folders = [folder for files in listing.files for folder in files.folders]
     if any(folder.known is not None for folder in folders):
         sizes, mtimes, failed = _stat_some(folders)
@@ -156,6 +176,22 @@ def list_files(
     if failed:  # removed since listed, or no permission: a problem instead of a file
         _drop_failed(listing, failed)
     return listing
+
+
+def _moved_since(previous: dict[str, Seen]) -> list[tuple[str, list[str], array, array]]:
+    """The snapshot's files (and their sizes and mtimes) of each folder whose mtime is not the snapshot's: the
+    walk reads those again and takes the names it finds among these on trust (_walk's test, made early)."""
+    entries = []
+    for path, old in previous.items():
+        if not old.files or old.sizes is None or old.mtimes is None:
+            continue
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            continue
+        if old.stamp < 0 or old.stamp != mtime:
+            entries.append((path, old.files, old.sizes, old.mtimes))
+    return entries
 
 
 def _stat_some(folders: list[Folder]) -> tuple[array, array, dict[int, str]]:
@@ -533,11 +569,20 @@ class ListingMoved(Exception):
 
 class Confirmation:
     """The stat of the files a listing took on trust (Listing.to_confirm): in a forked child while the scan goes on
-    (on Linux, with many files and no other thread: see _stat_all), else here when first asked."""
+    (on Linux, with many files and no other thread: see _stat_all), else here when first asked.
 
-    def __init__(self, entries: list[tuple[str, list[str], array, array]]) -> None:
+    `ahead`: a Confirmation of a snapshot's files started before the walk, and per folder it covers the names
+    taken on trust there (sorted): of what it finds moved, only those count (the others were removed, or passed
+    and stat-ed anew)."""
+
+    def __init__(
+        self,
+        entries: list[tuple[str, list[str], array, array]],
+        ahead: tuple[Confirmation, dict[str, list[str]]] | None = None,
+    ) -> None:
         self._entries = entries
-        self._moved: list[str] | None = None if entries else []
+        self._ahead = ahead
+        self._moved: list[str] | None = None if entries or ahead else []
         self._child: tuple[int, io.BufferedReader] | None = None
         total = sum(len(names) for _, names, _, _ in entries)
         if total < _PARALLEL_FROM or not sys.platform.startswith("linux") or threading.active_count() > 1:
@@ -557,7 +602,7 @@ class Confirmation:
     @property
     def pending(self) -> bool:
         """Whether a child stats the files (or has, and not been asked yet): it takes one core meanwhile."""
-        return self._child is not None
+        return self._child is not None or (self._ahead is not None and self._ahead[0].pending)
 
     def moved(self) -> list[str]:
         """The absolute paths of the files taken on trust whose size or mtime differs, or that are gone."""
@@ -575,6 +620,9 @@ class Confirmation:
                 self._moved = pickle.loads(sent)
             except Exception:  # no child, or it failed: stat here
                 self._moved = _moved(self._entries)
+            if self._ahead is not None:
+                ahead, trusted = self._ahead
+                self._moved += [path for path in ahead.moved() if _taken(trusted, path)]
         return self._moved
 
     def confirm(self) -> None:
@@ -585,6 +633,8 @@ class Confirmation:
 
     def close(self) -> None:
         """End the child (at once when its answer is no longer wanted)."""
+        if self._ahead is not None:
+            self._ahead[0].close()
         if self._child is None:
             return
         pid, pipe = self._child
@@ -595,6 +645,14 @@ class Confirmation:
             pass
         pipe.close()
         os.waitpid(pid, 0)
+
+
+def _taken(trusted: dict[str, list[str]], path: str) -> bool:
+    """Whether `path` (as _moved gives it) is one of the names `trusted` holds for its folder (sorted names)."""
+    folder, _, name = path.rpartition("/")
+    names = trusted.get(folder) or trusted.get(folder + "/") or []
+    at = bisect_left(names, name)
+    return at < len(names) and names[at] == name
 
 
 def _moved(entries: list[tuple[str, list[str], array, array]]) -> list[str]:
