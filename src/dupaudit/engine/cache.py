@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import xxhash
 
 from .fingerprint import FINGERPRINT_VERSION, Columns, Fingerprint, row_bytes
 from .hashing import HASH_SIZES
@@ -600,17 +601,20 @@ class FingerprintCache:
     def answer_key(listing: Listing, settings: object) -> bytes:
         """A digest of everything a scan's answer depends on: every visible file under the roots (relative
         path, size, mtime_ns; images or not, so no file is opened to decide), what could not be listed, the
-        settings (their repr, roots included) and the code of the modules that compute the answer."""
+        settings (their repr, roots included) and the code of the modules that compute the answer. The files go
+        through XXH3-128 (a million files' names, sizes and mtimes are ~30 MB: BLAKE2b took 0.05 s of a check)."""
         digest = hashlib.blake2b(_code_fingerprint(), digest_size=20)
         digest.update(repr(settings).encode("utf-8", "surrogateescape"))
         digest.update(str(FINGERPRINT_VERSION).encode())
+        files_digest = xxhash.xxh3_128()
         for files in listing.files:  # whole columns at once: C-speed, this runs on every rescan
-            digest.update(repr(files.root).encode("utf-8", "surrogateescape") + b"\1")
+            files_digest.update(repr(files.root).encode("utf-8", "surrogateescape") + b"\1")
             for folder in files.folders:  # unambiguous: no name holds "/" or NUL, and no prefix holds "//"
                 text = folder.prefix + "//" + "\0".join(folder.names) + "\0/"
-                digest.update(text.encode("utf-8", "surrogateescape"))
-            digest.update(files.sizes.tobytes())
-            digest.update(files.mtimes.tobytes())
+                files_digest.update(text.encode("utf-8", "surrogateescape"))
+            files_digest.update(files.sizes.tobytes())
+            files_digest.update(files.mtimes.tobytes())
+        digest.update(files_digest.digest())
         digest.update(repr(listing.problems).encode("utf-8", "surrogateescape"))
         return digest.digest()
 
