@@ -293,6 +293,39 @@ def test_a_folder_that_moves_after_the_early_stat_began_is_confirmed_all_the_sam
     assert replayed.confirmation().moved() == [str(base / "class1" / "0004.jpg")]
 
 
+def test_a_moved_folder_read_by_name_types_its_new_entries_as_a_fresh_walk_does(tmp_path, monkeypatch):
+    """A folder whose mtime moved is read by name (_listed_by_name): the names the snapshot held as files are
+    taken as files, every other entry is typed by a stat: a new folder is walked, a new broken link is a problem,
+    a fifo and a hidden file are left out, a passed name that became a folder is walked; the listing equals a
+    fresh one, problems and order included. Past _TYPED_BY_STAT new names, os.scandir reads the folder."""
+    base = _tree(tmp_path / "data")
+    _age(base)
+    roots = resolve_roots(base)
+    taken = listing.load_snapshot(listing.snapshot(listing.list_files(roots)))
+    (base / "class2" / "new.jpg").write_bytes(b"new")
+    (base / "class2" / "sub").mkdir()
+    (base / "class2" / "sub" / "inner.jpg").write_bytes(b"in")
+    os.symlink("gone.jpg", base / "class2" / "dangling.jpg")
+    os.mkfifo(base / "class2" / "pipe2.jpg")
+    (base / "class2" / ".secret.jpg").write_bytes(b"s")
+    (base / "class1" / "0004.jpg").unlink()
+    (base / "class1" / "0004.jpg").mkdir()  # a passed name that is a folder now
+    (base / "class1" / "0004.jpg" / "x.jpg").write_bytes(b"x")
+    folder = os.stat(base / "class1")
+    passed = {(folder.st_dev, folder.st_ino): frozenset({"0004.jpg"})}
+    read = listing._listed_by_name
+    for typed_by_stat in (1024, 1):
+        monkeypatch.setattr(listing, "_TYPED_BY_STAT", typed_by_stat)
+        calls: list[str] = []
+        monkeypatch.setattr(listing, "_listed_by_name", lambda *a: calls.append(a[0]) or read(*a))
+        replayed = listing.list_files(roots, taken, passed)
+        assert {Path(p).name for p in calls} == {"class1", "class2"}
+        assert _same(replayed, listing.list_files(roots))
+        assert ("data", "class2/dangling.jpg", "broken or looping symlink") in replayed.problems
+        assert replayed.confirmation().moved() == []
+        assert listing.snapshot(replayed).keys() and _flatten(replayed) == _reference(base)
+
+
 def test_common_runs_match_names_as_a_dict_would():
     import random
 

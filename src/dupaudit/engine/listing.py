@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
 from operator import attrgetter
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
 from .alignment import Run, agreeing_runs
@@ -297,6 +298,16 @@ def _walk(
                     restat = [i for i, name in enumerate(old.files) if name in asked] if asked else []
                     folders.append(Folder(path, prefix, list(old.files), (old.sizes, old.mtimes), restat))
                 continue
+            trusted = trust_moved and old is not None and old.files and old.sizes is not None
+            typed = _listed_by_name(path, old.files, asked) if trusted and old is not None else None
+            if typed is not None:
+                files, dirs, broken = typed
+                seen[path] = Seen(stamp, dirs, files, broken)
+                stack.extend((os.path.join(path, name), prefix + name + "/") for name in dirs)
+                problems.extend((root.name, prefix + name, "broken or looping symlink") for name in broken)
+                if files:
+                    folders.append(_read_again(path, prefix, files, old, asked))
+                continue
             with os.scandir(path) as iterator:
                 children = list(iterator)
         except OSError as exc:
@@ -334,6 +345,50 @@ def _walk(
         if files:
             folders.append(_read_again(path, prefix, files, previous.get(path) if trust_moved else None, asked))
     return folders
+
+
+def _listed_by_name(path: str, old_files: list[str], asked: frozenset[str]) -> tuple[list, list, list] | None:
+    """A folder whose mtime moved, read again by name alone (os.listdir: no DirEntry per file, 2x faster at
+    100,000 files): (files sorted, folders in directory order, broken symlinks). A name the snapshot held as a
+    regular file is taken as one still (the confirmation stats it: a folder or link put in its place differs);
+    the others, and the passed ones, are typed by a stat. None when too many are new (os.scandir types them
+    cheaper) or the names differ too much from the snapshot's (_walk then reads the folder with os.scandir)."""
+    names = os.listdir(path)
+    if "\0." in "\0" + "\0".join(names):  # (a C-speed test) some are hidden: skip them
+        names = [name for name in names if name[:1] != "."]
+    ordered = sorted(names)
+    runs = _common_runs(old_files, ordered)
+    if runs is None:
+        return None
+    unknown, covered = [], 0
+    for i, _, width in runs:
+        unknown.extend(range(covered, i))
+        covered = i + width
+    unknown.extend(range(covered, len(ordered)))
+    unknown.extend(at for name in asked if (at := bisect_left(ordered, name)) < len(ordered) and ordered[at] == name)
+    if len(unknown) > _TYPED_BY_STAT:
+        return None
+    dirs, broken, other = set(), set(), set()
+    for at in sorted(set(unknown)):
+        name = ordered[at]
+        full = os.path.join(path, name)
+        try:
+            mode = os.stat(full).st_mode  # follows symlinks, as DirEntry.is_file and is_dir do
+        except OSError:
+            if os.path.islink(full):
+                broken.add(name)
+            other.add(name)  # a broken link, or gone since listed
+            continue
+        if S_ISDIR(mode):
+            dirs.add(name)
+        elif not S_ISREG(mode):
+            other.add(name)  # a fifo, socket or device: not an image, not a problem
+    files = [name for name in ordered if name not in dirs and name not in other] if dirs or other else ordered
+    in_order = [name for name in names if name in dirs or name in broken] if dirs or broken else []  # as scandir
+    return files, [name for name in in_order if name in dirs], [name for name in in_order if name in broken]
+
+
+_TYPED_BY_STAT = 1024  # _listed_by_name's most names typed by a stat each
 
 
 def _read_again(path: str, prefix: str, names: list[str], old: Seen | None, asked: frozenset[str]) -> Folder:
