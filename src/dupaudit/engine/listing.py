@@ -14,11 +14,12 @@ checkout, pull and stash do that too) changes its folder's mtime; only a file ed
 keeps its folder's: the trade-off of `dupaudit check FILES` (docs/check.md). A folder changed within a few
 seconds of its listing is never taken from a snapshot (its mtime may not move again within one clock tick).
 
-A folder whose mtime moved is read again (its names), and its new and passed files are stat-ed at once; the
-names it held before are taken from the snapshot on trust and stat-ed afterwards, in a forked child while the
-scan goes on (`Listing.confirmation`): a name cannot be trusted by its inode (git checkout recreates a changed
-file under the same inode number on ext4), so every one is stat-ed, but off the scan's path. The scan confirms
-before it writes anything or answers, and lists again without trust when a file differs (ListingMoved).
+A folder whose mtime moved is read again (its names: _listed_by_name), and its new and passed files are
+stat-ed at once; the names it held before are taken from the snapshot on trust and stat-ed in a forked child
+while the scan goes on (`Listing.confirmation`; the child starts before the walk reads those folders): a name
+cannot be trusted by its inode (git checkout recreates a changed file under the same inode number on ext4), so
+every one is stat-ed, but off the scan's path. The scan confirms before it writes anything or answers, and lists
+again without trust when a file differs (ListingMoved).
 """
 
 from __future__ import annotations
@@ -301,12 +302,12 @@ def _walk(
             trusted = trust_moved and old is not None and old.files and old.sizes is not None
             typed = _listed_by_name(path, old.files, asked) if trusted and old is not None else None
             if typed is not None:
-                files, dirs, broken = typed
+                files, dirs, broken, runs = typed
                 seen[path] = Seen(stamp, dirs, files, broken)
                 stack.extend((os.path.join(path, name), prefix + name + "/") for name in dirs)
                 problems.extend((root.name, prefix + name, "broken or looping symlink") for name in broken)
                 if files:
-                    folders.append(_read_again(path, prefix, files, old, asked))
+                    folders.append(_read_again(path, prefix, files, old, asked, runs))
                 continue
             with os.scandir(path) as iterator:
                 children = list(iterator)
@@ -347,9 +348,12 @@ def _walk(
     return folders
 
 
-def _listed_by_name(path: str, old_files: list[str], asked: frozenset[str]) -> tuple[list, list, list] | None:
+def _listed_by_name(
+    path: str, old_files: list[str], asked: frozenset[str]
+) -> tuple[list[str], list[str], list[str], list[Run] | None] | None:
     """A folder whose mtime moved, read again by name alone (os.listdir: no DirEntry per file, 2x faster at
-    100,000 files): (files sorted, folders in directory order, broken symlinks). A name the snapshot held as a
+    100,000 files): (files sorted, folders and broken symlinks in directory order, and the files' runs in common
+    with `old_files` when known: every name is a file). A name the snapshot held as a
     regular file is taken as one still (the confirmation stats it: a folder or link put in its place differs);
     the others, and the passed ones, are typed by a stat. None when too many are new (os.scandir types them
     cheaper) or the names differ too much from the snapshot's (_walk then reads the folder with os.scandir)."""
@@ -383,20 +387,27 @@ def _listed_by_name(path: str, old_files: list[str], asked: frozenset[str]) -> t
             dirs.add(name)
         elif not S_ISREG(mode):
             other.add(name)  # a fifo, socket or device: not an image, not a problem
-    files = [name for name in ordered if name not in dirs and name not in other] if dirs or other else ordered
+    if dirs or other:
+        files, runs = [name for name in ordered if name not in dirs and name not in other], None
+    else:
+        files = ordered
     in_order = [name for name in names if name in dirs or name in broken] if dirs or broken else []  # as scandir
-    return files, [name for name in in_order if name in dirs], [name for name in in_order if name in broken]
+    return files, [name for name in in_order if name in dirs], [name for name in in_order if name in broken], runs
 
 
 _TYPED_BY_STAT = 1024  # _listed_by_name's most names typed by a stat each
 
 
-def _read_again(path: str, prefix: str, names: list[str], old: Seen | None, asked: frozenset[str]) -> Folder:
+def _read_again(
+    path: str, prefix: str, names: list[str], old: Seen | None, asked: frozenset[str], runs: list[Run] | None = None
+) -> Folder:
     """A folder just read: without a snapshot of it, every file is to be stat-ed; with one, the names it held
-    (and that are not passed) keep its sizes and mtimes on trust, and only the others are stat-ed now."""
+    (and that are not passed) keep its sizes and mtimes on trust, and only the others are stat-ed now. `runs`:
+    _common_runs(old.files, names), when found already."""
     if old is None or not old.files or old.sizes is None or old.mtimes is None:
         return Folder(path, prefix, names)
-    runs = _common_runs(old.files, names)
+    if runs is None:
+        runs = _common_runs(old.files, names)
     if runs is None:  # too different to walk side by side: a dict of the old names
         where = dict(zip(old.files, range(len(old.files))))
         rows = list(map(where.get, names, repeat(-1)))
