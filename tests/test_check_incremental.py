@@ -233,3 +233,28 @@ def test_a_warm_check_of_an_unchanged_tree_writes_no_snapshot(repo, monkeypatch)
     procedural_image(990_003).save(repo / "data" / "train" / "blobs" / "another.jpg", quality=90)
     run_check(config, ["data/train/blobs/another.jpg"], update_baseline=False)
     assert any("snapshot_version" in names for names in writes)  # a changed listing is
+
+
+def test_a_check_of_passed_files_reads_its_index_state_ahead(repo, monkeypatch):
+    """Before the listing, a pre-commit check asks the kernel to read ahead the stored state it will update
+    (FingerprintCache.prefetch_arrays): the key is the state's, and the arrays an update reads whole are there."""
+    from dupaudit.engine import incremental
+    from dupaudit.engine.cache import FingerprintCache
+
+    config = load_config(environ={})
+    write_baseline(config)  # a full search: its state is stored
+    asked: list[tuple[bytes, tuple[str, ...]]] = []
+    original = FingerprintCache.prefetch_arrays
+
+    def recorded(self, key, names):
+        asked.append((key, tuple(names)))
+        return original(self, key, names)
+
+    monkeypatch.setattr(FingerprintCache, "prefetch_arrays", recorded)
+    train = repo / "data" / "train"
+    procedural_image(770_001).save(train / "blobs" / "ahead.jpg", quality=90)
+    run_check(config, ["data/train/blobs/ahead.jpg"], update_baseline=False)
+    assert len(asked) == 1 and asked[0][1] == incremental.READ_WHOLE
+    with FingerprintCache(config.cache) as cache:
+        loaded = cache.load_arrays(asked[0][0])
+    assert loaded is not None and set(incremental.READ_WHOLE) <= set(loaded[0])

@@ -713,6 +713,27 @@ class FingerprintCache:
                 continue
         return None
 
+    def prefetch_arrays(self, key: bytes, names: Iterable[str]) -> None:
+        """Ask the kernel to read the named arrays of the state under `key` into the page cache now, in the
+        background (readahead): a pre-commit check reads them whole a moment later, while it lists the folders,
+        and a shared machine's proactive reclaim drops them between commits (at a million images, 0.3-0.7 s of
+        page-ins on the check's path). Nothing when the key holds no state folder, or without posix_fadvise."""
+        value = self.load_index(key) if hasattr(os, "posix_fadvise") else None
+        if value is None or not value.startswith(_FOLDER_MARK):
+            return
+        folder = self.states_folder / value[len(_FOLDER_MARK) :].decode()
+        for name in names:
+            try:
+                handle = os.open(folder / f"{name}.npy", os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(handle)
+
     def add_to_state(self, folder: Path, name: str, blob: bytes) -> None:
         """Add a file to a stored state's folder (a search structure built once for it), whole or not at all."""
         part = folder / f".{name}.{os.urandom(6).hex()}"

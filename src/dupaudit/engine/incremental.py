@@ -47,6 +47,25 @@ from .verify import (
     verify,
 )
 
+# The arrays of a state an update reads whole (the others, such as the neighbour lists, a row at a time): what a
+# pre-commit check asks the kernel to read ahead (FingerprintCache.prefetch_arrays).
+READ_WHOLE = (
+    "desc",
+    "floors",
+    "shift_norms",
+    "hashes",
+    "byte_digests",
+    "pixel_digests",
+    "wh",
+    "sizes",
+    "mtimes",
+    "names",
+    "name_ends",
+    "verified",
+    "band",
+    "components",
+    "group_ids",
+)
 STATE_VERSION = 3  # bump when the stored arrays change meaning (3: the half-shifted lists beside the plain one)
 MAX_CHANGED = 0.2  # above this share of changed items, a full search is as cheap: the caller does one
 _EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)

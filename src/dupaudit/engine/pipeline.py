@@ -408,7 +408,8 @@ def scan(
     hash_method = _hash_method(settings)
     snapshot_key = FingerprintCache.index_key(("listing", detected.roots))
     trusted = incremental and use_cache and passed is not None and not verify_content
-    previous, asked = _previous_listing(cache_path, snapshot_key, passed or ()) if trusted else (None, {})
+    state_key = FingerprintCache.index_key((settings, tuple(detected.roots)))  # _scan_listing's index_key
+    previous, asked = _previous_listing(cache_path, snapshot_key, passed or (), state_key) if trusted else (None, {})
 
     def listed_and_scanned(trust_moved: bool) -> ScanReport:
         listing = list_files(detected.roots, previous, asked, trust_moved=trust_moved)
@@ -1215,15 +1216,17 @@ def _equal_pairs_after(
 
 
 def _previous_listing(
-    cache_path: str | os.PathLike | None, key: bytes, passed: Sequence[str]
+    cache_path: str | os.PathLike | None, key: bytes, passed: Sequence[str], state_key: bytes | None = None
 ) -> tuple[dict[str, Seen] | None, dict[tuple[int, int], frozenset[str]]]:
     """list_files' `previous` and `passed` for a pre-commit check: the stored snapshot of the roots' folders,
     and the names of the passed files by their folder's identity (stat-ed even when the folder's mtime did not
-    move: an edit in place)."""
+    move: an edit in place). The incremental index's state under `state_key` is read ahead meanwhile."""
     cache = open_cache(cache_path)
     if cache is None:
         return None, {}
     with cache:
+        if state_key is not None:
+            cache.prefetch_arrays(state_key, incremental.READ_WHOLE)
         arrays = cache.load_snapshot(key)
         previous = load_snapshot(arrays) if arrays is not None else None
     names: dict[str, set[str]] = {}
