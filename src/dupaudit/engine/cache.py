@@ -701,10 +701,9 @@ class FingerprintCache:
         """The arrays stored under `key` by store_arrays, memory-mapped, and their folder; None when the key holds
         none (or another kind of value: load_index reads it)."""
         for _ in range(2):  # the folder named may have just been replaced by another process: read the row again
-            value = self.load_index(key)
-            if value is None or not value.startswith(_FOLDER_MARK):
+            folder = self._state_folder(key)
+            if folder is None:
                 return None
-            folder = self.states_folder / value[len(_FOLDER_MARK) :].decode()
             try:
                 return {
                     path.stem: np.load(path, mmap_mode="r", allow_pickle=False) for path in folder.glob("*.npy")
@@ -713,15 +712,21 @@ class FingerprintCache:
                 continue
         return None
 
+    def _state_folder(self, key: bytes) -> Path | None:
+        """The folder store_arrays named under `key`, None when the key names none."""
+        value = self.load_index(key)
+        if value is None or not value.startswith(_FOLDER_MARK):
+            return None
+        return self.states_folder / value[len(_FOLDER_MARK) :].decode()
+
     def prefetch_arrays(self, key: bytes, names: Iterable[str]) -> None:
         """Ask the kernel to read the named arrays of the state under `key` into the page cache now, in the
         background (readahead): a pre-commit check reads them whole a moment later, while it lists the folders,
         and a shared machine's proactive reclaim drops them between commits (at a million images, 0.3-0.7 s of
         page-ins on the check's path). Nothing when the key holds no state folder, or without posix_fadvise."""
-        value = self.load_index(key) if hasattr(os, "posix_fadvise") else None
-        if value is None or not value.startswith(_FOLDER_MARK):
+        folder = self._state_folder(key) if hasattr(os, "posix_fadvise") else None
+        if folder is None:
             return
-        folder = self.states_folder / value[len(_FOLDER_MARK) :].decode()
         for name in names:
             try:
                 handle = os.open(folder / f"{name}.npy", os.O_RDONLY)

@@ -782,16 +782,16 @@ def _entered_lists(
 ) -> list[np.ndarray]:
     """Per neighbour search (verify.query_segments; its columns of the stored lists), the alive stored rows whose
     list a new item (`new_desc`) may enter: the row's best similarity to a new item reaches the list's floor, its
-    least similar entry (-inf when not full: it takes anyone), from `floors` when the state keeps them (else from
-    the lists, block by block: list_floors). The similarities of half-shifted rows come
+    least similar entry (-inf when not full: it takes anyone), from `floors` when the state keeps them (else
+    read from the lists first: list_floors). The similarities of half-shifted rows come
     without shifting any: half_shifted(d) @ q is d @ (matrix @ q) / norm (verify.half_shift_norms). One pass
     over the stored rows, block by block, each block's descriptors, similarities and lists in cache; a block's
     similarities are laid out a projection per row, so the best over the new items is a maximum of long
     contiguous rows (over a short strided axis numpy is several times slower)."""
     if not lists:
         return []
-    if floors is not None and floors.shape != (len(desc), len(lists)):
-        floors = None  # kept for other searches (a state of other settings): not these lists' floors
+    if floors is None or floors.shape != (len(desc), len(lists)):  # none kept, or another search's
+        floors = _floors(knn_sims, knn_ids, lists)
     fresh = np.asarray(new_desc, dtype=np.float32)
     shifts = HALF_SHIFTS[: len(lists) - 1]
     projected = np.concatenate([fresh, *(fresh @ half_shift_matrix(shift).T for shift in shifts)])
@@ -804,17 +804,13 @@ def _entered_lists(
         hi = min(lo + step, len(desc))
         sims = block[:, : hi - lo]
         np.matmul(projected, desc[lo:hi].T, out=sims)
-        for segment, columns in enumerate(lists):
+        for segment in range(len(lists)):
             top = best[: hi - lo]
             np.max(sims[segment * items : (segment + 1) * items], axis=0, out=top)
             if segment:
                 assert norms is not None
                 top /= norms[lo:hi, segment - 1]
-            if floors is not None:
-                floor = floors[lo:hi, segment]
-            else:
-                floor = _column_fold(np.minimum, knn_sims[lo:hi, columns])
-                floor[_column_fold(np.minimum, knn_ids[lo:hi, columns]) < 0] = -np.inf
+            floor = floors[lo:hi, segment]
             # rounding differs from the list's own similarities by ~1e-7, hence the margin: a row let in by it is
             # merged exactly (_merge_new), where a new item that does not beat the list changes nothing
             entered = alive[lo:hi] & (top >= floor - _ENTER_MARGIN)
@@ -831,10 +827,15 @@ def _list_columns(cascade: CascadeSettings) -> list[slice]:
 def list_floors(knn_sims: np.ndarray, knn_ids: np.ndarray, cascade: CascadeSettings) -> np.ndarray:
     """(n, searches) float32: each list's least similar entry, -inf where a list is not full (it takes anyone):
     what a new item must reach to enter it (_entered_lists)."""
-    floors = np.empty((len(knn_sims), len(query_segments(cascade))), dtype=np.float32)
+    return _floors(knn_sims, knn_ids, _list_columns(cascade))
+
+
+def _floors(knn_sims: np.ndarray, knn_ids: np.ndarray, lists: Sequence[slice]) -> np.ndarray:
+    """list_floors of the lists in those columns."""
+    floors = np.empty((len(knn_sims), len(lists)), dtype=np.float32)
     for lo in range(0, len(knn_sims), _BEST_NEW_BLOCK):  # block by block: the lists' slices stay in cache
         hi = min(lo + _BEST_NEW_BLOCK, len(knn_sims))
-        for segment, columns in enumerate(_list_columns(cascade)):
+        for segment, columns in enumerate(lists):
             floor = _column_fold(np.minimum, knn_sims[lo:hi, columns])
             floor[_column_fold(np.minimum, knn_ids[lo:hi, columns]) < 0] = -np.inf
             floors[lo:hi, segment] = floor

@@ -191,9 +191,19 @@ def _moved_since(previous: dict[str, Seen]) -> list[tuple[str, list[str], array,
             mtime = os.stat(path).st_mtime_ns
         except OSError:
             continue
-        if old.stamp < 0 or old.stamp != mtime:
+        if not _unchanged(old, mtime):
             entries.append((path, old.files, old.sizes, old.mtimes))
     return entries
+
+
+def _unchanged(old: Seen, mtime: int) -> bool:
+    """Whether a folder whose mtime is `mtime` holds what the snapshot `old` saw (a racy stamp is never trusted)."""
+    return old.stamp >= 0 and old.stamp == mtime
+
+
+def _positions(names: list[str], wanted: frozenset[str]) -> list[int]:
+    """The places of `wanted` names among `names` (sorted), in order; absent ones left out."""
+    return sorted(at for name in wanted if (at := bisect_left(names, name)) < len(names) and names[at] == name)
 
 
 def _stat_some(folders: list[Folder]) -> tuple[array, array, dict[int, str]]:
@@ -290,7 +300,7 @@ def _walk(
             stamp = stat.st_mtime_ns if stat.st_mtime_ns < started - _RACY_NS else -1
             old = previous.get(path)
             asked = passed.get(ident, frozenset())
-            if old is not None and old.stamp >= 0 and old.stamp == stat.st_mtime_ns:
+            if old is not None and _unchanged(old, stat.st_mtime_ns):
                 seen[path] = old  # the same names as when the snapshot was taken: replay that walk's steps
                 stack.extend((os.path.join(path, name), prefix + name + "/") for name in old.dirs)
                 problems.extend((root.name, prefix + name, "broken or looping symlink") for name in old.broken)
@@ -299,8 +309,9 @@ def _walk(
                     restat = [i for i, name in enumerate(old.files) if name in asked] if asked else []
                     folders.append(Folder(path, prefix, list(old.files), (old.sizes, old.mtimes), restat))
                 continue
-            trusted = trust_moved and old is not None and old.files and old.sizes is not None
-            typed = _listed_by_name(path, old.files, asked) if trusted and old is not None else None
+            typed = None
+            if trust_moved and old is not None and old.files and old.sizes is not None:
+                typed = _listed_by_name(path, old.files, asked)
             if typed is not None:
                 files, dirs, broken, runs = typed
                 seen[path] = Seen(stamp, dirs, files, broken)
@@ -369,7 +380,7 @@ def _listed_by_name(
         unknown.extend(range(covered, i))
         covered = i + width
     unknown.extend(range(covered, len(ordered)))
-    unknown.extend(at for name in asked if (at := bisect_left(ordered, name)) < len(ordered) and ordered[at] == name)
+    unknown.extend(_positions(ordered, asked))
     if len(unknown) > _TYPED_BY_STAT:
         return None
     dirs, broken, other = set(), set(), set()
@@ -415,7 +426,7 @@ def _read_again(
     sizes, mtimes = array("q", bytes(8 * len(names))), array("q", bytes(8 * len(names)))
     trusted_names, trusted_sizes, trusted_mtimes = [], array("q"), array("q")
     # a passed file is stat-ed now, not taken on trust: its place among the (sorted) names
-    passed_at = sorted(at for name in asked if (at := bisect_left(names, name)) < len(names) and names[at] == name)
+    passed_at = _positions(names, asked)
     covered = 0
     restat: list[int] = []
     for i, j, width in runs:  # names[i:i + width] == old.files[j:j + width]
