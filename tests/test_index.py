@@ -199,6 +199,57 @@ def test_the_approximate_query_gives_the_exact_querys_report(tmp_path, monkeypat
     assert {"near_of_indexed.jpg", "exact_of_indexed.jpg", "twin_a.jpg", "joins_planted_group.jpg"} <= grouped
 
 
+def test_the_query_structures_are_filled_by_the_scans_own_routes(tmp_path, monkeypatch):
+    """A full scan above APPROXIMATE_FROM (lowered here) keeps each item's inverted list per search and the
+    lists' centroids in its state; index build fills the five IVF indexes from them, without training or
+    routing again, and they are byte for byte those a fresh training and routing make (flat images included:
+    their zero descriptors tie for every list, where faiss's own pick is kept). An update's state has other
+    rows: it keeps no routes, and its structures are built from scratch as before."""
+    import numpy as np
+
+    from dupaudit.engine import incremental, lookup, verify
+    from dupaudit.engine.cache import FingerprintCache, open_cache
+
+    data = make_sample(tmp_path / "data", per_class=16).root
+    for number in range(3):  # flat images: zero descriptors
+        Image.new("RGB", (32, 32), (90 + number, 90, 90)).save(data / "train" / "blobs" / f"flat{number}.png")
+    monkeypatch.setattr(verify, "APPROXIMATE_FROM", 40)
+    monkeypatch.setattr(index, "APPROXIMATE_FROM", 40)
+    trainings = []
+    original = lookup.trained_lists
+    monkeypatch.setattr(lookup, "trained_lists", lambda desc: trainings.append(len(desc)) or original(desc))
+    index_file = tmp_path / "data.index"
+    report = index.build(data, index_file, jobs=1)
+    assert trainings == []  # filled from the routes
+    cache = open_cache(index_file)
+    assert cache is not None
+    with cache:
+        state = incremental.load_state(cache, FingerprintCache.index_key((report.settings, report.roots)))
+    assert state is not None and state.folder is not None and state.routes is not None
+    count = len(state.paths)
+    assert count > 40 and state.routes.shape == (count, 1 + len(verify.HALF_SHIFTS))
+    assert (np.linalg.norm(state.desc, axis=1) < 1e-3).sum() >= 3  # the ties were there to be broken
+
+    class Kept:  # what _build would add to a state's folder
+        def __init__(self) -> None:
+            self.files: dict[str, bytes] = {}
+
+        def add_to_state(self, folder, name, blob) -> None:  # noqa: ANN001
+            self.files[name] = blob
+
+    fresh = Kept()
+    lookup._build(
+        incremental.SearchState(**{**_fields(state), "routes": None}), fresh, state.folder, [None, *verify.HALF_SHIFTS]
+    )
+    assert trainings == [count] and len(fresh.files) == 5
+    for name, blob in fresh.files.items():
+        assert (state.folder / name).read_bytes() == blob, name
+
+    (data / "train" / "blobs" / "flat0.png").unlink()
+    index.update(index_file, jobs=1)
+    assert trainings == [count, count - 1]  # the update's state: no routes, trained afresh
+
+
 def test_a_state_kept_as_one_blob_is_converted_on_first_use(tmp_path):
     """An index written before the state folders (the state as an .npz blob in the indexes table) answers, and
     its state is moved into a folder once: no search again, the blob row replaced by the folder's name."""

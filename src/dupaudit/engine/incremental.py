@@ -203,6 +203,12 @@ class SearchState:
     # (n, searches) float32, list_floors: each list's least similarity (the bar a new item must reach to enter
     # it), so that an update reads these instead of every list (None in a state written before them)
     floors: np.ndarray | None = None
+    # (n, 1 + len(HALF_SHIFTS)) int32 and (lists, 64) float32: each item's inverted list in the full scan's
+    # search (plain, then each half shift) and the lists' centroids, so that the query structures are filled
+    # without routing every item again (lookup.py). Only a full scan above APPROXIMATE_FROM items writes them;
+    # an update drops them (its rows are others), and the structures are then built from scratch
+    routes: np.ndarray | None = None
+    centroids: np.ndarray | None = None
     folder: Path | None = None  # the folder it was loaded from (load_state): search structures kept beside it
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -222,6 +228,7 @@ class SearchState:
             **({} if self.facts is None else self.facts.arrays()),
             **({} if self.shift_norms is None else {"shift_norms": self.shift_norms}),
             **({} if self.floors is None else {"floors": self.floors}),
+            **({} if self.routes is None or self.centroids is None else self._routing()),
             **self._grouping(),
         }
 
@@ -233,6 +240,9 @@ class SearchState:
         arrays["names"] = arrays["names"][:-1]  # that format: the names joined by NULs, none after the last
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
+
+    def _routing(self) -> dict[str, np.ndarray]:
+        return {"routes": self.routes, "centroids": self.centroids}  # type: ignore[dict-item]
 
     def _grouping(self) -> dict[str, np.ndarray]:
         if self.components is None or self.group_ids is None or not self.groups_token:
@@ -268,6 +278,8 @@ class SearchState:
                 groups_token=data["groups_token"].tobytes() if grouped else b"",
                 shift_norms=data["shift_norms"] if "shift_norms" in data else None,
                 floors=data["floors"] if "floors" in data else None,
+                routes=data["routes"] if "routes" in data and "centroids" in data else None,
+                centroids=data["centroids"] if "routes" in data and "centroids" in data else None,
                 folder=folder,
             )
         except Exception:  # a damaged state is only a missed shortcut
@@ -312,6 +324,8 @@ class SearchState:
             facts,
             shift_norms=half_shift_norms(desc) if cascade.shifted_neighbours else None,
             floors=list_floors(sims, ids, cascade),
+            routes=collect.get("routes"),
+            centroids=collect.get("centroids"),
         )
 
 

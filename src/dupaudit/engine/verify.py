@@ -328,19 +328,25 @@ def trained_lists(desc: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
     _PROBES nearest of _LISTS * sqrt(n) clusters, faster than brute force with the same recall of the annotated
     CIFAR-10 pairs (benchmarks/bench_accuracy.py). The scan's search uses its quantizer (ProbedLists); the index
     file's query structures use the same lists, filled (lookup.py)."""
-    import faiss
-
     count = len(desc)
     lists = max(1, int(_LISTS * np.sqrt(count)))
+    index = empty_lists(lists)
+    rng = np.random.default_rng(0)
+    index.train(desc[rng.choice(count, size=min(count, 40 * lists), replace=False)])
+    return index
+
+
+def empty_lists(lists: int):  # noqa: ANN201 - a faiss.IndexIVFScalarQuantizer
+    """trained_lists' index before its training: `lists` inverted lists, _PROBES searched per query."""
+    import faiss
+
     # filled, the lists hold the vectors in half precision (their residuals to the list's centroid): faiss's scan
     # of a probed list reads half the bytes, ~1.9x faster, and 99.9% of a million-image search's nearest pairs
     # are the same as with float32 lists, similarities within 1e-4 (docs/scale.md)
     index = faiss.IndexIVFScalarQuantizer(
         faiss.IndexFlatIP(64), 64, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
     )
-    rng = np.random.default_rng(0)
     index.cp.niter = 10  # k-means iterations (faiss: 25): the lists only route the search, the scan is exact
-    index.train(desc[rng.choice(count, size=min(count, 40 * lists), replace=False)])
     index.nprobe = _PROBES
     return index
 
@@ -356,29 +362,45 @@ class ProbedLists:
         self.nprobe = trained.nprobe
         self.desc = np.ascontiguousarray(desc, dtype=np.float32)
         _, assigned = trained.quantizer.search(self.desc, 1)  # each row's list, as faiss's add assigns it
-        assigned = assigned.ravel()
+        self.assigned = assigned.ravel().astype(np.int32)
         # the rows list by list, ascending within a list (faiss's order: the same row wins an exact tie)
-        self.order = np.argsort(assigned, kind="stable")
-        self.bounds = np.searchsorted(assigned[self.order], np.arange(trained.nlist + 1))
+        self.order = np.argsort(self.assigned, kind="stable")
+        self.bounds = np.searchsorted(self.assigned[self.order], np.arange(trained.nlist + 1))
+        # the list faiss's add would put each query of the latest search in (its nearest list): the index file's
+        # query structures are these lists filled with the shifted descriptors (lookup.py), routed for free
+        self.routes = np.empty(0, dtype=np.int32)
 
     def search(self, queries: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss's (similarity, id) of the `width` best rows per query, -1 (and float32's lowest) where fewer."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         similarity = np.empty((len(queries), width), dtype=np.float32)
         found = np.empty((len(queries), width), dtype=np.int64)
+        self.routes = np.empty(len(queries), dtype=np.int32)
         for lo in range(0, len(queries), _SCAN_QUERIES):
             rows = slice(lo, lo + _SCAN_QUERIES)
-            similarity[rows], found[rows] = probed_scan(self, queries[rows], width)
+            similarity[rows], found[rows] = probed_scan(self, queries[rows], width, self.routes[rows])
         return similarity, found
 
+    def centroids(self) -> np.ndarray:
+        """(lists, 64) float32: the quantizer's centroids (what routes a vector to its list)."""
+        return self.trained.quantizer.reconstruct_n(0, self.trained.nlist)
 
-def probed_scan(lists: ProbedLists, queries: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+
+def probed_scan(
+    lists: ProbedLists, queries: np.ndarray, width: int, routes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """ProbedLists.search of a chunk of queries: the (query, probed list) pairs grouped by list, each list's rows
     times all its queries in one product (BLAS), each pair's best `width` kept, then each query's best `width` of
-    its probed lists."""
+    its probed lists. `routes`, when given, receives each query's nearest list (ProbedLists.routes)."""
     probes = min(lists.nprobe, len(lists.bounds) - 1)
     count = len(queries)
-    _, probed = lists.trained.quantizer.search(queries, probes)  # the lists faiss's search would scan
+    closeness, probed = lists.trained.quantizer.search(queries, probes)  # the lists faiss's search would scan
+    if routes is not None:
+        routes[:] = probed[:, 0]
+        if probes > 1:  # a tie for the nearest (a flat image's zero descriptor): faiss's add takes its own pick
+            tied = np.flatnonzero(closeness[:, 0] == closeness[:, 1])
+            if len(tied):
+                routes[tied] = lists.trained.quantizer.search(queries[tied], 1)[1].ravel()
     pairs = probed.ravel()  # pair p: query p // probes, its (p % probes)-th nearest list
     by_list = np.argsort(pairs, kind="stable")
     starts = np.searchsorted(pairs[by_list], np.arange(len(lists.bounds)))
@@ -955,7 +977,7 @@ def _neighbour_candidates(
     its descriptor half-shifted each way (one search for the four shifts). `collect` receives the raw lists side
     by side per image ("similarity", "found": (n, width), -1 and -inf where a list holds fewer)."""
     count = len(desc)
-    firsts, seconds, sims, founds = [], [], [], []
+    firsts, seconds, sims, founds, routes = [], [], [], [], []
     index = search_index(desc, threads) if count >= 2 and query_segments(settings) else None  # built once
     for shift, k in query_segments(settings):
         if shift is not None and shift != HALF_SHIFTS[0]:
@@ -966,9 +988,13 @@ def _neighbour_candidates(
                 desc, k, settings.min_descriptor_similarity, threads=threads, raw=raw, index=index
             )
             parts = 1
+            if isinstance(index, ProbedLists):
+                raw["routes"] = index.assigned[:, None]
         else:
             first, second = _shifted_pairs(desc, k, settings.min_descriptor_similarity, threads, raw, index)
             parts = len(HALF_SHIFTS)
+        if "routes" in raw:
+            routes.append(raw["routes"])
         firsts.append(first)
         seconds.append(second)
         if collect is not None:
@@ -983,6 +1009,10 @@ def _neighbour_candidates(
             founds.append(found.reshape(parts, count, width).transpose(1, 0, 2).reshape(count, -1))
     if collect is not None and sims:
         collect.update(similarity=np.concatenate(sims, axis=1), found=np.concatenate(founds, axis=1))
+        if isinstance(index, ProbedLists) and len(routes) == len(sims):
+            # each item's list per search (plain, then the half shifts), and the lists' centroids: lookup.py's
+            # structures are then filled without routing a million vectors five times again
+            collect.update(routes=np.concatenate(routes, axis=1), centroids=index.centroids())
     empty = np.empty(0, dtype=np.int64)
     return (np.concatenate(firsts) if firsts else empty), (np.concatenate(seconds) if seconds else empty), 0
 
@@ -1006,16 +1036,22 @@ def _shifted_pairs(
     similarity = np.empty((len(HALF_SHIFTS) * count, width), dtype=np.float32)
     found = np.empty((len(HALF_SHIFTS) * count, width), dtype=np.int64)
     probes = getattr(index, "nprobe", None)
+    routed = isinstance(index, ProbedLists)
+    routes = np.empty((count, len(HALF_SHIFTS)), dtype=np.int32) if routed else None
     if probes is not None:
         index.nprobe = _SHIFTED_PROBES
     try:
         for part, shift in enumerate(HALF_SHIFTS):
             rows = slice(part * count, (part + 1) * count)
             similarity[rows], found[rows] = nearest(desc, k, half_shifted(desc, shift), threads, index=index)
+            if routes is not None:
+                routes[:, part] = index.routes
     finally:
         if probes is not None:
             index.nprobe = probes
     raw.update(similarity=similarity, found=found)
+    if routes is not None:
+        raw["routes"] = routes
     items = np.tile(np.arange(count, dtype=np.int64), len(HALF_SHIFTS))
     return _listed_pairs(similarity, found, items, min_similarity)
 
