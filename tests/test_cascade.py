@@ -247,3 +247,26 @@ def test_probed_lists_answer_as_faiss_float32_lists():
         rows = np.nonzero(listed)[0]
         assert np.allclose(np.einsum("ij,ij->i", queries[rows], desc[ids[listed]]), sims[listed], atol=1e-5)
     assert (ids < 0).any()  # the last case asked for more rows than one list holds
+
+
+def test_probed_lists_search_their_own_rows_and_route_as_faiss_adds():
+    """The rows' own search reuses the probes found when the lists were made (ProbedLists.search_rows): the same
+    answer bit for bit as searching them as queries; and each row's and query's nearest list (the routes the
+    index file's structures are filled by) is the list faiss's add puts it in, flat rows (zero descriptors,
+    tied with every list) included."""
+    rng = np.random.default_rng(7)
+    desc = descriptors(sums=rng.integers(0, 16 * 255, size=(3000, 64)).astype(np.float64))
+    desc[:5] = 0  # flat images
+    desc[2000:2100] = desc[:100]
+    lists = ProbedLists(trained_lists(desc), desc)
+    own_sims, own_ids = lists.search_rows(4)
+    assert np.array_equal(lists.routes, lists.assigned)
+    sims, ids = lists.search(desc, 4)
+    assert np.array_equal(own_sims, sims) and np.array_equal(own_ids, ids)
+    _, added = lists.trained.quantizer.search(desc, 1)  # faiss's add routes by this search
+    assert np.array_equal(lists.assigned, added.ravel()) and np.array_equal(lists.routes, added.ravel())
+    shifted = half_shifted(desc, HALF_SHIFTS[1])
+    lists.search(shifted, 2)
+    assert np.array_equal(lists.routes, lists.trained.quantizer.search(shifted, 1)[1].ravel())
+    tied = lists.trained.quantizer.search(desc[:5], 6)[0]
+    assert (tied[:, 0] == tied[:, 1]).all()  # the flat rows did tie

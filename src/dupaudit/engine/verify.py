@@ -194,6 +194,8 @@ def nearest(
         import faiss
 
         faiss.omp_set_num_threads(threads)
+    if queries is None and isinstance(index, ProbedLists):
+        return index.search_rows(min(k + 1, len(desc)))
     query = desc if queries is None else queries
     return index.search(query, min(k + 1, len(desc)))
 
@@ -361,8 +363,11 @@ class ProbedLists:
         self.trained = trained  # owns the quantizer
         self.nprobe = trained.nprobe
         self.desc = np.ascontiguousarray(desc, dtype=np.float32)
-        _, assigned = trained.quantizer.search(self.desc, 1)  # each row's list, as faiss's add assigns it
-        self.assigned = assigned.ravel().astype(np.int32)
+        # the rows' own probed lists, found once: the nearest is each row's list (as faiss's add assigns it), and
+        # the search of the rows themselves (search_rows) probes the others without a second quantizer pass
+        self._own_probes = min(self.nprobe, trained.nlist)
+        closeness, self._own = trained.quantizer.search(self.desc, self._own_probes)
+        self.assigned = _nearest_lists(trained.quantizer, self.desc, closeness, self._own)
         # the rows list by list, ascending within a list (faiss's order: the same row wins an exact tie)
         self.order = np.argsort(self.assigned, kind="stable")
         self.bounds = np.searchsorted(self.assigned[self.order], np.arange(trained.nlist + 1))
@@ -381,26 +386,40 @@ class ProbedLists:
             similarity[rows], found[rows] = probed_scan(self, queries[rows], width, self.routes[rows])
         return similarity, found
 
+    def search_rows(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """search(self.desc, width): the rows' own probes were found when the lists were made."""
+        if min(self.nprobe, self.trained.nlist) != self._own_probes:
+            return self.search(self.desc, width)
+        similarity = np.empty((len(self.desc), width), dtype=np.float32)
+        found = np.empty((len(self.desc), width), dtype=np.int64)
+        for lo in range(0, len(self.desc), _SCAN_QUERIES):
+            rows = slice(lo, lo + _SCAN_QUERIES)
+            similarity[rows], found[rows] = probed_scan(self, self.desc[rows], width, probed=self._own[rows])
+        self.routes = self.assigned
+        return similarity, found
+
     def centroids(self) -> np.ndarray:
         """(lists, 64) float32: the quantizer's centroids (what routes a vector to its list)."""
         return self.trained.quantizer.reconstruct_n(0, self.trained.nlist)
 
 
 def probed_scan(
-    lists: ProbedLists, queries: np.ndarray, width: int, routes: np.ndarray | None = None
+    lists: ProbedLists,
+    queries: np.ndarray,
+    width: int,
+    routes: np.ndarray | None = None,
+    probed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """ProbedLists.search of a chunk of queries: the (query, probed list) pairs grouped by list, each list's rows
     times all its queries in one product (BLAS), each pair's best `width` kept, then each query's best `width` of
-    its probed lists. `routes`, when given, receives each query's nearest list (ProbedLists.routes)."""
+    its probed lists. `routes`, when given, receives each query's nearest list (ProbedLists.routes); `probed`: the
+    queries' probed lists when already known (the quantizer's search, nearest first)."""
     probes = min(lists.nprobe, len(lists.bounds) - 1)
     count = len(queries)
-    closeness, probed = lists.trained.quantizer.search(queries, probes)  # the lists faiss's search would scan
-    if routes is not None:
-        routes[:] = probed[:, 0]
-        if probes > 1:  # a tie for the nearest (a flat image's zero descriptor): faiss's add takes its own pick
-            tied = np.flatnonzero(closeness[:, 0] == closeness[:, 1])
-            if len(tied):
-                routes[tied] = lists.trained.quantizer.search(queries[tied], 1)[1].ravel()
+    if probed is None:
+        closeness, probed = lists.trained.quantizer.search(queries, probes)  # the lists faiss's search would scan
+        if routes is not None:
+            routes[:] = _nearest_lists(lists.trained.quantizer, queries, closeness, probed)
     pairs = probed.ravel()  # pair p: query p // probes, its (p % probes)-th nearest list
     by_list = np.argsort(pairs, kind="stable")
     starts = np.searchsorted(pairs[by_list], np.arange(len(lists.bounds)))
@@ -437,6 +456,18 @@ def probed_scan(
     best, best_ids = np.take_along_axis(best, keep, axis=1), np.take_along_axis(best_ids, keep, axis=1)
     order = np.lexsort((-best_ids, -best), axis=1)
     return np.take_along_axis(best, order, axis=1), np.take_along_axis(best_ids, order, axis=1)
+
+
+def _nearest_lists(quantizer, queries: np.ndarray, closeness: np.ndarray, probed: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """int32: each query's nearest list, as faiss's add routes it, from a quantizer search of several lists
+    (its first column); where the first two tie (a flat image's zero descriptor ties with every list), faiss's
+    add makes its own pick, asked again."""
+    nearest = probed[:, 0].astype(np.int32)
+    if probed.shape[1] > 1:
+        tied = np.flatnonzero(closeness[:, 0] == closeness[:, 1])
+        if len(tied):
+            nearest[tied] = quantizer.search(queries[tied], 1)[1].ravel()
+    return nearest
 
 
 def _blur_matrix(size: int, sigma: float) -> np.ndarray:
