@@ -203,8 +203,8 @@ def test_the_query_structures_are_filled_by_the_scans_own_routes(tmp_path, monke
     """A full scan above APPROXIMATE_FROM (lowered here) keeps each item's inverted list per search and the
     lists' centroids in its state; index build fills the five IVF indexes from them, without training or
     routing again, and they are byte for byte those a fresh training and routing make (flat images included:
-    their zero descriptors tie for every list, where faiss's own pick is kept). An update's state has other
-    rows: it keeps no routes, and its structures are built from scratch as before."""
+    their zero descriptors tie for every list, where faiss's own pick is kept). An update keeps the scan's lists:
+    kept rows keep their routes, new rows are routed as faiss's add routes them, nothing is trained again."""
     import numpy as np
 
     from dupaudit.engine import incremental, lookup, verify
@@ -245,9 +245,30 @@ def test_the_query_structures_are_filled_by_the_scans_own_routes(tmp_path, monke
     for name, blob in fresh.files.items():
         assert (state.folder / name).read_bytes() == blob, name
 
+    # an update keeps the full scan's lists: the kept rows' routes, the new rows routed as faiss's add routes them
     (data / "train" / "blobs" / "flat0.png").unlink()
+    Image.new("RGB", (32, 32), (30, 200, 30)).save(data / "train" / "blobs" / "flat9.png")
+    procedural_image(515_151).save(data / "test" / "blobs" / "added.jpg", quality=90)
     index.update(index_file, jobs=1)
-    assert trainings == [count, count - 1]  # the update's state: no routes, trained afresh
+    assert trainings == [count]
+    cache = open_cache(index_file)
+    assert cache is not None
+    with cache:
+        updated = incremental.load_state(cache, FingerprintCache.index_key((report.settings, report.roots)))
+    assert updated is not None and updated.folder is not None and updated.routes is not None
+    assert len(updated.paths) == count + 1 and np.array_equal(updated.centroids, state.centroids)
+    old_rows = {path: row for row, path in enumerate(state.paths)}
+    kept = [row for row, path in enumerate(updated.paths) if path in old_rows]
+    assert np.array_equal(updated.routes[kept], state.routes[[old_rows[updated.paths[row]] for row in kept]])
+    routed = Kept()
+    trained = lookup._routed_lists(np.asarray(state.centroids))
+    for name, shift in zip(sorted(fresh.files), sorted([None, *verify.HALF_SHIFTS], key=lookup._file)):
+        assert lookup._file(shift) == name
+        filled = __import__("faiss").clone_index(trained)
+        filled.add(updated.desc if shift is None else verify.half_shifted(np.asarray(updated.desc), shift))
+        routed.add_to_state(None, name, __import__("faiss").serialize_index(filled).tobytes())
+    for name, blob in routed.files.items():  # faiss's add with the kept centroids routes every row alike
+        assert (updated.folder / name).read_bytes() == blob, name
 
 
 def test_a_state_kept_as_one_blob_is_converted_on_first_use(tmp_path):

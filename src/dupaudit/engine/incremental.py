@@ -205,8 +205,9 @@ class SearchState:
     floors: np.ndarray | None = None
     # (n, 1 + len(HALF_SHIFTS)) int32 and (lists, 64) float32: each item's inverted list in the full scan's
     # search (plain, then each half shift) and the lists' centroids, so that the query structures are filled
-    # without routing every item again (lookup.py). Only a full scan above APPROXIMATE_FROM items writes them;
-    # an update drops them (its rows are others), and the structures are then built from scratch
+    # without training or routing every item again (lookup.py). A full scan above APPROXIMATE_FROM items writes
+    # them (None below, or in a state written before them: the structures are then trained from scratch); an
+    # update keeps the lists and routes its new rows (route)
     routes: np.ndarray | None = None
     centroids: np.ndarray | None = None
     folder: Path | None = None  # the folder it was loaded from (load_state): search structures kept beside it
@@ -590,6 +591,12 @@ def _update(
         sizes[kept], mtimes[kept] = state.sizes[old_of[kept]], state.mtimes[old_of[kept]]  # unchanged: rows_in
         sizes[new] = [records[i].size for i in new.tolist()]
         mtimes[new] = [records[i].mtime_ns for i in new.tolist()]
+        routes = None
+        if state.routes is not None and state.centroids is not None and len(state.routes) == old_count:
+            # the lists stay the full scan's: kept rows keep theirs, new rows go to their nearest centroid
+            routes = np.empty((count, state.routes.shape[1]), dtype=np.int32)
+            _copy_rows(routes, kept, state.routes, old_of[kept])
+            routes[new] = route(state.centroids, rows.new_desc, state.routes.shape[1])
         return SearchState(
             records.abspaths if isinstance(records, RecordTable) else _RecordPaths(records),
             sizes,
@@ -602,6 +609,8 @@ def _update(
             facts,
             shift_norms=norms,
             floors=list_floors(table_sims, table_ids, cascade),
+            routes=routes,
+            centroids=None if routes is None else state.centroids,
         )
 
     return Update(verified[:, 0].copy(), verified[:, 1].copy(), len(new) + removed, old_of, build)
@@ -836,6 +845,20 @@ def _list_columns(cascade: CascadeSettings) -> list[slice]:
     """Each neighbour search's columns of the lists kept side by side (verify.query_segments)."""
     bounds = np.cumsum([0] + [k + 1 for _, k in query_segments(cascade)]).tolist()
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def route(centroids: np.ndarray, desc: np.ndarray, searches: int) -> np.ndarray:
+    """(n, searches) int32: the inverted list faiss's add puts each descriptor in (its nearest centroid), as is and
+    half-shifted each way (SearchState.routes' columns)."""
+    import faiss
+
+    quantizer = faiss.IndexFlatIP(64)
+    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    routes = np.empty((len(desc), searches), dtype=np.int32)
+    for column, shift in enumerate([None, *HALF_SHIFTS][:searches]):
+        vectors = desc if shift is None else half_shifted(desc, shift)
+        routes[:, column] = quantizer.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)[1].ravel()
+    return routes
 
 
 def list_floors(knn_sims: np.ndarray, knn_ids: np.ndarray, cascade: CascadeSettings) -> np.ndarray:
