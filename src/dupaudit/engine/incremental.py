@@ -311,6 +311,8 @@ class SearchState:
         first, second, scores = candidates.first[plain], candidates.second[plain], candidates.scores[plain]
         verified = scores >= cascade.min_similarity
         band = (scores >= cascade.band_from) & ~verified
+        if callable(collect["desc"]):  # made again now (verify.candidate_pairs); the function and what it holds go
+            collect["desc"] = collect["desc"]()
         desc = np.ascontiguousarray(collect["desc"], dtype=np.float32)
         sims, ids = np.asarray(sims, dtype=np.float32), np.asarray(ids, dtype=np.int64)
         return cls(

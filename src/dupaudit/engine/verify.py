@@ -19,7 +19,7 @@ near-duplicates (ciFAIR) reach pHash distance 18 at the 90th percentile, while a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -1119,7 +1119,8 @@ def candidate_pairs(
 
     `progress` (a ProgressSink, optional) advances once after the neighbour search and once after verification.
     `sums`: the thumbs' block_sums when already known (the fingerprint workers compute them).
-    `collect`: when given, receives the descriptors ("desc") and the raw neighbour search (the incremental index).
+    `collect`: when given, receives the descriptors ("desc": a function that makes them) and the raw neighbour
+    search (the incremental index).
     `score`: verify's drop-in where the thumbnails live elsewhere (the cluster's workers; `thumbs` is None then and
     every descriptor comes from `sums`).
     """
@@ -1127,7 +1128,9 @@ def candidate_pairs(
     sources = list(hash_pairs)
     sources.append(_neighbour_candidates(desc, settings, threads, collect))
     if collect is not None:
-        collect["desc"] = desc
+        # made again when the state is written, not held through the verification, where a cold scan's memory
+        # peaks (256 MB at a million); the same arrays, the same arithmetic: the same descriptors
+        collect["desc"] = partial(descriptors, None, sums) if sums is not None else partial(descriptors, thumbs)
     for code in transform_codes(flips, rotations):
         # a 4x4 block maps onto a block under every transform: the transformed thumbs' block sums are the sums moved
         variant_desc = (
