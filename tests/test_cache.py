@@ -153,3 +153,22 @@ def test_stored_result_types_read_back_equal_and_frozen():
     buffer = io.BytesIO()
     ByClass(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(group)
     assert _ResultUnpickler(io.BytesIO(buffer.getvalue())).load() == group
+
+
+def test_read_ahead_asks_for_every_window_of_a_file(tmp_path, monkeypatch):
+    """Linux reads one readahead window per WILLNEED call, so read_ahead asks for a file window by window: the
+    whole file is covered (a 20 MB file: three windows), a missing file is passed over."""
+    import os
+
+    from dupaudit.engine import cache
+
+    with open(tmp_path / "big.npy", "wb") as out:
+        out.truncate(20 << 20)
+    asked: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(
+        cache.os, "posix_fadvise", lambda fd, start, length, advice: asked.append((start, length, advice))
+    )
+    cache.read_ahead(tmp_path, ["missing.npy", "big.npy"])
+    window = cache._READ_AHEAD_CHUNK
+    assert [start for start, _, _ in asked] == list(range(0, 20 << 20, window)) and len(asked) >= 3
+    assert all(length == window and advice == os.POSIX_FADV_WILLNEED for _, length, advice in asked)

@@ -199,6 +199,33 @@ def test_the_approximate_query_gives_the_exact_querys_report(tmp_path, monkeypat
     assert {"near_of_indexed.jpg", "exact_of_indexed.jpg", "twin_a.jpg", "joins_planted_group.jpg"} <= grouped
 
 
+def test_the_approximate_query_reads_its_structures_ahead(tmp_path, monkeypatch):
+    """Above APPROXIMATE_FROM (lowered here) a query first asks the kernel to read ahead the files it reads nearly
+    whole (lookup.QUERY_FILES: the five IVF indexes, the stored hashes, the components), from its state's folder,
+    where they all are; below it, nothing is asked."""
+    from dupaudit.engine import lookup
+
+    data = make_sample(tmp_path / "data", per_class=16).root
+    new = tmp_path / "incoming"
+    _new_images(new, data)
+    index_file = tmp_path / "data.index"
+    index.build(data, index_file, jobs=1)
+    asked: list[tuple[Path, tuple[str, ...]]] = []
+    original = index.read_ahead
+    monkeypatch.setattr(index, "read_ahead", lambda folder, names: asked.append((folder, tuple(names))))
+    index.query(new, index_file, use_cache=False, jobs=1)
+    assert asked == []
+    monkeypatch.setattr(index, "APPROXIMATE_FROM", 40)
+    index.update(index_file, jobs=1)  # makes the structures
+    index.query(new, index_file, use_cache=False, jobs=1)
+    assert len(asked) == 1
+    folder, names = asked[0]
+    assert names == lookup.QUERY_FILES and len([n for n in names if n.endswith(".faiss")]) == 5
+    assert all((folder / name).is_file() for name in names)
+    original(folder, names)  # and asking is harmless
+    original(folder, ["no-such-file.npy"])
+
+
 def test_the_query_structures_are_filled_by_the_scans_own_routes(tmp_path, monkeypatch):
     """A full scan above APPROXIMATE_FROM (lowered here) keeps each item's inverted list per search and the
     lists' centroids in its state; index build fills the five IVF indexes from them, without training or

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from . import incremental, lookup, regroup
 from .analysis import analyse
-from .cache import FingerprintCache, open_cache
+from .cache import FingerprintCache, open_cache, read_ahead
 from .discover import image_records, resolve_roots
 from .fingerprint import default_jobs
 from .listing import list_files
@@ -143,6 +143,8 @@ def query(
         raise InputError(
             f"{index_path}: the index holds no search state for this version: run `dupaudit index update {index_path}`"
         )
+    if state.folder is not None and len(state.paths) > APPROXIMATE_FROM:
+        read_ahead(state.folder, lookup.QUERY_FILES)  # read while the new images are decoded
 
     options = source_options or SourceOptions()
     fresh_cache = open_cache(cache_path) if use_cache else None

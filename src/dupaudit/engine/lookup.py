@@ -44,6 +44,11 @@ def _file(shift: tuple[int, int] | None) -> str:
     return _PLAIN if shift is None else f"ivf-shift{shift[0]:+d}{shift[1]:+d}.faiss"
 
 
+# What a query reads nearly whole, scattered over memory-mapped files (its probes reach most lists of each of the
+# five indexes, and the hash radius every stored hash): read ahead when it starts (index.query)
+QUERY_FILES = (*(_file(shift) for shift in (None, *HALF_SHIFTS)), "hashes.npy", "components.npy")
+
+
 def prepare(state: SearchState, cache: FingerprintCache, threads: int | None = None) -> dict | None:
     """The state's IVF indexes by shift (None: the plain descriptors), memory-mapped from its folder, built and
     kept there first when missing; None when the state has no folder (it could not be written)."""
