@@ -288,7 +288,7 @@ def test_the_query_structures_are_filled_by_the_scans_own_routes(tmp_path, monke
     kept = [row for row, path in enumerate(updated.paths) if path in old_rows]
     assert np.array_equal(updated.routes[kept], state.routes[[old_rows[updated.paths[row]] for row in kept]])
     routed = Kept()
-    trained = lookup._routed_lists(np.asarray(state.centroids))
+    trained = verify.lists_from_centroids(np.asarray(state.centroids))
     for name, shift in zip(sorted(fresh.files), sorted([None, *verify.HALF_SHIFTS], key=lookup._file)):
         assert lookup._file(shift) == name
         filled = __import__("faiss").clone_index(trained)

@@ -33,7 +33,7 @@ import numpy as np
 from .alignment import agreeing_runs
 from .cache import FingerprintCache
 from .discover import FolderPaths, RecordTable
-from .model import ImageRecord, Settings
+from .model import ImageRecord, Root, Settings
 from .regroup import components
 from .verify import (
     HALF_SHIFTS,
@@ -43,6 +43,7 @@ from .verify import (
     half_shift_matrix,
     half_shift_norms,
     half_shifted,
+    lists_from_centroids,
     query_segments,
     verify,
 )
@@ -330,6 +331,11 @@ class SearchState:
             routes=collect.get("routes"),
             centroids=collect.get("centroids"),
         )
+
+
+def state_key(settings: Settings, roots: Sequence[Root]) -> bytes:
+    """The key a search state is kept under: the scan's settings and roots (and the engine's code, as every key)."""
+    return FingerprintCache.index_key((settings, tuple(roots)))
 
 
 def load_state(cache: FingerprintCache, key: bytes) -> SearchState | None:
@@ -852,10 +858,8 @@ def _list_columns(cascade: CascadeSettings) -> list[slice]:
 def route(centroids: np.ndarray, desc: np.ndarray, searches: int) -> np.ndarray:
     """(n, searches) int32: the inverted list faiss's add puts each descriptor in (its nearest centroid), as is and
     half-shifted each way (SearchState.routes' columns)."""
-    import faiss
-
-    quantizer = faiss.IndexFlatIP(64)
-    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    lists = lists_from_centroids(centroids)  # held: it owns its quantizer
+    quantizer = lists.quantizer
     routes = np.empty((len(desc), searches), dtype=np.int32)
     for column, shift in enumerate([None, *HALF_SHIFTS][:searches]):
         vectors = desc if shift is None else half_shifted(desc, shift)

@@ -60,13 +60,14 @@ def build(
     report = scan(
         root, list(against), cache_path=index_path, jobs=jobs, progress=progress, incremental=True, **settings
     )
+    key = incremental.state_key(report.settings, report.roots)
     description = {
         "root": str(Path(root).resolve()),
         "against": [str(Path(a).resolve()) for a in against],
         "roots": [asdict(r) for r in report.roots],  # every field: the search state is keyed by the roots
         "settings": asdict(report.settings),
         # the key of its search state: a later version of dupaudit (whose keys differ) still finds it
-        "state": FingerprintCache.index_key((report.settings, report.roots)).hex(),
+        "state": key.hex(),
     }
     cache = open_cache(index_path)
     if cache is None:
@@ -74,7 +75,7 @@ def build(
     with cache:
         cache.store_meta(_META, json.dumps(description, sort_keys=True))
         # what a query needs beyond the state, made now rather than by the first query (lookup.py)
-        state = incremental.load_state(cache, FingerprintCache.index_key((report.settings, report.roots)))
+        state = incremental.load_state(cache, key)
         if state is not None and len(state.paths) > APPROXIMATE_FROM:
             lookup.prepare(state, cache, jobs)
             _class_counts(state, report.roots)
@@ -133,7 +134,7 @@ def query(
     description = describe(index_path)
     settings = Settings(**description["settings"])
     indexed_roots = tuple(_root(r) for r in description["roots"])
-    key = FingerprintCache.index_key((settings, indexed_roots))
+    key = incremental.state_key(settings, indexed_roots)
     cache = open_cache(index_path)
     if cache is None:
         raise InputError(f"{index_path}: the index file cannot be opened")

@@ -31,8 +31,8 @@ from .verify import (
     _SHIFTED_PROBES,
     HALF_SHIFTS,
     CascadeSettings,
-    empty_lists,
     half_shifted,
+    lists_from_centroids,
     query_segments,
     trained_lists,
 )
@@ -85,7 +85,7 @@ def _build(state: SearchState, cache: FingerprintCache, folder: Path, shifts: li
     count = len(desc)
     routes = state.routes
     if routes is not None and state.centroids is not None and routes.shape == (count, len(shifts)):
-        trained = _routed_lists(np.asarray(state.centroids, dtype=np.float32))
+        trained = lists_from_centroids(np.asarray(state.centroids))
     else:
         trained, routes = trained_lists(desc), None  # verify.nearest's lists
     for column, shift in enumerate(shifts):
@@ -101,14 +101,6 @@ def _build(state: SearchState, cache: FingerprintCache, folder: Path, shifts: li
                     len(vectors), faiss.swig_ptr(vectors), None, faiss.swig_ptr(lists)
                 )
         cache.add_to_state(folder, _file(shift), faiss.serialize_index(index).tobytes())
-
-
-def _routed_lists(centroids: np.ndarray):  # noqa: ANN202 - a faiss.IndexIVFScalarQuantizer
-    """trained_lists' empty index again, from the centroids its training found (a scan's state keeps them)."""
-    index = empty_lists(len(centroids))
-    index.quantizer.add(np.ascontiguousarray(centroids))
-    index.is_trained = True
-    return index
 
 
 def candidates(

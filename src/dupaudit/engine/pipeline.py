@@ -35,6 +35,7 @@ from .fingerprint import (
 )
 from .groups import build_groups
 from .hashing import THUMB_SIZE, phash
+from .incremental import state_key
 from .layout import detect_layout
 from .links import cosine_check, radius_check, verified_check
 from .listing import Confirmation, Listing, ListingMoved, Seen, list_files, load_snapshot, snapshot
@@ -408,8 +409,8 @@ def scan(
     hash_method = _hash_method(settings)
     snapshot_key = FingerprintCache.index_key(("listing", detected.roots))
     trusted = incremental and use_cache and passed is not None and not verify_content
-    state_key = FingerprintCache.index_key((settings, tuple(detected.roots)))  # _scan_listing's index_key
-    previous, asked = _previous_listing(cache_path, snapshot_key, passed or (), state_key) if trusted else (None, {})
+    index_key = state_key(settings, detected.roots)  # the key _scan_listing keeps its state under
+    previous, asked = _previous_listing(cache_path, snapshot_key, passed or (), index_key) if trusted else (None, {})
 
     def listed_and_scanned(trust_moved: bool) -> ScanReport:
         listing = list_files(detected.roots, previous, asked, trust_moved=trust_moved)
@@ -481,7 +482,7 @@ def _scan_listing(
     # decoded, searched or even turned into a record (FingerprintCache.answer_key lists what it depends on).
     reuse_key = None
     reused = None
-    index_key = FingerprintCache.index_key((settings, roots))  # the incremental index's, when kept
+    index_key = state_key(settings, roots)  # the incremental index's, when kept
     first = open_cache(cache_file) if use_cache else None
     use_cache = first is not None
     if first is not None:

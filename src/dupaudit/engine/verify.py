@@ -338,6 +338,15 @@ def trained_lists(desc: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
     return index
 
 
+def lists_from_centroids(centroids: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFScalarQuantizer
+    """trained_lists' empty index again, from the centroids its training found (a scan's state keeps them): its
+    quantizer routes a vector to the list faiss's add puts it in."""
+    index = empty_lists(len(centroids))
+    index.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    index.is_trained = True
+    return index
+
+
 def empty_lists(lists: int):  # noqa: ANN201 - a faiss.IndexIVFScalarQuantizer
     """trained_lists' index before its training: `lists` inverted lists, _PROBES searched per query."""
     import faiss
